@@ -1,0 +1,61 @@
+//! The `ptsel` command line. Each subcommand lives in its own module with its clap arguments and
+//! a `run` function; `main` is one match on the command.
+
+mod build;
+mod demo;
+mod info;
+mod progress;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Select the pre-training data worth re-using when fine-tuning on a new target task.
+#[derive(Parser)]
+#[command(name = "ptsel", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build an index from a feature matrix (.npy) with optional labels, ids and class names.
+    Build(build::Args),
+    /// Show an index's shape, dtype, classes, sections and creation parameters.
+    Info(info::Args),
+    /// Recompute every checksum of an index; exit 0 only if all match.
+    Verify(verify::Args),
+    /// Run the main job on built-in synthetic data: build an index and show it.
+    Demo(demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build(a) => build::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Demo(a) => demo::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// 2 for bad input or parameters, 3 for a corrupt index, 4 for an unavailable backend, 1 otherwise.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<ptsel::Error>() {
+        Some(ptsel::Error::Input { .. } | ptsel::Error::Invalid(_)) => 2,
+        Some(ptsel::Error::Corrupt { .. } | ptsel::Error::Checksum { .. } | ptsel::Error::Version { .. }) => 3,
+        Some(ptsel::Error::Unavailable(_)) => 4,
+        _ => 1,
+    }
+}

@@ -1,0 +1,109 @@
+//! Error types. Library code returns [`Error`]; every variant that concerns a file names it.
+
+use std::path::{Path, PathBuf};
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in ptsel, grouped by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O failure on a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An index file that is not a valid ptsel index (truncated, corrupted or hostile).
+    #[error("{path}: corrupt index: {section}: {problem}")]
+    Corrupt {
+        /// The index file.
+        path: PathBuf,
+        /// The part of the file at fault (header, section table, a section name).
+        section: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An index written by a format version this build cannot read.
+    #[error("{path}: index format version {found} is not supported (this build reads {oldest}..={newest})")]
+    Version {
+        /// The index file.
+        path: PathBuf,
+        /// Version found in the header.
+        found: u32,
+        /// Oldest supported version.
+        oldest: u32,
+        /// Newest supported version.
+        newest: u32,
+    },
+    /// A checksum mismatch found by `verify` or a verifying open.
+    #[error("{path}: checksum mismatch in section {section} (stored {stored:016x}, computed {computed:016x})")]
+    Checksum {
+        /// The index file.
+        path: PathBuf,
+        /// Section name.
+        section: String,
+        /// Stored checksum.
+        stored: u64,
+        /// Recomputed checksum.
+        computed: u64,
+    },
+    /// A user-supplied input file with bad content (wrong dtype, shape, NaN, ...).
+    #[error("{path}: {problem}")]
+    Input {
+        /// The input file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An invalid parameter or combination of parameters.
+    #[error("{0}")]
+    Invalid(String),
+    /// A requested backend is not available (no GPU, no NVRTC, feature not built).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A CUDA driver or NVRTC failure.
+    #[error("cuda: {0}")]
+    Cuda(String),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().to_path_buf(), source }
+    }
+
+    /// A problem with the content of the input file `path`.
+    pub fn input(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
+        Error::Input { path: path.as_ref().to_path_buf(), problem: problem.into() }
+    }
+
+    /// A corrupt index `path`, in `section`.
+    pub fn corrupt(path: impl AsRef<Path>, section: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.as_ref().to_path_buf(),
+            section: section.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// An invalid parameter.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+}
+
+/// Attach a path to `std::io::Result`s.
+pub trait IoContext<T> {
+    /// Convert an I/O error into [`Error::Io`] naming `path`.
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,257 @@
+//! Reading and writing NumPy `.npy` files. Headers are parsed with `npyz`; the data of large
+//! float matrices is then read in blocks straight from the file and converted to f32, so a
+//! corpus streams through with one block in memory.
+
+use crate::error::{Error, IoContext, Result};
+use half::f16;
+use npyz::{DType as NpyDType, Endianness, TypeChar, WriterBuilder};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Element types accepted for feature matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatType {
+    /// `<f2`
+    F16,
+    /// `<f4`
+    F32,
+    /// `<f8`
+    F64,
+}
+
+impl FloatType {
+    fn size(self) -> usize {
+        match self {
+            FloatType::F16 => 2,
+            FloatType::F32 => 4,
+            FloatType::F64 => 8,
+        }
+    }
+}
+
+/// Parsed header of an .npy file and the reader positioned at its data.
+struct Opened {
+    shape: Vec<u64>,
+    type_char: TypeChar,
+    size: u64,
+    reader: BufReader<File>,
+}
+
+fn open_npy(path: &Path) -> Result<Opened> {
+    let file = File::open(path).at(path)?;
+    let npy = npyz::NpyFile::new(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| Error::input(path, format!("not a readable .npy file: {e}")))?;
+    if npy.order() != npyz::Order::C {
+        return Err(Error::input(path, "Fortran-order arrays are not supported; save with np.ascontiguousarray"));
+    }
+    let NpyDType::Plain(ts) = npy.dtype() else {
+        return Err(Error::input(path, "structured dtypes are not supported"));
+    };
+    let little = matches!(ts.endianness(), Endianness::Little | Endianness::Irrelevant);
+    if !little && ts.size_field() > 1 {
+        return Err(Error::input(path, format!("big-endian dtype {ts} is not supported")));
+    }
+    let shape = npy.shape().to_vec();
+    Ok(Opened { shape, type_char: ts.type_char(), size: ts.size_field(), reader: npy.into_inner() })
+}
+
+/// Streams the rows of a 2-D float `.npy` matrix as f32, checking that every value is finite.
+pub struct MatrixReader {
+    path: PathBuf,
+    rows: usize,
+    dim: usize,
+    elem: FloatType,
+    next_row: usize,
+    reader: BufReader<File>,
+    buf: Vec<u8>,
+}
+
+impl MatrixReader {
+    /// Open `path` and validate its header: rank 2, float dtype (f16, f32, f64), at least one row
+    /// and one column.
+    pub fn open(path: &Path) -> Result<Self> {
+        let o = open_npy(path)?;
+        let elem = match (o.type_char, o.size) {
+            (TypeChar::Float, 2) => FloatType::F16,
+            (TypeChar::Float, 4) => FloatType::F32,
+            (TypeChar::Float, 8) => FloatType::F64,
+            (tc, size) => {
+                return Err(Error::input(path, format!("unsupported dtype {tc:?} of {size} bytes (expected float16, float32 or float64)")))
+            }
+        };
+        let [rows, dim] = o.shape[..] else {
+            return Err(Error::input(path, format!("expected a 2-D array [rows, dim], found shape {:?}", o.shape)));
+        };
+        if rows == 0 || dim == 0 {
+            return Err(Error::input(path, format!("empty array of shape [{rows}, {dim}]")));
+        }
+        if dim > u64::from(crate::store::MAX_DIM) {
+            return Err(Error::input(path, format!("dimension {dim} exceeds the maximum {}", crate::store::MAX_DIM)));
+        }
+        if rows >= u64::from(u32::MAX) {
+            return Err(Error::input(path, format!("{rows} rows exceed the maximum {}", u32::MAX - 1)));
+        }
+        Ok(MatrixReader { path: path.to_path_buf(), rows: rows as usize, dim: dim as usize, elem, next_row: 0, reader: o.reader, buf: Vec::new() })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Path being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fill `out` (a multiple of `dim` long) with the next rows; returns how many rows were read
+    /// (0 at the end). A short file or a NaN/Inf value is an error naming the row.
+    pub fn read_rows(&mut self, out: &mut [f32]) -> Result<usize> {
+        let want = (out.len() / self.dim).min(self.rows - self.next_row);
+        let n = want * self.dim;
+        let size = self.elem.size();
+        self.buf.resize(n * size, 0);
+        self.reader.read_exact(&mut self.buf).map_err(|e| {
+            Error::input(&self.path, format!("data ends early (expected {} rows of {} values): {e}", self.rows, self.dim))
+        })?;
+        let out = &mut out[..n];
+        match self.elem {
+            FloatType::F16 => {
+                for (o, c) in out.iter_mut().zip(self.buf.chunks_exact(2)) {
+                    *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
+                }
+            }
+            FloatType::F32 => {
+                for (o, c) in out.iter_mut().zip(self.buf.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+            FloatType::F64 => {
+                for (o, c) in out.iter_mut().zip(self.buf.chunks_exact(8)) {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(c);
+                    *o = f64::from_le_bytes(b) as f32;
+                }
+            }
+        }
+        if let Some(bad) = out.iter().position(|x| !x.is_finite()) {
+            let row = self.next_row + bad / self.dim;
+            return Err(Error::input(&self.path, format!("row {row} column {} is {} (features must be finite)", bad % self.dim, out[bad])));
+        }
+        self.next_row += want;
+        Ok(want)
+    }
+}
+
+/// A dense row-major f32 matrix read whole (queries, target features).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    /// Row-major values.
+    pub data: Vec<f32>,
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub dim: usize,
+}
+
+impl Matrix {
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// Read a whole 2-D float matrix into memory (see [`MatrixReader::open`] for the checks).
+pub fn read_matrix(path: &Path) -> Result<Matrix> {
+    let mut r = MatrixReader::open(path)?;
+    let (rows, dim) = (r.rows(), r.dim());
+    let mut data = vec![0f32; rows * dim];
+    let mut filled = 0;
+    while filled < rows {
+        filled += r.read_rows(&mut data[filled * dim..])?;
+    }
+    Ok(Matrix { data, rows, dim })
+}
+
+/// Read a 1-D integer `.npy` of labels (any signed or unsigned width). Negative values and values
+/// that do not fit below `u32::MAX` are errors naming the position.
+pub fn read_labels(path: &Path) -> Result<Vec<u32>> {
+    let mut o = open_npy(path)?;
+    let [n] = o.shape[..] else {
+        return Err(Error::input(path, format!("expected a 1-D array of labels, found shape {:?}", o.shape)));
+    };
+    let signed = match o.type_char {
+        TypeChar::Int => true,
+        TypeChar::Uint => false,
+        tc => return Err(Error::input(path, format!("labels must be integers, found dtype {tc:?}"))),
+    };
+    let size = o.size as usize;
+    if ![1, 2, 4, 8].contains(&size) {
+        return Err(Error::input(path, format!("unsupported integer width of {size} bytes")));
+    }
+    let n = usize::try_from(n).map_err(|_| Error::input(path, "too many labels"))?;
+    let bytes_len = n.checked_mul(size).ok_or_else(|| Error::input(path, "too many labels"))?;
+    let file_len = std::fs::metadata(path).at(path)?.len();
+    if bytes_len as u64 > file_len {
+        return Err(Error::input(path, format!("header claims {n} labels but the file holds {file_len} bytes")));
+    }
+    let mut raw = vec![0u8; bytes_len];
+    o.reader.read_exact(&mut raw).map_err(|e| Error::input(path, format!("data ends early: {e}")))?;
+    raw.chunks_exact(size)
+        .enumerate()
+        .map(|(i, c)| {
+            let mut b = [0u8; 8];
+            b[..size].copy_from_slice(c);
+            let v: i128 = if signed {
+                let shift = 64 - 8 * size as u32;
+                i128::from((i64::from_le_bytes(b) << shift) >> shift)
+            } else {
+                i128::from(u64::from_le_bytes(b))
+            };
+            if v < 0 {
+                Err(Error::input(path, format!("label at position {i} is negative ({v})")))
+            } else if v >= i128::from(crate::store::MAX_CLASSES) {
+                Err(Error::input(path, format!("label at position {i} is {v}, above the maximum class {}", crate::store::MAX_CLASSES - 1)))
+            } else {
+                Ok(v as u32)
+            }
+        })
+        .collect()
+}
+
+/// Write a 2-D array `[rows, cols]` to `path` atomically (temporary file, then rename).
+pub fn write_matrix<T>(path: &Path, data: &[T], rows: usize, cols: usize) -> Result<()>
+where
+    T: npyz::Serialize + npyz::AutoSerialize + Copy,
+{
+    write_array(path, data, &[rows as u64, cols as u64])
+}
+
+/// Write a 1-D array to `path` atomically.
+pub fn write_vector<T>(path: &Path, data: &[T]) -> Result<()>
+where
+    T: npyz::Serialize + npyz::AutoSerialize + Copy,
+{
+    write_array(path, data, &[data.len() as u64])
+}
+
+fn write_array<T>(path: &Path, data: &[T], shape: &[u64]) -> Result<()>
+where
+    T: npyz::Serialize + npyz::AutoSerialize + Copy,
+{
+    crate::output::atomic_write(path, |w| {
+        let mut writer = npyz::WriteOptions::<T>::new()
+            .default_dtype()
+            .shape(shape)
+            .writer(w)
+            .begin_nd()?;
+        writer.extend(data.iter().copied())?;
+        writer.finish()
+    })
+}

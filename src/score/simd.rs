@@ -1,0 +1,175 @@
+//! SIMD distance kernels, chosen once at run time from the CPU's capabilities (AVX2 + FMA +
+//! F16C on x86-64; portable scalar code elsewhere). f16 values are widened in registers and
+//! accumulated in f32.
+
+use half::f16;
+use std::sync::OnceLock;
+
+/// A set of kernels for one instruction set.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    /// Name of the instruction set (`avx2+fma+f16c` or `scalar`).
+    pub isa: &'static str,
+    /// Inner product of two f32 vectors of equal length.
+    pub dot_f32: fn(&[f32], &[f32]) -> f32,
+    /// Inner product of an f16 vector with an f32 vector of equal length.
+    pub dot_f16: fn(&[f16], &[f32]) -> f32,
+    /// Squared Euclidean distance of two f32 vectors.
+    pub l2_f32: fn(&[f32], &[f32]) -> f32,
+    /// Squared Euclidean distance of an f16 vector to an f32 vector.
+    pub l2_f16: fn(&[f16], &[f32]) -> f32,
+}
+
+/// The best kernels for this CPU (detected on first use).
+pub fn kernels() -> &'static Kernels {
+    static K: OnceLock<Kernels> = OnceLock::new();
+    K.get_or_init(detect)
+}
+
+fn detect() -> Kernels {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            return Kernels {
+                isa: "avx2+fma+f16c",
+                dot_f32: |a, b| {
+                    // SAFETY: the CPU supports avx2, fma and f16c (checked just above).
+                    unsafe { avx2::dot_f32(a, b) }
+                },
+                dot_f16: |a, b| {
+                    // SAFETY: as above.
+                    unsafe { avx2::dot_f16(a, b) }
+                },
+                l2_f32: |a, b| {
+                    // SAFETY: as above.
+                    unsafe { avx2::l2_f32(a, b) }
+                },
+                l2_f16: |a, b| {
+                    // SAFETY: as above.
+                    unsafe { avx2::l2_f16(a, b) }
+                },
+            };
+        }
+    }
+    scalar_kernels()
+}
+
+/// Portable kernels (also the reference the SIMD ones are tested against).
+pub fn scalar_kernels() -> Kernels {
+    Kernels { isa: "scalar", dot_f32: scalar::dot_f32, dot_f16: scalar::dot_f16, l2_f32: scalar::l2_f32, l2_f16: scalar::l2_f16 }
+}
+
+mod scalar {
+    use half::f16;
+
+    pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+    pub fn dot_f16(a: &[f16], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x.to_f32() * y).sum()
+    }
+    pub fn l2_f32(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+    }
+    pub fn l2_f16(a: &[f16], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x.to_f32() - y) * (x.to_f32() - y)).sum()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Loads 8 f16 at `p` widened to f32.
+    ///
+    /// # Safety
+    /// `p` must point to 8 readable f16 values; the CPU must support f16c.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_f16(p: *const f16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+    }
+
+    macro_rules! kernel {
+        ($name:ident, $t:ty, $load:ident, $scalar:path, |$acc:ident, $x:ident, $y:ident| $body:expr) => {
+            /// # Safety
+            /// The CPU must support avx2, fma and f16c. Slices are read only up to the shorter length.
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub unsafe fn $name(a: &[$t], b: &[f32]) -> f32 {
+                let n = a.len().min(b.len());
+                let (pa, pb) = (a.as_ptr(), b.as_ptr());
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let mut i = 0;
+                // SAFETY (all loads): i + 32 <= n, resp. i + 8 <= n, bounds both slices.
+                while i + 32 <= n {
+                    for (j, slot) in acc.iter_mut().enumerate() {
+                        let $x = $load(pa.add(i + 8 * j));
+                        let $y = _mm256_loadu_ps(pb.add(i + 8 * j));
+                        let $acc = *slot;
+                        *slot = $body;
+                    }
+                    i += 32;
+                }
+                while i + 8 <= n {
+                    let $x = $load(pa.add(i));
+                    let $y = _mm256_loadu_ps(pb.add(i));
+                    let $acc = acc[0];
+                    acc[0] = $body;
+                    i += 8;
+                }
+                let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+                hsum(s) + $scalar(&a[i..n], &b[i..n])
+            }
+        };
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_f32(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
+
+    kernel!(dot_f32, f32, load_f32, super::scalar::dot_f32, |acc, x, y| _mm256_fmadd_ps(x, y, acc));
+    kernel!(dot_f16, f16, load_f16, super::scalar::dot_f16, |acc, x, y| _mm256_fmadd_ps(x, y, acc));
+    kernel!(l2_f32, f32, load_f32, super::scalar::l2_f32, |acc, x, y| {
+        let d = _mm256_sub_ps(x, y);
+        _mm256_fmadd_ps(d, d, acc)
+    });
+    kernel!(l2_f16, f16, load_f16, super::scalar::l2_f16, |acc, x, y| {
+        let d = _mm256_sub_ps(x, y);
+        _mm256_fmadd_ps(d, d, acc)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn simd_matches_scalar(v in proptest::collection::vec((-4.0f32..4.0, -4.0f32..4.0), 0..300)) {
+            let a: Vec<f32> = v.iter().map(|p| p.0).collect();
+            let b: Vec<f32> = v.iter().map(|p| p.1).collect();
+            let h: Vec<f16> = a.iter().map(|&x| f16::from_f32(x)).collect();
+            let (k, s) = (kernels(), scalar_kernels());
+            let tol = 1e-4 * (1.0 + v.len() as f32);
+            prop_assert!(((k.dot_f32)(&a, &b) - (s.dot_f32)(&a, &b)).abs() <= tol);
+            prop_assert!(((k.dot_f16)(&h, &b) - (s.dot_f16)(&h, &b)).abs() <= tol);
+            prop_assert!(((k.l2_f32)(&a, &b) - (s.l2_f32)(&a, &b)).abs() <= tol * 4.0);
+            prop_assert!(((k.l2_f16)(&h, &b) - (s.l2_f16)(&h, &b)).abs() <= tol * 4.0);
+        }
+    }
+}
