@@ -17,6 +17,7 @@ pub mod format;
 pub mod npy;
 pub mod output;
 pub mod score;
+pub mod select;
 pub mod store;
 pub mod synth;
 
