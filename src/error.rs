@@ -10,12 +10,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system I/O failure on a file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file involved.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
     /// An index file that is not a valid ptsel index (truncated, corrupted or hostile).
     #[error("{path}: corrupt index: {section}: {problem}")]
@@ -73,16 +73,26 @@ pub enum Error {
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            error: source,
+        }
     }
 
     /// A problem with the content of the input file `path`.
     pub fn input(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
-        Error::Input { path: path.as_ref().to_path_buf(), problem: problem.into() }
+        Error::Input {
+            path: path.as_ref().to_path_buf(),
+            problem: problem.into(),
+        }
     }
 
     /// A corrupt index `path`, in `section`.
-    pub fn corrupt(path: impl AsRef<Path>, section: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub fn corrupt(
+        path: impl AsRef<Path>,
+        section: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
         Error::Corrupt {
             path: path.as_ref().to_path_buf(),
             section: section.into(),

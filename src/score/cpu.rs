@@ -21,7 +21,13 @@ pub struct CpuScorer<'a> {
 impl<'a> CpuScorer<'a> {
     /// Scorer over `index`'s vectors.
     pub fn new(index: &'a Index) -> Self {
-        CpuScorer { vectors: index.vectors(), dim: index.dim(), rows: index.rows(), metric: index.metric(), kernels: simd::kernels() }
+        CpuScorer {
+            vectors: index.vectors(),
+            dim: index.dim(),
+            rows: index.rows(),
+            metric: index.metric(),
+            kernels: simd::kernels(),
+        }
     }
 
     /// Prepared query: normalised for cos.
@@ -85,7 +91,10 @@ impl Scorer for CpuScorer<'_> {
     fn top_k(&self, queries: &[f32], k: usize) -> Result<Neighbors> {
         let nq = check_queries(queries, self.dim)?;
         if k == 0 || k > self.rows {
-            return Err(Error::invalid(format!("k = {k} must be between 1 and the number of rows ({})", self.rows)));
+            return Err(Error::invalid(format!(
+                "k = {k} must be between 1 and the number of rows ({})",
+                self.rows
+            )));
         }
         let per_query: Vec<Vec<Cand>> = (0..nq)
             .into_par_iter()
@@ -93,7 +102,10 @@ impl Scorer for CpuScorer<'_> {
                 let q = self.prepare(&queries[qi * self.dim..(qi + 1) * self.dim]);
                 let mut heap = BinaryHeap::with_capacity(k + 1);
                 for i in 0..self.rows {
-                    let c = Cand { sim: self.similarity(i, &q), id: i as u32 };
+                    let c = Cand {
+                        sim: self.similarity(i, &q),
+                        id: i as u32,
+                    };
                     if heap.len() < k {
                         heap.push(c);
                     } else if heap.peek().is_some_and(|w| c < *w) {
@@ -115,10 +127,17 @@ impl Scorer for CpuScorer<'_> {
 
     fn max_similarity(&self, queries: &[f32]) -> Result<Vec<f32>> {
         let nq = check_queries(queries, self.dim)?;
-        let prepared: Vec<Vec<f32>> = (0..nq).map(|qi| self.prepare(&queries[qi * self.dim..(qi + 1) * self.dim])).collect();
+        let prepared: Vec<Vec<f32>> = (0..nq)
+            .map(|qi| self.prepare(&queries[qi * self.dim..(qi + 1) * self.dim]))
+            .collect();
         Ok((0..self.rows)
             .into_par_iter()
-            .map(|i| prepared.iter().map(|q| self.similarity(i, q)).fold(f32::NEG_INFINITY, f32::max))
+            .map(|i| {
+                prepared
+                    .iter()
+                    .map(|q| self.similarity(i, q))
+                    .fold(f32::NEG_INFINITY, f32::max)
+            })
             .collect())
     }
 }

@@ -71,17 +71,26 @@ pub trait Scorer: Send + Sync {
 pub fn scorer_for(index: &Index, device: Device) -> Result<Box<dyn Scorer + '_>> {
     match device {
         Device::Cpu | Device::Auto => Ok(Box::new(cpu::CpuScorer::new(index))),
-        Device::Cuda => Err(Error::Unavailable("--device cuda: this build has no CUDA backend yet".into())),
+        Device::Cuda => Err(Error::Unavailable(
+            "--device cuda: this build has no CUDA backend yet".into(),
+        )),
     }
 }
 
 /// Check a query batch against the index shape and return the number of queries.
 pub fn check_queries(queries: &[f32], dim: usize) -> Result<usize> {
     if dim == 0 || queries.len() % dim != 0 {
-        return Err(Error::invalid(format!("query batch of {} values is not a whole number of {dim}-d rows", queries.len())));
+        return Err(Error::invalid(format!(
+            "query batch of {} values is not a whole number of {dim}-d rows",
+            queries.len()
+        )));
     }
     if let Some(i) = queries.iter().position(|x| !x.is_finite()) {
-        return Err(Error::invalid(format!("query {} has a non-finite value {}", i / dim, queries[i])));
+        return Err(Error::invalid(format!(
+            "query {} has a non-finite value {}",
+            i / dim,
+            queries[i]
+        )));
     }
     Ok(queries.len() / dim)
 }

@@ -29,7 +29,10 @@ pub fn kernels() -> &'static Kernels {
 fn detect() -> Kernels {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
             return Kernels {
                 isa: "avx2+fma+f16c",
                 dot_f32: |a, b| {
@@ -56,7 +59,13 @@ fn detect() -> Kernels {
 
 /// Portable kernels (also the reference the SIMD ones are tested against).
 pub fn scalar_kernels() -> Kernels {
-    Kernels { isa: "scalar", dot_f32: scalar::dot_f32, dot_f16: scalar::dot_f16, l2_f32: scalar::l2_f32, l2_f16: scalar::l2_f16 }
+    Kernels {
+        isa: "scalar",
+        dot_f32: scalar::dot_f32,
+        dot_f16: scalar::dot_f16,
+        l2_f32: scalar::l2_f32,
+        l2_f16: scalar::l2_f16,
+    }
 }
 
 mod scalar {
@@ -72,7 +81,10 @@ mod scalar {
         a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
     }
     pub fn l2_f16(a: &[f16], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| (x.to_f32() - y) * (x.to_f32() - y)).sum()
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x.to_f32() - y) * (x.to_f32() - y))
+            .sum()
     }
 }
 
@@ -141,8 +153,20 @@ mod avx2 {
         _mm256_loadu_ps(p)
     }
 
-    kernel!(dot_f32, f32, load_f32, super::scalar::dot_f32, |acc, x, y| _mm256_fmadd_ps(x, y, acc));
-    kernel!(dot_f16, f16, load_f16, super::scalar::dot_f16, |acc, x, y| _mm256_fmadd_ps(x, y, acc));
+    kernel!(
+        dot_f32,
+        f32,
+        load_f32,
+        super::scalar::dot_f32,
+        |acc, x, y| _mm256_fmadd_ps(x, y, acc)
+    );
+    kernel!(
+        dot_f16,
+        f16,
+        load_f16,
+        super::scalar::dot_f16,
+        |acc, x, y| _mm256_fmadd_ps(x, y, acc)
+    );
     kernel!(l2_f32, f32, load_f32, super::scalar::l2_f32, |acc, x, y| {
         let d = _mm256_sub_ps(x, y);
         _mm256_fmadd_ps(d, d, acc)
