@@ -2,6 +2,12 @@
 //! metadata block, validates every offset, length and count against the file size, and makes
 //! typed slices; it never touches vectors or graph pages, so it is O(1) in corpus size.
 
+// Parsing code: no panics on data read from files.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, DType, Header, Meta, Metric, SectionEntry, SectionKind, HEADER_LEN, MAX_SECTIONS,
@@ -44,6 +50,8 @@ impl Vectors<'_> {
     }
 
     /// Copy row `i` (of dimension `dim`) into `out` as f32.
+    /// Panics when the row is out of range, like slice indexing.
+    #[allow(clippy::indexing_slicing)]
     pub fn row_into(&self, i: usize, dim: usize, out: &mut [f32]) {
         let r = i * dim..(i + 1) * dim;
         match self {
@@ -175,7 +183,7 @@ impl Index {
             let e = SectionEntry::from_bytes(raw);
             let name = e.kind.name();
             let end = e.offset.checked_add(e.len);
-            if e.offset % format::ALIGN != 0
+            if !e.offset.is_multiple_of(format::ALIGN)
                 || e.offset < HEADER_LEN as u64
                 || end.is_none_or(|end| end > header.table_offset)
             {

@@ -187,9 +187,8 @@ impl IndexWriter {
 
     fn pad(&mut self) -> Result<()> {
         let target = align_up(self.pos).ok_or_else(|| Error::invalid("index too large"))?;
-        let zeros = [0u8; super::ALIGN as usize];
         let n = (target - self.pos) as usize;
-        self.write_raw(&zeros[..n])
+        self.write_raw(&vec![0u8; n])
     }
 
     fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {

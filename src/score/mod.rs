@@ -79,7 +79,7 @@ pub fn scorer_for(index: &Index, device: Device) -> Result<Box<dyn Scorer + '_>>
 
 /// Check a query batch against the index shape and return the number of queries.
 pub fn check_queries(queries: &[f32], dim: usize) -> Result<usize> {
-    if dim == 0 || queries.len() % dim != 0 {
+    if dim == 0 || !queries.len().is_multiple_of(dim) {
         return Err(Error::invalid(format!(
             "query batch of {} values is not a whole number of {dim}-d rows",
             queries.len()
