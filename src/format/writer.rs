@@ -47,8 +47,7 @@ impl IndexWriter {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         crate::format::stale::clean(&dir, &name);
-        let tmp = tempfile::Builder::new()
-            .prefix(&crate::format::stale::prefix(&name))
+        let tmp = crate::output::temp_builder(&crate::format::stale::prefix(&name))
             .suffix(crate::format::stale::SUFFIX)
             .tempfile_in(&dir)
             .at(&dir)?;
