@@ -2,6 +2,7 @@
 #![no_main]
 
 #[path = "../src/exercise.rs"]
+#[allow(dead_code)]
 mod exercise;
 
 use libfuzzer_sys::fuzz_target;
