@@ -43,6 +43,50 @@ pub fn index_file(path: &Path) {
     }
 }
 
+/// Make `bytes` pass the checksum checks where its structure allows: recompute each in-bounds
+/// section's checksum, the table checksum, the file length and the header checksum. Mutations
+/// then reach the validation behind the checksums instead of stopping at the first one.
+pub fn fix_checksums(bytes: &mut [u8]) {
+    use ptsel::format::{checksum, Header, HEADER_LEN, SECTION_ENTRY_LEN};
+    let len = bytes.len();
+    let Some(head) = bytes.get(..HEADER_LEN) else {
+        return;
+    };
+    let word = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap());
+    let (table_offset, count) = (
+        word(16),
+        u32::from_le_bytes(head[24..28].try_into().unwrap()),
+    );
+    let version = u32::from_le_bytes(head[8..12].try_into().unwrap());
+    let table_end = (count as usize)
+        .checked_mul(SECTION_ENTRY_LEN)
+        .and_then(|n| n.checked_add(table_offset as usize));
+    let mut table_checksum = 0;
+    if let Some(end) = table_end.filter(|&e| e <= len && table_offset as usize >= HEADER_LEN) {
+        for i in 0..count as usize {
+            let at = table_offset as usize + i * SECTION_ENTRY_LEN;
+            let e = |k: usize| u64::from_le_bytes(bytes[at + k..at + k + 8].try_into().unwrap());
+            let (off, n) = (e(8) as usize, e(16) as usize);
+            if let Some(sum) = off
+                .checked_add(n)
+                .filter(|&end| end <= len)
+                .map(|end| checksum(&bytes[off..end]))
+            {
+                bytes[at + 24..at + 32].copy_from_slice(&sum.to_le_bytes());
+            }
+        }
+        table_checksum = checksum(&bytes[table_offset as usize..end]);
+    }
+    let header = Header {
+        version,
+        table_offset,
+        section_count: count,
+        file_len: len as u64,
+        table_checksum,
+    };
+    bytes[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+}
+
 /// Read `path` as a feature matrix and as a label vector.
 pub fn npy_file(path: &Path) {
     if let Ok(mut r) = ptsel::npy::MatrixReader::open(path) {
