@@ -712,18 +712,17 @@ fn kmeans_recovers_separated_clusters() {
     }
 }
 
+/// Sections as an extension returns them.
+type Sections = Vec<(ptsel::format::SectionKind, Vec<u8>)>;
+
 /// An extension writing whatever bytes it is given, to fake corrupt k-means sections.
-struct Raw(Vec<(ptsel::format::SectionKind, Vec<u8>)>);
+struct Raw(Sections);
 
 impl ptsel::builder::Extension for Raw {
     fn name(&self) -> &str {
         "raw"
     }
-    fn build(
-        &self,
-        _: &ptsel::Index,
-        _: &dyn Fn(&str, u64, u64),
-    ) -> ptsel::Result<Vec<(ptsel::format::SectionKind, Vec<u8>)>> {
+    fn build(&self, _: &ptsel::Index, _: &dyn Fn(&str, u64, u64)) -> ptsel::Result<Sections> {
         Ok(self.0.clone())
     }
 }
@@ -744,7 +743,7 @@ fn corrupt_kmeans_sections_are_errors_not_panics() {
     let t = dir.path().join("t.npy");
     ptsel::npy::write_matrix(&t, &corpus.data[..16], 2, 8).unwrap();
     let centroids = vec![0u8; 4 * 8 * 4];
-    let cases: Vec<(&str, Vec<(ptsel::format::SectionKind, Vec<u8>)>)> = vec![
+    let cases: Vec<(&str, Sections)> = vec![
         (
             "assigned to cluster 4",
             vec![

@@ -3,7 +3,7 @@
 //! Skipped, with a message, when the data is absent.
 
 use ptsel::select::uot::{class_importance, UotParams};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn data_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/classmeans-moco128");
@@ -21,7 +21,7 @@ fn means(path: PathBuf) -> (Vec<f64>, usize) {
 }
 
 /// Concept (column 3 of imagenet_classes.tsv) of each of the 100 most important classes.
-fn top_concepts(dir: &PathBuf, target: &str) -> Vec<String> {
+fn top_concepts(dir: &Path, target: &str) -> Vec<String> {
     let (source, dim) = means(dir.join("imagenet.npy"));
     let (tgt, tdim) = means(dir.join(format!("{target}.npy")));
     assert_eq!((source.len() / dim, tdim), (1000, dim));
