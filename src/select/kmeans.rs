@@ -302,7 +302,7 @@ impl<'a> KmeansView<'a> {
             }
         };
         let row_bytes = index.dim() * 4;
-        if cen.is_empty() || cen.len() % row_bytes != 0 {
+        if cen.is_empty() || !cen.len().is_multiple_of(row_bytes) {
             return Err(corrupt(
                 "kmeans_centroids",
                 format!(

@@ -413,7 +413,7 @@ pub fn class_importance(
     if !(p_m > 0.0 && p_m.is_finite()) {
         return Err(Error::invalid(format!("p_m must be positive (got {p_m})")));
     }
-    if dim == 0 || source.len() % dim != 0 || target.len() % dim != 0 {
+    if dim == 0 || !source.len().is_multiple_of(dim) || !target.len().is_multiple_of(dim) {
         return Err(Error::invalid(format!(
             "UOT: means of {} and {} values are not whole {dim}-d rows",
             source.len(),
@@ -458,11 +458,17 @@ mod tests {
         for n in [0usize, 1, 3, 4, 7, 8, 9, 31, 397] {
             let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
             let y: Vec<f64> = (0..n).map(|i| (i as f64 * 0.11).cos()).collect();
-            assert!((dot_body(&x, &y) - (l.dot)(&x, &y)).abs() <= 1e-12 * n.max(1) as f64, "dot {n}");
+            assert!(
+                (dot_body(&x, &y) - (l.dot)(&x, &y)).abs() <= 1e-12 * n.max(1) as f64,
+                "dot {n}"
+            );
             let (mut a, mut b) = (y.clone(), y.clone());
             axpy_body(0.3, &x, &mut a);
             (l.axpy)(0.3, &x, &mut b);
-            assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() <= 1e-15), "axpy {n}");
+            assert!(
+                a.iter().zip(&b).all(|(p, q)| (p - q).abs() <= 1e-15),
+                "axpy {n}"
+            );
         }
     }
 }

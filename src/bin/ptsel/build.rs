@@ -64,7 +64,11 @@ impl Args {
             params.insert("kmeans_k".into(), k.to_string());
             params.insert("kmeans_iters".into(), self.kmeans_iters.to_string());
             params.insert("kmeans_seed".into(), self.seed.to_string());
-            extensions.push(Box::new(KmeansExtension(KmeansParams { k, iters: self.kmeans_iters, seed: self.seed })));
+            extensions.push(Box::new(KmeansExtension(KmeansParams {
+                k,
+                iters: self.kmeans_iters,
+                seed: self.seed,
+            })));
         }
         Ok(BuildOptions {
             dtype: self.dtype,
