@@ -105,11 +105,13 @@ impl Target {
                 let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
                 let mut sums = vec![0f64; classes * f.dim];
                 let mut counts = vec![0u64; classes];
-                for (r, &l) in labels.iter().enumerate() {
+                // Zipped with the rows, so a label list of the wrong length cannot index past
+                // them (`check` reports that mismatch).
+                for (row, &l) in f.data.chunks_exact(f.dim).zip(labels) {
                     counts[l as usize] += 1;
                     sums[l as usize * f.dim..(l as usize + 1) * f.dim]
                         .iter_mut()
-                        .zip(f.row(r))
+                        .zip(row)
                         .for_each(|(s, &x)| *s += f64::from(x));
                 }
                 sums.chunks_exact(f.dim)
