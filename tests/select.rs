@@ -55,15 +55,7 @@ fn fixture(labelled: bool, dtype: &str, extra: &[&str]) -> Fixture {
     let features = dir.join("f.npy");
     ptsel::npy::write_matrix(&features, &corpus.data, corpus.rows, corpus.dim).unwrap();
     let labels = dir.join("l.npy");
-    ptsel::npy::write_vector(
-        &labels,
-        &corpus
-            .labels
-            .iter()
-            .map(|&l| i64::from(l))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    ptsel::npy::write_labels(&labels, &corpus.labels).unwrap();
     let index = dir.join("c.ptsel");
     let mut args = vec![
         "build",
@@ -84,14 +76,7 @@ fn fixture(labelled: bool, dtype: &str, extra: &[&str]) -> Fixture {
     let target = dir.join("t.npy");
     ptsel::npy::write_matrix(&target, &target_data, target_label_values.len(), corpus.dim).unwrap();
     let target_labels = dir.join("tl.npy");
-    ptsel::npy::write_vector(
-        &target_labels,
-        &target_label_values
-            .iter()
-            .map(|&l| i64::from(l))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    ptsel::npy::write_labels(&target_labels, &target_label_values).unwrap();
     Fixture {
         _dir: tmp,
         dir,

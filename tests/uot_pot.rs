@@ -61,6 +61,12 @@ fn max_rel(ours: &[f64], oracle: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The plan agrees with POT's to 1e-6 relative (see [`max_rel`]).
+fn assert_matches_pot(f: &Fixture, plan: &[f64], what: &str) {
+    let rel = max_rel(plan, &f.plan);
+    assert!(rel < 1e-6, "{}: {what} by {rel:e} relative", f.name);
+}
+
 #[test]
 fn plain_solver_matches_pot_iterate_for_iterate() {
     for f in fixtures().iter().filter(|f| f.solver == "plain") {
@@ -73,12 +79,7 @@ fn plain_solver_matches_pot_iterate_for_iterate() {
             "{}: iteration count differs from POT",
             f.name
         );
-        let rel = max_rel(&plan.plan, &f.plan);
-        assert!(
-            rel < 1e-6,
-            "{}: plan differs from POT by {rel:e} relative",
-            f.name
-        );
+        assert_matches_pot(f, &plan.plan, "plan differs from POT");
         // Auto picks the plain iteration for these costs.
         assert_eq!(
             solve(&f.cost, &f.a, &f.b, &params(f, Domain::Auto)).unwrap(),
@@ -106,19 +107,13 @@ fn small_eps_uses_log_domain_and_matches_pot_stabilised() {
             f.name,
             plan.iterations
         );
-        let rel = max_rel(&plan.plan, &f.plan);
-        assert!(
-            rel < 1e-6,
-            "{}: plan differs from POT by {rel:e} relative",
-            f.name
-        );
+        assert_matches_pot(f, &plan.plan, "plan differs from POT");
         // The plain kernel may underflow here: then it must refuse rather than return garbage.
         if let Ok(p) = solve(&f.cost, &f.a, &f.b, &params(f, Domain::Plain)) {
-            let rel = max_rel(&p.plan, &f.plan);
-            assert!(
-                rel < 1e-6,
-                "{}: the plain kernel returned a wrong plan ({rel:e})",
-                f.name
+            assert_matches_pot(
+                f,
+                &p.plan,
+                "the plain kernel returned a wrong plan: it differs from POT",
             );
         }
     }

@@ -71,14 +71,7 @@ pub fn run(args: Args) -> Result<()> {
     let features = args.dir.join("demo-features.npy");
     let labels = args.dir.join("demo-labels.npy");
     ptsel::npy::write_matrix(&features, &corpus.data, corpus.rows, corpus.dim)?;
-    ptsel::npy::write_vector(
-        &labels,
-        &corpus
-            .labels
-            .iter()
-            .map(|&l| i64::from(l))
-            .collect::<Vec<_>>(),
-    )?;
+    ptsel::npy::write_labels(&labels, &corpus.labels)?;
     let out = args.dir.join("demo.ptsel");
     println!(
         "demo: {} synthetic rows x {} dims in {} classes -> {}",
@@ -111,13 +104,7 @@ pub fn run(args: Args) -> Result<()> {
     let target_path = args.dir.join("demo-target.npy");
     let target_labels_path = args.dir.join("demo-target-labels.npy");
     ptsel::npy::write_matrix(&target_path, &target, target_labels.len(), corpus.dim)?;
-    ptsel::npy::write_vector(
-        &target_labels_path,
-        &target_labels
-            .iter()
-            .map(|&l| i64::from(l))
-            .collect::<Vec<_>>(),
-    )?;
+    ptsel::npy::write_labels(&target_labels_path, &target_labels)?;
     let summary = args.dir.join("demo-summary.json");
     let manifest = args.dir.join("demo-selection.csv");
     println!("\ntarget: {} samples drawn around source classes {TARGET_CLASSES:?}; selecting 10 classes with UOT", target_labels.len());
