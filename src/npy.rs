@@ -356,6 +356,14 @@ where
     write_array(path, data, &[data.len() as u64])
 }
 
+/// Write class labels as a 1-D int64 `.npy` (the dtype `read_labels` and numpy default to).
+pub fn write_labels(path: &Path, labels: &[u32]) -> Result<()> {
+    write_vector(
+        path,
+        &labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>(),
+    )
+}
+
 fn write_array<T>(path: &Path, data: &[T], shape: &[u64]) -> Result<()>
 where
     T: npyz::Serialize + npyz::AutoSerialize + Copy,

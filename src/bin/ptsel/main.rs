@@ -5,6 +5,7 @@ mod build;
 mod demo;
 mod info;
 mod progress;
+mod select;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -26,7 +27,10 @@ enum Command {
     Info(info::Args),
     /// Recompute every checksum of an index; exit 0 only if all match.
     Verify(verify::Args),
-    /// Run the main job on built-in synthetic data: build an index and show it.
+    /// Choose the pre-training samples to re-use for a target task (UOT, kNN, baselines) and
+    /// write a manifest and a summary.
+    Select(select::Args),
+    /// Run the main job on built-in synthetic data: build an index and select for a target.
     Demo(demo::Args),
 }
 
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
         Command::Build(a) => build::run(a),
         Command::Info(a) => info::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Select(a) => select::run(a),
         Command::Demo(a) => demo::run(a),
     };
     match result {
