@@ -47,36 +47,58 @@ struct Opened {
 /// Largest .npy header accepted (numpy writes a few hundred bytes).
 const MAX_HEADER_LEN: u64 = 1 << 20;
 
-/// Check the header length field before `npyz` allocates a buffer of that size: a hostile
-/// file can claim up to 4 GiB.
-fn check_header_len(path: &Path, file: &mut File) -> Result<()> {
-    use std::io::Seek;
-    let mut pre = [0u8; 12];
-    let n = file.read(&mut pre).at(path)?;
-    file.rewind().at(path)?;
-    let [_, _, _, _, _, _, major, _, a, b, c, d] = pre;
-    let claimed = match major {
-        1 => Some(u64::from(u16::from_le_bytes([a, b]))),
-        2 | 3 => Some(u64::from(u32::from_le_bytes([a, b, c, d]))),
-        _ => None,
+/// Screen the header before `npyz` parses it: a hostile file can claim a 4 GiB header (npyz
+/// allocates it) or nest brackets deeply (its Python-literal parser then backtracks for
+/// minutes). Headers of the plain dtypes ptsel reads have no lists and nest two levels deep.
+fn screen_header(path: &Path, file: &mut File) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let bad = |problem: String| {
+        Err(Error::input(
+            path,
+            format!("not a readable .npy file: {problem}"),
+        ))
+    };
+    let mut pre = Vec::with_capacity(12);
+    (&mut *file).take(12).read_to_end(&mut pre).at(path)?;
+    let (len, start) = match pre.as_slice() {
+        [_, _, _, _, _, _, 1, _, a, b, ..] => (u64::from(u16::from_le_bytes([*a, *b])), 10),
+        [_, _, _, _, _, _, 2 | 3, _, a, b, c, d] => {
+            (u64::from(u32::from_le_bytes([*a, *b, *c, *d])), 12)
+        }
+        // Too short or an unknown version: npyz reports it.
+        _ => return file.rewind().at(path),
     };
     let file_len = file.metadata().at(path)?.len();
-    match claimed {
-        Some(len) if n == pre.len() && (len > MAX_HEADER_LEN || len > file_len) => {
-            Err(Error::input(
-                path,
-                format!(
-                    "not a readable .npy file: header claims {len} bytes in a {file_len}-byte file"
-                ),
-            ))
-        }
-        _ => Ok(()),
+    if len > MAX_HEADER_LEN || len > file_len {
+        return bad(format!(
+            "header claims {len} bytes in a {file_len}-byte file"
+        ));
     }
+    file.seek(SeekFrom::Start(start)).at(path)?;
+    let mut header = Vec::new();
+    (&mut *file).take(len).read_to_end(&mut header).at(path)?;
+    file.rewind().at(path)?;
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for &c in &header {
+        match c {
+            b'[' => return bad("structured or nested dtypes are not supported".into()),
+            b'(' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > 2 {
+        return bad(format!("header nests brackets {deepest} deep"));
+    }
+    Ok(())
 }
 
 fn open_npy(path: &Path) -> Result<Opened> {
     let mut file = File::open(path).at(path)?;
-    check_header_len(path, &mut file)?;
+    screen_header(path, &mut file)?;
     let npy = npyz::NpyFile::new(BufReader::with_capacity(1 << 20, file))
         .map_err(|e| Error::input(path, format!("not a readable .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {

@@ -53,6 +53,20 @@ fn npy_header_claiming_gigabytes_is_refused_before_allocation() {
     assert!(err.contains("header claims 4286251126 bytes"), "{err}");
 }
 
+/// A timeout finding: deeply nested brackets made npyz's header parser backtrack for minutes.
+/// Screened out before parsing now; a test without a time limit would just be slow, so check the
+/// message too.
+#[test]
+fn npy_header_with_nested_brackets_is_refused_before_parsing() {
+    let input = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/npy_reader/timeout-nested-brackets");
+    let err = ptsel::npy::MatrixReader::open(&input)
+        .err()
+        .expect("hostile header accepted")
+        .to_string();
+    assert!(err.contains("not supported"), "{err}");
+}
+
 #[test]
 fn ids_section_regressions() {
     let dir = tempfile::tempdir().unwrap();
