@@ -32,6 +32,18 @@ pub struct Args {
     /// Replace the output if it exists.
     #[arg(long)]
     pub force: bool,
+    /// HNSW: links per node (M; level 0 keeps 2 M).
+    #[arg(long, default_value_t = 16, value_name = "M")]
+    pub hnsw_m: usize,
+    /// HNSW: beam width while inserting (efConstruction).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub ef_construction: usize,
+    /// HNSW: seed of the level draws and insertion order (same input and seed, same graph).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Do not build the HNSW graph (search then needs --exact).
+    #[arg(long)]
+    pub no_hnsw: bool,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -48,6 +60,12 @@ impl Args {
         if let Some(i) = &self.ids {
             params.insert("ids".into(), i.display().to_string());
         }
+        let mut extensions: Vec<Box<dyn ptsel::builder::Extension>> = Vec::new();
+        if !self.no_hnsw {
+            let hnsw = ptsel::hnsw::Params { m: self.hnsw_m, ef_construction: self.ef_construction, seed: self.seed };
+            hnsw.record(&mut params);
+            extensions.push(Box::new(ptsel::hnsw::HnswExtension(hnsw)));
+        }
         Ok(BuildOptions {
             dtype: self.dtype,
             metric: self.metric,
@@ -56,7 +74,7 @@ impl Args {
             ids: self.ids.clone(),
             class_names: self.class_names.clone(),
             params,
-            extensions: Vec::new(),
+            extensions,
         })
     }
 }

@@ -46,6 +46,10 @@ pub fn run(args: Args) -> Result<()> {
         metric: ptsel::Metric::Cos,
         out: out.clone(),
         force: true,
+        hnsw_m: 16,
+        ef_construction: 200,
+        seed: args.seed,
+        no_hnsw: false,
         quiet: args.quiet,
     })?;
     crate::info::run(crate::info::Args { path: out, json: false })

@@ -1,10 +1,12 @@
 //! The `ptsel` command line. Each subcommand lives in its own module with its clap arguments and
 //! a `run` function; `main` is one match on the command.
 
+mod bench;
 mod build;
 mod demo;
 mod info;
 mod progress;
+mod search;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,10 @@ enum Command {
     Verify(verify::Args),
     /// Run the main job on built-in synthetic data: build an index and show it.
     Demo(demo::Args),
+    /// The k nearest rows of each query, through the HNSW graph or exactly.
+    Search(search::Args),
+    /// Recall@k, QPS and latency of the HNSW search per ef, against exact ground truth.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +43,8 @@ fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Search(a) => search::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
