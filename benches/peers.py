@@ -18,6 +18,7 @@ The data generator is benches/gen_data.py (overlapping clusters).
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,17 @@ def timed(f):
     return r, time.perf_counter() - t
 
 
+def cpu_timed(f):
+    """Result, wall seconds and CPU seconds (this process and its children): on a shared machine
+    the CPU time is the steadier measure of build work."""
+    def cpu():
+        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+    c0 = cpu()
+    r, wall = timed(f)
+    return r, wall, cpu() - c0
+
+
 def run(cmd, env=None):
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
@@ -64,7 +76,7 @@ def run(cmd, env=None):
 def bench_ptsel(a, base_path, q_path, truth, work):
     path = os.path.join(work, f"ptsel-{a.dtype}.ptsel")
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.build_threads))
-    _, build_s = timed(lambda: run([a.ptsel, "build", "--features", base_path, "--out", path, "--force", "-q", "--dtype", a.dtype,
+    _, build_s, build_cpu = cpu_timed(lambda: run([a.ptsel, "build", "--features", base_path, "--out", path, "--force", "-q", "--dtype", a.dtype,
                                     "--hnsw-m", str(a.m), "--ef-construction", str(a.efc), "--seed", "1"], env))
     bench_json = os.path.join(work, "bench.json")
     run([a.ptsel, "bench", "--index", path, "--queries", q_path, "-k", str(a.k), "--ef", ",".join(map(str, a.ef)),
@@ -75,7 +87,7 @@ def bench_ptsel(a, base_path, q_path, truth, work):
         out = os.path.join(work, "nn.npy")
         run([a.ptsel, "search", "--index", path, "--queries", q_path, "-k", str(a.k), "--ef", str(r["ef"]), "--threads", "1", "--out", out])
         rows.append((r["ef"], recall(np.load(out), truth), r["qps"]))
-    return dict(name=f"ptsel {a.dtype}", build_s=build_s, size=os.path.getsize(path), open_ms=rep["open_ms"], rows=rows, path=path)
+    return dict(name=f"ptsel {a.dtype}", build_s=build_s, build_cpu=build_cpu, size=os.path.getsize(path), open_ms=rep["open_ms"], rows=rows, path=path)
 
 
 def bench_hnswlib(a, base, queries, truth, work):
@@ -83,7 +95,7 @@ def bench_hnswlib(a, base, queries, truth, work):
     idx = hnswlib.Index(space="cosine", dim=base.shape[1])
     idx.init_index(max_elements=len(base), M=a.m, ef_construction=a.efc, random_seed=1)
     idx.set_num_threads(a.build_threads)
-    _, build_s = timed(lambda: idx.add_items(base))
+    _, build_s, build_cpu = cpu_timed(lambda: idx.add_items(base))
     path = os.path.join(work, "hnswlib.bin")
     idx.save_index(path)
     del idx
@@ -95,7 +107,7 @@ def bench_hnswlib(a, base, queries, truth, work):
         idx.set_ef(max(ef, a.k))
         (labels, _), t = timed(lambda: idx.knn_query(queries, k=a.k))
         rows.append((ef, recall(labels, truth), len(queries) / t))
-    return dict(name="hnswlib", build_s=build_s, size=os.path.getsize(path), open_ms=open_s * 1e3, rows=rows)
+    return dict(name="hnswlib", build_s=build_s, build_cpu=build_cpu, size=os.path.getsize(path), open_ms=open_s * 1e3, rows=rows)
 
 
 def bench_faiss(a, base_n, queries_n, truth, work):
@@ -103,7 +115,7 @@ def bench_faiss(a, base_n, queries_n, truth, work):
     idx = faiss.IndexHNSWFlat(base_n.shape[1], a.m, faiss.METRIC_INNER_PRODUCT)
     idx.hnsw.efConstruction = a.efc
     faiss.omp_set_num_threads(a.build_threads)
-    _, build_s = timed(lambda: idx.add(base_n))
+    _, build_s, build_cpu = cpu_timed(lambda: idx.add(base_n))
     path = os.path.join(work, "faiss.index")
     faiss.write_index(idx, path)
     del idx
@@ -114,14 +126,14 @@ def bench_faiss(a, base_n, queries_n, truth, work):
         idx.hnsw.efSearch = max(ef, a.k)
         (_, labels), t = timed(lambda: idx.search(queries_n, a.k))
         rows.append((ef, recall(labels, truth), len(queries_n) / t))
-    return dict(name="faiss hnsw", build_s=build_s, size=os.path.getsize(path), open_ms=open_s * 1e3, rows=rows)
+    return dict(name="faiss hnsw", build_s=build_s, build_cpu=build_cpu, size=os.path.getsize(path), open_ms=open_s * 1e3, rows=rows)
 
 
 def bench_usearch(a, base, queries, truth, work):
     from usearch.index import Index
     idx = Index(ndim=base.shape[1], metric="cos", dtype="f32", connectivity=a.m, expansion_add=a.efc)
     keys = np.arange(len(base), dtype=np.uint64)
-    _, build_s = timed(lambda: idx.add(keys, base, threads=a.build_threads))
+    _, build_s, build_cpu = cpu_timed(lambda: idx.add(keys, base, threads=a.build_threads))
     path = os.path.join(work, "usearch.index")
     idx.save(path)
     del idx
@@ -131,7 +143,7 @@ def bench_usearch(a, base, queries, truth, work):
         idx.expansion_search = max(ef, a.k)
         m, t = timed(lambda: idx.search(queries, a.k, threads=1))
         rows.append((ef, recall(m.keys.astype(np.int64), truth), len(queries) / t))
-    return dict(name="usearch", build_s=build_s, size=os.path.getsize(path), open_ms=open_s * 1e3, rows=rows)
+    return dict(name="usearch", build_s=build_s, build_cpu=build_cpu, size=os.path.getsize(path), open_ms=open_s * 1e3, rows=rows)
 
 
 def qps_at(rows, target):
@@ -187,13 +199,13 @@ def main():
         else:
             sys.exit(f"unknown engine {e}")
         r = results[-1]
-        print(f"  {r['name']}: built in {r['build_s']:.1f} s", flush=True)
+        print(f"  {r['name']}: built in {r['build_s']:.1f} s ({r['build_cpu']:.1f} CPU s)", flush=True)
 
     print()
-    print(f"{'engine':<12} {'ef':>5} {'recall':>8} {'QPS':>9}   {'build s':>8} {'size MiB':>9} {'open ms':>9}")
+    print(f"{'engine':<12} {'ef':>5} {'recall':>8} {'QPS':>9}   {'build s':>8} {'CPU s':>7} {'size MiB':>9} {'open ms':>9}")
     for r in results:
         for i, (ef, rec, qps) in enumerate(r["rows"]):
-            extra = f"   {r['build_s']:>8.1f} {r['size'] / 2**20:>9.1f} {r['open_ms']:>9.3f}" if i == 0 else ""
+            extra = f"   {r['build_s']:>8.1f} {r['build_cpu']:>7.1f} {r['size'] / 2**20:>9.1f} {r['open_ms']:>9.3f}" if i == 0 else ""
             print(f"{r['name']:<12} {ef:>5} {rec:>8.4f} {qps:>9.0f}{extra}")
     ours = [r for r in results if r["name"].startswith("ptsel")]
     peers = [r for r in results if not r["name"].startswith("ptsel")]
@@ -209,8 +221,9 @@ def main():
                 print(f"  recall >= {target:.2f}: not reached by {'ptsel' if not mine else 'any peer'}")
         hl = [r for r in peers if r["name"] == "hnswlib"]
         if hl:
-            print(f"build time ptsel / hnswlib ({a.build_threads} threads): {ours[0]['build_s']:.1f} / {hl[0]['build_s']:.1f} s "
-                  f"= throughput ratio {hl[0]['build_s'] / ours[0]['build_s']:.2f}")
+            print(f"build ptsel / hnswlib ({a.build_threads} threads): wall {ours[0]['build_s']:.1f} / {hl[0]['build_s']:.1f} s, "
+                  f"CPU {ours[0]['build_cpu']:.1f} / {hl[0]['build_cpu']:.1f} s; throughput ratio (hnswlib time / ptsel time) "
+                  f"wall {hl[0]['build_s'] / ours[0]['build_s']:.2f}, CPU {hl[0]['build_cpu'] / ours[0]['build_cpu']:.2f}")
 
     if not a.no_exact and ours:
         import faiss

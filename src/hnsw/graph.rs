@@ -218,9 +218,14 @@ impl<'a> Space<'a> {
         }
     }
 
-    /// Row `i` as f32.
+    /// Row `i` (`i < rows`) as f32 (f16 widened with the vectorised slice conversion).
     pub fn row(&self, i: usize, out: &mut [f32]) {
-        self.vectors.row_into(i, self.dim, out);
+        use half::slice::HalfFloatSliceExt;
+        let r = i * self.dim..(i + 1) * self.dim;
+        match self.vectors {
+            Vectors::F16(v) => v[r].convert_to_f32_slice(out),
+            Vectors::F32(v) => out.copy_from_slice(&v[r]),
+        }
     }
 
     /// A query in the form the stored vectors are compared with (unit norm for cos).
