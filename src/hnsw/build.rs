@@ -151,10 +151,17 @@ fn connect(
         if !cands.is_empty() {
             eps.clone_from(&cands);
         }
+        // A peer farther than the beam's worst would not have entered the beam had it been in
+        // the graph already: leave it out (the heuristic then scans no more than usual).
+        let bound = if cands.len() >= ef {
+            cands.last().map_or(f32::INFINITY, |c| c.d)
+        } else {
+            f32::INFINITY
+        };
         cands.extend(
             peers
                 .iter()
-                .filter(|c| u32::from(layers.levels[c.id as usize]) >= level),
+                .filter(|c| c.d < bound && u32::from(layers.levels[c.id as usize]) >= level),
         );
         cands.sort_unstable();
         out[level as usize] = select(space, &cands, layers.m);

@@ -205,6 +205,18 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Tick marks 1, 2, 5 x 10^n inside `lo..hi` (plotters' own log ticks are too sparse on a
+/// range of one decade).
+fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut decade = 10f64.powf(lo.max(1e-9).log10().floor());
+    while decade <= hi {
+        out.extend([1.0, 2.0, 5.0].iter().map(|m| m * decade).filter(|t| (lo..=hi).contains(t)));
+        decade *= 10.0;
+    }
+    out
+}
+
 /// Recall@k against QPS (log scale), one labelled point per ef, written atomically.
 fn plot(path: &Path, rows: &[Row], title: &str) -> Result<()> {
     use plotters::prelude::*;
@@ -214,6 +226,8 @@ fn plot(path: &Path, rows: &[Row], title: &str) -> Result<()> {
     let (rlo, rhi) = rows.iter().fold((1f64, 0f64), |(lo, hi), r| {
         (lo.min(r.recall), hi.max(r.recall))
     });
+    // Head room above the best point keeps its label clear of the caption.
+    let span = (rhi - rlo).max(0.01);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 480)).into_drawing_area();
@@ -225,13 +239,16 @@ fn plot(path: &Path, rows: &[Row], title: &str) -> Result<()> {
                 .x_label_area_size(44)
                 .y_label_area_size(56)
                 .build_cartesian_2d(
-                    (lo * 0.8..hi * 1.25).log_scale(),
-                    (rlo - 0.02).max(0.0)..(rhi + 0.01).min(1.0),
+                    (lo * 0.8..hi * 1.25).log_scale().with_key_points(ticks(lo * 0.8, hi * 1.25)),
+                    (rlo - 0.1 * span).max(0.0)..rhi + 0.12 * span,
                 )?;
             chart
                 .configure_mesh()
                 .x_desc("queries per second (log scale)")
                 .y_desc("recall@k")
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| format!("{y:.3}"))
+                .light_line_style(WHITE)
                 .draw()?;
             let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.qps, r.recall)).collect();
             chart.draw_series(LineSeries::new(pts.iter().copied(), BLUE.stroke_width(2)))?;
