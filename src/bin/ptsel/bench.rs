@@ -211,7 +211,12 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     let mut out = Vec::new();
     let mut decade = 10f64.powf(lo.max(1e-9).log10().floor());
     while decade <= hi {
-        out.extend([1.0, 2.0, 5.0].iter().map(|m| m * decade).filter(|t| (lo..=hi).contains(t)));
+        out.extend(
+            [1.0, 2.0, 5.0]
+                .iter()
+                .map(|m| m * decade)
+                .filter(|t| (lo..=hi).contains(t)),
+        );
         decade *= 10.0;
     }
     out
@@ -239,7 +244,9 @@ fn plot(path: &Path, rows: &[Row], title: &str) -> Result<()> {
                 .x_label_area_size(44)
                 .y_label_area_size(56)
                 .build_cartesian_2d(
-                    (lo * 0.8..hi * 1.25).log_scale().with_key_points(ticks(lo * 0.8, hi * 1.25)),
+                    (lo * 0.8..hi * 1.25)
+                        .log_scale()
+                        .with_key_points(ticks(lo * 0.8, hi * 1.25)),
                     (rlo - 0.1 * span).max(0.0)..rhi + 0.12 * span,
                 )?;
             chart
