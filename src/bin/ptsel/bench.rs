@@ -1,7 +1,7 @@
 //! `ptsel bench`: recall@k against exact search, queries per second and latency for a list of
 //! beam widths, with the exact ground truth cached beside the index.
 
-use crate::search::{exact, load_queries, pool, require_graph};
+use crate::search::{exact, load_queries, pool, require_graph, Input};
 use anyhow::Result;
 use ptsel::score::Device;
 use ptsel::Index;
@@ -13,15 +13,8 @@ use std::time::Instant;
 /// Arguments of `ptsel bench`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Index file (with an HNSW graph).
-    #[arg(long, value_name = "PATH")]
-    pub index: PathBuf,
-    /// Queries: a float .npy of shape [nq, dim].
-    #[arg(long, value_name = "Q.npy")]
-    pub queries: PathBuf,
-    /// Neighbours per query (recall@k).
-    #[arg(short, long, default_value_t = 10)]
-    pub k: usize,
+    #[command(flatten)]
+    pub input: Input,
     /// Beam widths to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
     pub ef: Vec<usize>,
@@ -147,18 +140,18 @@ pub fn run(args: Args) -> Result<()> {
         return Err(ptsel::Error::invalid("--ef needs one or more beam widths >= 1").into());
     }
     let t = Instant::now();
-    let index = Index::open(&args.index)?;
+    let index = Index::open(&args.input.index)?;
     let graph = require_graph(&index)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
-    let q = load_queries(&index, &args.queries, args.k)?;
-    let truth = ground_truth(&index, &q.data, q.rows, args.k, args.device)?;
+    let q = load_queries(&index, &args.input.queries, args.input.k)?;
+    let truth = ground_truth(&index, &q.data, q.rows, args.input.k, args.device)?;
     let pool = pool(Some(args.threads))?;
     let rows = pool.install(|| -> Result<Vec<Row>> {
         // Warm-up: page the graph and vectors in so the first ef is not charged for it.
-        measure(&graph, &q.data, q.dim, &truth, args.k, args.ef[0])?;
+        measure(&graph, &q.data, q.dim, &truth, args.input.k, args.ef[0])?;
         args.ef
             .iter()
-            .map(|&ef| measure(&graph, &q.data, q.dim, &truth, args.k, ef))
+            .map(|&ef| measure(&graph, &q.data, q.dim, &truth, args.input.k, ef))
             .collect()
     })?;
     let report = Report {
@@ -168,11 +161,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     println!(
         "{}: {} rows x {} dims, {} queries, k {}, {} thread(s), opened in {:.3} ms, built in {:.1} s",
-        args.index.display(),
+        args.input.index.display(),
         index.rows(),
         index.dim(),
         q.rows,
-        args.k,
+        args.input.k,
         args.threads,
         report.open_ms,
         report.build_s
@@ -197,8 +190,12 @@ pub fn run(args: Args) -> Result<()> {
             &report.rows,
             &format!(
                 "{} (k = {})",
-                args.index.file_name().unwrap_or_default().to_string_lossy(),
-                args.k
+                args.input
+                    .index
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy(),
+                args.input.k
             ),
         )?;
     }

@@ -6,9 +6,9 @@ use ptsel::score::{scorer_for, Device, Neighbors};
 use ptsel::{Error, Index};
 use std::path::{Path, PathBuf};
 
-/// Arguments of `ptsel search`.
+/// The index, the queries and k: shared by `search` and `bench`.
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Input {
     /// Index file.
     #[arg(long, value_name = "PATH")]
     pub index: PathBuf,
@@ -18,6 +18,13 @@ pub struct Args {
     /// Neighbours per query.
     #[arg(short, long, default_value_t = 10)]
     pub k: usize,
+}
+
+/// Arguments of `ptsel search`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: Input,
     /// HNSW beam width (raised to k if lower): higher is slower and more exact.
     #[arg(long, default_value_t = 64)]
     pub ef: usize,
@@ -90,14 +97,15 @@ pub fn exact(index: &Index, queries: &[f32], k: usize, device: Device) -> Result
 
 /// Run `ptsel search`.
 pub fn run(args: Args) -> Result<()> {
-    let index = Index::open(&args.index)?;
-    let q = load_queries(&index, &args.queries, args.k)?;
+    let Input { index, queries, k } = &args.input;
+    let index = Index::open(index)?;
+    let q = load_queries(&index, queries, *k)?;
     let pool = pool(args.threads)?;
     let nn = pool.install(|| -> Result<Neighbors> {
         if args.exact {
-            exact(&index, &q.data, args.k, args.device)
+            exact(&index, &q.data, *k, args.device)
         } else {
-            Ok(require_graph(&index)?.search_batch(&q.data, args.k, args.ef)?)
+            Ok(require_graph(&index)?.search_batch(&q.data, *k, args.ef)?)
         }
     })?;
     let ids: Vec<i64> = nn
@@ -111,9 +119,9 @@ pub fn run(args: Args) -> Result<()> {
             }
         })
         .collect();
-    ptsel::npy::write_matrix(&args.out, &ids, q.rows, args.k)?;
+    ptsel::npy::write_matrix(&args.out, &ids, q.rows, *k)?;
     if let Some(s) = &args.scores {
-        ptsel::npy::write_matrix(s, &nn.scores, q.rows, args.k)?;
+        ptsel::npy::write_matrix(s, &nn.scores, q.rows, *k)?;
     }
     Ok(())
 }
