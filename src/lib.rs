@@ -6,6 +6,7 @@
 //! - [`format`]: the one-file index layout (header, section table, checksums, atomic writes);
 //! - [`builder`]: streaming features (from .npy or a backbone) into an index;
 //! - [`store`]: the memory-mapped, validated views of an index ([`Index`]);
+//! - [`hnsw`]: the HNSW graph section: construction, checks and repair, search in place;
 //! - [`score`]: exact scoring behind the [`score::Scorer`] trait (SIMD CPU, CUDA);
 //! - [`npy`], [`output`]: reading inputs and writing results atomically;
 //! - [`synth`]: deterministic synthetic corpora for the demo, tests and benchmarks.
@@ -14,6 +15,7 @@
 pub mod builder;
 pub mod error;
 pub mod format;
+pub mod hnsw;
 pub mod npy;
 pub mod output;
 pub mod score;

@@ -40,9 +40,19 @@ pub struct Args {
     /// Lloyd iterations of k-means at most.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub kmeans_iters: usize,
-    /// Seed of k-means++ seeding.
-    #[arg(long, default_value_t = 0)]
+    /// HNSW: links per node (M; level 0 keeps 2 M).
+    #[arg(long, default_value_t = 16, value_name = "M")]
+    pub hnsw_m: usize,
+    /// HNSW: beam width while inserting (efConstruction).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub ef_construction: usize,
+    /// Seed of the HNSW level draws and insertion order, and of k-means++ seeding (same input
+    /// and seed, same index).
+    #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
+    /// Do not build the HNSW graph (search then needs --exact).
+    #[arg(long)]
+    pub no_hnsw: bool,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -60,6 +70,15 @@ impl Args {
             params.insert("ids".into(), i.display().to_string());
         }
         let mut extensions: Vec<Box<dyn ptsel::builder::Extension>> = Vec::new();
+        if !self.no_hnsw {
+            let hnsw = ptsel::hnsw::Params {
+                m: self.hnsw_m,
+                ef_construction: self.ef_construction,
+                seed: self.seed,
+            };
+            hnsw.record(&mut params);
+            extensions.push(Box::new(ptsel::hnsw::HnswExtension(hnsw)));
+        }
         if let Some(k) = self.kmeans {
             params.insert("kmeans_k".into(), k.to_string());
             params.insert("kmeans_iters".into(), self.kmeans_iters.to_string());

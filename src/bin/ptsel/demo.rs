@@ -91,7 +91,10 @@ pub fn run(args: Args) -> Result<()> {
         force: true,
         kmeans: None,
         kmeans_iters: 20,
-        seed: 0,
+        hnsw_m: 16,
+        ef_construction: 200,
+        seed: args.seed,
+        no_hnsw: false,
         quiet: args.quiet,
     })?;
     crate::info::run(crate::info::Args {

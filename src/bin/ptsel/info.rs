@@ -24,6 +24,18 @@ struct Section {
     bytes: u64,
 }
 
+/// The HNSW graph's parameters and post-build check counts.
+#[derive(Serialize)]
+struct Hnsw {
+    m: u32,
+    ef_construction: u32,
+    seed: u64,
+    max_level: u32,
+    entry: u32,
+    unreachable_repaired: u32,
+    self_recall_repaired: u32,
+}
+
 #[derive(Serialize)]
 struct Info {
     path: String,
@@ -41,6 +53,7 @@ struct Info {
     build_seconds: f64,
     writer: String,
     params: BTreeMap<String, String>,
+    hnsw: Option<Hnsw>,
     sections: Vec<Section>,
 }
 
@@ -50,6 +63,18 @@ pub fn run(args: Args) -> Result<()> {
     let index = Index::open(&args.path)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let m = index.meta();
+    let hnsw = ptsel::hnsw::Graph::open(&index)?.map(|g| {
+        let h = g.header();
+        Hnsw {
+            m: h.m,
+            ef_construction: h.ef_construction,
+            seed: h.seed,
+            max_level: h.max_level,
+            entry: h.entry,
+            unreachable_repaired: h.unreachable_repaired,
+            self_recall_repaired: h.self_recall_repaired,
+        }
+    });
     let info = Info {
         path: args.path.display().to_string(),
         format_version: index.header().version,
@@ -66,6 +91,7 @@ pub fn run(args: Args) -> Result<()> {
         build_seconds: m.build_seconds,
         writer: m.writer.clone(),
         params: m.params.clone(),
+        hnsw,
         sections: index
             .sections()
             .iter()
@@ -106,6 +132,18 @@ pub fn run(args: Args) -> Result<()> {
         info.open_ms,
         info.build_seconds
     );
+    match &info.hnsw {
+        Some(h) => println!(
+            "hnsw      M {}, ef_construction {}, seed {}, {} levels; repaired {} unreachable, {} self-recall failures",
+            h.m,
+            h.ef_construction,
+            h.seed,
+            h.max_level + 1,
+            h.unreachable_repaired,
+            h.self_recall_repaired
+        ),
+        None => println!("hnsw      none (search needs --exact)"),
+    }
     for (k, v) in &info.params {
         println!("param     {k} = {v}");
     }

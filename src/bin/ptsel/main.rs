@@ -1,10 +1,12 @@
 //! The `ptsel` command line. Each subcommand lives in its own module with its clap arguments and
 //! a `run` function; `main` is one match on the command.
 
+mod bench;
 mod build;
 mod demo;
 mod info;
 mod progress;
+mod search;
 mod select;
 mod verify;
 
@@ -32,6 +34,10 @@ enum Command {
     Select(select::Args),
     /// Run the main job on built-in synthetic data: build an index and select for a target.
     Demo(demo::Args),
+    /// The k nearest rows of each query, through the HNSW graph or exactly.
+    Search(search::Args),
+    /// Recall@k, QPS and latency of the HNSW search per ef, against exact ground truth.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +48,8 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify::run(a),
         Command::Select(a) => select::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Search(a) => search::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""ptsel's HNSW side by side with hnswlib, faiss (IndexHNSWFlat) and usearch on the same data.
+
+Every engine gets the same .npy vectors (cosine metric), the same M and efConstruction, the same
+build threads, and one search thread; recall@k is computed against one exact ground truth (numpy,
+float64). ptsel runs through its CLI binary (`ptsel build`, `ptsel search`, `ptsel bench`).
+Prints one table: recall and QPS per ef per engine, build time, index size on disk, open time,
+and the ratio ptsel / best peer in QPS at matched recall. Also exact search: faiss IndexFlatIP
+against `ptsel search --exact` on the same query batch (QPS, all build threads).
+
+    pip install -r benches/requirements.txt
+    cargo build --release
+    python3 benches/peers.py --rows 100000 --dim 512 --work /tmp/peers
+    python3 benches/peers.py --data DIR   # DIR/base.npy and DIR/queries.npy
+
+The data generator is benches/gen_data.py (overlapping clusters).
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen_data  # noqa: E402
+
+
+def normalise(x):
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)).astype(np.float32)
+
+
+def exact_topk(base_n, queries_n, k):
+    out = np.empty((len(queries_n), k), dtype=np.int64)
+    for s in range(0, len(queries_n), 256):
+        sims = queries_n[s:s + 256].astype(np.float64) @ base_n.T.astype(np.float64)
+        part = np.argpartition(-sims, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1)
+        out[s:s + 256] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def recall(found, truth):
+    k = truth.shape[1]
+    return sum(len(set(f[:k]) & set(t)) for f, t in zip(found, truth)) / truth.size
+
+
+def timed(f):
+    t = time.perf_counter()
+    r = f()
+    return r, time.perf_counter() - t
+
+
+def cpu_timed(f):
+    """Result, wall seconds and CPU seconds (this process and its children): on a shared machine
+    the CPU time is the steadier measure of build work."""
+    def cpu():
+        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+    c0 = cpu()
+    r, wall = timed(f)
+    return r, wall, cpu() - c0
+
+
+def run(cmd, env=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr}")
+    return p
+
+
+TILE = 5
+
+
+class Engine:
+    """A built (or reloaded) index: build figures, size, open time and a search function that
+    returns `(labels [nq, k], wall seconds, CPU seconds)` for one ef on one thread."""
+
+    def __init__(self, name, build, size, open_ms, search):
+        self.name, self.build_s, self.build_cpu = name, build["build_s"], build["build_cpu"]
+        self.size, self.open_ms, self.search = size, open_ms, search
+
+
+def built(a, work, name, path, build):
+    """Build with `build()` unless --reuse finds `path` and its recorded build figures."""
+    log = os.path.join(work, "builds.json")
+    known = json.load(open(log)) if os.path.exists(log) else {}
+    if a.reuse and os.path.exists(path) and name in known:
+        return known[name]
+    _, wall, cpu = cpu_timed(build)
+    known[name] = dict(build_s=wall, build_cpu=cpu)
+    json.dump(known, open(log, "w"), indent=1)
+    return known[name]
+
+
+def ptsel_engine(a, base_path, q_path, work):
+    name = f"ptsel {a.dtype}"
+    path = os.path.join(work, f"ptsel-{a.dtype}.ptsel")
+    env = dict(os.environ, RAYON_NUM_THREADS=str(a.build_threads))
+    b = built(a, work, name, path, lambda: run([a.ptsel, "build", "--features", base_path, "--out", path, "--force", "-q", "--dtype", a.dtype,
+                                                "--hnsw-m", str(a.m), "--ef-construction", str(a.efc), "--seed", "1"], env))
+    bench_json = os.path.join(work, f"bench-{a.dtype}.json")
+    run([a.ptsel, "bench", "--index", path, "--queries", q_path, "-k", str(a.k), "--ef", ",".join(map(str, a.ef)),
+         "--threads", "1", "--json", bench_json, "--plot", os.path.join(work, f"ptsel-{a.dtype}.svg")])
+    open_ms = json.load(open(bench_json))["open_ms"]
+    one_q, many_q = os.path.join(work, "one-query.npy"), os.path.join(work, "queries-x5.npy")
+    q = np.load(q_path)
+    np.save(one_q, q[:1])
+    np.save(many_q, np.tile(q, (TILE, 1)))
+    out = os.path.join(work, "nn.npy")
+
+    def cmd(queries, ef):
+        return [a.ptsel, "search", "--index", path, "--queries", queries, "-k", str(a.k), "--ef", str(ef), "--threads", "1", "--out", out]
+
+    def search(ef):
+        # The CLI's fixed costs (process start, open, reading queries, writing results) are
+        # measured with one query and subtracted; the queries run TILE times over in one command
+        # so that what remains is dominated by the search. Times are per pass of the queries.
+        _, w1, c1 = cpu_timed(lambda: run(cmd(one_q, ef)))
+        _, w, c = cpu_timed(lambda: run(cmd(many_q, ef)))
+        return np.load(out)[:len(q)], max(w - w1, 1e-9) / TILE, max(c - c1, 1e-9) / TILE
+    return Engine(name, b, os.path.getsize(path), open_ms, search)
+
+
+def hnswlib_engine(a, base, queries, work):
+    import hnswlib
+    path = os.path.join(work, "hnswlib.bin")
+
+    def build():
+        idx = hnswlib.Index(space="cosine", dim=base.shape[1])
+        idx.init_index(max_elements=len(base), M=a.m, ef_construction=a.efc, random_seed=1)
+        idx.set_num_threads(a.build_threads)
+        idx.add_items(base)
+        idx.save_index(path)
+    b = built(a, work, "hnswlib", path, build)
+    idx = hnswlib.Index(space="cosine", dim=base.shape[1])
+    _, open_s = timed(lambda: idx.load_index(path, max_elements=len(base)))
+    idx.set_num_threads(1)
+
+    def search(ef):
+        idx.set_ef(max(ef, a.k))
+        (labels, _), w, c = cpu_timed(lambda: idx.knn_query(queries, k=a.k))
+        return labels, w, c
+    return Engine("hnswlib", b, os.path.getsize(path), open_s * 1e3, search)
+
+
+def faiss_engine(a, base_n, queries_n, work):
+    import faiss
+    path = os.path.join(work, "faiss.index")
+
+    def build():
+        idx = faiss.IndexHNSWFlat(base_n.shape[1], a.m, faiss.METRIC_INNER_PRODUCT)
+        idx.hnsw.efConstruction = a.efc
+        faiss.omp_set_num_threads(a.build_threads)
+        idx.add(base_n)
+        faiss.write_index(idx, path)
+    b = built(a, work, "faiss hnsw", path, build)
+    idx, open_s = timed(lambda: faiss.read_index(path))
+
+    def search(ef):
+        faiss.omp_set_num_threads(1)
+        idx.hnsw.efSearch = max(ef, a.k)
+        (_, labels), w, c = cpu_timed(lambda: idx.search(queries_n, a.k))
+        return labels, w, c
+    return Engine("faiss hnsw", b, os.path.getsize(path), open_s * 1e3, search)
+
+
+def usearch_engine(a, base, queries, work):
+    from usearch.index import Index
+    path = os.path.join(work, "usearch.index")
+
+    def build():
+        idx = Index(ndim=base.shape[1], metric="cos", dtype="f32", connectivity=a.m, expansion_add=a.efc)
+        idx.add(np.arange(len(base), dtype=np.uint64), base, threads=a.build_threads)
+        idx.save(path)
+    b = built(a, work, "usearch", path, build)
+    idx, open_s = timed(lambda: Index.restore(path, view=True))
+
+    def search(ef):
+        idx.expansion_search = max(ef, a.k)
+        m, w, c = cpu_timed(lambda: idx.search(queries, a.k, threads=1))
+        return m.keys.astype(np.int64), w, c
+    return Engine("usearch", b, os.path.getsize(path), open_s * 1e3, search)
+
+
+def sweep(engines, a, truth):
+    """Per engine, per ef: recall and the best of `--repeat` interleaved runs, as QPS by CPU time
+    (steady on a shared machine) and by wall time."""
+    nq = len(truth)
+    best = {e.name: {} for e in engines}
+    for _ in range(a.repeat):
+        for e in engines:
+            for ef in a.ef:
+                labels, w, c = e.search(ef)
+                r, bw, bc = best[e.name].get(ef, (None, 0.0, 0.0))
+                best[e.name][ef] = (recall(labels, truth), max(bw, nq / w), max(bc, nq / c))
+    for e in engines:
+        e.rows = [(ef, *best[e.name][ef]) for ef in a.ef]
+
+
+def qps_at(rows, target, col):
+    """QPS (column `col`: 2 wall, 3 CPU) of the fastest ef reaching `target` recall, or None."""
+    ok = [r[col] for r in rows if r[1] >= target]
+    return max(ok) if ok else None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="directory with base.npy and queries.npy (otherwise generated)")
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--spread", type=float, default=1.0)
+    p.add_argument("--work", default=None, help="directory for indexes (default: a temporary one)")
+    p.add_argument("--ptsel", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "ptsel"))
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--ef", default="16,32,64,128,256")
+    p.add_argument("--m", type=int, default=16)
+    p.add_argument("--efc", type=int, default=200)
+    p.add_argument("--build-threads", type=int, default=2)
+    p.add_argument("--dtype", default="f16", choices=["f16", "f32"])
+    p.add_argument("--engines", default="ptsel,hnswlib,faiss,usearch")
+    p.add_argument("--no-exact", action="store_true", help="skip the exact-search comparison")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved search runs, best kept")
+    p.add_argument("--reuse", action="store_true", help="reuse indexes already built in --work (build figures from builds.json)")
+    a = p.parse_args()
+    a.ef = [int(x) for x in a.ef.split(",")]
+    work = a.work or tempfile.mkdtemp(prefix="ptsel-peers-")
+    os.makedirs(work, exist_ok=True)
+    if a.data:
+        base_path, q_path = os.path.join(a.data, "base.npy"), os.path.join(a.data, "queries.npy")
+        base, queries = np.load(base_path), np.load(q_path)
+    else:
+        base, queries = gen_data.generate(a.rows, a.dim, a.queries, 1000, a.spread, 1)
+        base_path, q_path = os.path.join(work, "base.npy"), os.path.join(work, "queries.npy")
+        np.save(base_path, base)
+        np.save(q_path, queries)
+    base_n, queries_n = normalise(base), normalise(queries)
+    truth = exact_topk(base_n, queries_n, a.k)
+    print(f"data: {base.shape[0]} x {base.shape[1]}, {len(queries)} queries, k {a.k}, M {a.m}, efConstruction {a.efc}, "
+          f"build threads {a.build_threads}, search threads 1", flush=True)
+
+    engines = []
+    for e in a.engines.split(","):
+        if e == "ptsel":
+            engines.append(ptsel_engine(a, base_path, q_path, work))
+        elif e == "hnswlib":
+            engines.append(hnswlib_engine(a, base, queries, work))
+        elif e == "faiss":
+            engines.append(faiss_engine(a, base_n, queries_n, work))
+        elif e == "usearch":
+            engines.append(usearch_engine(a, base, queries, work))
+        else:
+            sys.exit(f"unknown engine {e}")
+        r = engines[-1]
+        print(f"  {r.name}: built in {r.build_s:.1f} s ({r.build_cpu:.1f} CPU s)", flush=True)
+    sweep(engines, a, truth)
+
+    print()
+    print(f"QPS: one search thread, best of {a.repeat} interleaved runs; 'QPS cpu' = queries / CPU seconds of the search, "
+          f"'QPS wall' = queries / wall seconds")
+    print(f"{'engine':<12} {'ef':>5} {'recall':>8} {'QPS cpu':>9} {'QPS wall':>9}   {'build s':>8} {'CPU s':>7} {'size MiB':>9} {'open ms':>9}")
+    for r in engines:
+        for i, (ef, rec, wall, cpu) in enumerate(r.rows):
+            extra = f"   {r.build_s:>8.1f} {r.build_cpu:>7.1f} {r.size / 2**20:>9.1f} {r.open_ms:>9.3f}" if i == 0 else ""
+            print(f"{r.name:<12} {ef:>5} {rec:>8.4f} {cpu:>9.0f} {wall:>9.0f}{extra}")
+    ours = [r for r in engines if r.name.startswith("ptsel")]
+    peers = [r for r in engines if not r.name.startswith("ptsel")]
+    if ours and peers:
+        print()
+        print("QPS at matched recall (fastest ef reaching the target), ptsel / best peer:")
+        for target in (0.90, 0.95, 0.99):
+            for col, what in ((3, "cpu"), (2, "wall")):
+                mine = qps_at(ours[0].rows, target, col)
+                best = max(((qps_at(r.rows, target, col) or 0, r.name) for r in peers))
+                if mine and best[0]:
+                    print(f"  recall >= {target:.2f} ({what}): ptsel {mine:.0f}, best peer {best[1]} {best[0]:.0f}, ratio {mine / best[0]:.2f}")
+                else:
+                    print(f"  recall >= {target:.2f} ({what}): not reached by {'ptsel' if not mine else 'any peer'}")
+        hl = [r for r in peers if r.name == "hnswlib"]
+        if hl:
+            print(f"build ptsel / hnswlib ({a.build_threads} threads): wall {ours[0].build_s:.1f} / {hl[0].build_s:.1f} s, "
+                  f"CPU {ours[0].build_cpu:.1f} / {hl[0].build_cpu:.1f} s; throughput ratio (hnswlib time / ptsel time) "
+                  f"wall {hl[0].build_s / ours[0].build_s:.2f}, CPU {hl[0].build_cpu / ours[0].build_cpu:.2f}")
+
+    if not a.no_exact and ours:
+        import faiss
+        faiss.omp_set_num_threads(a.build_threads)
+        flat = faiss.IndexFlatIP(base_n.shape[1])
+        flat.add(base_n)
+        out = os.path.join(work, "exact.npy")
+        env = dict(os.environ, RAYON_NUM_THREADS=str(a.build_threads))
+        cmd = [a.ptsel, "search", "--index", os.path.join(work, f"ptsel-{a.dtype}.ptsel"), "--queries", q_path, "-k", str(a.k), "--exact",
+               "--device", "cpu", "--threads", str(a.build_threads), "--out", out]
+        f_best, o_best = (0.0, 0.0), (0.0, 0.0)
+        for _ in range(a.repeat):
+            (_, fl), w, c = cpu_timed(lambda: flat.search(queries_n, a.k))
+            f_best = (max(f_best[0], len(queries) / w), max(f_best[1], len(queries) / c))
+            _, w, c = cpu_timed(lambda: run(cmd, env))
+            o_best = (max(o_best[0], len(queries) / w), max(o_best[1], len(queries) / c))
+        print()
+        print(f"exact search, {len(queries)} queries, {a.build_threads} threads, best of {a.repeat} (QPS wall / QPS per CPU second):")
+        print(f"  faiss IndexFlatIP     {f_best[0]:>8.0f} / {f_best[1]:>8.0f}  recall {recall(fl, truth):.4f}")
+        print(f"  ptsel search --exact  {o_best[0]:>8.0f} / {o_best[1]:>8.0f}  recall {recall(np.load(out), truth):.4f}  (whole command: start, open, read, write)")
+        print(f"  ratio ptsel / faiss: wall {o_best[0] / f_best[0]:.2f}, CPU {o_best[1] / f_best[1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+//! HNSW (Malkov & Yashunin, hierarchical navigable small worlds) stored as one section of the
+//! index and searched in place through the mapping.
+//!
+//! - [`build_graph`] constructs the graph over the index's stored vectors (f16 or f32, the
+//!   index's metric) with parameters M, efConstruction and a seed, deterministically and across
+//!   threads, then checks that every point is reachable from the entry point on level 0 and finds
+//!   itself, repairs what is not, and exports the compact layout described in [`graph`].
+//!   [`HnswExtension`] runs it inside [`crate::build`].
+//! - [`Graph::open`] validates the section in O(1); [`Graph::search`] and [`Graph::search_batch`]
+//!   run the beam search (SIMD distances, per-thread generation-stamped visited set, prefetch).
+//!
+//! Why not `hnsw_rs` for construction: its parallel insertion is not reproducible (the graph
+//! depends on thread timing) and its level generator has a fixed seed, while ptsel promises the
+//! same graph for the same input and `--seed`; it also keeps one `Arc` per edge and needs the
+//! vectors as f32. `hnsw_rs` stays the reference our recall is tested against (tests/hnsw.rs)
+//! and the construction speed is compared with it in `benches/search.rs`.
+
+mod build;
+pub mod graph;
+
+pub use build::build_graph;
+pub use graph::{Graph, GraphHeader};
+
+use crate::builder::Extension;
+use crate::error::Result;
+use crate::format::SectionKind;
+use crate::store::Index;
+use std::collections::BTreeMap;
+
+/// Construction parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    /// Links per node on levels >= 1 (the paper's M); level 0 keeps up to 2 M.
+    pub m: usize,
+    /// Beam width while inserting (efConstruction).
+    pub ef_construction: usize,
+    /// Seed of the level draws and the insertion order.
+    pub seed: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            m: 16,
+            ef_construction: 200,
+            seed: 0,
+        }
+    }
+}
+
+impl Params {
+    /// The parameters as recorded in the index metadata (`Meta.params`).
+    pub fn record(&self, params: &mut BTreeMap<String, String>) {
+        params.insert("hnsw_m".into(), self.m.to_string());
+        params.insert(
+            "hnsw_ef_construction".into(),
+            self.ef_construction.to_string(),
+        );
+        params.insert("hnsw_seed".into(), self.seed.to_string());
+    }
+}
+
+/// Builds the HNSW section during [`crate::build`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HnswExtension(pub Params);
+
+impl Extension for HnswExtension {
+    fn name(&self) -> &str {
+        "hnsw"
+    }
+
+    fn build(
+        &self,
+        index: &Index,
+        progress: &dyn Fn(&str, u64, u64),
+    ) -> Result<Vec<(SectionKind, Vec<u8>)>> {
+        let (_, bytes) = build_graph(index, &self.0, progress)?;
+        Ok(vec![(SectionKind::Hnsw, bytes)])
+    }
+}

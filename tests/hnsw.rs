@@ -1,0 +1,519 @@
+//! HNSW: recall against exact search and against hnsw_rs on the same data, the section's
+//! round trip and determinism, corrupted graphs rejected with errors, and `ptsel search` /
+//! `ptsel bench` through the real binary.
+
+use ptsel::format::SectionKind;
+use ptsel::hnsw::{build_graph, Graph, HnswExtension, Params};
+use ptsel::score::{cpu::CpuScorer, Scorer};
+use ptsel::synth::{clustered, Spec};
+use ptsel::{BuildOptions, DType, Index, Metric};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const ROWS: usize = 3000;
+const DIM: usize = 32;
+
+fn corpus(rows: usize, seed: u64) -> Vec<f32> {
+    clustered(Spec {
+        rows,
+        dim: DIM,
+        classes: 30,
+        spread: 1.0,
+        seed,
+    })
+    .data
+}
+
+fn queries() -> Vec<f32> {
+    clustered(Spec {
+        rows: 100,
+        dim: DIM,
+        classes: 30,
+        spread: 1.0,
+        seed: 99,
+    })
+    .data
+}
+
+/// Build an index of `data` at `dir/name` with the HNSW extension when `hnsw` is given.
+fn make_index(
+    dir: &Path,
+    name: &str,
+    data: &[f32],
+    dtype: DType,
+    metric: Metric,
+    hnsw: Option<Params>,
+) -> PathBuf {
+    let features = dir.join(format!("{name}.npy"));
+    ptsel::npy::write_matrix(&features, data, data.len() / DIM, DIM).unwrap();
+    let out = dir.join(name);
+    let mut source = ptsel::npy::MatrixReader::open(&features).unwrap();
+    let extensions: Vec<Box<dyn ptsel::builder::Extension>> = hnsw
+        .into_iter()
+        .map(|p| Box::new(HnswExtension(p)) as _)
+        .collect();
+    let opts = BuildOptions {
+        dtype,
+        metric,
+        force: true,
+        extensions,
+        ..BuildOptions::default()
+    };
+    ptsel::build(&mut source, &out, opts, &|_, _, _| {}).unwrap();
+    out
+}
+
+fn recall(found: &[u32], truth: &[u32], k: usize) -> f64 {
+    let hits: usize = found
+        .chunks(k)
+        .zip(truth.chunks(k))
+        .map(|(f, t)| f.iter().filter(|i| t.contains(i)).count())
+        .sum();
+    hits as f64 / truth.len() as f64
+}
+
+fn hnsw_rs_recall(data: &[f32], q: &[f32], truth: &[u32], k: usize, ef: usize) -> f64 {
+    use hnsw_rs::prelude::*;
+    let rows = data.len() / DIM;
+    let h = Hnsw::<f32, DistCosine>::new(16, rows, 16, 200, DistCosine {});
+    let items: Vec<(&[f32], usize)> = data
+        .chunks_exact(DIM)
+        .enumerate()
+        .map(|(i, r)| (r, i))
+        .collect();
+    h.parallel_insert_slice(&items);
+    let found: Vec<u32> = q
+        .chunks_exact(DIM)
+        .flat_map(|x| h.search(x, k, ef).into_iter().map(|n| n.d_id as u32))
+        .collect();
+    recall(&found, truth, k)
+}
+
+#[test]
+fn recall_beats_a_floor_and_matches_hnsw_rs() {
+    let t = tempfile::tempdir().unwrap();
+    let data = corpus(ROWS, 1);
+    let q = queries();
+    let k = 10;
+    for dtype in [DType::F32, DType::F16] {
+        let path = make_index(
+            t.path(),
+            &format!("{}.ptsel", dtype.name()),
+            &data,
+            dtype,
+            Metric::Cos,
+            Some(Params::default()),
+        );
+        let index = Index::open(&path).unwrap();
+        let graph = Graph::open(&index).unwrap().unwrap();
+        let exact = CpuScorer::new(&index).top_k(&q, k).unwrap();
+        let nn = graph.search_batch(&q, k, 64).unwrap();
+        let ours = recall(&nn.ids, &exact.ids, k);
+        // Scores are the exact similarities of the returned rows, best first.
+        for (qi, (ids, scores)) in nn.ids.chunks(k).zip(nn.scores.chunks(k)).enumerate() {
+            assert!(
+                scores.windows(2).all(|w| w[0] >= w[1]),
+                "scores not descending: {scores:?}"
+            );
+            let hit = exact.ids_of(qi).iter().position(|&i| i == ids[0]);
+            if let Some(p) = hit {
+                assert!((exact.scores_of(qi)[p] - scores[0]).abs() < 1e-4);
+            }
+        }
+        let reference = hnsw_rs_recall(&data, &q, &exact.ids, k, 64);
+        eprintln!(
+            "{}: recall@10 at ef 64: ptsel {ours:.4}, hnsw_rs {reference:.4}",
+            dtype.name()
+        );
+        assert!(ours >= 0.95, "{}: recall {ours}", dtype.name());
+        assert!(
+            ours >= reference - 0.02,
+            "{}: recall {ours} well below hnsw_rs {reference}",
+            dtype.name()
+        );
+    }
+}
+
+#[test]
+fn l2_and_ip_scores_are_in_metric_units() {
+    let t = tempfile::tempdir().unwrap();
+    let data = corpus(800, 2);
+    let q = queries();
+    for metric in [Metric::L2, Metric::Ip] {
+        let path = make_index(
+            t.path(),
+            &format!("{}.ptsel", metric.name()),
+            &data,
+            DType::F32,
+            metric,
+            Some(Params::default()),
+        );
+        let index = Index::open(&path).unwrap();
+        let nn = Graph::open(&index)
+            .unwrap()
+            .unwrap()
+            .search_batch(&q, 5, 64)
+            .unwrap();
+        let exact = CpuScorer::new(&index).top_k(&q, 5).unwrap();
+        assert!(recall(&nn.ids, &exact.ids, 5) >= 0.9, "{}", metric.name());
+        for (i, (&id, &s)) in nn.ids.iter().zip(&nn.scores).enumerate() {
+            let (row, query) = (&data[id as usize * DIM..][..DIM], &q[i / 5 * DIM..][..DIM]);
+            let want: f32 = match metric {
+                Metric::L2 => row.iter().zip(query).map(|(a, b)| (a - b) * (a - b)).sum(),
+                _ => row.iter().zip(query).map(|(a, b)| a * b).sum(),
+            };
+            assert!(
+                (want - s).abs() < 1e-3 * (1.0 + want.abs()),
+                "{}: {want} vs {s}",
+                metric.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn section_round_trips_and_is_deterministic() {
+    let t = tempfile::tempdir().unwrap();
+    let data = corpus(1500, 3);
+    let p = Params {
+        m: 8,
+        ef_construction: 64,
+        seed: 5,
+    };
+    let path = make_index(t.path(), "a.ptsel", &data, DType::F16, Metric::Cos, Some(p));
+    let index = Index::open_with(&path, ptsel::OpenOptions { verify: true }).unwrap();
+    let stored = index.section_bytes(SectionKind::Hnsw).unwrap().to_vec();
+    let header = *Graph::open(&index).unwrap().unwrap().header();
+    assert_eq!(
+        (
+            header.m,
+            header.m0,
+            header.ef_construction,
+            header.seed,
+            header.rows
+        ),
+        (8, 16, 64, 5, 1500)
+    );
+
+    // Rebuilt over the same index on one thread and on two: the same bytes.
+    let build = |threads: usize, p: Params| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| build_graph(&index, &p, &|_, _, _| {}).unwrap())
+    };
+    let (h1, b1) = build(1, p);
+    let (h2, b2) = build(2, p);
+    assert_eq!(h1, header);
+    assert_eq!(b1, stored, "one thread differs from the stored graph");
+    assert_eq!(b2, stored, "two threads differ from the stored graph");
+    assert_eq!(h2, header);
+    let (_, other) = build(2, Params { seed: 6, ..p });
+    assert_ne!(other, stored, "the seed has no effect");
+
+    // Every stored id is in range or padding.
+    let ids: &[u32] = bytemuck::cast_slice(&stored[64..]);
+    let level0 = &ids[..1500 * 16];
+    assert!(level0.iter().all(|&i| i == u32::MAX || i < 1500));
+}
+
+/// Overwrite `bytes` at `at` (relative to the HNSW section) in a copy of `src` named `name`.
+fn damaged(src: &Path, name: &str, at: usize, bytes: &[u8]) -> PathBuf {
+    let index = Index::open(src).unwrap();
+    let e = index
+        .sections()
+        .into_iter()
+        .find(|e| e.kind == SectionKind::Hnsw)
+        .unwrap();
+    let mut file = std::fs::read(src).unwrap();
+    let start = e.offset as usize + at;
+    file[start..start + bytes.len()].copy_from_slice(bytes);
+    let out = src.with_file_name(name);
+    std::fs::write(&out, file).unwrap();
+    out
+}
+
+fn corrupt_err(e: ptsel::Error) {
+    assert!(
+        matches!(e, ptsel::Error::Corrupt { ref section, .. } if section == "hnsw"),
+        "{e}"
+    );
+}
+
+#[test]
+fn corrupted_graphs_are_errors_not_panics() {
+    let t = tempfile::tempdir().unwrap();
+    let data = corpus(500, 4);
+    let q = queries();
+    let good = make_index(
+        t.path(),
+        "good.ptsel",
+        &data,
+        DType::F16,
+        Metric::Cos,
+        Some(Params {
+            m: 8,
+            ef_construction: 32,
+            seed: 1,
+        }),
+    );
+    let (m0, rows) = (16usize, 500usize);
+    // Header damage: magic, M, entry point, a count that no longer matches the length.
+    for (name, at, bytes) in [
+        ("magic.ptsel", 0, b"XXXXXXXX".to_vec()),
+        ("m.ptsel", 12, 1000u32.to_le_bytes().to_vec()),
+        ("entry.ptsel", 36, 600u32.to_le_bytes().to_vec()),
+        ("level.ptsel", 40, 99u32.to_le_bytes().to_vec()),
+        ("lists.ptsel", 48, 1u32.to_le_bytes().to_vec()),
+        ("rows.ptsel", 52, 499u32.to_le_bytes().to_vec()),
+    ] {
+        let path = damaged(&good, name, at, &bytes);
+        let index = Index::open(&path).unwrap();
+        corrupt_err(Graph::open(&index).unwrap_err());
+    }
+    // Neighbour ids out of range everywhere on level 0: the first search hits one.
+    let bad_ids: Vec<u8> = (0..rows * m0)
+        .flat_map(|i| (rows as u32 + i as u32).to_le_bytes())
+        .collect();
+    let path = damaged(&good, "ids.ptsel", 64, &bad_ids);
+    let index = Index::open(&path).unwrap();
+    let graph = Graph::open(&index).unwrap().unwrap();
+    corrupt_err(graph.search_batch(&q, 5, 32).unwrap_err());
+    // Upper offsets out of order: found when the search descends.
+    let index = Index::open(&good).unwrap();
+    let h = *Graph::open(&index).unwrap().unwrap().header();
+    assert!(h.max_level > 0, "the test needs an upper level");
+    let offsets_at = 64 + 4 * (rows * m0 + h.upper_nodes as usize);
+    let garbage: Vec<u8> = (0..=h.upper_nodes)
+        .flat_map(|i| (u32::MAX - i).to_le_bytes())
+        .collect();
+    let path = damaged(&good, "offsets.ptsel", offsets_at, &garbage);
+    let index = Index::open(&path).unwrap();
+    corrupt_err(
+        Graph::open(&index)
+            .unwrap()
+            .unwrap()
+            .search_batch(&q, 5, 32)
+            .unwrap_err(),
+    );
+    // The CLI maps it to exit code 3.
+    let out = ptsel(
+        t.path(),
+        &[
+            "search",
+            "--index",
+            "ids.ptsel",
+            "--queries",
+            &write_queries(t.path(), "q.npy", &q),
+            "-k",
+            "3",
+            "--out",
+            "nn.npy",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
+}
+
+fn ptsel(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ptsel"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn write_queries(dir: &Path, name: &str, q: &[f32]) -> String {
+    ptsel::npy::write_matrix(&dir.join(name), q, q.len() / DIM, DIM).unwrap();
+    name.to_string()
+}
+
+fn read_i64(path: &Path) -> (Vec<u64>, Vec<i64>) {
+    let bytes = std::fs::read(path).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    (npy.shape().to_vec(), npy.into_vec::<i64>().unwrap())
+}
+
+#[test]
+fn search_and_bench_cli() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let data = corpus(1000, 5);
+    let q = queries();
+    make_index(
+        d,
+        "g.ptsel",
+        &data,
+        DType::F16,
+        Metric::Cos,
+        Some(Params::default()),
+    );
+    make_index(d, "flat.ptsel", &data, DType::F16, Metric::Cos, None);
+    let qn = write_queries(d, "q.npy", &q);
+    let ok = |args: &[&str]| {
+        let out = ptsel(d, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    ok(&[
+        "search",
+        "--index",
+        "g.ptsel",
+        "--queries",
+        &qn,
+        "-k",
+        "7",
+        "--ef",
+        "64",
+        "--out",
+        "nn.npy",
+        "--scores",
+        "s.npy",
+    ]);
+    ok(&[
+        "search",
+        "--index",
+        "flat.ptsel",
+        "--queries",
+        &qn,
+        "-k",
+        "7",
+        "--exact",
+        "--threads",
+        "1",
+        "--out",
+        "ex.npy",
+    ]);
+    let (shape, nn) = read_i64(&d.join("nn.npy"));
+    let (_, ex) = read_i64(&d.join("ex.npy"));
+    assert_eq!(shape, vec![100, 7]);
+    let hits = nn
+        .chunks(7)
+        .zip(ex.chunks(7))
+        .map(|(a, b)| a.iter().filter(|x| b.contains(x)).count())
+        .sum::<usize>();
+    assert!(
+        hits as f64 / 700.0 >= 0.95,
+        "cli recall {}",
+        hits as f64 / 700.0
+    );
+    let scores = std::fs::read(d.join("s.npy")).unwrap();
+    let s: Vec<f32> = npyz::NpyFile::new(&scores[..]).unwrap().into_vec().unwrap();
+    assert!(s.len() == 700 && s.iter().all(|x| (-1.0..=1.0001).contains(x)));
+
+    // Bench: JSON with exactly the documented fields, an SVG, and a cached ground truth.
+    ok(&[
+        "bench",
+        "--index",
+        "g.ptsel",
+        "--queries",
+        &qn,
+        "-k",
+        "5",
+        "--ef",
+        "8,64",
+        "--json",
+        "b.json",
+        "--plot",
+        "b.svg",
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("b.json")).unwrap()).unwrap();
+    let keys: HashSet<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, HashSet::from(["rows", "open_ms", "build_s"]));
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let row_keys: HashSet<&str> = rows[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        row_keys,
+        HashSet::from(["ef", "recall", "qps", "mean_ms", "p99_ms"])
+    );
+    assert!(rows[1]["recall"].as_f64().unwrap() >= 0.95);
+    assert!(std::fs::read_to_string(d.join("b.svg"))
+        .unwrap()
+        .contains("<svg"));
+    let cached: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".truth-")
+        })
+        .collect();
+    assert_eq!(cached.len(), 1);
+
+    // Bad inputs: clear errors, exit 2, no output written.
+    let mut nan = q.clone();
+    nan[5] = f32::NAN;
+    write_queries(d, "nan.npy", &nan);
+    ptsel::npy::write_matrix(
+        &d.join("wide.npy"),
+        &vec![0.5f32; 3 * (DIM + 1)],
+        3,
+        DIM + 1,
+    )
+    .unwrap();
+    for (args, says) in [
+        (
+            vec!["--index", "g.ptsel", "--queries", "wide.npy", "-k", "3"],
+            "dimension 33",
+        ),
+        (
+            vec!["--index", "g.ptsel", "--queries", "nan.npy", "-k", "3"],
+            "nan",
+        ),
+        (
+            vec!["--index", "g.ptsel", "--queries", &qn, "-k", "0"],
+            "between 1 and",
+        ),
+        (
+            vec!["--index", "g.ptsel", "--queries", &qn, "-k", "1001"],
+            "between 1 and",
+        ),
+        (
+            vec!["--index", "flat.ptsel", "--queries", &qn, "-k", "3"],
+            "--exact",
+        ),
+    ] {
+        let mut full = vec!["search"];
+        full.extend(args);
+        full.extend(["--out", "bad.npy"]);
+        let out = ptsel(d, &full);
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert_eq!(out.status.code(), Some(2), "{full:?}: {err}");
+        assert!(err.contains(says), "{full:?}: {err}");
+        assert!(!d.join("bad.npy").exists());
+    }
+    // info reports the graph and its repair counts.
+    let out = ok(&["info", "g.ptsel", "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["hnsw"]["m"], 16);
+    assert!(
+        info["hnsw"]["unreachable_repaired"].is_u64()
+            && info["hnsw"]["self_recall_repaired"].is_u64()
+    );
+    assert!(String::from_utf8_lossy(&ok(&["info", "flat.ptsel"]).stdout).contains("hnsw      none"));
+}
