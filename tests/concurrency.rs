@@ -44,6 +44,7 @@ fn readers_see_one_version_while_the_index_is_replaced() {
                 "x.ptsel",
                 "--force",
                 "-q",
+                "--no-hnsw",
             ],
         )
     };

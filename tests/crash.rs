@@ -17,6 +17,7 @@ fn build_cmd(dir: &Path) -> Command {
             "x.ptsel",
             "--force",
             "--quiet",
+            "--no-hnsw",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
