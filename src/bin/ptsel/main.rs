@@ -1,9 +1,12 @@
 //! The `ptsel` command line. Each subcommand lives in its own module with its clap arguments and
 //! a `run` function; `main` is one match on the command.
 
+mod bench_score;
 mod build;
 mod demo;
+mod gpu_check;
 mod info;
+mod kernels;
 mod progress;
 mod verify;
 
@@ -28,6 +31,14 @@ enum Command {
     Verify(verify::Args),
     /// Run the main job on built-in synthetic data: build an index and show it.
     Demo(demo::Args),
+    /// List the CUDA kernels; with --check, compile each with NVRTC and report PTX size or log.
+    Kernels(kernels::Args),
+    /// Time exact top-k search of one query batch on one backend (prints JSON).
+    #[command(hide = true)]
+    BenchScore(bench_score::Args),
+    /// Check the CUDA scorer against the CPU and measure its throughput (needs a GPU).
+    #[command(hide = true)]
+    GpuCheck(gpu_check::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +48,9 @@ fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Kernels(a) => kernels::run(a),
+        Command::BenchScore(a) => bench_score::run(a),
+        Command::GpuCheck(a) => gpu_check::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,232 @@
+// Exact scoring of a query batch against corpus rows fused with a per-query top-k.
+//
+// Layout (set up by src/score/cuda.rs): corpus rows are stored with a row stride `ld` (a
+// multiple of 16 elements, zero padded) and the row count is padded with zero rows to a multiple
+// of MMA_N; `xn` holds each row's squared norm (l2 only), `qn` each query's. Every block scores
+// a group of queries against one chunk of rows tile by tile, keeps one top-k list per query in
+// shared memory, and writes them as that chunk's partial lists; `topk_merge_f32` then reduces
+// the chunks' lists of each query to the final k (best first, ties to the lower row id).
+#include "common.cuh"
+
+// ---- bandwidth path: few queries, any storage type ------------------------------------------
+
+#define SIMT_Q 8       // queries per block (a batch of 1 still streams the corpus at full speed)
+#define SIMT_TILE 256  // rows scored between top-k updates
+// Blocks have 256 threads: 8 warps, each scoring 4 rows at a time with 8 lanes per row.
+
+__device__ __forceinline__ void ptsel_load8(const __half* p, float* v) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(h[i]);
+        v[2 * i] = f.x;
+        v[2 * i + 1] = f.y;
+    }
+}
+
+__device__ __forceinline__ void ptsel_load8(const float* p, float* v) {
+    const float4 a = *reinterpret_cast<const float4*>(p);
+    const float4 b = *reinterpret_cast<const float4*>(p + 4);
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+    v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+
+// Shared memory: queries [SIMT_Q][ld] f32, scores [SIMT_Q][SIMT_TILE], lists [SIMT_Q][k] x 2.
+template <typename T>
+__device__ void topk_simt(const T* __restrict__ x, const float* __restrict__ xn, int rows, int ld,
+                          const float* __restrict__ q, const float* __restrict__ qn, int nq, int l2, int k,
+                          int chunk_rows, float* __restrict__ out_s, unsigned* __restrict__ out_i) {
+    extern __shared__ float4 smem4[];
+    float* qs = reinterpret_cast<float*>(smem4);
+    float* sc = qs + SIMT_Q * ld;
+    float* ls = sc + SIMT_Q * SIMT_TILE;
+    unsigned* li = reinterpret_cast<unsigned*>(ls + SIMT_Q * k);
+    const int q0 = blockIdx.y * SIMT_Q, chunk = blockIdx.x, chunks = gridDim.x;
+    const int r_begin = chunk * chunk_rows, r_end = min(rows, r_begin + chunk_rows);
+    for (int t = threadIdx.x; t < SIMT_Q * ld; t += blockDim.x)
+        qs[t] = q0 + t / ld < nq ? q[(size_t)q0 * ld + t] : 0.0f;
+    float qnr[SIMT_Q];
+#pragma unroll
+    for (int i = 0; i < SIMT_Q; ++i) qnr[i] = q0 + i < nq ? qn[q0 + i] : 0.0f;
+    ptsel_lists_init(ls, li, SIMT_Q * k);
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, part = lane & 7;
+    for (int t0 = r_begin; t0 < r_end; t0 += SIMT_TILE) {
+        // rr takes 8 values for every lane: the shuffles below run with the whole warp.
+        for (int rr = warp * 4 + (lane >> 3); rr < SIMT_TILE; rr += 32) {
+            const int r = t0 + rr;
+            float acc[SIMT_Q];
+#pragma unroll
+            for (int i = 0; i < SIMT_Q; ++i) acc[i] = 0.0f;
+            if (r < r_end) {
+                const T* xr = x + (size_t)r * ld;
+                for (int c = part * 8; c < ld; c += 64) {
+                    float v[8];
+                    ptsel_load8(xr + c, v);
+#pragma unroll
+                    for (int i = 0; i < SIMT_Q; ++i) {
+                        const float4 a = *reinterpret_cast<const float4*>(qs + i * ld + c);
+                        const float4 b = *reinterpret_cast<const float4*>(qs + i * ld + c + 4);
+                        acc[i] += v[0] * a.x + v[1] * a.y + v[2] * a.z + v[3] * a.w + v[4] * b.x + v[5] * b.y + v[6] * b.z + v[7] * b.w;
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < SIMT_Q; ++i)
+                for (int o = 4; o > 0; o >>= 1) acc[i] += __shfl_xor_sync(PTSEL_FULL_MASK, acc[i], o);
+            if (part == 0) {
+#pragma unroll
+                for (int i = 0; i < SIMT_Q; ++i)
+                    sc[i * SIMT_TILE + rr] = r < r_end ? ptsel_sim(acc[i], l2, qnr[i], xn[r]) : PTSEL_NEG_INF;
+            }
+        }
+        __syncthreads();
+        const int qq = warp;  // one warp per query of the group
+        if (q0 + qq < nq) {
+            for (int c = lane; c < SIMT_TILE; c += 32) {
+                const int r = t0 + c;
+                const bool ok = r < r_end;
+                ptsel_warp_offer(ls + qq * k, li + qq * k, k, ok ? sc[qq * SIMT_TILE + c] : PTSEL_NEG_INF, ok ? (unsigned)r : PTSEL_NO_ID);
+            }
+        }
+        __syncthreads();
+    }
+    ptsel_lists_store(ls, li, q0, SIMT_Q, nq, k, chunk, chunks, out_s, out_i);
+}
+
+extern "C" __global__ void topk_simt_f16(const __half* x, const float* xn, int rows, int ld, const float* q, const float* qn,
+                                         int nq, int l2, int k, int chunk_rows, float* out_s, unsigned* out_i) {
+    topk_simt<__half>(x, xn, rows, ld, q, qn, nq, l2, k, chunk_rows, out_s, out_i);
+}
+
+extern "C" __global__ void topk_simt_f32(const float* x, const float* xn, int rows, int ld, const float* q, const float* qn,
+                                         int nq, int l2, int k, int chunk_rows, float* out_s, unsigned* out_i) {
+    topk_simt<float>(x, xn, rows, ld, q, qn, nq, l2, k, chunk_rows, out_s, out_i);
+}
+
+// ---- tensor-core path: large batches of fp16 -------------------------------------------------
+
+#define MMA_M 64   // queries per block, kept in shared memory for the whole chunk
+#define MMA_N 128  // rows per tile
+// Blocks have 256 threads: 8 warps as 2 (queries) x 4 (rows), each computing 32 x 32 scores
+// with mma.sync m16n8k16 (fp16 in, f32 accumulation): 2 x 4 tiles of 16 x 8. Inline PTX rather
+// than <mma.h>, whose crt/ header is not in the NVRTC wheels.
+//
+// The dot product sums over k in any order, so A and B fragments may take their k elements in
+// any order as long as both use the same one: lane (g = lane / 4, t = lane % 4) loads 8
+// consecutive halves [k0 + 8t, k0 + 8t + 8) of its query rows and of its corpus row with one
+// 16-byte load each, and feeds halves 0-3 to the first mma of a 32-wide k step and 4-7 to the
+// second. Corpus rows are read straight from global memory (coalesced: 64 bytes per row per
+// step, prefetched one step ahead); blockIdx.x walks the query groups so that blocks running
+// together read the same corpus rows through L2.
+// Shared memory: queries [MMA_M][lds] f16 (lds = ld padded so that the 16-byte loads of 8 lanes
+// hit distinct banks), scores [MMA_M][MMA_N] f32, lists [MMA_M][k] x 2.
+
+__device__ __forceinline__ void ptsel_mma_16816(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+extern "C" __global__ void topk_mma_f16(const __half* __restrict__ x, const float* __restrict__ xn, int rows, int ld, int lds,
+                                        const __half* __restrict__ q, const float* __restrict__ qn, int nq, int l2, int k,
+                                        int chunk_rows, float* __restrict__ out_s, unsigned* __restrict__ out_i) {
+    extern __shared__ float4 smem4[];
+    __half* qs = reinterpret_cast<__half*>(smem4);
+    float* sc = reinterpret_cast<float*>(qs + MMA_M * lds);
+    float* ls = sc + MMA_M * MMA_N;
+    unsigned* li = reinterpret_cast<unsigned*>(ls + MMA_M * k);
+    const int q0 = blockIdx.x * MMA_M, chunk = blockIdx.y, chunks = gridDim.y;
+    const int r_begin = chunk * chunk_rows, r_end = min(rows, r_begin + chunk_rows);
+    // The query batch is padded to a multiple of MMA_M rows on the host; ld is a multiple of 32.
+    const int vecs = ld / 8;
+    for (int t = threadIdx.x; t < MMA_M * vecs; t += blockDim.x)
+        *reinterpret_cast<uint4*>(qs + (t / vecs) * lds + (t % vecs) * 8) = *reinterpret_cast<const uint4*>(q + ((size_t)q0 + t / vecs) * ld + (t % vecs) * 8);
+    ptsel_lists_init(ls, li, MMA_M * k);
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, t8 = (lane & 3) * 8;
+    for (int t0 = r_begin; t0 < r_end; t0 += MMA_N) {
+        float acc[2][4][4];
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+        // Rows are padded to a multiple of MMA_N on the device: the tile is always in bounds.
+        const __half* xrow[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) xrow[j] = x + (size_t)(t0 + wn * 32 + j * 8 + g) * ld + t8;
+        uint4 xb[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) xb[j] = __ldg(reinterpret_cast<const uint4*>(xrow[j]));
+        for (int k0 = 0; k0 < ld; k0 += 32) {
+            uint4 nb[4];
+            const int kn = k0 + 32 < ld ? k0 + 32 : k0;
+#pragma unroll
+            for (int j = 0; j < 4; ++j) nb[j] = __ldg(reinterpret_cast<const uint4*>(xrow[j] + kn));
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const uint4 lo = *reinterpret_cast<const uint4*>(qs + (wm * 32 + i * 16 + g) * lds + k0 + t8);
+                const uint4 hi = *reinterpret_cast<const uint4*>(qs + (wm * 32 + i * 16 + g + 8) * lds + k0 + t8);
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    ptsel_mma_16816(acc[i][j], lo.x, hi.x, lo.y, hi.y, xb[j].x, xb[j].y);
+                    ptsel_mma_16816(acc[i][j], lo.z, hi.z, lo.w, hi.w, xb[j].z, xb[j].w);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < 4; ++j) xb[j] = nb[j];
+        }
+        // Accumulator (i, j): elements 0-1 are row g, columns 2 (lane % 4) + {0, 1}; 2-3 row g + 8.
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int row = wm * 32 + i * 16 + g, col = wn * 32 + j * 8 + (lane & 3) * 2;
+                *reinterpret_cast<float2*>(sc + row * MMA_N + col) = make_float2(acc[i][j][0], acc[i][j][1]);
+                *reinterpret_cast<float2*>(sc + (row + 8) * MMA_N + col) = make_float2(acc[i][j][2], acc[i][j][3]);
+            }
+        __syncthreads();
+        for (int qq = warp; qq < MMA_M; qq += 8) {
+            if (q0 + qq >= nq) break;
+            const float qnv = qn[q0 + qq];
+            for (int c = lane; c < MMA_N; c += 32) {
+                const int r = t0 + c;
+                const bool ok = r < r_end;
+                ptsel_warp_offer(ls + qq * k, li + qq * k, k, ok ? ptsel_sim(sc[qq * MMA_N + c], l2, qnv, xn[r]) : PTSEL_NEG_INF,
+                                 ok ? (unsigned)r : PTSEL_NO_ID);
+            }
+        }
+        __syncthreads();
+    }
+    ptsel_lists_store(ls, li, q0, MMA_M, nq, k, chunk, chunks, out_s, out_i);
+}
+
+// ---- merge ------------------------------------------------------------------------------------
+
+// Reduces `parts` partial lists of k per query (ps/pi: [nq][parts][k]) to the final k, best
+// first. One warp per query, 4 warps per block; shared memory: lists [4][k] x 2.
+extern "C" __global__ void topk_merge_f32(const float* __restrict__ ps, const unsigned* __restrict__ pi, int nq, int parts, int k,
+                                          float* __restrict__ out_s, unsigned* __restrict__ out_i) {
+    extern __shared__ float4 smem4[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    float* ls = reinterpret_cast<float*>(smem4) + warp * k;
+    unsigned* li = reinterpret_cast<unsigned*>(reinterpret_cast<float*>(smem4) + 4 * k) + warp * k;
+    for (int j = lane; j < k; j += 32) { ls[j] = PTSEL_NEG_INF; li[j] = PTSEL_NO_ID; }
+    const int qi = blockIdx.x * 4 + warp;
+    if (qi >= nq) return;  // whole warp: no block-wide barrier below
+    const int n = parts * k;
+    const size_t base = (size_t)qi * n;
+    for (int c0 = 0; c0 < n; c0 += 32) {
+        const int c = c0 + lane;
+        ptsel_warp_offer(ls, li, k, c < n ? ps[base + c] : PTSEL_NEG_INF, c < n ? pi[base + c] : PTSEL_NO_ID);
+    }
+    __syncwarp();
+    for (int j = lane; j < k; j += 32) {
+        out_s[(size_t)qi * k + j] = ls[j];
+        out_i[(size_t)qi * k + j] = li[j];
+    }
+}
