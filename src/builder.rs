@@ -51,7 +51,11 @@ pub trait Extension {
     /// Short name for progress messages.
     fn name(&self) -> &str;
     /// Compute the sections to append, reading the partially built `index`.
-    fn build(&self, index: &Index, progress: &dyn Fn(&str, u64, u64)) -> Result<Vec<(SectionKind, Vec<u8>)>>;
+    fn build(
+        &self,
+        index: &Index,
+        progress: &dyn Fn(&str, u64, u64),
+    ) -> Result<Vec<(SectionKind, Vec<u8>)>>;
 }
 
 /// Options of a build.
@@ -100,7 +104,10 @@ pub struct Labels {
 impl Labels {
     /// Read labels from an integer .npy file.
     pub fn from_npy(path: &Path) -> Result<Self> {
-        Ok(Labels { values: crate::npy::read_labels(path)?, origin: path.to_path_buf() })
+        Ok(Labels {
+            values: crate::npy::read_labels(path)?,
+            origin: path.to_path_buf(),
+        })
     }
 }
 
@@ -121,12 +128,20 @@ pub struct BuildReport {
 pub type Progress<'a> = &'a dyn Fn(&str, u64, u64);
 
 /// Build an index at `out` from `source`.
-pub fn build(source: &mut dyn RowSource, out: &Path, opts: BuildOptions, progress: Progress<'_>) -> Result<BuildReport> {
+pub fn build(
+    source: &mut dyn RowSource,
+    out: &Path,
+    opts: BuildOptions,
+    progress: Progress<'_>,
+) -> Result<BuildReport> {
     let start = Instant::now();
     let (rows, dim) = (source.rows(), source.dim());
     let classes = check_labels(opts.labels.as_ref(), rows)?;
     if (classes as u64) * (dim as u64) * 8 > MAX_CLASS_MEANS_BYTES {
-        return Err(Error::invalid(format!("{classes} classes x {dim} dims of class means exceed {} GiB", MAX_CLASS_MEANS_BYTES >> 30)));
+        return Err(Error::invalid(format!(
+            "{classes} classes x {dim} dims of class means exceed {} GiB",
+            MAX_CLASS_MEANS_BYTES >> 30
+        )));
     }
     if let Some(ids) = &opts.ids {
         let n = count_lines(ids)?;
@@ -141,16 +156,30 @@ pub fn build(source: &mut dyn RowSource, out: &Path, opts: BuildOptions, progres
 
     let mut w = IndexWriter::create(out, opts.force)?;
     let labels = opts.labels.as_ref().map(|l| l.values.as_slice());
-    let stats = write_vectors(&mut w, source, opts.dtype, opts.metric, labels, classes, progress)?;
+    let stats = write_vectors(
+        &mut w,
+        source,
+        opts.dtype,
+        opts.metric,
+        labels,
+        classes,
+        progress,
+    )?;
     w.add_section(SectionKind::Norms, bytemuck::cast_slice(&stats.norms))?;
     if let Some(labels) = labels {
         w.add_section(SectionKind::Labels, bytemuck::cast_slice(labels))?;
-        w.add_section(SectionKind::ClassCounts, bytemuck::cast_slice(&stats.counts))?;
+        w.add_section(
+            SectionKind::ClassCounts,
+            bytemuck::cast_slice(&stats.counts),
+        )?;
         let means: Vec<f64> = stats
             .sums
             .chunks_exact(dim)
             .zip(&stats.counts)
-            .flat_map(|(s, &c)| s.iter().map(move |x| if c > 0 { x / c as f64 } else { 0.0 }))
+            .flat_map(|(s, &c)| {
+                s.iter()
+                    .map(move |x| if c > 0 { x / c as f64 } else { 0.0 })
+            })
             .collect();
         w.add_section(SectionKind::ClassMeans, bytemuck::cast_slice(&means))?;
     }
@@ -167,7 +196,9 @@ pub fn build(source: &mut dyn RowSource, out: &Path, opts: BuildOptions, progres
         classes: classes as u32,
         class_names,
         has_ids: opts.ids.is_some(),
-        created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         build_seconds: 0.0,
         writer: format!("ptsel {}", env!("CARGO_PKG_VERSION")),
         params,
@@ -190,7 +221,12 @@ pub fn build(source: &mut dyn RowSource, out: &Path, opts: BuildOptions, progres
     meta.build_seconds = start.elapsed().as_secs_f64();
     w.add_section(SectionKind::Meta, &meta.encode().map_err(Error::invalid)?)?;
     w.commit()?;
-    Ok(BuildReport { rows, dim, classes, seconds: meta.build_seconds })
+    Ok(BuildReport {
+        rows,
+        dim,
+        classes,
+        seconds: meta.build_seconds,
+    })
 }
 
 /// Drop the provisional metadata section written for the checkpoint so the final one (with the
@@ -203,11 +239,17 @@ fn rewind_meta(mut w: IndexWriter) -> Result<IndexWriter> {
 fn check_labels(labels: Option<&Labels>, rows: usize) -> Result<usize> {
     let Some(l) = labels else { return Ok(0) };
     if l.values.len() != rows {
-        return Err(Error::input(&l.origin, format!("{} labels for {rows} feature rows", l.values.len())));
+        return Err(Error::input(
+            &l.origin,
+            format!("{} labels for {rows} feature rows", l.values.len()),
+        ));
     }
     let max = l.values.iter().copied().max().unwrap_or(0);
     if max >= MAX_CLASSES {
-        return Err(Error::input(&l.origin, format!("label {max} exceeds the maximum class {}", MAX_CLASSES - 1)));
+        return Err(Error::input(
+            &l.origin,
+            format!("label {max} exceeds the maximum class {}", MAX_CLASSES - 1),
+        ));
     }
     Ok(max as usize + 1)
 }
@@ -228,7 +270,11 @@ fn write_vectors(
     progress: Progress<'_>,
 ) -> Result<Stats> {
     let (rows, dim) = (source.rows(), source.dim());
-    let mut stats = Stats { norms: Vec::with_capacity(rows), counts: vec![0; classes], sums: vec![0.0; classes * dim] };
+    let mut stats = Stats {
+        norms: Vec::with_capacity(rows),
+        counts: vec![0; classes],
+        sums: vec![0.0; classes * dim],
+    };
     let mut block = vec![0f32; BLOCK_ROWS * dim];
     let mut half_block: Vec<f16> = Vec::new();
     let mut sink = w.section(SectionKind::Vectors)?;
@@ -236,23 +282,40 @@ fn write_vectors(
     while done < rows {
         let n = source.read_rows(&mut block)?;
         if n == 0 {
-            return Err(Error::invalid(format!("{}: ended after {done} of {rows} rows", source.origin())));
+            return Err(Error::invalid(format!(
+                "{}: ended after {done} of {rows} rows",
+                source.origin()
+            )));
         }
         let block = &mut block[..n * dim];
-        let norms: Vec<f64> = block.par_chunks_exact(dim).map(|r| r.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt()).collect();
+        let norms: Vec<f64> = block
+            .par_chunks_exact(dim)
+            .map(|r| {
+                r.iter()
+                    .map(|&x| f64::from(x) * f64::from(x))
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect();
         if let Some(labels) = labels {
             for (r, &l) in block.chunks_exact(dim).zip(&labels[done..done + n]) {
                 let l = l as usize;
                 stats.counts[l] += 1;
-                stats.sums[l * dim..(l + 1) * dim].iter_mut().zip(r).for_each(|(s, &x)| *s += f64::from(x));
+                stats.sums[l * dim..(l + 1) * dim]
+                    .iter_mut()
+                    .zip(r)
+                    .for_each(|(s, &x)| *s += f64::from(x));
             }
         }
         if metric == Metric::Cos {
-            block.par_chunks_exact_mut(dim).zip(&norms).for_each(|(r, &nrm)| {
-                if nrm > 0.0 {
-                    r.iter_mut().for_each(|x| *x = (f64::from(*x) / nrm) as f32);
-                }
-            });
+            block
+                .par_chunks_exact_mut(dim)
+                .zip(&norms)
+                .for_each(|(r, &nrm)| {
+                    if nrm > 0.0 {
+                        r.iter_mut().for_each(|x| *x = (f64::from(*x) / nrm) as f32);
+                    }
+                });
         }
         stats.norms.extend(norms.iter().map(|&x| x as f32));
         match dtype {
@@ -296,19 +359,31 @@ fn write_ids(w: &mut IndexWriter, path: &Path, rows: usize) -> Result<()> {
     }
     sink.finish()?;
     if offsets.len() != rows + 1 {
-        return Err(Error::input(path, format!("{} ids for {rows} rows", offsets.len() - 1)));
+        return Err(Error::input(
+            path,
+            format!("{} ids for {rows} rows", offsets.len() - 1),
+        ));
     }
     w.add_section(SectionKind::IdsOffsets, bytemuck::cast_slice(&offsets))
 }
 
 fn read_class_names(path: &Path, classes: usize) -> Result<Vec<String>> {
     if classes == 0 {
-        return Err(Error::input(path, "class names given but the corpus has no labels"));
+        return Err(Error::input(
+            path,
+            "class names given but the corpus has no labels",
+        ));
     }
     let text = std::fs::read_to_string(path).at(path)?;
-    let names: Vec<String> = text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
+    let names: Vec<String> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .collect();
     if names.len() != classes {
-        return Err(Error::input(path, format!("{} class names for {classes} classes", names.len())));
+        return Err(Error::input(
+            path,
+            format!("{} class names for {classes} classes", names.len()),
+        ));
     }
     Ok(names)
 }

@@ -73,16 +73,26 @@ pub enum Error {
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     /// A problem with the content of the input file `path`.
     pub fn input(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
-        Error::Input { path: path.as_ref().to_path_buf(), problem: problem.into() }
+        Error::Input {
+            path: path.as_ref().to_path_buf(),
+            problem: problem.into(),
+        }
     }
 
     /// A corrupt index `path`, in `section`.
-    pub fn corrupt(path: impl AsRef<Path>, section: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub fn corrupt(
+        path: impl AsRef<Path>,
+        section: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
         Error::Corrupt {
             path: path.as_ref().to_path_buf(),
             section: section.into(),

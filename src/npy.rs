@@ -43,17 +43,28 @@ fn open_npy(path: &Path) -> Result<Opened> {
     let npy = npyz::NpyFile::new(BufReader::with_capacity(1 << 20, file))
         .map_err(|e| Error::input(path, format!("not a readable .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
-        return Err(Error::input(path, "Fortran-order arrays are not supported; save with np.ascontiguousarray"));
+        return Err(Error::input(
+            path,
+            "Fortran-order arrays are not supported; save with np.ascontiguousarray",
+        ));
     }
     let NpyDType::Plain(ts) = npy.dtype() else {
         return Err(Error::input(path, "structured dtypes are not supported"));
     };
     let little = matches!(ts.endianness(), Endianness::Little | Endianness::Irrelevant);
     if !little && ts.size_field() > 1 {
-        return Err(Error::input(path, format!("big-endian dtype {ts} is not supported")));
+        return Err(Error::input(
+            path,
+            format!("big-endian dtype {ts} is not supported"),
+        ));
     }
     let shape = npy.shape().to_vec();
-    Ok(Opened { shape, type_char: ts.type_char(), size: ts.size_field(), reader: npy.into_inner() })
+    Ok(Opened {
+        shape,
+        type_char: ts.type_char(),
+        size: ts.size_field(),
+        reader: npy.into_inner(),
+    })
 }
 
 /// Streams the rows of a 2-D float `.npy` matrix as f32, checking that every value is finite.
@@ -81,18 +92,44 @@ impl MatrixReader {
             }
         };
         let [rows, dim] = o.shape[..] else {
-            return Err(Error::input(path, format!("expected a 2-D array [rows, dim], found shape {:?}", o.shape)));
+            return Err(Error::input(
+                path,
+                format!(
+                    "expected a 2-D array [rows, dim], found shape {:?}",
+                    o.shape
+                ),
+            ));
         };
         if rows == 0 || dim == 0 {
-            return Err(Error::input(path, format!("empty array of shape [{rows}, {dim}]")));
+            return Err(Error::input(
+                path,
+                format!("empty array of shape [{rows}, {dim}]"),
+            ));
         }
         if dim > u64::from(crate::store::MAX_DIM) {
-            return Err(Error::input(path, format!("dimension {dim} exceeds the maximum {}", crate::store::MAX_DIM)));
+            return Err(Error::input(
+                path,
+                format!(
+                    "dimension {dim} exceeds the maximum {}",
+                    crate::store::MAX_DIM
+                ),
+            ));
         }
         if rows >= u64::from(u32::MAX) {
-            return Err(Error::input(path, format!("{rows} rows exceed the maximum {}", u32::MAX - 1)));
+            return Err(Error::input(
+                path,
+                format!("{rows} rows exceed the maximum {}", u32::MAX - 1),
+            ));
         }
-        Ok(MatrixReader { path: path.to_path_buf(), rows: rows as usize, dim: dim as usize, elem, next_row: 0, reader: o.reader, buf: Vec::new() })
+        Ok(MatrixReader {
+            path: path.to_path_buf(),
+            rows: rows as usize,
+            dim: dim as usize,
+            elem,
+            next_row: 0,
+            reader: o.reader,
+            buf: Vec::new(),
+        })
     }
 
     /// Number of rows.
@@ -118,7 +155,13 @@ impl MatrixReader {
         let size = self.elem.size();
         self.buf.resize(n * size, 0);
         self.reader.read_exact(&mut self.buf).map_err(|e| {
-            Error::input(&self.path, format!("data ends early (expected {} rows of {} values): {e}", self.rows, self.dim))
+            Error::input(
+                &self.path,
+                format!(
+                    "data ends early (expected {} rows of {} values): {e}",
+                    self.rows, self.dim
+                ),
+            )
         })?;
         let out = &mut out[..n];
         match self.elem {
@@ -142,7 +185,14 @@ impl MatrixReader {
         }
         if let Some(bad) = out.iter().position(|x| !x.is_finite()) {
             let row = self.next_row + bad / self.dim;
-            return Err(Error::input(&self.path, format!("row {row} column {} is {} (features must be finite)", bad % self.dim, out[bad])));
+            return Err(Error::input(
+                &self.path,
+                format!(
+                    "row {row} column {} is {} (features must be finite)",
+                    bad % self.dim,
+                    out[bad]
+                ),
+            ));
         }
         self.next_row += want;
         Ok(want)
@@ -184,25 +234,43 @@ pub fn read_matrix(path: &Path) -> Result<Matrix> {
 pub fn read_labels(path: &Path) -> Result<Vec<u32>> {
     let mut o = open_npy(path)?;
     let [n] = o.shape[..] else {
-        return Err(Error::input(path, format!("expected a 1-D array of labels, found shape {:?}", o.shape)));
+        return Err(Error::input(
+            path,
+            format!("expected a 1-D array of labels, found shape {:?}", o.shape),
+        ));
     };
     let signed = match o.type_char {
         TypeChar::Int => true,
         TypeChar::Uint => false,
-        tc => return Err(Error::input(path, format!("labels must be integers, found dtype {tc:?}"))),
+        tc => {
+            return Err(Error::input(
+                path,
+                format!("labels must be integers, found dtype {tc:?}"),
+            ))
+        }
     };
     let size = o.size as usize;
     if ![1, 2, 4, 8].contains(&size) {
-        return Err(Error::input(path, format!("unsupported integer width of {size} bytes")));
+        return Err(Error::input(
+            path,
+            format!("unsupported integer width of {size} bytes"),
+        ));
     }
     let n = usize::try_from(n).map_err(|_| Error::input(path, "too many labels"))?;
-    let bytes_len = n.checked_mul(size).ok_or_else(|| Error::input(path, "too many labels"))?;
+    let bytes_len = n
+        .checked_mul(size)
+        .ok_or_else(|| Error::input(path, "too many labels"))?;
     let file_len = std::fs::metadata(path).at(path)?.len();
     if bytes_len as u64 > file_len {
-        return Err(Error::input(path, format!("header claims {n} labels but the file holds {file_len} bytes")));
+        return Err(Error::input(
+            path,
+            format!("header claims {n} labels but the file holds {file_len} bytes"),
+        ));
     }
     let mut raw = vec![0u8; bytes_len];
-    o.reader.read_exact(&mut raw).map_err(|e| Error::input(path, format!("data ends early: {e}")))?;
+    o.reader
+        .read_exact(&mut raw)
+        .map_err(|e| Error::input(path, format!("data ends early: {e}")))?;
     raw.chunks_exact(size)
         .enumerate()
         .map(|(i, c)| {
@@ -215,9 +283,18 @@ pub fn read_labels(path: &Path) -> Result<Vec<u32>> {
                 i128::from(u64::from_le_bytes(b))
             };
             if v < 0 {
-                Err(Error::input(path, format!("label at position {i} is negative ({v})")))
+                Err(Error::input(
+                    path,
+                    format!("label at position {i} is negative ({v})"),
+                ))
             } else if v >= i128::from(crate::store::MAX_CLASSES) {
-                Err(Error::input(path, format!("label at position {i} is {v}, above the maximum class {}", crate::store::MAX_CLASSES - 1)))
+                Err(Error::input(
+                    path,
+                    format!(
+                        "label at position {i} is {v}, above the maximum class {}",
+                        crate::store::MAX_CLASSES - 1
+                    ),
+                ))
             } else {
                 Ok(v as u32)
             }

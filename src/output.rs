@@ -15,9 +15,16 @@ where
         _ => Path::new("."),
     };
     if !dir.is_dir() {
-        return Err(Error::invalid(format!("{}: output directory {} does not exist", path.display(), dir.display())));
+        return Err(Error::invalid(format!(
+            "{}: output directory {} does not exist",
+            path.display(),
+            dir.display()
+        )));
     }
-    let tmp = tempfile::Builder::new().prefix(".ptsel-out.").tempfile_in(dir).at(dir)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".ptsel-out.")
+        .tempfile_in(dir)
+        .at(dir)?;
     {
         let mut w = BufWriter::new(tmp.as_file());
         fill(&mut w).at(path)?;

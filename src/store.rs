@@ -3,7 +3,10 @@
 //! typed slices; it never touches vectors or graph pages, so it is O(1) in corpus size.
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::{self, DType, Header, Meta, Metric, SectionEntry, SectionKind, HEADER_LEN, MAX_SECTIONS, SECTION_ENTRY_LEN};
+use crate::format::{
+    self, DType, Header, Meta, Metric, SectionEntry, SectionKind, HEADER_LEN, MAX_SECTIONS,
+    SECTION_ENTRY_LEN,
+};
 use half::f16;
 use memmap2::Mmap;
 use std::collections::BTreeMap;
@@ -69,7 +72,10 @@ pub struct Index {
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index").field("path", &self.path).field("meta", &self.meta).finish()
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .field("meta", &self.meta)
+            .finish()
     }
 }
 
@@ -85,7 +91,11 @@ impl Index {
         let file = File::open(&path).at(&path)?;
         let len = file.metadata().at(&path)?.len();
         if len < HEADER_LEN as u64 {
-            return Err(Error::corrupt(&path, "header", format!("file is {len} bytes, shorter than the {HEADER_LEN}-byte header")));
+            return Err(Error::corrupt(
+                &path,
+                "header",
+                format!("file is {len} bytes, shorter than the {HEADER_LEN}-byte header"),
+            ));
         }
         // SAFETY: the map is read-only and ptsel never modifies an index in place: writers build
         // a new file and rename it over the old one, so this mapping keeps seeing the old inode.
@@ -124,10 +134,19 @@ impl Index {
             });
         }
         if header.file_len != len {
-            return Err(corrupt("header", format!("file is {len} bytes but the header says {} (truncated or appended to)", header.file_len)));
+            return Err(corrupt(
+                "header",
+                format!(
+                    "file is {len} bytes but the header says {} (truncated or appended to)",
+                    header.file_len
+                ),
+            ));
         }
         if header.section_count > MAX_SECTIONS {
-            return Err(corrupt("section table", format!("{} sections (at most {MAX_SECTIONS})", header.section_count)));
+            return Err(corrupt(
+                "section table",
+                format!("{} sections (at most {MAX_SECTIONS})", header.section_count),
+            ));
         }
         let table_len = u64::from(header.section_count) * SECTION_ENTRY_LEN as u64;
         let table = header
@@ -135,19 +154,38 @@ impl Index {
             .checked_add(table_len)
             .filter(|&end| header.table_offset >= HEADER_LEN as u64 && end <= len)
             .and_then(|end| bytes.get(header.table_offset as usize..end as usize))
-            .ok_or_else(|| corrupt("section table", format!("offset {} + {table_len} bytes lies outside the file", header.table_offset)))?;
+            .ok_or_else(|| {
+                corrupt(
+                    "section table",
+                    format!(
+                        "offset {} + {table_len} bytes lies outside the file",
+                        header.table_offset
+                    ),
+                )
+            })?;
         if format::checksum(table) != header.table_checksum {
             return Err(corrupt("section table", "checksum mismatch".into()));
         }
         let mut sections = BTreeMap::new();
         let mut unknown = Vec::new();
         for chunk in table.chunks_exact(SECTION_ENTRY_LEN) {
-            let raw: &[u8; SECTION_ENTRY_LEN] = chunk.try_into().map_err(|_| corrupt("section table", "short entry".into()))?;
+            let raw: &[u8; SECTION_ENTRY_LEN] = chunk
+                .try_into()
+                .map_err(|_| corrupt("section table", "short entry".into()))?;
             let e = SectionEntry::from_bytes(raw);
             let name = e.kind.name();
             let end = e.offset.checked_add(e.len);
-            if e.offset % format::ALIGN != 0 || e.offset < HEADER_LEN as u64 || end.is_none_or(|end| end > header.table_offset) {
-                return Err(corrupt(&name, format!("offset {} length {} is misaligned or outside the data area", e.offset, e.len)));
+            if !e.offset.is_multiple_of(format::ALIGN)
+                || e.offset < HEADER_LEN as u64
+                || end.is_none_or(|end| end > header.table_offset)
+            {
+                return Err(corrupt(
+                    &name,
+                    format!(
+                        "offset {} length {} is misaligned or outside the data area",
+                        e.offset, e.len
+                    ),
+                ));
             }
             if let SectionKind::Unknown(_) = e.kind {
                 unknown.push(e);
@@ -155,16 +193,29 @@ impl Index {
                 return Err(corrupt(&name, "section appears twice".into()));
             }
         }
-        let meta_entry = sections.get(&SectionKind::Meta).ok_or_else(|| corrupt("meta", "missing".into()))?;
+        let meta_entry = sections
+            .get(&SectionKind::Meta)
+            .ok_or_else(|| corrupt("meta", "missing".into()))?;
         if meta_entry.len > MAX_META_LEN {
-            return Err(corrupt("meta", format!("{} bytes (at most {MAX_META_LEN})", meta_entry.len)));
+            return Err(corrupt(
+                "meta",
+                format!("{} bytes (at most {MAX_META_LEN})", meta_entry.len),
+            ));
         }
-        let meta_bytes = slice_of(bytes, meta_entry).ok_or_else(|| corrupt("meta", "outside the file".into()))?;
+        let meta_bytes = slice_of(bytes, meta_entry)
+            .ok_or_else(|| corrupt("meta", "outside the file".into()))?;
         if format::checksum(meta_bytes) != meta_entry.checksum {
             return Err(corrupt("meta", "checksum mismatch".into()));
         }
         let meta = Meta::decode(meta_bytes).map_err(|e| corrupt("meta", e))?;
-        let index = Index { path, map, header, meta, sections, unknown };
+        let index = Index {
+            path,
+            map,
+            header,
+            meta,
+            sections,
+            unknown,
+        };
         index.validate_layout()?;
         Ok(index)
     }
@@ -174,38 +225,75 @@ impl Index {
         let m = &self.meta;
         let corrupt = |section: &str, problem: String| Error::corrupt(&self.path, section, problem);
         if m.rows == 0 || m.rows > u64::from(u32::MAX - 1) {
-            return Err(corrupt("meta", format!("row count {} out of range 1..{}", m.rows, u32::MAX - 1)));
+            return Err(corrupt(
+                "meta",
+                format!("row count {} out of range 1..{}", m.rows, u32::MAX - 1),
+            ));
         }
         if m.dim == 0 || m.dim > MAX_DIM {
-            return Err(corrupt("meta", format!("dimension {} out of range 1..={MAX_DIM}", m.dim)));
+            return Err(corrupt(
+                "meta",
+                format!("dimension {} out of range 1..={MAX_DIM}", m.dim),
+            ));
         }
         if m.classes > MAX_CLASSES {
-            return Err(corrupt("meta", format!("{} classes (at most {MAX_CLASSES})", m.classes)));
+            return Err(corrupt(
+                "meta",
+                format!("{} classes (at most {MAX_CLASSES})", m.classes),
+            ));
         }
         if !m.class_names.is_empty() && m.class_names.len() != m.classes as usize {
-            return Err(corrupt("meta", format!("{} class names for {} classes", m.class_names.len(), m.classes)));
+            return Err(corrupt(
+                "meta",
+                format!(
+                    "{} class names for {} classes",
+                    m.class_names.len(),
+                    m.classes
+                ),
+            ));
         }
         let rows = m.rows;
         let dim = u64::from(m.dim);
         let classes = u64::from(m.classes);
-        let expect = |kind: SectionKind, required: bool, elems: Option<u64>, elem: u64| -> Result<()> {
-            match self.sections.get(&kind) {
-                None if required => Err(corrupt(&kind.name(), "missing".into())),
-                None => Ok(()),
-                Some(e) => match elems.and_then(|n| n.checked_mul(elem)) {
-                    Some(want) if want == e.len => Ok(()),
-                    want => Err(corrupt(&kind.name(), format!("{} bytes, expected {}", e.len, want.map_or("an impossible size".into(), |w| w.to_string())))),
-                },
-            }
-        };
-        expect(SectionKind::Vectors, true, rows.checked_mul(dim), m.dtype.size())?;
+        let expect =
+            |kind: SectionKind, required: bool, elems: Option<u64>, elem: u64| -> Result<()> {
+                match self.sections.get(&kind) {
+                    None if required => Err(corrupt(&kind.name(), "missing".into())),
+                    None => Ok(()),
+                    Some(e) => match elems.and_then(|n| n.checked_mul(elem)) {
+                        Some(want) if want == e.len => Ok(()),
+                        want => Err(corrupt(
+                            &kind.name(),
+                            format!(
+                                "{} bytes, expected {}",
+                                e.len,
+                                want.map_or("an impossible size".into(), |w| w.to_string())
+                            ),
+                        )),
+                    },
+                }
+            };
+        expect(
+            SectionKind::Vectors,
+            true,
+            rows.checked_mul(dim),
+            m.dtype.size(),
+        )?;
         expect(SectionKind::Norms, true, Some(rows), 4)?;
         let labelled = m.classes > 0;
         expect(SectionKind::Labels, labelled, Some(rows), 4)?;
         expect(SectionKind::ClassCounts, labelled, Some(classes), 8)?;
-        expect(SectionKind::ClassMeans, labelled, classes.checked_mul(dim), 8)?;
+        expect(
+            SectionKind::ClassMeans,
+            labelled,
+            classes.checked_mul(dim),
+            8,
+        )?;
         if !labelled && self.sections.contains_key(&SectionKind::Labels) {
-            return Err(corrupt("labels", "present but the metadata says 0 classes".into()));
+            return Err(corrupt(
+                "labels",
+                "present but the metadata says 0 classes".into(),
+            ));
         }
         expect(SectionKind::IdsOffsets, m.has_ids, rows.checked_add(1), 8)?;
         if m.has_ids && !self.sections.contains_key(&SectionKind::IdsBlob) {
@@ -219,10 +307,16 @@ impl Index {
         use rayon::prelude::*;
         let all: Vec<&SectionEntry> = self.sections.values().chain(&self.unknown).collect();
         all.par_iter().try_for_each(|e| {
-            let bytes = slice_of(&self.map, e).ok_or_else(|| Error::corrupt(&self.path, e.kind.name(), "outside the file"))?;
+            let bytes = slice_of(&self.map, e)
+                .ok_or_else(|| Error::corrupt(&self.path, e.kind.name(), "outside the file"))?;
             let computed = format::checksum(bytes);
             if computed != e.checksum {
-                return Err(Error::Checksum { path: self.path.clone(), section: e.kind.name(), stored: e.checksum, computed });
+                return Err(Error::Checksum {
+                    path: self.path.clone(),
+                    section: e.kind.name(),
+                    stored: e.checksum,
+                    computed,
+                });
             }
             Ok(())
         })
@@ -265,19 +359,27 @@ impl Index {
 
     /// Every section, known kinds first, in table order within each group.
     pub fn sections(&self) -> Vec<SectionEntry> {
-        let mut all: Vec<SectionEntry> = self.sections.values().copied().chain(self.unknown.iter().copied()).collect();
+        let mut all: Vec<SectionEntry> = self
+            .sections
+            .values()
+            .copied()
+            .chain(self.unknown.iter().copied())
+            .collect();
         all.sort_by_key(|e| e.offset);
         all
     }
 
     /// Raw bytes of a known section, if present.
     pub fn section_bytes(&self, kind: SectionKind) -> Option<&[u8]> {
-        self.sections.get(&kind).and_then(|e| slice_of(&self.map, e))
+        self.sections
+            .get(&kind)
+            .and_then(|e| slice_of(&self.map, e))
     }
 
     fn pod<T: bytemuck::Pod>(&self, kind: SectionKind) -> Option<&[T]> {
         // Lengths were validated at open; offsets are 64-byte aligned in a page-aligned map.
-        self.section_bytes(kind).and_then(|b| bytemuck::try_cast_slice(b).ok())
+        self.section_bytes(kind)
+            .and_then(|b| bytemuck::try_cast_slice(b).ok())
     }
 
     /// The stored vectors, `[rows, dim]` row-major.
@@ -302,12 +404,24 @@ impl Index {
     /// Checked class label of `row`: `Ok(None)` for an unlabelled row, an error when the stored
     /// value is out of range (a corrupted file).
     pub fn label(&self, row: usize) -> Result<Option<u32>> {
-        let Some(labels) = self.labels() else { return Ok(None) };
+        let Some(labels) = self.labels() else {
+            return Ok(None);
+        };
         match labels.get(row).copied() {
             Some(format::NO_LABEL) => Ok(None),
             Some(l) if l < self.meta.classes => Ok(Some(l)),
-            Some(l) => Err(Error::corrupt(&self.path, "labels", format!("row {row} has label {l} but there are {} classes", self.meta.classes))),
-            None => Err(Error::invalid(format!("row {row} out of range ({} rows)", self.rows()))),
+            Some(l) => Err(Error::corrupt(
+                &self.path,
+                "labels",
+                format!(
+                    "row {row} has label {l} but there are {} classes",
+                    self.meta.classes
+                ),
+            )),
+            None => Err(Error::invalid(format!(
+                "row {row} out of range ({} rows)",
+                self.rows()
+            ))),
         }
     }
 
@@ -329,20 +443,35 @@ impl Index {
     /// Id of `row`: the stored string, or the row number when the index has no ids.
     pub fn id(&self, row: usize) -> Result<std::borrow::Cow<'_, str>> {
         if row >= self.rows() {
-            return Err(Error::invalid(format!("row {row} out of range ({} rows)", self.rows())));
+            return Err(Error::invalid(format!(
+                "row {row} out of range ({} rows)",
+                self.rows()
+            )));
         }
         if !self.meta.has_ids {
             return Ok(row.to_string().into());
         }
         let bad = |problem: String| Error::corrupt(&self.path, "ids", problem);
-        let offsets: &[u64] = self.pod(SectionKind::IdsOffsets).ok_or_else(|| bad("offsets missing".into()))?;
-        let blob = self.section_bytes(SectionKind::IdsBlob).ok_or_else(|| bad("blob missing".into()))?;
+        let offsets: &[u64] = self
+            .pod(SectionKind::IdsOffsets)
+            .ok_or_else(|| bad("offsets missing".into()))?;
+        let blob = self
+            .section_bytes(SectionKind::IdsBlob)
+            .ok_or_else(|| bad("blob missing".into()))?;
         let (start, end) = match (offsets.get(row), offsets.get(row + 1)) {
             (Some(&s), Some(&e)) if s <= e && e <= blob.len() as u64 => (s as usize, e as usize),
-            _ => return Err(bad(format!("offsets of row {row} are out of order or outside the blob"))),
+            _ => {
+                return Err(bad(format!(
+                    "offsets of row {row} are out of order or outside the blob"
+                )))
+            }
         };
-        let bytes = blob.get(start..end).ok_or_else(|| bad(format!("row {row} outside the blob")))?;
-        std::str::from_utf8(bytes).map(Into::into).map_err(|_| bad(format!("id of row {row} is not UTF-8")))
+        let bytes = blob
+            .get(start..end)
+            .ok_or_else(|| bad(format!("row {row} outside the blob")))?;
+        std::str::from_utf8(bytes)
+            .map(Into::into)
+            .map_err(|_| bad(format!("id of row {row} is not UTF-8")))
     }
 }
 

@@ -62,17 +62,33 @@ pub fn clustered(spec: Spec) -> Corpus {
     let mut data = Vec::with_capacity(spec.rows * d);
     let mut labels = Vec::with_capacity(spec.rows);
     for i in 0..spec.rows {
-        let c = if i < spec.classes { i } else { rng.random_range(0..spec.classes) };
+        let c = if i < spec.classes {
+            i
+        } else {
+            rng.random_range(0..spec.classes)
+        };
         labels.push(c as u32);
         let centre = &centres[c * d..(c + 1) * d];
         data.extend(centre.iter().map(|&x| x + noise * normal(&mut rng)));
     }
-    Corpus { data, labels, centres, rows: spec.rows, dim: d }
+    Corpus {
+        data,
+        labels,
+        centres,
+        rows: spec.rows,
+        dim: d,
+    }
 }
 
 /// A target set drawn around the centres of `classes` of `corpus` (each target class is one
 /// source class, shifted a little): `(features, labels)` with `per_class` samples each.
-pub fn target_like(corpus: &Corpus, classes: &[usize], per_class: usize, spread: f32, seed: u64) -> (Vec<f32>, Vec<u32>) {
+pub fn target_like(
+    corpus: &Corpus,
+    classes: &[usize],
+    per_class: usize,
+    spread: f32,
+    seed: u64,
+) -> (Vec<f32>, Vec<u32>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let d = corpus.dim;
     let noise = spread / (d as f32).sqrt();
@@ -83,7 +99,12 @@ pub fn target_like(corpus: &Corpus, classes: &[usize], per_class: usize, spread:
         let shift = gaussian(&mut rng, d);
         for _ in 0..per_class {
             labels.push(t as u32);
-            data.extend(centre.iter().zip(&shift).map(|(&x, &s)| x + 0.3 * noise * s + noise * normal(&mut rng)));
+            data.extend(
+                centre
+                    .iter()
+                    .zip(&shift)
+                    .map(|(&x, &s)| x + 0.3 * noise * s + noise * normal(&mut rng)),
+            );
         }
     }
     (data, labels)
@@ -96,10 +117,12 @@ pub fn gaussian_matrix(rows: usize, dim: usize, seed: u64) -> Vec<f32> {
     use rayon::prelude::*;
     const BLOCK: usize = 4096;
     let mut data = vec![0.0f32; rows * dim];
-    data.par_chunks_mut((BLOCK * dim).max(1)).enumerate().for_each(|(b, chunk)| {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(b as u64);
-        chunk.iter_mut().for_each(|x| *x = normal(&mut rng));
-    });
+    data.par_chunks_mut((BLOCK * dim).max(1))
+        .enumerate()
+        .for_each(|(b, chunk)| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(b as u64);
+            chunk.iter_mut().for_each(|x| *x = normal(&mut rng));
+        });
     data
 }

@@ -31,7 +31,14 @@ impl Stored {
 
 /// Seeded corpus `[rows, dim]` (unit rows for cos) with rows 11 and `rows - 1` exact copies of
 /// row 4, and queries `[nq, dim]` whose first is row 4 itself.
-fn data(rows: usize, dim: usize, nq: usize, metric: Metric, f16_storage: bool, seed: u64) -> (Stored, Vec<f32>) {
+fn data(
+    rows: usize,
+    dim: usize,
+    nq: usize,
+    metric: Metric,
+    f16_storage: bool,
+    seed: u64,
+) -> (Stored, Vec<f32>) {
     let mut x = ptsel::synth::gaussian_matrix(rows, dim, seed);
     if metric == Metric::Cos {
         for r in x.chunks_exact_mut(dim) {
@@ -42,7 +49,11 @@ fn data(rows: usize, dim: usize, nq: usize, metric: Metric, f16_storage: bool, s
     let row4 = x[4 * dim..5 * dim].to_vec();
     x[11 * dim..12 * dim].copy_from_slice(&row4);
     x[(rows - 1) * dim..].copy_from_slice(&row4);
-    let stored = if f16_storage { Stored::F16(x.iter().map(|&v| f16::from_f32(v)).collect()) } else { Stored::F32(x) };
+    let stored = if f16_storage {
+        Stored::F16(x.iter().map(|&v| f16::from_f32(v)).collect())
+    } else {
+        Stored::F32(x)
+    };
     let mut q = ptsel::synth::gaussian_matrix(nq, dim, seed + 1);
     q[..dim].copy_from_slice(&stored.values()[4 * dim..5 * dim]);
     (stored, q)
@@ -52,15 +63,33 @@ fn data(rows: usize, dim: usize, nq: usize, metric: Metric, f16_storage: bool, s
 fn sim(metric: Metric, x: &[f32], q: &[f32]) -> f64 {
     let qn = q.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
     match metric {
-        Metric::L2 => -x.iter().zip(q).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum::<f64>(),
-        Metric::Ip => x.iter().zip(q).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum(),
-        Metric::Cos => x.iter().zip(q).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() / qn,
+        Metric::L2 => -x
+            .iter()
+            .zip(q)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum::<f64>(),
+        Metric::Ip => x
+            .iter()
+            .zip(q)
+            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+            .sum(),
+        Metric::Cos => {
+            x.iter()
+                .zip(q)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum::<f64>()
+                / qn
+        }
     }
 }
 
 /// Brute-force top-k: (similarities, ids), ties to the lower id.
 fn oracle(metric: Metric, x: &[f32], dim: usize, q: &[f32], k: usize) -> Vec<(f64, u32)> {
-    let mut all: Vec<(f64, u32)> = x.chunks_exact(dim).enumerate().map(|(i, r)| (sim(metric, r, q), i as u32)).collect();
+    let mut all: Vec<(f64, u32)> = x
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, r)| (sim(metric, r, q), i as u32))
+        .collect();
     all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     all.truncate(k);
     all
@@ -91,12 +120,29 @@ fn check_top_k(metric: Metric, x: &[f32], dim: usize, q: &[f32], got: &Neighbors
         seen.dedup();
         assert_eq!(seen.len(), got.k, "query {qi}: duplicate ids {ids:?}");
         for (j, (&id, &score)) in ids.iter().zip(got.scores_of(qi)).enumerate() {
-            let exact = sim(metric, &x[id as usize * dim..(id as usize + 1) * dim], query);
-            assert!((exact - want[j].0).abs() <= tol * scale, "query {qi} rank {j}: row {id} scores {exact}, oracle row {} scores {}", want[j].1, want[j].0);
-            assert!((sign * f64::from(score) - want[j].0).abs() <= tol * scale, "query {qi} rank {j}: score {score} vs oracle {}", want[j].0);
+            let exact = sim(
+                metric,
+                &x[id as usize * dim..(id as usize + 1) * dim],
+                query,
+            );
+            assert!(
+                (exact - want[j].0).abs() <= tol * scale,
+                "query {qi} rank {j}: row {id} scores {exact}, oracle row {} scores {}",
+                want[j].1,
+                want[j].0
+            );
+            assert!(
+                (sign * f64::from(score) - want[j].0).abs() <= tol * scale,
+                "query {qi} rank {j}: score {score} vs oracle {}",
+                want[j].0
+            );
         }
         if qi == 0 {
-            assert_eq!(&ids[..3], &[4, 11, rows as u32 - 1], "exact ties must be ordered by row id");
+            assert_eq!(
+                &ids[..3],
+                &[4, 11, rows as u32 - 1],
+                "exact ties must be ordered by row id"
+            );
         }
     }
 }
@@ -156,7 +202,11 @@ fn top_k_matches_oracle(device: Device) {
         }
     }
 }
-test_device!(top_k_matches_oracle, top_k_matches_oracle_cpu, top_k_matches_oracle_cuda);
+test_device!(
+    top_k_matches_oracle,
+    top_k_matches_oracle_cpu,
+    top_k_matches_oracle_cuda
+);
 
 fn max_similarity_matches_oracle(device: Device) {
     let (rows, dim, nq) = (1500, 72, 20);
@@ -166,16 +216,29 @@ fn max_similarity_matches_oracle(device: Device) {
         let got = scorer.max_similarity(&q).unwrap();
         let x = stored.values();
         for (i, &g) in got.iter().enumerate() {
-            let want = q.chunks_exact(dim).map(|qq| sim(metric, &x[i * dim..(i + 1) * dim], qq)).fold(f64::NEG_INFINITY, f64::max);
-            assert!((f64::from(g) - want).abs() <= tolerance(device) * (1.0 + want.abs()), "{metric:?} row {i}: {g} vs {want}");
+            let want = q
+                .chunks_exact(dim)
+                .map(|qq| sim(metric, &x[i * dim..(i + 1) * dim], qq))
+                .fold(f64::NEG_INFINITY, f64::max);
+            assert!(
+                (f64::from(g) - want).abs() <= tolerance(device) * (1.0 + want.abs()),
+                "{metric:?} row {i}: {g} vs {want}"
+            );
         }
     }
 }
-test_device!(max_similarity_matches_oracle, max_similarity_matches_oracle_cpu, max_similarity_matches_oracle_cuda);
+test_device!(
+    max_similarity_matches_oracle,
+    max_similarity_matches_oracle_cpu,
+    max_similarity_matches_oracle_cuda
+);
 
 fn uot_matches_solver(device: Device) {
     let (rows, cols) = (40, 7);
-    let cost: Vec<f64> = ptsel::synth::gaussian_matrix(rows, cols, 9).iter().map(|&c| (1.0 + 0.3 * f64::from(c)).clamp(0.0, 2.0)).collect();
+    let cost: Vec<f64> = ptsel::synth::gaussian_matrix(rows, cols, 9)
+        .iter()
+        .map(|&c| (1.0 + 0.3 * f64::from(c)).clamp(0.0, 2.0))
+        .collect();
     let (a, b) = (vec![1.0 / rows as f64; rows], vec![1.0 / cols as f64; cols]);
     let p = UotParams::default();
     let want = uot::solve(&cost, &a, &b, &p).unwrap();
@@ -183,11 +246,23 @@ fn uot_matches_solver(device: Device) {
     let scorer = score::scorer_for_vectors(Vectors::F32(&corpus), 8, Metric::Ip, device).unwrap();
     let got = scorer.uot(&cost, &a, &b, &p).unwrap();
     assert_eq!((got.rows, got.cols), (rows, cols));
-    let dev = want.plan.iter().zip(&got.plan).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let dev = want
+        .plan
+        .iter()
+        .zip(&got.plan)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
     assert!(dev <= 1e-5, "plan deviates by {dev}");
-    assert!(scorer.uot(&cost[1..], &a, &b, &p).is_err(), "a cost of the wrong size is an error");
+    assert!(
+        scorer.uot(&cost[1..], &a, &b, &p).is_err(),
+        "a cost of the wrong size is an error"
+    );
 }
-test_device!(uot_matches_solver, uot_matches_solver_cpu, uot_matches_solver_cuda);
+test_device!(
+    uot_matches_solver,
+    uot_matches_solver_cpu,
+    uot_matches_solver_cuda
+);
 
 /// The portable micro-kernel and dot kernels give the same top-k as the detected SIMD ones.
 #[test]
@@ -197,7 +272,9 @@ fn scalar_kernels_agree_with_simd() {
     let (rows, dim, nq) = (700, 40, 19);
     for metric in [Metric::Ip, Metric::L2] {
         let (stored, q) = data(rows, dim, nq, metric, true, 11);
-        let scalar = CpuScorer::with_kernels(stored.view(), dim, metric, kernels, tile).top_k(&q, 7).unwrap();
+        let scalar = CpuScorer::with_kernels(stored.view(), dim, metric, kernels, tile)
+            .top_k(&q, 7)
+            .unwrap();
         check_top_k(metric, &stored.values(), dim, &q, &scalar, 2e-5);
     }
 }
@@ -224,16 +301,35 @@ fn device_cuda_without_gpu_is_a_clear_error() {
     }
     let run = |device: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_ptsel"))
-            .args(["bench-score", "--rows", "300", "--dim", "16", "--queries", "3", "--repeat", "1", "--device", device])
+            .args([
+                "bench-score",
+                "--rows",
+                "300",
+                "--dim",
+                "16",
+                "--queries",
+                "3",
+                "--repeat",
+                "1",
+                "--device",
+                device,
+            ])
             .output()
             .unwrap()
     };
     let out = run("cuda");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "stderr: {stderr}");
-    assert!(stderr.contains("CUDA unavailable") && !stderr.contains("panicked"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("CUDA unavailable") && !stderr.contains("panicked"),
+        "stderr: {stderr}"
+    );
     let out = run("auto");
-    assert!(out.status.success(), "auto must fall back to the CPU: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "auto must fall back to the CPU: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"backend\":\"cpu"));
 }
 
@@ -250,7 +346,12 @@ fn kernels_compile_with_nvrtc() {
     }
     for check in cuda::check_kernels() {
         match check.result {
-            Ok(p) => assert!(p.bytes > 0 && p.target == "sm_90", "{}: target {}", check.file, p.target),
+            Ok(p) => assert!(
+                p.bytes > 0 && p.target == "sm_90",
+                "{}: target {}",
+                check.file,
+                p.target
+            ),
             Err(e) => panic!("{}: {e}", check.file),
         }
     }

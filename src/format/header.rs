@@ -210,19 +210,33 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_detects_flips() {
-        let h = Header { version: 1, table_offset: 4096, section_count: 7, file_len: 5000, table_checksum: 42 };
+        let h = Header {
+            version: 1,
+            table_offset: 4096,
+            section_count: 7,
+            file_len: 5000,
+            table_checksum: 42,
+        };
         let b = h.to_bytes();
         assert_eq!(Header::from_bytes(&b), Ok(h));
         for i in 0..HEADER_LEN {
             let mut c = b;
             c[i] ^= 0x10;
-            assert!(Header::from_bytes(&c).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                Header::from_bytes(&c).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
     }
 
     #[test]
     fn entry_round_trips() {
-        let e = SectionEntry { kind: SectionKind::Unknown(999), offset: 128, len: 7, checksum: u64::MAX };
+        let e = SectionEntry {
+            kind: SectionKind::Unknown(999),
+            offset: 128,
+            len: 7,
+            checksum: u64::MAX,
+        };
         assert_eq!(SectionEntry::from_bytes(&e.to_bytes()), e);
         for code in 0..32 {
             assert_eq!(SectionKind::from_code(code).code(), code);

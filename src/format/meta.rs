@@ -85,7 +85,11 @@ pub struct Meta {
 
 impl Meta {
     /// bincode configuration used for the metadata section.
-    pub fn config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint, bincode::config::Limit<{ 16 << 20 }>> {
+    pub fn config() -> bincode::config::Configuration<
+        bincode::config::LittleEndian,
+        bincode::config::Varint,
+        bincode::config::Limit<{ 16 << 20 }>,
+    > {
         bincode::config::standard().with_limit::<{ 16 << 20 }>()
     }
 
@@ -99,7 +103,10 @@ impl Meta {
         let (meta, used): (Meta, usize) =
             bincode::serde::decode_from_slice(bytes, Self::config()).map_err(|e| e.to_string())?;
         if used != bytes.len() {
-            return Err(format!("{} trailing bytes after metadata", bytes.len() - used));
+            return Err(format!(
+                "{} trailing bytes after metadata",
+                bytes.len() - used
+            ));
         }
         Ok(meta)
     }

@@ -30,7 +30,9 @@ mod meta;
 mod stale;
 mod writer;
 
-pub use header::{Header, HeaderError, SectionEntry, SectionKind, HEADER_LEN, MAX_SECTIONS, SECTION_ENTRY_LEN};
+pub use header::{
+    Header, HeaderError, SectionEntry, SectionKind, HEADER_LEN, MAX_SECTIONS, SECTION_ENTRY_LEN,
+};
 pub use meta::{DType, Meta, Metric, NO_LABEL};
 pub use writer::{IndexWriter, SectionSink};
 

@@ -13,11 +13,15 @@ pub fn prefix(name: &str) -> String {
 
 /// Remove temporary files for `name` in `dir` whose writing process no longer runs.
 pub fn clean(dir: &Path, name: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let head = format!(".{name}.");
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = file_name.strip_prefix(&head) else { continue };
+        let Some(rest) = file_name.strip_prefix(&head) else {
+            continue;
+        };
         if !file_name.ends_with(SUFFIX) {
             continue;
         }

@@ -2,7 +2,9 @@
 //! fsync and an atomic rename, so a failed or killed build never leaves a file under the
 //! final name (rename is atomic only within one filesystem, hence "beside").
 
-use super::{align_up, checksum, Header, SectionEntry, SectionKind, FORMAT_VERSION, HEADER_LEN, MAX_SECTIONS};
+use super::{
+    align_up, checksum, Header, SectionEntry, SectionKind, FORMAT_VERSION, HEADER_LEN, MAX_SECTIONS,
+};
 use crate::error::{Error, IoContext, Result};
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -40,7 +42,10 @@ impl IndexWriter {
                 dest.display()
             )));
         }
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         crate::format::stale::clean(&dir, &name);
         let tmp = tempfile::Builder::new()
             .prefix(&crate::format::stale::prefix(&name))
@@ -74,14 +79,22 @@ impl IndexWriter {
     /// [`SectionSink::finish`].
     pub fn section(&mut self, kind: SectionKind) -> Result<SectionSink<'_>> {
         if self.entries.iter().any(|e| e.kind == kind) {
-            return Err(Error::invalid(format!("section {} written twice", kind.name())));
+            return Err(Error::invalid(format!(
+                "section {} written twice",
+                kind.name()
+            )));
         }
         if self.entries.len() >= MAX_SECTIONS as usize {
             return Err(Error::invalid("too many sections"));
         }
         self.pad()?;
         let start = self.pos;
-        Ok(SectionSink { w: self, kind, start, hasher: xxhash_rust::xxh3::Xxh3::new() })
+        Ok(SectionSink {
+            w: self,
+            kind,
+            start,
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+        })
     }
 
     /// Write a whole section from memory.
@@ -127,12 +140,17 @@ impl IndexWriter {
         match self.entries.last() {
             Some(e) if e.kind == kind => {
                 let offset = e.offset;
-                self.out.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(&*self.tmp, e))?;
+                self.out
+                    .seek(SeekFrom::Start(offset))
+                    .map_err(|e| Error::io(&*self.tmp, e))?;
                 self.pos = offset;
                 self.entries.pop();
                 Ok(())
             }
-            _ => Err(Error::invalid(format!("last section is not {}", kind.name()))),
+            _ => Err(Error::invalid(format!(
+                "last section is not {}",
+                kind.name()
+            ))),
         }
     }
 
@@ -143,10 +161,17 @@ impl IndexWriter {
         self.out.get_ref().sync_all().at(&path)?;
         drop(self.out);
         let dest = self.dest.clone();
-        let persisted = if self.overwrite { self.tmp.persist(&dest) } else { self.tmp.persist_noclobber(&dest) };
+        let persisted = if self.overwrite {
+            self.tmp.persist(&dest)
+        } else {
+            self.tmp.persist_noclobber(&dest)
+        };
         persisted.map_err(|e| {
             if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::invalid(format!("{}: output exists (pass --force to replace it)", dest.display()))
+                Error::invalid(format!(
+                    "{}: output exists (pass --force to replace it)",
+                    dest.display()
+                ))
             } else {
                 Error::io(&dest, e.error)
             }
@@ -168,7 +193,9 @@ impl IndexWriter {
     }
 
     fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out.write_all(bytes).map_err(|e| Error::io(&*self.tmp, e))?;
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io(&*self.tmp, e))?;
         self.pos += bytes.len() as u64;
         Ok(())
     }

@@ -52,22 +52,51 @@ struct Workspace {
 impl<'a> CpuScorer<'a> {
     /// Scorer over `index`'s vectors.
     pub fn new(index: &'a Index) -> Self {
-        Self::with_kernels(index.vectors(), index.dim(), index.metric(), simd::kernels(), simd::tile_kernel())
+        Self::with_kernels(
+            index.vectors(),
+            index.dim(),
+            index.metric(),
+            simd::kernels(),
+            simd::tile_kernel(),
+        )
     }
 
     /// Scorer over `vectors` (`[rows, dim]` row-major, already normalised for cos).
     pub fn from_vectors(vectors: Vectors<'a>, dim: usize, metric: Metric) -> Result<Self> {
-        if dim == 0 || vectors.len() % dim != 0 {
-            return Err(Error::invalid(format!("{} values are not a whole number of {dim}-d rows", vectors.len())));
+        if dim == 0 || !vectors.len().is_multiple_of(dim) {
+            return Err(Error::invalid(format!(
+                "{} values are not a whole number of {dim}-d rows",
+                vectors.len()
+            )));
         }
-        Ok(Self::with_kernels(vectors, dim, metric, simd::kernels(), simd::tile_kernel()))
+        Ok(Self::with_kernels(
+            vectors,
+            dim,
+            metric,
+            simd::kernels(),
+            simd::tile_kernel(),
+        ))
     }
 
     /// Scorer with explicit kernels (tests pin the portable ones to check the SIMD ones).
-    pub fn with_kernels(vectors: Vectors<'a>, dim: usize, metric: Metric, kernels: &'static simd::Kernels, tile: &'static simd::TileKernel) -> Self {
+    pub fn with_kernels(
+        vectors: Vectors<'a>,
+        dim: usize,
+        metric: Metric,
+        kernels: &'static simd::Kernels,
+        tile: &'static simd::TileKernel,
+    ) -> Self {
         let rows = vectors.len().checked_div(dim).unwrap_or(0);
         let tile_rows = (TILE_BYTES / (4 * dim.max(1)) / tile.nr).max(1) * tile.nr;
-        CpuScorer { vectors, dim, rows, metric, kernels, tile, tile_rows }
+        CpuScorer {
+            vectors,
+            dim,
+            rows,
+            metric,
+            kernels,
+            tile,
+            tile_rows,
+        }
     }
 
     fn prepare(&self, queries: &[f32]) -> Result<Prepared> {
@@ -89,7 +118,14 @@ impl<'a> CpuScorer<'a> {
 
     /// Calls `f(query, sims)` for every query of `q` and the similarities (higher is better;
     /// negated squared distance for l2) of the corpus rows `rows` to it.
-    fn score_tile(&self, q: &Prepared, queries: Range<usize>, rows: Range<usize>, ws: &mut Workspace, mut f: impl FnMut(usize, &[f32])) {
+    fn score_tile(
+        &self,
+        q: &Prepared,
+        queries: Range<usize>,
+        rows: Range<usize>,
+        ws: &mut Workspace,
+        mut f: impl FnMut(usize, &[f32]),
+    ) {
         let (d, n) = (self.dim, rows.len());
         if queries.len() < DIRECT_MAX_QUERIES {
             ws.scores.resize(n, 0.0);
@@ -125,7 +161,15 @@ impl<'a> CpuScorer<'a> {
                     let panel = &ws.panels[p * d * nr + pc * nr..(p + 1) * d * nr];
                     for ir in (0..block).step_by(mr) {
                         let qs = &q.data[(q0 + ir) * d + pc..];
-                        (self.tile.tile)(kc, qs, d, panel, &mut ws.scores[ir * ldc + p * nr..], ldc, pc > 0);
+                        (self.tile.tile)(
+                            kc,
+                            qs,
+                            d,
+                            panel,
+                            &mut ws.scores[ir * ldc + p * nr..],
+                            ldc,
+                            pc > 0,
+                        );
                     }
                 }
             }
@@ -134,7 +178,9 @@ impl<'a> CpuScorer<'a> {
                 if self.metric == Metric::L2 {
                     // |q - x|^2 = |q|^2 + |x|^2 - 2 q.x, negated so that higher is better.
                     let qn = q.norms2[qi];
-                    sims.iter_mut().zip(&ws.row_norms2).for_each(|(s, xn)| *s = (2.0 * *s - xn - qn).min(0.0));
+                    sims.iter_mut()
+                        .zip(&ws.row_norms2)
+                        .for_each(|(s, xn)| *s = (2.0 * *s - xn - qn).min(0.0));
                 }
                 f(qi, sims);
             }
@@ -165,7 +211,9 @@ impl<'a> CpuScorer<'a> {
     /// Tiles of corpus rows.
     fn tiles(&self) -> impl IndexedParallelIterator<Item = Range<usize>> + '_ {
         let step = self.tile_rows;
-        (0..self.rows.div_ceil(step)).into_par_iter().map(move |t| t * step..((t + 1) * step).min(self.rows))
+        (0..self.rows.div_ceil(step))
+            .into_par_iter()
+            .map(move |t| t * step..((t + 1) * step).min(self.rows))
     }
 
     fn to_metric(&self, sim: f32) -> f32 {
@@ -179,12 +227,20 @@ impl<'a> CpuScorer<'a> {
 
 impl Scorer for CpuScorer<'_> {
     fn describe(&self) -> String {
-        format!("cpu {} tiles, {} dots x{}", self.tile.isa, self.kernels.isa, rayon::current_num_threads())
+        format!(
+            "cpu {} tiles, {} dots x{}",
+            self.tile.isa,
+            self.kernels.isa,
+            rayon::current_num_threads()
+        )
     }
 
     fn top_k(&self, queries: &[f32], k: usize) -> Result<Neighbors> {
         if k == 0 || k > self.rows {
-            return Err(Error::invalid(format!("k = {k} must be between 1 and the number of rows ({})", self.rows)));
+            return Err(Error::invalid(format!(
+                "k = {k} must be between 1 and the number of rows ({})",
+                self.rows
+            )));
         }
         let q = self.prepare(queries)?;
         let mut ids = Vec::with_capacity(q.count * k);
@@ -197,7 +253,9 @@ impl Scorer for CpuScorer<'_> {
                     || (Workspace::default(), vec![TopK::new(k); batch.len()]),
                     |(mut ws, mut lists), rows| {
                         let first = rows.start as u32;
-                        self.score_tile(&q, batch.clone(), rows, &mut ws, |qi, sims| lists[qi - batch.start].extend(first, sims));
+                        self.score_tile(&q, batch.clone(), rows, &mut ws, |qi, sims| {
+                            lists[qi - batch.start].extend(first, sims)
+                        });
                         (ws, lists)
                     },
                 )
@@ -221,10 +279,14 @@ impl Scorer for CpuScorer<'_> {
         let q = self.prepare(queries)?;
         let mut out = vec![f32::NEG_INFINITY; self.rows];
         let step = self.tile_rows;
-        out.par_chunks_mut(step).enumerate().for_each_init(Workspace::default, |ws, (t, best)| {
-            let rows = t * step..t * step + best.len();
-            self.score_tile(&q, 0..q.count, rows, ws, |_, sims| best.iter_mut().zip(sims).for_each(|(b, &s)| *b = b.max(s)));
-        });
+        out.par_chunks_mut(step)
+            .enumerate()
+            .for_each_init(Workspace::default, |ws, (t, best)| {
+                let rows = t * step..t * step + best.len();
+                self.score_tile(&q, 0..q.count, rows, ws, |_, sims| {
+                    best.iter_mut().zip(sims).for_each(|(b, &s)| *b = b.max(s))
+                });
+            });
         Ok(out)
     }
 

@@ -13,7 +13,9 @@ use crate::score::cpu::CpuScorer;
 use crate::select::uot::{UotParams, UotPlan};
 use crate::store::Vectors;
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+};
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
@@ -27,8 +29,21 @@ const COMMON: &str = include_str!("../../kernels/common.cuh");
 
 /// Kernel sources, one per family: (file, source, entry points).
 pub const SOURCES: &[(&str, &str, &[&str])] = &[
-    ("topk.cu", include_str!("../../kernels/topk.cu"), &["topk_simt_f16", "topk_simt_f32", "topk_mma_f16", "topk_merge_f32"]),
-    ("sinkhorn.cu", include_str!("../../kernels/sinkhorn.cu"), &["sinkhorn_rows_f64", "sinkhorn_cols_f64"]),
+    (
+        "topk.cu",
+        include_str!("../../kernels/topk.cu"),
+        &[
+            "topk_simt_f16",
+            "topk_simt_f32",
+            "topk_mma_f16",
+            "topk_merge_f32",
+        ],
+    ),
+    (
+        "sinkhorn.cu",
+        include_str!("../../kernels/sinkhorn.cu"),
+        &["sinkhorn_rows_f64", "sinkhorn_cols_f64"],
+    ),
 ];
 
 /// Virtual architecture of the PTX: sm_90 (H100). NVRTC 13.0 emits PTX ISA 9.0, the newest the
@@ -65,17 +80,22 @@ pub fn nvrtc_present() -> bool {
 pub fn probe() -> Result<()> {
     // SAFETY: only tries to dlopen the library by its usual names.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err(Error::Unavailable("CUDA unavailable: no CUDA driver (libcuda.so) on this machine".into()));
+        return Err(Error::Unavailable(
+            "CUDA unavailable: no CUDA driver (libcuda.so) on this machine".into(),
+        ));
     }
     if !nvrtc_present() {
         return Err(Error::Unavailable(
             "CUDA unavailable: NVRTC (libnvrtc.so) not found; pip install nvidia-cuda-nvrtc==13.0.88 and add its nvidia/cu13/lib folder to LD_LIBRARY_PATH".into(),
         ));
     }
-    cudarc::driver::result::init().map_err(|e| Error::Unavailable(format!("CUDA unavailable: cuInit failed: {e}")))?;
+    cudarc::driver::result::init()
+        .map_err(|e| Error::Unavailable(format!("CUDA unavailable: cuInit failed: {e}")))?;
     match CudaContext::device_count() {
         Ok(n) if n > 0 => Ok(()),
-        Ok(_) => Err(Error::Unavailable("CUDA unavailable: the driver reports no device".into())),
+        Ok(_) => Err(Error::Unavailable(
+            "CUDA unavailable: the driver reports no device".into(),
+        )),
         Err(e) => Err(Error::Unavailable(format!("CUDA unavailable: {e}"))),
     }
 }
@@ -87,10 +107,22 @@ pub fn include_dir() -> Result<PathBuf> {
     let has_header = |d: &PathBuf| d.join("cuda_fp16.h").is_file();
     if let Some(d) = std::env::var_os(INCLUDE_ENV) {
         let d = PathBuf::from(d);
-        return if has_header(&d) { Ok(d) } else { Err(Error::Unavailable(format!("{INCLUDE_ENV}={}: no cuda_fp16.h there", d.display()))) };
+        return if has_header(&d) {
+            Ok(d)
+        } else {
+            Err(Error::Unavailable(format!(
+                "{INCLUDE_ENV}={}: no cuda_fp16.h there",
+                d.display()
+            )))
+        };
     }
     let mut candidates: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
-        .map(|p| std::env::split_paths(&p).filter(|d| d.join("libnvrtc.so.13").exists() || d.join("libnvrtc.so").exists()).map(|d| d.join("../include")).collect())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .filter(|d| d.join("libnvrtc.so.13").exists() || d.join("libnvrtc.so").exists())
+                .map(|d| d.join("../include"))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(home) = std::env::var_os("HOME") {
         candidates.push(PathBuf::from(home).join(".cache/ptsel/nvrtc/nvidia/cu13/include"));
@@ -118,7 +150,9 @@ pub fn compile(file: &str, source: &str) -> Result<Ptx> {
         ..Default::default()
     };
     compile_ptx_with_opts(src, opts).map_err(|e| match e {
-        CompileError::CompileError { log, .. } => Error::Cuda(format!("{file}: NVRTC failed:\n{}", log.to_string_lossy())),
+        CompileError::CompileError { log, .. } => {
+            Error::Cuda(format!("{file}: NVRTC failed:\n{}", log.to_string_lossy()))
+        }
         other => Error::Cuda(format!("{file}: NVRTC: {other}")),
     })
 }
@@ -150,13 +184,32 @@ pub fn check_kernels() -> Vec<KernelCheck> {
         .map(|&(file, src, entries)| {
             let result = compile(file, src).and_then(|ptx| {
                 let text = ptx.to_src();
-                let directive = |d: &str| text.lines().find_map(|l| l.trim().strip_prefix(d)).unwrap_or("?").trim().to_string();
-                match entries.iter().find(|e| !text.contains(&format!(".entry {e}("))) {
-                    Some(e) => Err(Error::Cuda(format!("{file}: entry point {e} missing from the PTX"))),
-                    None => Ok(PtxInfo { bytes: text.len(), isa: directive(".version"), target: directive(".target") }),
+                let directive = |d: &str| {
+                    text.lines()
+                        .find_map(|l| l.trim().strip_prefix(d))
+                        .unwrap_or("?")
+                        .trim()
+                        .to_string()
+                };
+                match entries
+                    .iter()
+                    .find(|e| !text.contains(&format!(".entry {e}(")))
+                {
+                    Some(e) => Err(Error::Cuda(format!(
+                        "{file}: entry point {e} missing from the PTX"
+                    ))),
+                    None => Ok(PtxInfo {
+                        bytes: text.len(),
+                        isa: directive(".version"),
+                        target: directive(".target"),
+                    }),
                 }
             });
-            KernelCheck { file, entries, result }
+            KernelCheck {
+                file,
+                entries,
+                result,
+            }
         })
         .collect()
 }
@@ -172,7 +225,9 @@ struct Device {
 
 impl Device {
     fn function(&self, name: &str) -> Result<&CudaFunction> {
-        self.functions.get(name).ok_or_else(|| Error::Cuda(format!("kernel {name} not loaded")))
+        self.functions
+            .get(name)
+            .ok_or_else(|| Error::Cuda(format!("kernel {name} not loaded")))
     }
 }
 
@@ -183,32 +238,52 @@ fn ptx() -> Result<Vec<Ptx>> {
     if let Some(p) = PTX.get() {
         return Ok(p.clone());
     }
-    let compiled = SOURCES.iter().map(|&(f, s, _)| compile(f, s)).collect::<Result<Vec<_>>>()?;
+    let compiled = SOURCES
+        .iter()
+        .map(|&(f, s, _)| compile(f, s))
+        .collect::<Result<Vec<_>>>()?;
     Ok(PTX.get_or_init(|| compiled).clone())
 }
 
 /// Device `ordinal` with its kernels, loaded on first use and cached.
 fn device(ordinal: usize) -> Result<Arc<Device>> {
     static DEVICES: OnceLock<Mutex<HashMap<usize, Arc<Device>>>> = OnceLock::new();
-    let mut devices = DEVICES.get_or_init(Default::default).lock().map_err(|_| Error::Cuda("device cache poisoned".into()))?;
+    let mut devices = DEVICES
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| Error::Cuda("device cache poisoned".into()))?;
     if let Some(d) = devices.get(&ordinal) {
         return Ok(d.clone());
     }
     probe()?;
     let ctx = CudaContext::new(ordinal).map_err(cuda_err("creating the context"))?;
-    let smem_optin = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN).map_err(cuda_err("device attribute"))?;
-    let sms = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(cuda_err("device attribute"))?;
+    let smem_optin = ctx
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+        .map_err(cuda_err("device attribute"))?;
+    let sms = ctx
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .map_err(cuda_err("device attribute"))?;
     let mut functions = HashMap::new();
     for (&(file, _, entries), ptx) in SOURCES.iter().zip(ptx()?) {
         let module = ctx.load_module(ptx).map_err(cuda_err(file))?;
         for &e in entries {
             let f = module.load_function(e).map_err(cuda_err(e))?;
-            f.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem_optin).map_err(cuda_err(e))?;
+            f.set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem_optin,
+            )
+            .map_err(cuda_err(e))?;
             functions.insert(e, f);
         }
     }
     let name = ctx.name().unwrap_or_else(|_| "CUDA device".into());
-    let d = Arc::new(Device { stream: ctx.default_stream(), functions, sms: sms.max(1) as usize, smem_optin: smem_optin.max(0) as usize, name });
+    let d = Arc::new(Device {
+        stream: ctx.default_stream(),
+        functions,
+        sms: sms.max(1) as usize,
+        smem_optin: smem_optin.max(0) as usize,
+        name,
+    });
     devices.insert(ordinal, d.clone());
     Ok(d)
 }
@@ -234,7 +309,11 @@ pub struct CudaScorer<'a> {
 }
 
 fn i32_arg(v: usize, what: &str) -> Result<i32> {
-    i32::try_from(v).map_err(|_| Error::invalid(format!("CUDA path: {what} = {v} exceeds the kernels' 32-bit indices")))
+    i32::try_from(v).map_err(|_| {
+        Error::invalid(format!(
+            "CUDA path: {what} = {v} exceeds the kernels' 32-bit indices"
+        ))
+    })
 }
 
 impl<'a> CudaScorer<'a> {
@@ -259,36 +338,71 @@ impl<'a> CudaScorer<'a> {
                 out.extend_from_slice(&v[i * dim..(i + 1) * dim]);
             }
         };
-        norms2.par_iter_mut().enumerate().for_each_init(Vec::new, |row, (i, n)| {
-            widen(i, row);
-            *n = row.iter().map(|x| x * x).sum();
-        });
+        norms2
+            .par_iter_mut()
+            .enumerate()
+            .for_each_init(Vec::new, |row, (i, n)| {
+                widen(i, row);
+                *n = row.iter().map(|x| x * x).sum();
+            });
         let rows_dev = match vectors {
             Vectors::F16(v) => {
-                let mut d = stream.alloc_zeros::<u16>(rows_pad * ld).map_err(cuda_err("allocating the corpus"))?;
+                let mut d = stream
+                    .alloc_zeros::<u16>(rows_pad * ld)
+                    .map_err(cuda_err("allocating the corpus"))?;
                 for r0 in (0..rows).step_by(chunk_rows) {
                     let r1 = (r0 + chunk_rows).min(rows);
                     let mut host = vec![0u16; (r1 - r0) * ld];
-                    host.par_chunks_mut(ld).zip(v[r0 * dim..r1 * dim].par_chunks(dim)).for_each(|(h, x)| h[..dim].iter_mut().zip(x).for_each(|(h, x)| *h = x.to_bits()));
-                    stream.memcpy_htod(&host, &mut d.slice_mut(r0 * ld..r1 * ld)).map_err(cuda_err("uploading the corpus"))?;
-                    stream.synchronize().map_err(cuda_err("uploading the corpus"))?;
+                    host.par_chunks_mut(ld)
+                        .zip(v[r0 * dim..r1 * dim].par_chunks(dim))
+                        .for_each(|(h, x)| {
+                            h[..dim]
+                                .iter_mut()
+                                .zip(x)
+                                .for_each(|(h, x)| *h = x.to_bits())
+                        });
+                    stream
+                        .memcpy_htod(&host, &mut d.slice_mut(r0 * ld..r1 * ld))
+                        .map_err(cuda_err("uploading the corpus"))?;
+                    stream
+                        .synchronize()
+                        .map_err(cuda_err("uploading the corpus"))?;
                 }
                 DeviceRows::F16(d)
             }
             Vectors::F32(v) => {
-                let mut d = stream.alloc_zeros::<f32>(rows_pad * ld).map_err(cuda_err("allocating the corpus"))?;
+                let mut d = stream
+                    .alloc_zeros::<f32>(rows_pad * ld)
+                    .map_err(cuda_err("allocating the corpus"))?;
                 for r0 in (0..rows).step_by(chunk_rows) {
                     let r1 = (r0 + chunk_rows).min(rows);
                     let mut host = vec![0f32; (r1 - r0) * ld];
-                    host.par_chunks_mut(ld).zip(v[r0 * dim..r1 * dim].par_chunks(dim)).for_each(|(h, x)| h[..dim].copy_from_slice(x));
-                    stream.memcpy_htod(&host, &mut d.slice_mut(r0 * ld..r1 * ld)).map_err(cuda_err("uploading the corpus"))?;
-                    stream.synchronize().map_err(cuda_err("uploading the corpus"))?;
+                    host.par_chunks_mut(ld)
+                        .zip(v[r0 * dim..r1 * dim].par_chunks(dim))
+                        .for_each(|(h, x)| h[..dim].copy_from_slice(x));
+                    stream
+                        .memcpy_htod(&host, &mut d.slice_mut(r0 * ld..r1 * ld))
+                        .map_err(cuda_err("uploading the corpus"))?;
+                    stream
+                        .synchronize()
+                        .map_err(cuda_err("uploading the corpus"))?;
                 }
                 DeviceRows::F32(d)
             }
         };
-        let norms2 = stream.clone_htod(&norms2).map_err(cuda_err("uploading norms"))?;
-        Ok(CudaScorer { cpu, dev, rows_dev, norms2, rows, dim, ld, metric })
+        let norms2 = stream
+            .clone_htod(&norms2)
+            .map_err(cuda_err("uploading norms"))?;
+        Ok(CudaScorer {
+            cpu,
+            dev,
+            rows_dev,
+            norms2,
+            rows,
+            dim,
+            ld,
+            metric,
+        })
     }
 
     fn simt_smem(&self, k: usize) -> usize {
@@ -308,30 +422,76 @@ impl<'a> CudaScorer<'a> {
     /// Top-k of one launch's queries (`nq <= LAUNCH_QUERIES`) as (similarities, ids).
     fn launch_top_k(&self, queries: &[f32], k: usize) -> Result<(Vec<f32>, Vec<u32>)> {
         let stream = &self.dev.stream;
-        let mma = matches!(self.rows_dev, DeviceRows::F16(_)) && queries.len() / self.dim > SIMT_MAX_QUERIES && self.mma_smem(k) <= self.dev.smem_optin;
+        let mma = matches!(self.rows_dev, DeviceRows::F16(_))
+            && queries.len() / self.dim > SIMT_MAX_QUERIES
+            && self.mma_smem(k) <= self.dev.smem_optin;
         let pad = if mma { MMA_M } else { SIMT_Q };
         let q = prepare_queries(queries, self.dim, self.metric, self.ld, pad)?;
-        let (group, tile) = if mma { (MMA_M, MMA_N) } else { (SIMT_Q, SIMT_TILE) };
+        let (group, tile) = if mma {
+            (MMA_M, MMA_N)
+        } else {
+            (SIMT_Q, SIMT_TILE)
+        };
         let groups = q.count.div_ceil(group);
         // About four blocks per SM in all, each walking a chunk of whole tiles.
-        let want = (4 * self.dev.sms).div_ceil(groups).clamp(1, self.rows.div_ceil(tile).max(1));
+        let want = (4 * self.dev.sms)
+            .div_ceil(groups)
+            .clamp(1, self.rows.div_ceil(tile).max(1));
         let chunk_rows = self.rows.div_ceil(want).div_ceil(tile) * tile;
         let chunks = self.rows.div_ceil(chunk_rows);
-        let mut ps = stream.alloc_zeros::<f32>(q.count * chunks * k).map_err(cuda_err("allocating"))?;
-        let mut pi = stream.alloc_zeros::<u32>(q.count * chunks * k).map_err(cuda_err("allocating"))?;
-        let qn = stream.clone_htod(&q.norms2).map_err(cuda_err("uploading queries"))?;
-        let (rows, ld, nq, l2, ki, cr) =
-            (i32_arg(self.rows, "rows")?, i32_arg(self.ld, "dim")?, i32_arg(q.count, "queries")?, i32::from(self.metric == Metric::L2), i32_arg(k, "k")?, i32_arg(chunk_rows, "rows")?);
-        let (grid, smem) = if mma { ((groups as u32, chunks as u32, 1), self.mma_smem(k)) } else { ((chunks as u32, groups as u32, 1), self.simt_smem(k)) };
-        let cfg = LaunchConfig { grid_dim: grid, block_dim: (256, 1, 1), shared_mem_bytes: smem as u32 };
+        let mut ps = stream
+            .alloc_zeros::<f32>(q.count * chunks * k)
+            .map_err(cuda_err("allocating"))?;
+        let mut pi = stream
+            .alloc_zeros::<u32>(q.count * chunks * k)
+            .map_err(cuda_err("allocating"))?;
+        let qn = stream
+            .clone_htod(&q.norms2)
+            .map_err(cuda_err("uploading queries"))?;
+        let (rows, ld, nq, l2, ki, cr) = (
+            i32_arg(self.rows, "rows")?,
+            i32_arg(self.ld, "dim")?,
+            i32_arg(q.count, "queries")?,
+            i32::from(self.metric == Metric::L2),
+            i32_arg(k, "k")?,
+            i32_arg(chunk_rows, "rows")?,
+        );
+        let (grid, smem) = if mma {
+            ((groups as u32, chunks as u32, 1), self.mma_smem(k))
+        } else {
+            ((chunks as u32, groups as u32, 1), self.simt_smem(k))
+        };
+        let cfg = LaunchConfig {
+            grid_dim: grid,
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: smem as u32,
+        };
         match (&self.rows_dev, mma) {
             (DeviceRows::F16(x), true) => {
-                let qh: Vec<u16> = q.data.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
-                let qd = stream.clone_htod(&qh).map_err(cuda_err("uploading queries"))?;
+                let qh: Vec<u16> = q
+                    .data
+                    .iter()
+                    .map(|&v| half::f16::from_f32(v).to_bits())
+                    .collect();
+                let qd = stream
+                    .clone_htod(&qh)
+                    .map_err(cuda_err("uploading queries"))?;
                 let lds = i32_arg(self.mma_lds(), "dim")?;
                 let f = self.dev.function("topk_mma_f16")?;
                 let mut b = stream.launch_builder(f);
-                b.arg(x).arg(&self.norms2).arg(&rows).arg(&ld).arg(&lds).arg(&qd).arg(&qn).arg(&nq).arg(&l2).arg(&ki).arg(&cr).arg(&mut ps).arg(&mut pi);
+                b.arg(x)
+                    .arg(&self.norms2)
+                    .arg(&rows)
+                    .arg(&ld)
+                    .arg(&lds)
+                    .arg(&qd)
+                    .arg(&qn)
+                    .arg(&nq)
+                    .arg(&l2)
+                    .arg(&ki)
+                    .arg(&cr)
+                    .arg(&mut ps)
+                    .arg(&mut pi);
                 // SAFETY: x holds rows padded to a multiple of MMA_N rows of ld halves (ld a
                 // multiple of 32, so every 16-byte load is aligned and in its row), qd
                 // groups * MMA_M padded query rows of ld halves, norms2 and qn one f32 per row /
@@ -340,7 +500,9 @@ impl<'a> CudaScorer<'a> {
                 unsafe { b.launch(cfg) }.map_err(cuda_err("topk_mma_f16"))?;
             }
             (rows_dev, _) => {
-                let qd = stream.clone_htod(&q.data).map_err(cuda_err("uploading queries"))?;
+                let qd = stream
+                    .clone_htod(&q.data)
+                    .map_err(cuda_err("uploading queries"))?;
                 let (name, mut b) = match rows_dev {
                     DeviceRows::F16(x) => {
                         let mut b = stream.launch_builder(self.dev.function("topk_simt_f16")?);
@@ -353,7 +515,17 @@ impl<'a> CudaScorer<'a> {
                         ("topk_simt_f32", b)
                     }
                 };
-                b.arg(&self.norms2).arg(&rows).arg(&ld).arg(&qd).arg(&qn).arg(&nq).arg(&l2).arg(&ki).arg(&cr).arg(&mut ps).arg(&mut pi);
+                b.arg(&self.norms2)
+                    .arg(&rows)
+                    .arg(&ld)
+                    .arg(&qd)
+                    .arg(&qn)
+                    .arg(&nq)
+                    .arg(&l2)
+                    .arg(&ki)
+                    .arg(&cr)
+                    .arg(&mut ps)
+                    .arg(&mut pi);
                 // SAFETY: x holds rows of ld elements (ld a multiple of 32, so the 8-element
                 // vector loads stay aligned and in the row), qd groups * SIMT_Q rows of ld f32,
                 // norms2 and qn one f32 per row / query, ps and pi nq * chunks * k entries; smem
@@ -361,17 +533,35 @@ impl<'a> CudaScorer<'a> {
                 unsafe { b.launch(cfg) }.map_err(cuda_err(name))?;
             }
         }
-        let mut out_s = stream.alloc_zeros::<f32>(q.count * k).map_err(cuda_err("allocating"))?;
-        let mut out_i = stream.alloc_zeros::<u32>(q.count * k).map_err(cuda_err("allocating"))?;
+        let mut out_s = stream
+            .alloc_zeros::<f32>(q.count * k)
+            .map_err(cuda_err("allocating"))?;
+        let mut out_i = stream
+            .alloc_zeros::<u32>(q.count * k)
+            .map_err(cuda_err("allocating"))?;
         let parts = i32_arg(chunks, "chunks")?;
-        let merge = LaunchConfig { grid_dim: (q.count.div_ceil(4) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: (8 * 4 * k) as u32 };
+        let merge = LaunchConfig {
+            grid_dim: (q.count.div_ceil(4) as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: (8 * 4 * k) as u32,
+        };
         let mut b = stream.launch_builder(self.dev.function("topk_merge_f32")?);
-        b.arg(&ps).arg(&pi).arg(&nq).arg(&parts).arg(&ki).arg(&mut out_s).arg(&mut out_i);
+        b.arg(&ps)
+            .arg(&pi)
+            .arg(&nq)
+            .arg(&parts)
+            .arg(&ki)
+            .arg(&mut out_s)
+            .arg(&mut out_i);
         // SAFETY: ps/pi hold nq * chunks * k partial entries, out_s/out_i nq * k; 4 warps per
         // block with 4 * k (score, id) pairs of shared memory.
         unsafe { b.launch(merge) }.map_err(cuda_err("topk_merge_f32"))?;
-        let sims = stream.clone_dtoh(&out_s).map_err(cuda_err("downloading results"))?;
-        let ids = stream.clone_dtoh(&out_i).map_err(cuda_err("downloading results"))?;
+        let sims = stream
+            .clone_dtoh(&out_s)
+            .map_err(cuda_err("downloading results"))?;
+        let ids = stream
+            .clone_dtoh(&out_i)
+            .map_err(cuda_err("downloading results"))?;
         Ok((sims, ids))
     }
 
@@ -391,7 +581,10 @@ impl Scorer for CudaScorer<'_> {
             return self.cpu.top_k(queries, k);
         }
         if k == 0 || k > self.rows {
-            return Err(Error::invalid(format!("k = {k} must be between 1 and the number of rows ({})", self.rows)));
+            return Err(Error::invalid(format!(
+                "k = {k} must be between 1 and the number of rows ({})",
+                self.rows
+            )));
         }
         super::check_queries(queries, self.dim)?;
         let mut ids = Vec::with_capacity(queries.len() / self.dim * k);
@@ -399,9 +592,14 @@ impl Scorer for CudaScorer<'_> {
         for batch in queries.chunks(LAUNCH_QUERIES * self.dim) {
             let (s, i) = self.launch_top_k(batch, k)?;
             if i.contains(&u32::MAX) {
-                return Err(Error::Cuda("top-k kernel returned fewer than k rows".into()));
+                return Err(Error::Cuda(
+                    "top-k kernel returned fewer than k rows".into(),
+                ));
             }
-            scores.extend(s.into_iter().map(|s| if self.metric == Metric::L2 { -s } else { s }));
+            scores.extend(
+                s.into_iter()
+                    .map(|s| if self.metric == Metric::L2 { -s } else { s }),
+            );
             ids.extend(i);
         }
         Ok(Neighbors { k, ids, scores })
@@ -414,10 +612,17 @@ impl Scorer for CudaScorer<'_> {
     fn uot(&self, cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<UotPlan> {
         let (rows, cols) = (a.len(), b.len());
         if rows == 0 || cols == 0 || cost.len() != rows * cols {
-            return Err(Error::invalid(format!("UOT: cost has {} entries for {rows} x {cols} marginals", cost.len())));
+            return Err(Error::invalid(format!(
+                "UOT: cost has {} entries for {rows} x {cols} marginals",
+                cost.len()
+            )));
         }
-        if !(p.eps > 0.0 && p.tau_source > 0.0 && p.tau_target > 0.0 && p.tol >= 0.0) || p.max_iter == 0 {
-            return Err(Error::invalid(format!("UOT: eps, tau and max_iter must be positive (got {p:?})")));
+        if !(p.eps > 0.0 && p.tau_source > 0.0 && p.tau_target > 0.0 && p.tol >= 0.0)
+            || p.max_iter == 0
+        {
+            return Err(Error::invalid(format!(
+                "UOT: eps, tau and max_iter must be positive (got {p:?})"
+            )));
         }
         let stream = &self.dev.stream;
         let kernel: Vec<f64> = cost.iter().map(|&m| (-m / p.eps).exp()).collect();
@@ -429,23 +634,50 @@ impl Scorer for CudaScorer<'_> {
         let mut v = vec![1.0 / cols as f64; cols];
         let (mut ud, mut vd, mut ktud) = (up(&u)?, up(&v)?, up(&v)?);
         let (ri, ci) = (i32_arg(rows, "UOT rows")?, i32_arg(cols, "UOT cols")?);
-        let rows_cfg = LaunchConfig { grid_dim: (rows.div_ceil(8) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        let cols_cfg = LaunchConfig { grid_dim: (cols.div_ceil(256) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let rows_cfg = LaunchConfig {
+            grid_dim: (rows.div_ceil(8) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let cols_cfg = LaunchConfig {
+            grid_dim: (cols.div_ceil(256) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
         let (mut iterations, mut converged) = (0, false);
         for _ in 0..p.max_iter {
             iterations += 1;
             let mut br = stream.launch_builder(self.dev.function("sinkhorn_rows_f64")?);
-            br.arg(&kd).arg(&vd).arg(&ad).arg(&ri).arg(&ci).arg(&fi_s).arg(&mut ud);
+            br.arg(&kd)
+                .arg(&vd)
+                .arg(&ad)
+                .arg(&ri)
+                .arg(&ci)
+                .arg(&fi_s)
+                .arg(&mut ud);
             // SAFETY: kd holds rows * cols f64, vd cols, ad and ud rows; one warp per row.
             unsafe { br.launch(rows_cfg) }.map_err(cuda_err("sinkhorn_rows_f64"))?;
             let mut bc = stream.launch_builder(self.dev.function("sinkhorn_cols_f64")?);
-            bc.arg(&kd).arg(&ud).arg(&bd).arg(&ri).arg(&ci).arg(&fi_t).arg(&mut vd).arg(&mut ktud);
+            bc.arg(&kd)
+                .arg(&ud)
+                .arg(&bd)
+                .arg(&ri)
+                .arg(&ci)
+                .arg(&fi_t)
+                .arg(&mut vd)
+                .arg(&mut ktud);
             // SAFETY: kd holds rows * cols f64, ud rows, bd, vd and ktud cols; one thread per column.
             unsafe { bc.launch(cols_cfg) }.map_err(cuda_err("sinkhorn_cols_f64"))?;
             let (u_prev, v_prev) = (std::mem::take(&mut u), std::mem::take(&mut v));
-            u = stream.clone_dtoh(&ud).map_err(cuda_err("downloading UOT scalings"))?;
-            v = stream.clone_dtoh(&vd).map_err(cuda_err("downloading UOT scalings"))?;
-            let ktu = stream.clone_dtoh(&ktud).map_err(cuda_err("downloading UOT scalings"))?;
+            u = stream
+                .clone_dtoh(&ud)
+                .map_err(cuda_err("downloading UOT scalings"))?;
+            v = stream
+                .clone_dtoh(&vd)
+                .map_err(cuda_err("downloading UOT scalings"))?;
+            let ktu = stream
+                .clone_dtoh(&ktud)
+                .map_err(cuda_err("downloading UOT scalings"))?;
             if u.iter().chain(&v).any(|x| !x.is_finite()) || ktu.contains(&0.0) {
                 return Err(Error::invalid(format!("UOT: scaling under- or overflowed at iteration {iterations} (eps = {} is too small for the plain kernel)", p.eps)));
             }
@@ -454,9 +686,23 @@ impl Scorer for CudaScorer<'_> {
                 break;
             }
         }
-        let plan: Vec<f64> = kernel.chunks_exact(cols).zip(&u).flat_map(|(kr, ui)| kr.iter().zip(&v).map(move |(k, vj)| ui * k * vj)).collect();
-        let marginal_error = (0..cols).map(|j| (plan.iter().skip(j).step_by(cols).sum::<f64>() - b[j]).abs()).fold(0.0, f64::max);
-        Ok(UotPlan { rows, cols, plan, iterations, converged, marginal_error, log_domain: false })
+        let plan: Vec<f64> = kernel
+            .chunks_exact(cols)
+            .zip(&u)
+            .flat_map(|(kr, ui)| kr.iter().zip(&v).map(move |(k, vj)| ui * k * vj))
+            .collect();
+        let marginal_error = (0..cols)
+            .map(|j| (plan.iter().skip(j).step_by(cols).sum::<f64>() - b[j]).abs())
+            .fold(0.0, f64::max);
+        Ok(UotPlan {
+            rows,
+            cols,
+            plan,
+            iterations,
+            converged,
+            marginal_error,
+            log_domain: false,
+        })
     }
 }
 

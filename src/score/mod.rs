@@ -106,7 +106,10 @@ pub(crate) struct TopK {
 
 impl TopK {
     pub fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
     }
 
     /// Similarity a candidate must reach to be considered (`-inf` until `k` are kept).
@@ -132,7 +135,10 @@ impl TopK {
         let mut threshold = self.threshold();
         for (j, &sim) in sims.iter().enumerate() {
             if sim >= threshold {
-                self.push(Cand { sim, id: first + j as u32 });
+                self.push(Cand {
+                    sim,
+                    id: first + j as u32,
+                });
                 threshold = self.threshold();
             }
         }
@@ -154,13 +160,22 @@ pub fn scorer_for(index: &Index, device: Device) -> Result<Box<dyn Scorer + '_>>
 }
 
 /// Build the scorer for `vectors` (`[rows, dim]`, unit-normalised for cos) on `device`.
-pub fn scorer_for_vectors(vectors: Vectors<'_>, dim: usize, metric: Metric, device: Device) -> Result<Box<dyn Scorer + '_>> {
+pub fn scorer_for_vectors(
+    vectors: Vectors<'_>,
+    dim: usize,
+    metric: Metric,
+    device: Device,
+) -> Result<Box<dyn Scorer + '_>> {
     match device {
-        Device::Cpu => Ok(Box::new(cpu::CpuScorer::from_vectors(vectors, dim, metric)?)),
+        Device::Cpu => Ok(Box::new(cpu::CpuScorer::from_vectors(
+            vectors, dim, metric,
+        )?)),
         Device::Cuda => Ok(Box::new(cuda::CudaScorer::new(vectors, dim, metric)?)),
         Device::Auto => match cuda::CudaScorer::new(vectors, dim, metric) {
             Ok(s) => Ok(Box::new(s)),
-            Err(Error::Unavailable(_)) => Ok(Box::new(cpu::CpuScorer::from_vectors(vectors, dim, metric)?)),
+            Err(Error::Unavailable(_)) => Ok(Box::new(cpu::CpuScorer::from_vectors(
+                vectors, dim, metric,
+            )?)),
             Err(e) => Err(e),
         },
     }
@@ -178,7 +193,13 @@ pub(crate) struct Prepared {
 }
 
 /// Checks and prepares `queries` (`[nq, dim]`) for `metric`.
-pub(crate) fn prepare_queries(queries: &[f32], dim: usize, metric: Metric, stride: usize, pad: usize) -> Result<Prepared> {
+pub(crate) fn prepare_queries(
+    queries: &[f32],
+    dim: usize,
+    metric: Metric,
+    stride: usize,
+    pad: usize,
+) -> Result<Prepared> {
     let count = check_queries(queries, dim)?;
     let padded = count.div_ceil(pad.max(1)) * pad.max(1);
     let mut data = vec![0.0; padded * stride];
@@ -194,16 +215,27 @@ pub(crate) fn prepare_queries(queries: &[f32], dim: usize, metric: Metric, strid
         }
         norms2.push(n2);
     }
-    Ok(Prepared { data, count, norms2 })
+    Ok(Prepared {
+        data,
+        count,
+        norms2,
+    })
 }
 
 /// Check a query batch against the index shape and return the number of queries.
 pub fn check_queries(queries: &[f32], dim: usize) -> Result<usize> {
-    if dim == 0 || queries.len() % dim != 0 {
-        return Err(Error::invalid(format!("query batch of {} values is not a whole number of {dim}-d rows", queries.len())));
+    if dim == 0 || !queries.len().is_multiple_of(dim) {
+        return Err(Error::invalid(format!(
+            "query batch of {} values is not a whole number of {dim}-d rows",
+            queries.len()
+        )));
     }
     if let Some(i) = queries.iter().position(|x| !x.is_finite()) {
-        return Err(Error::invalid(format!("query {} has a non-finite value {}", i / dim, queries[i])));
+        return Err(Error::invalid(format!(
+            "query {} has a non-finite value {}",
+            i / dim,
+            queries[i]
+        )));
     }
     Ok(queries.len() / dim)
 }

@@ -29,7 +29,10 @@ pub fn kernels() -> &'static Kernels {
 fn detect() -> Kernels {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
             return Kernels {
                 isa: "avx2+fma+f16c",
                 dot_f32: |a, b| {
@@ -56,7 +59,13 @@ fn detect() -> Kernels {
 
 /// Portable kernels (also the reference the SIMD ones are tested against).
 pub fn scalar_kernels() -> Kernels {
-    Kernels { isa: "scalar", dot_f32: scalar::dot_f32, dot_f16: scalar::dot_f16, l2_f32: scalar::l2_f32, l2_f16: scalar::l2_f16 }
+    Kernels {
+        isa: "scalar",
+        dot_f32: scalar::dot_f32,
+        dot_f16: scalar::dot_f16,
+        l2_f32: scalar::l2_f32,
+        l2_f16: scalar::l2_f16,
+    }
 }
 
 /// A register-blocked micro-kernel: `C[MR x NR] (+)= Q[MR rows] . P` where `P` is a packed panel
@@ -74,14 +83,31 @@ pub struct TileKernel {
     /// `tile(kc, q, ldq, panel, c, ldc, accumulate)`: query row `i` starts at `q[i * ldq]`,
     /// panel element `(k, j)` is `panel[k * nr + j]`, result `(i, j)` goes to `c[i * ldc + j]`
     /// (added to it when `accumulate`). Panics if a slice is too short for `kc`, `mr`, `nr`.
-    pub tile: fn(usize, &[f32], usize, &[f32], &mut [f32], usize, bool),
+    pub tile: TileFn,
 }
 
+/// Signature of a micro-kernel: `(kc, q, ldq, panel, c, ldc, accumulate)`.
+pub type TileFn = fn(usize, &[f32], usize, &[f32], &mut [f32], usize, bool);
+
 /// Checks the slice lengths a micro-kernel relies on (one check per call, not per load).
-fn check_tile(mr: usize, nr: usize, kc: usize, q: &[f32], ldq: usize, panel: &[f32], c: &[f32], ldc: usize) {
-    assert!(kc <= ldq && q.len() >= (mr - 1) * ldq + kc, "micro-kernel: query block too short");
+fn check_tile(
+    (mr, nr): (usize, usize),
+    kc: usize,
+    q: &[f32],
+    ldq: usize,
+    panel: &[f32],
+    c: &[f32],
+    ldc: usize,
+) {
+    assert!(
+        kc <= ldq && q.len() >= (mr - 1) * ldq + kc,
+        "micro-kernel: query block too short"
+    );
     assert!(panel.len() >= kc * nr, "micro-kernel: panel too short");
-    assert!(nr <= ldc && c.len() >= (mr - 1) * ldc + nr, "micro-kernel: result block too short");
+    assert!(
+        nr <= ldc && c.len() >= (mr - 1) * ldc + nr,
+        "micro-kernel: result block too short"
+    );
 }
 
 /// The best micro-kernel for this CPU (AVX-512, AVX2+FMA, or portable code), detected once.
@@ -91,10 +117,20 @@ pub fn tile_kernel() -> &'static TileKernel {
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx512f") {
-                return TileKernel { isa: "avx512f", mr: avx2::MR16, nr: avx2::NR16, tile: avx2::tile_avx512 };
+                return TileKernel {
+                    isa: "avx512f",
+                    mr: avx2::MR16,
+                    nr: avx2::NR16,
+                    tile: avx2::tile_avx512,
+                };
             }
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return TileKernel { isa: "avx2+fma", mr: avx2::MR8, nr: avx2::NR8, tile: avx2::tile_avx2 };
+                return TileKernel {
+                    isa: "avx2+fma",
+                    mr: avx2::MR8,
+                    nr: avx2::NR8,
+                    tile: avx2::tile_avx2,
+                };
             }
         }
         scalar_tile_kernel()
@@ -103,7 +139,12 @@ pub fn tile_kernel() -> &'static TileKernel {
 
 /// Portable micro-kernel (also the reference the SIMD ones are tested against).
 pub fn scalar_tile_kernel() -> TileKernel {
-    TileKernel { isa: "scalar", mr: scalar::MR, nr: scalar::NR, tile: scalar::tile }
+    TileKernel {
+        isa: "scalar",
+        mr: scalar::MR,
+        nr: scalar::NR,
+        tile: scalar::tile,
+    }
 }
 
 mod scalar {
@@ -119,19 +160,32 @@ mod scalar {
         a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
     }
     pub fn l2_f16(a: &[f16], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| (x.to_f32() - y) * (x.to_f32() - y)).sum()
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x.to_f32() - y) * (x.to_f32() - y))
+            .sum()
     }
 
     pub const MR: usize = 4;
     pub const NR: usize = 16;
 
-    pub fn tile(kc: usize, q: &[f32], ldq: usize, panel: &[f32], c: &mut [f32], ldc: usize, accumulate: bool) {
-        super::check_tile(MR, NR, kc, q, ldq, panel, c, ldc);
+    pub fn tile(
+        kc: usize,
+        q: &[f32],
+        ldq: usize,
+        panel: &[f32],
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        super::check_tile((MR, NR), kc, q, ldq, panel, c, ldc);
         let mut s = [[0.0f32; NR]; MR];
         for (k, p) in panel.chunks_exact(NR).take(kc).enumerate() {
             for (i, si) in s.iter_mut().enumerate() {
                 let a = q[i * ldq + k];
-                si.iter_mut().zip(p).for_each(|(s, &b)| *s = a.mul_add(b, *s));
+                si.iter_mut()
+                    .zip(p)
+                    .for_each(|(s, &b)| *s = a.mul_add(b, *s));
             }
         }
         for (i, si) in s.iter().enumerate() {
@@ -219,10 +273,26 @@ mod avx2 {
             pub const $nr: usize = $nv * $lanes;
 
             /// Safe entry: checks the slice lengths once, then runs the SIMD loop.
-            pub fn $name(kc: usize, q: &[f32], ldq: usize, panel: &[f32], c: &mut [f32], ldc: usize, accumulate: bool) {
-                super::check_tile($mr, $nr, kc, q, ldq, panel, c, ldc);
+            pub fn $name(
+                kc: usize,
+                q: &[f32],
+                ldq: usize,
+                panel: &[f32],
+                c: &mut [f32],
+                ldc: usize,
+                accumulate: bool,
+            ) {
+                super::check_tile(($mr, $nr), kc, q, ldq, panel, c, ldc);
                 #[target_feature(enable = $feat)]
-                unsafe fn inner(kc: usize, q: *const f32, ldq: usize, p: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+                unsafe fn inner(
+                    kc: usize,
+                    q: *const f32,
+                    ldq: usize,
+                    p: *const f32,
+                    c: *mut f32,
+                    ldc: usize,
+                    accumulate: bool,
+                ) {
                     let mut s = [[$zero(); $nv]; $mr];
                     if accumulate {
                         for (i, si) in s.iter_mut().enumerate() {
@@ -252,16 +322,62 @@ mod avx2 {
                 // SAFETY: `tile_kernel` hands this out only when the CPU has the features named
                 // in `$feat`; check_tile proved q holds $mr rows of kc values at stride ldq, the
                 // panel kc x $nr values and c $mr rows of $nr values at stride ldc.
-                unsafe { inner(kc, q.as_ptr(), ldq, panel.as_ptr(), c.as_mut_ptr(), ldc, accumulate) }
+                unsafe {
+                    inner(
+                        kc,
+                        q.as_ptr(),
+                        ldq,
+                        panel.as_ptr(),
+                        c.as_mut_ptr(),
+                        ldc,
+                        accumulate,
+                    )
+                }
             }
         };
     }
 
-    tile_kernel!(tile_avx512, "avx512f", MR16 = 8, NR16, 3, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps);
-    tile_kernel!(tile_avx2, "avx2,fma", MR8 = 4, NR8, 3, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps);
+    tile_kernel!(
+        tile_avx512,
+        "avx512f",
+        MR16 = 8,
+        NR16,
+        3,
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps
+    );
+    tile_kernel!(
+        tile_avx2,
+        "avx2,fma",
+        MR8 = 4,
+        NR8,
+        3,
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps
+    );
 
-    kernel!(dot_f32, f32, load_f32, super::scalar::dot_f32, |acc, x, y| _mm256_fmadd_ps(x, y, acc));
-    kernel!(dot_f16, f16, load_f16, super::scalar::dot_f16, |acc, x, y| _mm256_fmadd_ps(x, y, acc));
+    kernel!(
+        dot_f32,
+        f32,
+        load_f32,
+        super::scalar::dot_f32,
+        |acc, x, y| _mm256_fmadd_ps(x, y, acc)
+    );
+    kernel!(
+        dot_f16,
+        f16,
+        load_f16,
+        super::scalar::dot_f16,
+        |acc, x, y| _mm256_fmadd_ps(x, y, acc)
+    );
     kernel!(l2_f32, f32, load_f32, super::scalar::l2_f32, |acc, x, y| {
         let d = _mm256_sub_ps(x, y);
         _mm256_fmadd_ps(d, d, acc)

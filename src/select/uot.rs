@@ -21,7 +21,13 @@ pub struct UotParams {
 
 impl Default for UotParams {
     fn default() -> Self {
-        UotParams { eps: 1.0, tau_source: 1.0, tau_target: 100.0, max_iter: 1000, tol: 1e-6 }
+        UotParams {
+            eps: 1.0,
+            tau_source: 1.0,
+            tau_target: 100.0,
+            max_iter: 1000,
+            tol: 1e-6,
+        }
     }
 }
 
@@ -47,7 +53,10 @@ pub struct UotPlan {
 impl UotPlan {
     /// Row sums `T 1`: the importance of each source class.
     pub fn row_sums(&self) -> Vec<f64> {
-        self.plan.chunks_exact(self.cols).map(|r| r.iter().sum()).collect()
+        self.plan
+            .chunks_exact(self.cols)
+            .map(|r| r.iter().sum())
+            .collect()
     }
 }
 
@@ -55,10 +64,16 @@ impl UotPlan {
 pub fn solve(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<UotPlan> {
     let (rows, cols) = (a.len(), b.len());
     if rows == 0 || cols == 0 || cost.len() != rows * cols {
-        return Err(Error::invalid(format!("UOT: cost has {} entries for {rows} x {cols} marginals", cost.len())));
+        return Err(Error::invalid(format!(
+            "UOT: cost has {} entries for {rows} x {cols} marginals",
+            cost.len()
+        )));
     }
-    if !(p.eps > 0.0 && p.tau_source > 0.0 && p.tau_target > 0.0 && p.tol >= 0.0) || p.max_iter == 0 {
-        return Err(Error::invalid(format!("UOT: eps, tau and max_iter must be positive (got {p:?})")));
+    if !(p.eps > 0.0 && p.tau_source > 0.0 && p.tau_target > 0.0 && p.tol >= 0.0) || p.max_iter == 0
+    {
+        return Err(Error::invalid(format!(
+            "UOT: eps, tau and max_iter must be positive (got {p:?})"
+        )));
     }
     let kernel: Vec<f64> = cost.iter().map(|&m| (-m / p.eps).exp()).collect();
     let fi_s = p.tau_source / (p.tau_source + p.eps);
@@ -72,12 +87,18 @@ pub fn solve(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<UotPla
         iterations += 1;
         let (u_prev, v_prev) = (u.clone(), v.clone());
         for (i, ui) in u.iter_mut().enumerate() {
-            let kv: f64 = kernel[i * cols..(i + 1) * cols].iter().zip(&v).map(|(k, v)| k * v).sum();
+            let kv: f64 = kernel[i * cols..(i + 1) * cols]
+                .iter()
+                .zip(&v)
+                .map(|(k, v)| k * v)
+                .sum();
             *ui = (a[i] / kv).powf(fi_s);
         }
         ktu.iter_mut().for_each(|x| *x = 0.0);
         for (i, &ui) in u.iter().enumerate() {
-            ktu.iter_mut().zip(&kernel[i * cols..(i + 1) * cols]).for_each(|(s, k)| *s += k * ui);
+            ktu.iter_mut()
+                .zip(&kernel[i * cols..(i + 1) * cols])
+                .for_each(|(s, k)| *s += k * ui);
         }
         for (j, vj) in v.iter_mut().enumerate() {
             *vj = (b[j] / ktu[j]).powf(fi_t);
@@ -91,16 +112,29 @@ pub fn solve(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<UotPla
             break;
         }
     }
-    let plan: Vec<f64> = (0..rows * cols).map(|ij| u[ij / cols] * kernel[ij] * v[ij % cols]).collect();
+    let plan: Vec<f64> = (0..rows * cols)
+        .map(|ij| u[ij / cols] * kernel[ij] * v[ij % cols])
+        .collect();
     let marginal_error = (0..cols)
         .map(|j| ((0..rows).map(|i| plan[i * cols + j]).sum::<f64>() - b[j]).abs())
         .fold(0.0, f64::max);
-    Ok(UotPlan { rows, cols, plan, iterations, converged, marginal_error, log_domain: false })
+    Ok(UotPlan {
+        rows,
+        cols,
+        plan,
+        iterations,
+        converged,
+        marginal_error,
+        log_domain: false,
+    })
 }
 
 fn rel_change(x: &[f64], prev: &[f64]) -> f64 {
     let max_abs = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let diff = x.iter().zip(prev).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    let diff = x
+        .iter()
+        .zip(prev)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
     diff / max_abs(x).max(max_abs(prev)).max(1.0)
 }
 
@@ -117,6 +151,9 @@ pub fn cost_matrix(source: &[f64], target: &[f64], dim: usize, p_m: f64) -> Vec<
     };
     let (s, t) = (normalise(source), normalise(target));
     s.chunks_exact(dim)
-        .flat_map(|si| t.chunks_exact(dim).map(move |tj| (1.0 - si.iter().zip(tj).map(|(x, y)| x * y).sum::<f64>()) / p_m))
+        .flat_map(|si| {
+            t.chunks_exact(dim)
+                .map(move |tj| (1.0 - si.iter().zip(tj).map(|(x, y)| x * y).sum::<f64>()) / p_m)
+        })
         .collect()
 }

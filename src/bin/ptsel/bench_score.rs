@@ -102,12 +102,21 @@ pub fn run(args: Args) -> Result<()> {
             let m = ptsel::npy::read_matrix(p)?;
             (m.data, m.rows, m.dim)
         }
-        None => (ptsel::synth::gaussian_matrix(args.rows, args.dim, args.seed), args.rows, args.dim),
+        None => (
+            ptsel::synth::gaussian_matrix(args.rows, args.dim, args.seed),
+            args.rows,
+            args.dim,
+        ),
     };
     let queries = match &args.queries_file {
         Some(p) => {
             let m = ptsel::npy::read_matrix(p)?;
-            anyhow::ensure!(m.dim == dim, "{}: queries have {} dims, the corpus {dim}", p.display(), m.dim);
+            anyhow::ensure!(
+                m.dim == dim,
+                "{}: queries have {} dims, the corpus {dim}",
+                p.display(),
+                m.dim
+            );
             m.data
         }
         None => ptsel::synth::gaussian_matrix(args.queries, dim, args.seed ^ 0x5eed),

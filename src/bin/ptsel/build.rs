@@ -66,7 +66,9 @@ pub fn run(args: Args) -> Result<()> {
     let mut source = ptsel::npy::MatrixReader::open(&args.features)?;
     let opts = args.options()?;
     let bars = Bars::new(args.quiet);
-    let report = ptsel::build(&mut source, &args.out, opts, &|s, d, t| bars.update(s, d, t))?;
+    let report = ptsel::build(&mut source, &args.out, opts, &|s, d, t| {
+        bars.update(s, d, t)
+    })?;
     bars.finish();
     eprintln!(
         "built {}: {} rows x {} dims, {} classes in {:.2} s ({:.0} rows/s)",

@@ -29,14 +29,34 @@ pub struct Args {
 
 /// Run `ptsel demo`.
 pub fn run(args: Args) -> Result<()> {
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
-    let corpus = synth::clustered(Spec { rows: args.rows, dim: args.dim, classes: args.classes, spread: 1.0, seed: args.seed });
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
+    let corpus = synth::clustered(Spec {
+        rows: args.rows,
+        dim: args.dim,
+        classes: args.classes,
+        spread: 1.0,
+        seed: args.seed,
+    });
     let features = args.dir.join("demo-features.npy");
     let labels = args.dir.join("demo-labels.npy");
     ptsel::npy::write_matrix(&features, &corpus.data, corpus.rows, corpus.dim)?;
-    ptsel::npy::write_vector(&labels, &corpus.labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>())?;
+    ptsel::npy::write_vector(
+        &labels,
+        &corpus
+            .labels
+            .iter()
+            .map(|&l| i64::from(l))
+            .collect::<Vec<_>>(),
+    )?;
     let out = args.dir.join("demo.ptsel");
-    println!("demo: {} synthetic rows x {} dims in {} classes -> {}", corpus.rows, corpus.dim, args.classes, out.display());
+    println!(
+        "demo: {} synthetic rows x {} dims in {} classes -> {}",
+        corpus.rows,
+        corpus.dim,
+        args.classes,
+        out.display()
+    );
     crate::build::run(crate::build::Args {
         features,
         labels: Some(labels),
@@ -48,5 +68,8 @@ pub fn run(args: Args) -> Result<()> {
         force: true,
         quiet: args.quiet,
     })?;
-    crate::info::run(crate::info::Args { path: out, json: false })
+    crate::info::run(crate::info::Args {
+        path: out,
+        json: false,
+    })
 }

@@ -39,18 +39,42 @@ pub struct Args {
 
 /// Exact similarity (higher is better) in f64 of stored row `x` and raw query `q`.
 fn exact(metric: Metric, x: &[f32], q: &[f32]) -> f64 {
-    let n = q.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
-    let scale = if metric == Metric::Cos && n > 0.0 { 1.0 / n } else { 1.0 };
+    let n = q
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt();
+    let scale = if metric == Metric::Cos && n > 0.0 {
+        1.0 / n
+    } else {
+        1.0
+    };
     match metric {
-        Metric::L2 => -x.iter().zip(q).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum::<f64>(),
-        _ => x.iter().zip(q).map(|(&a, &b)| f64::from(a) * f64::from(b) * scale).sum(),
+        Metric::L2 => -x
+            .iter()
+            .zip(q)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum::<f64>(),
+        _ => x
+            .iter()
+            .zip(q)
+            .map(|(&a, &b)| f64::from(a) * f64::from(b) * scale)
+            .sum(),
     }
 }
 
 /// Compares GPU and CPU top-k: every GPU id's exact score must match the GPU score and the
 /// CPU score at the same rank within `tol` (so ids may differ only between near-ties).
 /// Returns (fraction of identical ids, worst score deviation, pass).
-fn compare(metric: Metric, rows: &[f32], dim: usize, queries: &[f32], cpu: &Neighbors, gpu: &Neighbors, tol: impl Fn(usize) -> f64) -> (f64, f64, bool) {
+fn compare(
+    metric: Metric,
+    rows: &[f32],
+    dim: usize,
+    queries: &[f32],
+    cpu: &Neighbors,
+    gpu: &Neighbors,
+    tol: impl Fn(usize) -> f64,
+) -> (f64, f64, bool) {
     let sign = if metric == Metric::L2 { -1.0 } else { 1.0 };
     let (mut same, mut worst, mut ok) = (0usize, 0.0f64, true);
     for qi in 0..cpu.queries() {
@@ -59,7 +83,9 @@ fn compare(metric: Metric, rows: &[f32], dim: usize, queries: &[f32], cpu: &Neig
             same += usize::from(gid == cpu.ids_of(qi)[j]);
             let g = gid as usize;
             let e = sign * exact(metric, &rows[g * dim..(g + 1) * dim], q);
-            let dev = (e - f64::from(gs)).abs().max((f64::from(cpu.scores_of(qi)[j]) - f64::from(gs)).abs());
+            let dev = (e - f64::from(gs))
+                .abs()
+                .max((f64::from(cpu.scores_of(qi)[j]) - f64::from(gs)).abs());
             worst = worst.max(dev);
             ok &= dev <= tol(qi);
         }
@@ -72,20 +98,31 @@ pub fn run(args: Args) -> Result<()> {
     cuda::probe()?;
     let (d, k) = (args.dim, args.k);
     let mut failures = 0;
-    println!("== correctness: CUDA vs CPU on {} x {d} (seed {}), k = {k}", args.check_rows, args.seed);
+    println!(
+        "== correctness: CUDA vs CPU on {} x {d} (seed {}), k = {k}",
+        args.check_rows, args.seed
+    );
     let mut data = ptsel::synth::gaussian_matrix(args.check_rows, d, args.seed);
     // Exact duplicates of row 3 at rows 17 and the last: ties that must come out as 3, 17, last.
     let last = args.check_rows - 1;
     let row3 = data[3 * d..4 * d].to_vec();
     data[17 * d..18 * d].copy_from_slice(&row3);
     data[last * d..(last + 1) * d].copy_from_slice(&row3);
-    for (dtype, metric) in [(DType::F16, Metric::Ip), (DType::F16, Metric::Cos), (DType::F16, Metric::L2), (DType::F32, Metric::Ip)] {
+    for (dtype, metric) in [
+        (DType::F16, Metric::Ip),
+        (DType::F16, Metric::Cos),
+        (DType::F16, Metric::L2),
+        (DType::F32, Metric::Ip),
+    ] {
         let stored = Stored::new(data.clone(), d, dtype, metric);
         let rows: Vec<f32> = match &stored {
             Stored::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
             Stored::F32(v) => v.clone(),
         };
-        let xmax = rows.chunks_exact(d).map(|r| r.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()).fold(0.0, f64::max);
+        let xmax = rows
+            .chunks_exact(d)
+            .map(|r| r.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt())
+            .fold(0.0, f64::max);
         let cpu = CpuScorer::from_vectors(stored.view(), d, metric)?;
         let t = Instant::now();
         let gpu = CudaScorer::new(stored.view(), d, metric)?;
@@ -99,7 +136,11 @@ pub fn run(args: Args) -> Result<()> {
             let gpu_s = t.elapsed().as_secs_f64();
             // fp16 queries (tensor-core path) and fp16/f32 summation order: relative 2^-9 of |q| |x|.
             let tol = |qi: usize| {
-                let qn = queries[qi * d..(qi + 1) * d].iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+                let qn = queries[qi * d..(qi + 1) * d]
+                    .iter()
+                    .map(|x| f64::from(*x).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
                 let scale = match metric {
                     Metric::Cos => 1.0,
                     Metric::Ip => qn * xmax,
@@ -123,7 +164,10 @@ pub fn run(args: Args) -> Result<()> {
 
     println!("== UOT: CUDA scaling steps vs select::uot::solve");
     for (rows, cols) in [(100usize, 10usize), (1000, 100)] {
-        let cost: Vec<f64> = ptsel::synth::gaussian_matrix(rows, cols, args.seed ^ 7).iter().map(|&x| (1.0 + 0.3 * f64::from(x)).clamp(0.0, 2.0)).collect();
+        let cost: Vec<f64> = ptsel::synth::gaussian_matrix(rows, cols, args.seed ^ 7)
+            .iter()
+            .map(|&x| (1.0 + 0.3 * f64::from(x)).clamp(0.0, 2.0))
+            .collect();
         let a = vec![1.0 / rows as f64; rows];
         let b = vec![1.0 / cols as f64; cols];
         let p = UotParams::default();
@@ -133,7 +177,12 @@ pub fn run(args: Args) -> Result<()> {
         let t = Instant::now();
         let gpu = gpu_scorer.uot(&cost, &a, &b, &p)?;
         let secs = t.elapsed().as_secs_f64();
-        let dev = cpu.plan.iter().zip(&gpu.plan).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        let dev = cpu
+            .plan
+            .iter()
+            .zip(&gpu.plan)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
         let pass = dev <= 1e-5 && cpu.rows == gpu.rows && cpu.cols == gpu.cols;
         failures += usize::from(!pass);
         println!(
@@ -151,11 +200,20 @@ pub fn run(args: Args) -> Result<()> {
 
     println!("== throughput: {} x {d} f16, ip, k = {k}", args.rows);
     let t = Instant::now();
-    let stored = Stored::new(ptsel::synth::gaussian_matrix(args.rows, d, args.seed), d, DType::F16, Metric::Ip);
+    let stored = Stored::new(
+        ptsel::synth::gaussian_matrix(args.rows, d, args.seed),
+        d,
+        DType::F16,
+        Metric::Ip,
+    );
     println!("generated in {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let gpu = CudaScorer::new(stored.view(), d, Metric::Ip)?;
-    println!("uploaded in {:.2} s to {}", t.elapsed().as_secs_f64(), gpu.describe());
+    println!(
+        "uploaded in {:.2} s to {}",
+        t.elapsed().as_secs_f64(),
+        gpu.describe()
+    );
     let bytes = (args.rows * d * 2) as f64;
     for &nq in &args.batches {
         let queries = ptsel::synth::gaussian_matrix(nq, d, args.seed ^ nq as u64);

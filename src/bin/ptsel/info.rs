@@ -66,25 +66,55 @@ pub fn run(args: Args) -> Result<()> {
         build_seconds: m.build_seconds,
         writer: m.writer.clone(),
         params: m.params.clone(),
-        sections: index.sections().iter().map(|e| Section { kind: e.kind.name(), offset: e.offset, bytes: e.len }).collect(),
+        sections: index
+            .sections()
+            .iter()
+            .map(|e| Section {
+                kind: e.kind.name(),
+                offset: e.offset,
+                bytes: e.len,
+            })
+            .collect(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
     }
     println!("index     {}", info.path);
-    println!("format    v{}, written by {}", info.format_version, info.writer);
-    println!("shape     {} rows x {} dims, {} vectors, metric {}", info.rows, info.dim, info.dtype, info.metric);
+    println!(
+        "format    v{}, written by {}",
+        info.format_version, info.writer
+    );
+    println!(
+        "shape     {} rows x {} dims, {} vectors, metric {}",
+        info.rows, info.dim, info.dtype, info.metric
+    );
     let names = if info.has_class_names { ", named" } else { "" };
     println!("classes   {}{names}", info.classes);
-    println!("ids       {}", if info.has_ids { "stored" } else { "row numbers" });
-    println!("size      {} ({:.1} MiB), opened in {:.3} ms, built in {:.2} s", info.file_bytes, info.file_bytes as f64 / 1048576.0, info.open_ms, info.build_seconds);
+    println!(
+        "ids       {}",
+        if info.has_ids {
+            "stored"
+        } else {
+            "row numbers"
+        }
+    );
+    println!(
+        "size      {} ({:.1} MiB), opened in {:.3} ms, built in {:.2} s",
+        info.file_bytes,
+        info.file_bytes as f64 / 1048576.0,
+        info.open_ms,
+        info.build_seconds
+    );
     for (k, v) in &info.params {
         println!("param     {k} = {v}");
     }
     println!("sections:");
     for s in &info.sections {
-        println!("  {:<18} offset {:>14}  {:>14} bytes", s.kind, s.offset, s.bytes);
+        println!(
+            "  {:<18} offset {:>14}  {:>14} bytes",
+            s.kind, s.offset, s.bytes
+        );
     }
     Ok(())
 }

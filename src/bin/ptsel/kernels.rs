@@ -27,7 +27,14 @@ pub fn run(args: Args) -> Result<()> {
     let mut failed = 0;
     for check in cuda::check_kernels() {
         match check.result {
-            Ok(p) => println!("ok        {:<12} {:>8} bytes of PTX ISA {} for {}  ({})", check.file, p.bytes, p.isa, p.target, check.entries.join(" ")),
+            Ok(p) => println!(
+                "ok        {:<12} {:>8} bytes of PTX ISA {} for {}  ({})",
+                check.file,
+                p.bytes,
+                p.isa,
+                p.target,
+                check.entries.join(" ")
+            ),
             Err(e) => {
                 failed += 1;
                 println!("FAILED    {:<12} {e}", check.file);
@@ -35,7 +42,10 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     if failed > 0 {
-        bail!("{failed} kernel famil{} failed to compile", if failed == 1 { "y" } else { "ies" });
+        bail!(
+            "{failed} kernel famil{} failed to compile",
+            if failed == 1 { "y" } else { "ies" }
+        );
     }
     Ok(())
 }

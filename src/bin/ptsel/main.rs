@@ -55,7 +55,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");
@@ -68,7 +71,11 @@ fn main() -> ExitCode {
 fn exit_code(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<ptsel::Error>() {
         Some(ptsel::Error::Input { .. } | ptsel::Error::Invalid(_)) => 2,
-        Some(ptsel::Error::Corrupt { .. } | ptsel::Error::Checksum { .. } | ptsel::Error::Version { .. }) => 3,
+        Some(
+            ptsel::Error::Corrupt { .. }
+            | ptsel::Error::Checksum { .. }
+            | ptsel::Error::Version { .. },
+        ) => 3,
         Some(ptsel::Error::Unavailable(_)) => 4,
         _ => 1,
     }

@@ -13,7 +13,10 @@ pub struct Bars {
 impl Bars {
     /// Bars drawn on stderr if it is a terminal and `quiet` is false.
     pub fn new(quiet: bool) -> Self {
-        Bars { enabled: !quiet && std::io::stderr().is_terminal(), current: Mutex::new(None) }
+        Bars {
+            enabled: !quiet && std::io::stderr().is_terminal(),
+            current: Mutex::new(None),
+        }
     }
 
     /// Report `done` of `total` for `stage`.
@@ -21,16 +24,20 @@ impl Bars {
         if !self.enabled {
             return;
         }
-        let Ok(mut cur) = self.current.lock() else { return };
+        let Ok(mut cur) = self.current.lock() else {
+            return;
+        };
         if cur.as_ref().is_none_or(|(s, _)| s != stage) {
             if let Some((_, old)) = cur.take() {
                 old.finish();
             }
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{prefix:>10} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>10} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             bar.set_prefix(stage.to_string());
             *cur = Some((stage.to_string(), bar));
