@@ -2,7 +2,7 @@
 //
 // Layout (set up by src/score/cuda.rs): corpus rows are stored with a row stride `ld` (a
 // multiple of 16 elements, zero padded) and the row count is padded with zero rows to a multiple
-// of MMA_N; `xn` holds each row's squared norm (l2 only), `qn` each query's. Every block scores
+// of 128 (MMA_N); `xn` holds each row's squared norm (l2 only), `qn` each query's. Every block scores
 // a group of queries against one chunk of rows tile by tile, keeps one top-k list per query in
 // shared memory, and writes them as that chunk's partial lists; `topk_merge_f32` then reduces
 // the chunks' lists of each query to the final k (best first, ties to the lower row id).
@@ -10,9 +10,11 @@
 
 // ---- bandwidth path: few queries, any storage type ------------------------------------------
 
-#define SIMT_Q 8       // queries per block (a batch of 1 still streams the corpus at full speed)
 #define SIMT_TILE 256  // rows scored between top-k updates
-// Blocks have 256 threads: 8 warps, each scoring 4 rows at a time with 8 lanes per row.
+// Blocks have 256 threads: 8 warps, each scoring 4 rows at a time with 8 lanes per row, for NQ
+// queries (1, 2, 4 or 8: a batch of 1 does one product per element, not 8). Every warp keeps
+// one list, for query warp % NQ over the candidates of slice warp / NQ of each tile, so all 8
+// warps share the top-k work; a block emits 8 / NQ partial lists per query.
 
 __device__ __forceinline__ void ptsel_load8(const __half* p, float* v) {
     const uint4 raw = *reinterpret_cast<const uint4*>(p);
@@ -32,40 +34,44 @@ __device__ __forceinline__ void ptsel_load8(const float* p, float* v) {
     v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
 }
 
-// Shared memory: queries [SIMT_Q][ld] f32, scores [SIMT_Q][SIMT_TILE], lists [SIMT_Q][k] x 2.
-template <typename T>
+// Shared memory: queries [NQ][ld] f32, scores [NQ][SIMT_TILE], lists [8][k] x 2. The grid is
+// (query groups, chunks) so that blocks running together read the same rows through L2.
+template <typename T, int NQ>
 __device__ void topk_simt(const T* __restrict__ x, const float* __restrict__ xn, int rows, int ld,
                           const float* __restrict__ q, const float* __restrict__ qn, int nq, int l2, int k,
                           int chunk_rows, float* __restrict__ out_s, unsigned* __restrict__ out_i) {
+    constexpr int SLICES = 8 / NQ;
     extern __shared__ float4 smem4[];
     float* qs = reinterpret_cast<float*>(smem4);
-    float* sc = qs + SIMT_Q * ld;
-    float* ls = sc + SIMT_Q * SIMT_TILE;
-    unsigned* li = reinterpret_cast<unsigned*>(ls + SIMT_Q * k);
-    const int q0 = blockIdx.y * SIMT_Q, chunk = blockIdx.x, chunks = gridDim.x;
-    const int r_begin = chunk * chunk_rows, r_end = min(rows, r_begin + chunk_rows);
-    for (int t = threadIdx.x; t < SIMT_Q * ld; t += blockDim.x)
-        qs[t] = q0 + t / ld < nq ? q[(size_t)q0 * ld + t] : 0.0f;
-    float qnr[SIMT_Q];
-#pragma unroll
-    for (int i = 0; i < SIMT_Q; ++i) qnr[i] = q0 + i < nq ? qn[q0 + i] : 0.0f;
-    ptsel_lists_init(ls, li, SIMT_Q * k);
-    __syncthreads();
+    float* sc = qs + NQ * ld;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, part = lane & 7;
+    float* ls = sc + NQ * SIMT_TILE + warp * k;
+    unsigned* li = reinterpret_cast<unsigned*>(sc + NQ * SIMT_TILE + 8 * k) + warp * k;
+    const int q0 = blockIdx.x * NQ, chunk = blockIdx.y;
+    const int r_begin = chunk * chunk_rows, r_end = min(rows, r_begin + chunk_rows);
+    // The batch is padded to a multiple of NQ rows on the host.
+    for (int t = threadIdx.x; t < NQ * ld; t += blockDim.x) qs[t] = q[(size_t)q0 * ld + t];
+    float qnr[NQ];
+#pragma unroll
+    for (int i = 0; i < NQ; ++i) qnr[i] = q0 + i < nq ? qn[q0 + i] : 0.0f;
+    for (int j = lane; j < k; j += 32) { ls[j] = PTSEL_NEG_INF; li[j] = PTSEL_NO_ID; }
+    __syncthreads();
+    const int qq = warp % NQ, slice = warp / NQ;
     for (int t0 = r_begin; t0 < r_end; t0 += SIMT_TILE) {
         // rr takes 8 values for every lane: the shuffles below run with the whole warp.
         for (int rr = warp * 4 + (lane >> 3); rr < SIMT_TILE; rr += 32) {
             const int r = t0 + rr;
-            float acc[SIMT_Q];
+            float acc[NQ];
 #pragma unroll
-            for (int i = 0; i < SIMT_Q; ++i) acc[i] = 0.0f;
+            for (int i = 0; i < NQ; ++i) acc[i] = 0.0f;
             if (r < r_end) {
                 const T* xr = x + (size_t)r * ld;
+#pragma unroll 4
                 for (int c = part * 8; c < ld; c += 64) {
                     float v[8];
                     ptsel_load8(xr + c, v);
 #pragma unroll
-                    for (int i = 0; i < SIMT_Q; ++i) {
+                    for (int i = 0; i < NQ; ++i) {
                         const float4 a = *reinterpret_cast<const float4*>(qs + i * ld + c);
                         const float4 b = *reinterpret_cast<const float4*>(qs + i * ld + c + 4);
                         acc[i] += v[0] * a.x + v[1] * a.y + v[2] * a.z + v[3] * a.w + v[4] * b.x + v[5] * b.y + v[6] * b.z + v[7] * b.w;
@@ -73,45 +79,56 @@ __device__ void topk_simt(const T* __restrict__ x, const float* __restrict__ xn,
                 }
             }
 #pragma unroll
-            for (int i = 0; i < SIMT_Q; ++i)
+            for (int i = 0; i < NQ; ++i)
                 for (int o = 4; o > 0; o >>= 1) acc[i] += __shfl_xor_sync(PTSEL_FULL_MASK, acc[i], o);
             if (part == 0) {
 #pragma unroll
-                for (int i = 0; i < SIMT_Q; ++i)
-                    sc[i * SIMT_TILE + rr] = r < r_end ? ptsel_sim(acc[i], l2, qnr[i], xn[r]) : PTSEL_NEG_INF;
+                for (int i = 0; i < NQ; ++i)
+                    sc[i * SIMT_TILE + rr] = r < r_end ? ptsel_sim(acc[i], l2, qnr[i], l2 ? xn[r] : 0.0f) : PTSEL_NEG_INF;
             }
         }
         __syncthreads();
-        const int qq = warp;  // one warp per query of the group
-        if (q0 + qq < nq) {
-            for (int c = lane; c < SIMT_TILE; c += 32) {
+        if (q0 + qq < nq) {  // whole warp
+            for (int c = slice * 32 + lane; c < SIMT_TILE; c += 32 * SLICES) {
                 const int r = t0 + c;
                 const bool ok = r < r_end;
-                ptsel_warp_offer(ls + qq * k, li + qq * k, k, ok ? sc[qq * SIMT_TILE + c] : PTSEL_NEG_INF, ok ? (unsigned)r : PTSEL_NO_ID);
+                ptsel_warp_offer(ls, li, k, ok ? sc[qq * SIMT_TILE + c] : PTSEL_NEG_INF, ok ? (unsigned)r : PTSEL_NO_ID);
             }
         }
         __syncthreads();
     }
-    ptsel_lists_store(ls, li, q0, SIMT_Q, nq, k, chunk, chunks, out_s, out_i);
+    if (q0 + qq < nq) {
+        // This warp's list is part (chunk * SLICES + slice) of query q0 + qq.
+        const size_t o = ((size_t)(q0 + qq) * gridDim.y * SLICES + (size_t)chunk * SLICES + slice) * k;
+        for (int j = lane; j < k; j += 32) { out_s[o + j] = ls[j]; out_i[o + j] = li[j]; }
+    }
 }
 
-extern "C" __global__ void topk_simt_f16(const __half* x, const float* xn, int rows, int ld, const float* q, const float* qn,
-                                         int nq, int l2, int k, int chunk_rows, float* out_s, unsigned* out_i) {
-    topk_simt<__half>(x, xn, rows, ld, q, qn, nq, l2, k, chunk_rows, out_s, out_i);
-}
-
-extern "C" __global__ void topk_simt_f32(const float* x, const float* xn, int rows, int ld, const float* q, const float* qn,
-                                         int nq, int l2, int k, int chunk_rows, float* out_s, unsigned* out_i) {
-    topk_simt<float>(x, xn, rows, ld, q, qn, nq, l2, k, chunk_rows, out_s, out_i);
-}
+// Every scoring kernel has this signature; lds (the shared-memory query stride of the mma
+// kernels) is ld here.
+#define PTSEL_SIMT(NQ, T, SUFFIX)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(256, 4) topk_simt##NQ##_##SUFFIX(const T* x, const float* xn, int rows, int ld, int lds,       \
+                                                        const float* q, const float* qn, int nq, int l2, int k,       \
+                                                        int chunk_rows, float* out_s, unsigned* out_i) {              \
+        topk_simt<T, NQ>(x, xn, rows, ld, q, qn, nq, l2, k, chunk_rows, out_s, out_i);                               \
+    }
+PTSEL_SIMT(1, __half, f16)
+PTSEL_SIMT(2, __half, f16)
+PTSEL_SIMT(4, __half, f16)
+PTSEL_SIMT(8, __half, f16)
+PTSEL_SIMT(1, float, f32)
+PTSEL_SIMT(2, float, f32)
+PTSEL_SIMT(4, float, f32)
+PTSEL_SIMT(8, float, f32)
 
 // ---- tensor-core path: large batches of fp16 -------------------------------------------------
 
-#define MMA_M 64   // queries per block, kept in shared memory for the whole chunk
 #define MMA_N 128  // rows per tile
-// Blocks have 256 threads: 8 warps as 2 (queries) x 4 (rows), each computing 32 x 32 scores
-// with mma.sync m16n8k16 (fp16 in, f32 accumulation): 2 x 4 tiles of 16 x 8. Inline PTX rather
-// than <mma.h>, whose crt/ header is not in the NVRTC wheels.
+// Blocks have WM x 4 warps (WM = 4: 128 queries, 512 threads; WM = 2: 64 queries, 256 threads,
+// for when the larger block's shared memory does not fit), each computing 32 queries x 32 rows
+// with mma.sync m16n8k16 (fp16 in, f32 accumulation): 2 x 4 tiles of 16 x 8. The WM warps of a
+// column read the same corpus fragments (L1 hits), so L2 traffic per product falls with WM.
+// Inline PTX rather than <mma.h>, whose crt/ header is not in the NVRTC wheels.
 //
 // The dot product sums over k in any order, so A and B fragments may take their k elements in
 // any order as long as both use the same one: lane (g = lane / 4, t = lane % 4) loads 8
@@ -120,8 +137,8 @@ extern "C" __global__ void topk_simt_f32(const float* x, const float* xn, int ro
 // second. Corpus rows are read straight from global memory (coalesced: 64 bytes per row per
 // step, prefetched one step ahead); blockIdx.x walks the query groups so that blocks running
 // together read the same corpus rows through L2.
-// Shared memory: queries [MMA_M][lds] f16 (lds = ld padded so that the 16-byte loads of 8 lanes
-// hit distinct banks), scores [MMA_M][MMA_N] f32, lists [MMA_M][k] x 2.
+// Shared memory: queries [32 WM][lds] f16 (lds = ld padded so that the 16-byte loads of 8 lanes
+// hit distinct banks), scores [32 WM][MMA_N] f32, lists [32 WM][k] x 2.
 
 __device__ __forceinline__ void ptsel_mma_16816(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
     asm volatile(
@@ -130,9 +147,11 @@ __device__ __forceinline__ void ptsel_mma_16816(float* c, unsigned a0, unsigned 
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-extern "C" __global__ void topk_mma_f16(const __half* __restrict__ x, const float* __restrict__ xn, int rows, int ld, int lds,
-                                        const __half* __restrict__ q, const float* __restrict__ qn, int nq, int l2, int k,
-                                        int chunk_rows, float* __restrict__ out_s, unsigned* __restrict__ out_i) {
+template <int WM>
+__device__ void topk_mma(const __half* __restrict__ x, const float* __restrict__ xn, int rows, int ld, int lds,
+                         const __half* __restrict__ q, const float* __restrict__ qn, int nq, int l2, int k,
+                         int chunk_rows, float* __restrict__ out_s, unsigned* __restrict__ out_i) {
+    constexpr int MMA_M = 32 * WM, WARPS = 4 * WM;
     extern __shared__ float4 smem4[];
     __half* qs = reinterpret_cast<__half*>(smem4);
     float* sc = reinterpret_cast<float*>(qs + MMA_M * lds);
@@ -190,13 +209,13 @@ extern "C" __global__ void topk_mma_f16(const __half* __restrict__ x, const floa
                 *reinterpret_cast<float2*>(sc + (row + 8) * MMA_N + col) = make_float2(acc[i][j][2], acc[i][j][3]);
             }
         __syncthreads();
-        for (int qq = warp; qq < MMA_M; qq += 8) {
+        for (int qq = warp; qq < MMA_M; qq += WARPS) {
             if (q0 + qq >= nq) break;
             const float qnv = qn[q0 + qq];
             for (int c = lane; c < MMA_N; c += 32) {
                 const int r = t0 + c;
                 const bool ok = r < r_end;
-                ptsel_warp_offer(ls + qq * k, li + qq * k, k, ok ? ptsel_sim(sc[qq * MMA_N + c], l2, qnv, xn[r]) : PTSEL_NEG_INF,
+                ptsel_warp_offer(ls + qq * k, li + qq * k, k, ok ? ptsel_sim(sc[qq * MMA_N + c], l2, qnv, l2 ? xn[r] : 0.0f) : PTSEL_NEG_INF,
                                  ok ? (unsigned)r : PTSEL_NO_ID);
             }
         }
@@ -205,11 +224,20 @@ extern "C" __global__ void topk_mma_f16(const __half* __restrict__ x, const floa
     ptsel_lists_store(ls, li, q0, MMA_M, nq, k, chunk, chunks, out_s, out_i);
 }
 
+#define PTSEL_MMA(WM, M)                                                                                             \
+    extern "C" __global__ void __launch_bounds__(4 * M) topk_mma##M##_f16(const __half* x, const float* xn, int rows, int ld, int lds,         \
+                                                 const __half* q, const float* qn, int nq, int l2, int k,             \
+                                                 int chunk_rows, float* out_s, unsigned* out_i) {                     \
+        topk_mma<WM>(x, xn, rows, ld, lds, q, qn, nq, l2, k, chunk_rows, out_s, out_i);                              \
+    }
+PTSEL_MMA(4, 128)
+PTSEL_MMA(2, 64)
+
 // ---- merge ------------------------------------------------------------------------------------
 
 // Reduces `parts` partial lists of k per query (ps/pi: [nq][parts][k]) to the final k, best
 // first. One warp per query, 4 warps per block; shared memory: lists [4][k] x 2.
-extern "C" __global__ void topk_merge_f32(const float* __restrict__ ps, const unsigned* __restrict__ pi, int nq, int parts, int k,
+extern "C" __global__ void __launch_bounds__(128) topk_merge_f32(const float* __restrict__ ps, const unsigned* __restrict__ pi, int nq, int parts, int k,
                                           float* __restrict__ out_s, unsigned* __restrict__ out_i) {
     extern __shared__ float4 smem4[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;

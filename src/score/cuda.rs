@@ -33,9 +33,16 @@ pub const SOURCES: &[(&str, &str, &[&str])] = &[
         "topk.cu",
         include_str!("../../kernels/topk.cu"),
         &[
-            "topk_simt_f16",
-            "topk_simt_f32",
-            "topk_mma_f16",
+            "topk_simt1_f16",
+            "topk_simt2_f16",
+            "topk_simt4_f16",
+            "topk_simt8_f16",
+            "topk_simt1_f32",
+            "topk_simt2_f32",
+            "topk_simt4_f32",
+            "topk_simt8_f32",
+            "topk_mma128_f16",
+            "topk_mma64_f16",
             "topk_merge_f32",
         ],
     ),
@@ -55,14 +62,15 @@ pub const TOPK_MAX: usize = 64;
 pub const INCLUDE_ENV: &str = "PTSEL_CUDA_INCLUDE";
 /// Row stride granularity on the device (elements): the mma kernel steps k by 32.
 const LD_ALIGN: usize = 32;
-/// Queries per SIMT block, rows per SIMT tile (SIMT_Q, SIMT_TILE in topk.cu).
-const SIMT_Q: usize = 8;
+/// Rows per SIMT tile (SIMT_TILE in topk.cu); a SIMT block has 8 warps and 1, 2, 4 or 8
+/// queries.
 const SIMT_TILE: usize = 256;
-/// Queries per tensor-core block, rows per tensor-core tile (MMA_M, MMA_N in topk.cu).
-const MMA_M: usize = 64;
+/// Rows per tensor-core tile (MMA_N in topk.cu); a tensor-core block has 64 or 128 queries.
 const MMA_N: usize = 128;
 /// Batches larger than this use tensor cores (fp16 corpora).
-const SIMT_MAX_QUERIES: usize = 16;
+const SIMT_MAX_QUERIES: usize = 8;
+/// Blocks per SM a launch aims for (whole waves, and enough warps to hide latency).
+const BLOCKS_PER_SM: usize = 8;
 /// Queries per launch: bounds the partial top-k buffers.
 const LAUNCH_QUERIES: usize = 16384;
 
@@ -294,6 +302,25 @@ enum DeviceRows {
     F32(CudaSlice<f32>),
 }
 
+/// A query batch on the device, in the type its kernel reads.
+enum DeviceQueries {
+    F16(CudaSlice<u16>),
+    F32(CudaSlice<f32>),
+}
+
+/// How a batch is scored: kernel, queries per block, rows per tile, block size, shared memory,
+/// partial lists per query and chunk, shared-memory query stride, fp16 queries.
+struct Launch {
+    kernel: &'static str,
+    group: usize,
+    tile: usize,
+    threads: u32,
+    smem: usize,
+    slices: usize,
+    lds: usize,
+    f16_queries: bool,
+}
+
 /// Exact scorer on a CUDA device. `max_similarity` and top-k with `k > TOPK_MAX` (or rows too
 /// wide for shared memory) run on the CPU scorer it holds.
 pub struct CudaScorer<'a> {
@@ -405,141 +432,144 @@ impl<'a> CudaScorer<'a> {
         })
     }
 
-    fn simt_smem(&self, k: usize) -> usize {
-        (SIMT_Q * self.ld + SIMT_Q * SIMT_TILE + 2 * SIMT_Q * k) * 4
-    }
-
     /// Shared-memory row stride of the queries in the mma kernel: `ld` padded so that
     /// `lds / 2` is 16 mod 32 words, which puts the 16-byte loads of 8 lanes on distinct banks.
     fn mma_lds(&self) -> usize {
         self.ld + (48 - (self.ld / 2) % 32) % 32 * 2
     }
 
-    fn mma_smem(&self, k: usize) -> usize {
-        MMA_M * self.mma_lds() * 2 + MMA_M * MMA_N * 4 + 2 * MMA_M * k * 4
+    /// The kernel for `nq` queries and `k`, with its launch shape.
+    fn plan(&self, nq: usize, k: usize) -> Option<Launch> {
+        if matches!(self.rows_dev, DeviceRows::F16(_)) && nq > SIMT_MAX_QUERIES {
+            let lds = self.mma_lds();
+            let mma = |m: usize, kernel| Launch {
+                kernel,
+                group: m,
+                tile: MMA_N,
+                threads: 4 * m as u32,
+                smem: m * lds * 2 + m * MMA_N * 4 + 2 * m * k * 4,
+                slices: 1,
+                lds,
+                f16_queries: true,
+            };
+            let candidates = if nq > 64 {
+                vec![mma(128, "topk_mma128_f16"), mma(64, "topk_mma64_f16")]
+            } else {
+                vec![mma(64, "topk_mma64_f16")]
+            };
+            if let Some(l) = candidates
+                .into_iter()
+                .find(|l| l.smem <= self.dev.smem_optin)
+            {
+                return Some(l);
+            }
+        }
+        let group = [1, 2, 4, 8]
+            .into_iter()
+            .find(|&g| g >= nq.min(8))
+            .unwrap_or(8);
+        let kernel = match (&self.rows_dev, group) {
+            (DeviceRows::F16(_), 1) => "topk_simt1_f16",
+            (DeviceRows::F16(_), 2) => "topk_simt2_f16",
+            (DeviceRows::F16(_), 4) => "topk_simt4_f16",
+            (DeviceRows::F16(_), _) => "topk_simt8_f16",
+            (DeviceRows::F32(_), 1) => "topk_simt1_f32",
+            (DeviceRows::F32(_), 2) => "topk_simt2_f32",
+            (DeviceRows::F32(_), 4) => "topk_simt4_f32",
+            (DeviceRows::F32(_), _) => "topk_simt8_f32",
+        };
+        let smem = (group * self.ld + group * SIMT_TILE + 2 * 8 * k) * 4;
+        (smem <= self.dev.smem_optin).then_some(Launch {
+            kernel,
+            group,
+            tile: SIMT_TILE,
+            threads: 256,
+            smem,
+            slices: 8 / group,
+            lds: self.ld,
+            f16_queries: false,
+        })
     }
 
     /// Top-k of one launch's queries (`nq <= LAUNCH_QUERIES`) as (similarities, ids).
-    fn launch_top_k(&self, queries: &[f32], k: usize) -> Result<(Vec<f32>, Vec<u32>)> {
+    fn launch_top_k(
+        &self,
+        queries: &[f32],
+        k: usize,
+        plan: &Launch,
+    ) -> Result<(Vec<f32>, Vec<u32>)> {
         let stream = &self.dev.stream;
-        let mma = matches!(self.rows_dev, DeviceRows::F16(_))
-            && queries.len() / self.dim > SIMT_MAX_QUERIES
-            && self.mma_smem(k) <= self.dev.smem_optin;
-        let pad = if mma { MMA_M } else { SIMT_Q };
-        let q = prepare_queries(queries, self.dim, self.metric, self.ld, pad)?;
-        let (group, tile) = if mma {
-            (MMA_M, MMA_N)
-        } else {
-            (SIMT_Q, SIMT_TILE)
-        };
-        let groups = q.count.div_ceil(group);
-        // About four blocks per SM in all, each walking a chunk of whole tiles.
-        let want = (4 * self.dev.sms)
+        let q = prepare_queries(queries, self.dim, self.metric, self.ld, plan.group)?;
+        let groups = q.count.div_ceil(plan.group);
+        // Whole waves of blocks, each walking a chunk of whole tiles.
+        let want = (BLOCKS_PER_SM * self.dev.sms)
             .div_ceil(groups)
-            .clamp(1, self.rows.div_ceil(tile).max(1));
-        let chunk_rows = self.rows.div_ceil(want).div_ceil(tile) * tile;
+            .clamp(1, self.rows.div_ceil(plan.tile).max(1));
+        let chunk_rows = self.rows.div_ceil(want).div_ceil(plan.tile) * plan.tile;
         let chunks = self.rows.div_ceil(chunk_rows);
+        let parts = chunks * plan.slices;
+        let alloc_err = cuda_err("allocating");
         let mut ps = stream
-            .alloc_zeros::<f32>(q.count * chunks * k)
-            .map_err(cuda_err("allocating"))?;
+            .alloc_zeros::<f32>(q.count * parts * k)
+            .map_err(&alloc_err)?;
         let mut pi = stream
-            .alloc_zeros::<u32>(q.count * chunks * k)
-            .map_err(cuda_err("allocating"))?;
-        let qn = stream
-            .clone_htod(&q.norms2)
-            .map_err(cuda_err("uploading queries"))?;
-        let (rows, ld, nq, l2, ki, cr) = (
-            i32_arg(self.rows, "rows")?,
-            i32_arg(self.ld, "dim")?,
-            i32_arg(q.count, "queries")?,
-            i32::from(self.metric == Metric::L2),
-            i32_arg(k, "k")?,
-            i32_arg(chunk_rows, "rows")?,
-        );
-        let (grid, smem) = if mma {
-            ((groups as u32, chunks as u32, 1), self.mma_smem(k))
-        } else {
-            ((chunks as u32, groups as u32, 1), self.simt_smem(k))
-        };
-        let cfg = LaunchConfig {
-            grid_dim: grid,
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: smem as u32,
-        };
-        match (&self.rows_dev, mma) {
-            (DeviceRows::F16(x), true) => {
-                let qh: Vec<u16> = q
+            .alloc_zeros::<u32>(q.count * parts * k)
+            .map_err(&alloc_err)?;
+        let upload_err = cuda_err("uploading queries");
+        let qn = stream.clone_htod(&q.norms2).map_err(&upload_err)?;
+        let queries_dev = match plan.f16_queries {
+            true => {
+                let halves: Vec<u16> = q
                     .data
                     .iter()
                     .map(|&v| half::f16::from_f32(v).to_bits())
                     .collect();
-                let qd = stream
-                    .clone_htod(&qh)
-                    .map_err(cuda_err("uploading queries"))?;
-                let lds = i32_arg(self.mma_lds(), "dim")?;
-                let f = self.dev.function("topk_mma_f16")?;
-                let mut b = stream.launch_builder(f);
-                b.arg(x)
-                    .arg(&self.norms2)
-                    .arg(&rows)
-                    .arg(&ld)
-                    .arg(&lds)
-                    .arg(&qd)
-                    .arg(&qn)
-                    .arg(&nq)
-                    .arg(&l2)
-                    .arg(&ki)
-                    .arg(&cr)
-                    .arg(&mut ps)
-                    .arg(&mut pi);
-                // SAFETY: x holds rows padded to a multiple of MMA_N rows of ld halves (ld a
-                // multiple of 32, so every 16-byte load is aligned and in its row), qd
-                // groups * MMA_M padded query rows of ld halves, norms2 and qn one f32 per row /
-                // query, ps and pi nq * chunks * k entries; smem is the layout topk_mma_f16
-                // carves (queries at stride lds, scores, lists), within the opt-in limit.
-                unsafe { b.launch(cfg) }.map_err(cuda_err("topk_mma_f16"))?;
+                DeviceQueries::F16(stream.clone_htod(&halves).map_err(&upload_err)?)
             }
-            (rows_dev, _) => {
-                let qd = stream
-                    .clone_htod(&q.data)
-                    .map_err(cuda_err("uploading queries"))?;
-                let (name, mut b) = match rows_dev {
-                    DeviceRows::F16(x) => {
-                        let mut b = stream.launch_builder(self.dev.function("topk_simt_f16")?);
-                        b.arg(x);
-                        ("topk_simt_f16", b)
-                    }
-                    DeviceRows::F32(x) => {
-                        let mut b = stream.launch_builder(self.dev.function("topk_simt_f32")?);
-                        b.arg(x);
-                        ("topk_simt_f32", b)
-                    }
-                };
-                b.arg(&self.norms2)
-                    .arg(&rows)
-                    .arg(&ld)
-                    .arg(&qd)
-                    .arg(&qn)
-                    .arg(&nq)
-                    .arg(&l2)
-                    .arg(&ki)
-                    .arg(&cr)
-                    .arg(&mut ps)
-                    .arg(&mut pi);
-                // SAFETY: x holds rows of ld elements (ld a multiple of 32, so the 8-element
-                // vector loads stay aligned and in the row), qd groups * SIMT_Q rows of ld f32,
-                // norms2 and qn one f32 per row / query, ps and pi nq * chunks * k entries; smem
-                // is the layout topk_simt carves, within the opt-in limit.
-                unsafe { b.launch(cfg) }.map_err(cuda_err(name))?;
-            }
-        }
-        let mut out_s = stream
-            .alloc_zeros::<f32>(q.count * k)
-            .map_err(cuda_err("allocating"))?;
-        let mut out_i = stream
-            .alloc_zeros::<u32>(q.count * k)
-            .map_err(cuda_err("allocating"))?;
-        let parts = i32_arg(chunks, "chunks")?;
+            false => DeviceQueries::F32(stream.clone_htod(&q.data).map_err(&upload_err)?),
+        };
+        let (rows, ld, lds, nq, l2, ki, cr, np) = (
+            i32_arg(self.rows, "rows")?,
+            i32_arg(self.ld, "dim")?,
+            i32_arg(plan.lds, "dim")?,
+            i32_arg(q.count, "queries")?,
+            i32::from(self.metric == Metric::L2),
+            i32_arg(k, "k")?,
+            i32_arg(chunk_rows, "rows")?,
+            i32_arg(parts, "chunks")?,
+        );
+        let cfg = LaunchConfig {
+            grid_dim: (groups as u32, chunks as u32, 1),
+            block_dim: (plan.threads, 1, 1),
+            shared_mem_bytes: plan.smem as u32,
+        };
+        let mut b = stream.launch_builder(self.dev.function(plan.kernel)?);
+        match &self.rows_dev {
+            DeviceRows::F16(x) => b.arg(x),
+            DeviceRows::F32(x) => b.arg(x),
+        };
+        b.arg(&self.norms2).arg(&rows).arg(&ld).arg(&lds);
+        match &queries_dev {
+            DeviceQueries::F16(qd) => b.arg(qd),
+            DeviceQueries::F32(qd) => b.arg(qd),
+        };
+        b.arg(&qn)
+            .arg(&nq)
+            .arg(&l2)
+            .arg(&ki)
+            .arg(&cr)
+            .arg(&mut ps)
+            .arg(&mut pi);
+        // SAFETY: x holds the corpus padded to a multiple of MMA_N rows of ld elements (ld a
+        // multiple of 32, so the 16-byte vector loads are aligned and stay in their row), the
+        // queries groups * group padded rows of ld values in the type the kernel takes (f16 for
+        // mma, f32 for simt), norms2 and qn one f32 per row / query, ps and pi nq * parts * k
+        // entries (parts = chunks * slices, the lists each query gets); smem is what the
+        // kernel carves (queries at stride lds, scores, lists), within the opt-in limit set at
+        // load, and the block has the threads the kernel's warp layout assumes.
+        unsafe { b.launch(cfg) }.map_err(cuda_err(plan.kernel))?;
+        let mut out_s = stream.alloc_zeros::<f32>(q.count * k).map_err(&alloc_err)?;
+        let mut out_i = stream.alloc_zeros::<u32>(q.count * k).map_err(&alloc_err)?;
         let merge = LaunchConfig {
             grid_dim: (q.count.div_ceil(4) as u32, 1, 1),
             block_dim: (128, 1, 1),
@@ -549,20 +579,28 @@ impl<'a> CudaScorer<'a> {
         b.arg(&ps)
             .arg(&pi)
             .arg(&nq)
-            .arg(&parts)
+            .arg(&np)
             .arg(&ki)
             .arg(&mut out_s)
             .arg(&mut out_i);
-        // SAFETY: ps/pi hold nq * chunks * k partial entries, out_s/out_i nq * k; 4 warps per
+        // SAFETY: ps/pi hold nq * parts * k partial entries, out_s/out_i nq * k; 4 warps per
         // block with 4 * k (score, id) pairs of shared memory.
         unsafe { b.launch(merge) }.map_err(cuda_err("topk_merge_f32"))?;
-        let sims = stream
-            .clone_dtoh(&out_s)
-            .map_err(cuda_err("downloading results"))?;
-        let ids = stream
-            .clone_dtoh(&out_i)
-            .map_err(cuda_err("downloading results"))?;
+        let download_err = cuda_err("downloading results");
+        let sims = stream.clone_dtoh(&out_s).map_err(&download_err)?;
+        let ids = stream.clone_dtoh(&out_i).map_err(&download_err)?;
         Ok((sims, ids))
+    }
+
+    /// The kernel that scores a batch of `nq` queries for `k` (`cpu` where the CPU does).
+    pub fn kernel_for(&self, nq: usize, k: usize) -> &'static str {
+        match (k <= TOPK_MAX)
+            .then(|| self.plan(nq.min(LAUNCH_QUERIES), k))
+            .flatten()
+        {
+            Some(plan) => plan.kernel,
+            None => "cpu",
+        }
     }
 
     /// Name of the device.
@@ -577,9 +615,13 @@ impl Scorer for CudaScorer<'_> {
     }
 
     fn top_k(&self, queries: &[f32], k: usize) -> Result<Neighbors> {
-        if k > TOPK_MAX || self.simt_smem(k) > self.dev.smem_optin {
+        let nq = queries.len() / self.dim.max(1);
+        let Some(plan) = (k <= TOPK_MAX)
+            .then(|| self.plan(nq.min(LAUNCH_QUERIES), k))
+            .flatten()
+        else {
             return self.cpu.top_k(queries, k);
-        }
+        };
         if k == 0 || k > self.rows {
             return Err(Error::invalid(format!(
                 "k = {k} must be between 1 and the number of rows ({})",
@@ -590,7 +632,7 @@ impl Scorer for CudaScorer<'_> {
         let mut ids = Vec::with_capacity(queries.len() / self.dim * k);
         let mut scores = Vec::with_capacity(ids.capacity());
         for batch in queries.chunks(LAUNCH_QUERIES * self.dim) {
-            let (s, i) = self.launch_top_k(batch, k)?;
+            let (s, i) = self.launch_top_k(batch, k, &plan)?;
             if i.contains(&u32::MAX) {
                 return Err(Error::Cuda(
                     "top-k kernel returned fewer than k rows".into(),

@@ -127,7 +127,7 @@ pub fn run(args: Args) -> Result<()> {
         let t = Instant::now();
         let gpu = CudaScorer::new(stored.view(), d, metric)?;
         let upload = t.elapsed().as_secs_f64();
-        for nq in [1usize, 7, 64, 300] {
+        for nq in [1usize, 2, 3, 7, 64, 300] {
             let mut queries = ptsel::synth::gaussian_matrix(nq, d, args.seed + nq as u64);
             queries[..d].copy_from_slice(&rows[3 * d..4 * d]);
             let c = cpu.top_k(&queries, k)?;
@@ -153,11 +153,11 @@ pub fn run(args: Args) -> Result<()> {
             let pass = ok && ties;
             failures += usize::from(!pass);
             println!(
-                "{} {dtype:?} {metric:?} batch {nq:>4}: ids identical {:>6.2}%, max |score dev| {worst:.2e}, exact ties 3,17,{last} in order: {ties}, gpu {:.2} ms (upload {upload:.2} s)  [{}]",
+                "{} {dtype:?} {metric:?} batch {nq:>4}: ids identical {:>6.2}%, max |score dev| {worst:.2e}, exact ties 3,17,{last} in order: {ties}, gpu {:.2} ms (upload {upload:.2} s, {})",
                 if pass { "ok  " } else { "FAIL" },
                 100.0 * same,
                 gpu_s * 1e3,
-                gpu.describe()
+                gpu.kernel_for(nq, k)
             );
         }
     }
@@ -227,11 +227,12 @@ pub fn run(args: Args) -> Result<()> {
             runs += 1;
         }
         println!(
-            "batch {nq:>5}: {:>10.1} queries/s, {:>8.3} ms per batch, corpus streamed {:>7.1} GB/s, {:>7.1} TFLOP/s  (best of {runs}, end to end)",
+            "batch {nq:>5}: {:>10.1} queries/s, {:>8.3} ms per batch, corpus streamed {:>7.1} GB/s, {:>7.1} TFLOP/s  (best of {runs}, end to end, {})",
             nq as f64 / best,
             best * 1e3,
             bytes / best / 1e9,
-            2.0 * (nq * args.rows * d) as f64 / best / 1e12
+            2.0 * (nq * args.rows * d) as f64 / best / 1e12,
+            gpu.kernel_for(nq, k)
         );
     }
     if failures > 0 {
