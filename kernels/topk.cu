@@ -104,10 +104,9 @@ __device__ void topk_simt(const T* __restrict__ x, const float* __restrict__ xn,
     }
 }
 
-// Every scoring kernel has this signature; lds (the shared-memory query stride of the mma
-// kernels) is ld here.
+// Every scoring kernel has this signature.
 #define PTSEL_SIMT(NQ, T, SUFFIX)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(256, 4) topk_simt##NQ##_##SUFFIX(const T* x, const float* xn, int rows, int ld, int lds,       \
+    extern "C" __global__ void __launch_bounds__(256, 4) topk_simt##NQ##_##SUFFIX(const T* x, const float* xn, int rows, int ld,              \
                                                         const float* q, const float* qn, int nq, int l2, int k,       \
                                                         int chunk_rows, float* out_s, unsigned* out_i) {              \
         topk_simt<T, NQ>(x, xn, rows, ld, q, qn, nq, l2, k, chunk_rows, out_s, out_i);                               \
@@ -124,21 +123,25 @@ PTSEL_SIMT(8, float, f32)
 // ---- tensor-core path: large batches of fp16 -------------------------------------------------
 
 #define MMA_N 128  // rows per tile
+#define MMA_K 32   // k step: one 16-byte chunk of 8 halves per lane, two mma per step
 // Blocks have WM x 4 warps (WM = 4: 128 queries, 512 threads; WM = 2: 64 queries, 256 threads,
 // for when the larger block's shared memory does not fit), each computing 32 queries x 32 rows
-// with mma.sync m16n8k16 (fp16 in, f32 accumulation): 2 x 4 tiles of 16 x 8. The WM warps of a
-// column read the same corpus fragments (L1 hits), so L2 traffic per product falls with WM.
-// Inline PTX rather than <mma.h>, whose crt/ header is not in the NVRTC wheels.
+// with mma.sync m16n8k16 (fp16 in, f32 accumulation): 2 x 4 tiles of 16 x 8. Inline PTX rather
+// than <mma.h>, whose crt/ header is not in the NVRTC wheels.
+//
+// The queries stay in shared memory for the whole chunk. Corpus tiles stream through a
+// two-stage cp.async pipeline of [MMA_N rows][MMA_K halves]: every corpus element is read from
+// L2 once per block and shared by all its warps. blockIdx.x walks the query groups so that
+// blocks running together read the same corpus rows through L2.
 //
 // The dot product sums over k in any order, so A and B fragments may take their k elements in
-// any order as long as both use the same one: lane (g = lane / 4, t = lane % 4) loads 8
+// any order as long as both use the same one: lane (g = lane / 4, t = lane % 4) loads the 8
 // consecutive halves [k0 + 8t, k0 + 8t + 8) of its query rows and of its corpus row with one
-// 16-byte load each, and feeds halves 0-3 to the first mma of a 32-wide k step and 4-7 to the
-// second. Corpus rows are read straight from global memory (coalesced: 64 bytes per row per
-// step, prefetched one step ahead); blockIdx.x walks the query groups so that blocks running
-// together read the same corpus rows through L2.
-// Shared memory: queries [32 WM][lds] f16 (lds = ld padded so that the 16-byte loads of 8 lanes
-// hit distinct banks), scores [32 WM][MMA_N] f32, lists [32 WM][k] x 2.
+// 16-byte load each, and feeds halves 0-3 to the first mma of a step and 4-7 to the second.
+// Query rows are stored with their 16-byte chunks swizzled (chunk c of row r at c ^ 4 (r & 1))
+// so that the loads of rows g and g + 1 fall on distinct banks.
+// Shared memory: queries [32 WM][ld] f16, corpus stages [2][MMA_N][MMA_K] f16, scores
+// [32 WM][MMA_N] f32, lists [32 WM][k] x 2.
 
 __device__ __forceinline__ void ptsel_mma_16816(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
     asm volatile(
@@ -147,25 +150,46 @@ __device__ __forceinline__ void ptsel_mma_16816(float* c, unsigned a0, unsigned 
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+__device__ __forceinline__ void ptsel_cp_async16(void* smem, const void* gmem) {
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+
+__device__ __forceinline__ void ptsel_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+__device__ __forceinline__ void ptsel_cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// Offset (in halves) of 16-byte chunk c of query row r in the swizzled query tile.
+__device__ __forceinline__ int ptsel_qswz(int r, int c, int ld) { return r * ld + ((c ^ ((r & 1) << 2)) << 3); }
+
 template <int WM>
-__device__ void topk_mma(const __half* __restrict__ x, const float* __restrict__ xn, int rows, int ld, int lds,
+__device__ void topk_mma(const __half* __restrict__ x, const float* __restrict__ xn, int rows, int ld,
                          const __half* __restrict__ q, const float* __restrict__ qn, int nq, int l2, int k,
                          int chunk_rows, float* __restrict__ out_s, unsigned* __restrict__ out_i) {
-    constexpr int MMA_M = 32 * WM, WARPS = 4 * WM;
+    constexpr int MMA_M = 32 * WM, WARPS = 4 * WM, THREADS = 32 * WARPS;
     extern __shared__ float4 smem4[];
     __half* qs = reinterpret_cast<__half*>(smem4);
-    float* sc = reinterpret_cast<float*>(qs + MMA_M * lds);
+    __half* bs = qs + MMA_M * ld;
+    float* sc = reinterpret_cast<float*>(bs + 2 * MMA_N * MMA_K);
     float* ls = sc + MMA_M * MMA_N;
     unsigned* li = reinterpret_cast<unsigned*>(ls + MMA_M * k);
     const int q0 = blockIdx.x * MMA_M, chunk = blockIdx.y, chunks = gridDim.y;
     const int r_begin = chunk * chunk_rows, r_end = min(rows, r_begin + chunk_rows);
     // The query batch is padded to a multiple of MMA_M rows on the host; ld is a multiple of 32.
     const int vecs = ld / 8;
-    for (int t = threadIdx.x; t < MMA_M * vecs; t += blockDim.x)
-        *reinterpret_cast<uint4*>(qs + (t / vecs) * lds + (t % vecs) * 8) = *reinterpret_cast<const uint4*>(q + ((size_t)q0 + t / vecs) * ld + (t % vecs) * 8);
+    for (int t = threadIdx.x; t < MMA_M * vecs; t += THREADS)
+        *reinterpret_cast<uint4*>(qs + ptsel_qswz(t / vecs, t % vecs, ld)) = *reinterpret_cast<const uint4*>(q + ((size_t)q0 + t / vecs) * ld + (t % vecs) * 8);
     ptsel_lists_init(ls, li, MMA_M * k);
     __syncthreads();
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, t8 = (lane & 3) * 8;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, tc = lane & 3;
+    const int steps = ld / MMA_K;
+    // Stage s of step k0: chunk (row = u / 4, part = u % 4) for u in [0, MMA_N * 4).
+    auto load_stage = [&](int stage, int t0, int k0) {
+        for (int u = threadIdx.x; u < MMA_N * 4; u += THREADS)
+            ptsel_cp_async16(bs + stage * MMA_N * MMA_K + u * 8, x + (size_t)(t0 + u / 4) * ld + k0 + (u % 4) * 8);
+        ptsel_cp_async_commit();
+    };
     for (int t0 = r_begin; t0 < r_end; t0 += MMA_N) {
         float acc[2][4][4];
 #pragma unroll
@@ -175,36 +199,38 @@ __device__ void topk_mma(const __half* __restrict__ x, const float* __restrict__
 #pragma unroll
                 for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
         // Rows are padded to a multiple of MMA_N on the device: the tile is always in bounds.
-        const __half* xrow[4];
+        load_stage(0, t0, 0);
+        for (int s = 0; s < steps; ++s) {
+            if (s + 1 < steps) {
+                load_stage((s + 1) & 1, t0, (s + 1) * MMA_K);
+                ptsel_cp_async_wait<1>();
+            } else {
+                ptsel_cp_async_wait<0>();
+            }
+            __syncthreads();
+            const __half* stage = bs + (s & 1) * MMA_N * MMA_K;
+            uint4 xb[4];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) xrow[j] = x + (size_t)(t0 + wn * 32 + j * 8 + g) * ld + t8;
-        uint4 xb[4];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) xb[j] = __ldg(reinterpret_cast<const uint4*>(xrow[j]));
-        for (int k0 = 0; k0 < ld; k0 += 32) {
-            uint4 nb[4];
-            const int kn = k0 + 32 < ld ? k0 + 32 : k0;
-#pragma unroll
-            for (int j = 0; j < 4; ++j) nb[j] = __ldg(reinterpret_cast<const uint4*>(xrow[j] + kn));
+            for (int j = 0; j < 4; ++j) xb[j] = *reinterpret_cast<const uint4*>(stage + (wn * 32 + j * 8 + g) * MMA_K + tc * 8);
 #pragma unroll
             for (int i = 0; i < 2; ++i) {
-                const uint4 lo = *reinterpret_cast<const uint4*>(qs + (wm * 32 + i * 16 + g) * lds + k0 + t8);
-                const uint4 hi = *reinterpret_cast<const uint4*>(qs + (wm * 32 + i * 16 + g + 8) * lds + k0 + t8);
+                const int r = wm * 32 + i * 16 + g;
+                const uint4 lo = *reinterpret_cast<const uint4*>(qs + ptsel_qswz(r, s * 4 + tc, ld));
+                const uint4 hi = *reinterpret_cast<const uint4*>(qs + ptsel_qswz(r + 8, s * 4 + tc, ld));
 #pragma unroll
                 for (int j = 0; j < 4; ++j) {
                     ptsel_mma_16816(acc[i][j], lo.x, hi.x, lo.y, hi.y, xb[j].x, xb[j].y);
                     ptsel_mma_16816(acc[i][j], lo.z, hi.z, lo.w, hi.w, xb[j].z, xb[j].w);
                 }
             }
-#pragma unroll
-            for (int j = 0; j < 4; ++j) xb[j] = nb[j];
+            __syncthreads();  // the stage is refilled by the next step's load
         }
         // Accumulator (i, j): elements 0-1 are row g, columns 2 (lane % 4) + {0, 1}; 2-3 row g + 8.
 #pragma unroll
         for (int i = 0; i < 2; ++i)
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
-                const int row = wm * 32 + i * 16 + g, col = wn * 32 + j * 8 + (lane & 3) * 2;
+                const int row = wm * 32 + i * 16 + g, col = wn * 32 + j * 8 + tc * 2;
                 *reinterpret_cast<float2*>(sc + row * MMA_N + col) = make_float2(acc[i][j][0], acc[i][j][1]);
                 *reinterpret_cast<float2*>(sc + (row + 8) * MMA_N + col) = make_float2(acc[i][j][2], acc[i][j][3]);
             }
@@ -212,11 +238,22 @@ __device__ void topk_mma(const __half* __restrict__ x, const float* __restrict__
         for (int qq = warp; qq < MMA_M; qq += WARPS) {
             if (q0 + qq >= nq) break;
             const float qnv = qn[q0 + qq];
-            for (int c = lane; c < MMA_N; c += 32) {
-                const int r = t0 + c;
-                const bool ok = r < r_end;
-                ptsel_warp_offer(ls + qq * k, li + qq * k, k, ok ? ptsel_sim(sc[qq * MMA_N + c], l2, qnv, l2 ? xn[r] : 0.0f) : PTSEL_NEG_INF,
-                                 ok ? (unsigned)r : PTSEL_NO_ID);
+            float cs[MMA_N / 32];
+            bool any = false;
+            const float worst = ls[qq * k + k - 1];
+            const unsigned worst_id = li[qq * k + k - 1];
+#pragma unroll
+            for (int u = 0; u < MMA_N / 32; ++u) {
+                const int c = u * 32 + lane, r = t0 + c;
+                cs[u] = r < r_end ? ptsel_sim(sc[qq * MMA_N + c], l2, qnv, l2 ? xn[r] : 0.0f) : PTSEL_NEG_INF;
+                any |= ptsel_before(cs[u], (unsigned)r, worst, worst_id);
+            }
+            // Most tiles hold nothing better than the k-th entry: skip the offers.
+            if (!__any_sync(PTSEL_FULL_MASK, any)) continue;
+#pragma unroll
+            for (int u = 0; u < MMA_N / 32; ++u) {
+                const int r = t0 + u * 32 + lane;
+                ptsel_warp_offer(ls + qq * k, li + qq * k, k, cs[u], r < r_end ? (unsigned)r : PTSEL_NO_ID);
             }
         }
         __syncthreads();
@@ -225,10 +262,10 @@ __device__ void topk_mma(const __half* __restrict__ x, const float* __restrict__
 }
 
 #define PTSEL_MMA(WM, M)                                                                                             \
-    extern "C" __global__ void __launch_bounds__(4 * M) topk_mma##M##_f16(const __half* x, const float* xn, int rows, int ld, int lds,         \
+    extern "C" __global__ void __launch_bounds__(4 * M) topk_mma##M##_f16(const __half* x, const float* xn, int rows, int ld,                  \
                                                  const __half* q, const float* qn, int nq, int l2, int k,             \
                                                  int chunk_rows, float* out_s, unsigned* out_i) {                     \
-        topk_mma<WM>(x, xn, rows, ld, lds, q, qn, nq, l2, k, chunk_rows, out_s, out_i);                              \
+        topk_mma<WM>(x, xn, rows, ld, q, qn, nq, l2, k, chunk_rows, out_s, out_i);                              \
     }
 PTSEL_MMA(4, 128)
 PTSEL_MMA(2, 64)

@@ -309,7 +309,7 @@ enum DeviceQueries {
 }
 
 /// How a batch is scored: kernel, queries per block, rows per tile, block size, shared memory,
-/// partial lists per query and chunk, shared-memory query stride, fp16 queries.
+/// partial lists per query and chunk, fp16 queries.
 struct Launch {
     kernel: &'static str,
     group: usize,
@@ -317,7 +317,6 @@ struct Launch {
     threads: u32,
     smem: usize,
     slices: usize,
-    lds: usize,
     f16_queries: bool,
 }
 
@@ -432,24 +431,17 @@ impl<'a> CudaScorer<'a> {
         })
     }
 
-    /// Shared-memory row stride of the queries in the mma kernel: `ld` padded so that
-    /// `lds / 2` is 16 mod 32 words, which puts the 16-byte loads of 8 lanes on distinct banks.
-    fn mma_lds(&self) -> usize {
-        self.ld + (48 - (self.ld / 2) % 32) % 32 * 2
-    }
-
     /// The kernel for `nq` queries and `k`, with its launch shape.
     fn plan(&self, nq: usize, k: usize) -> Option<Launch> {
         if matches!(self.rows_dev, DeviceRows::F16(_)) && nq > SIMT_MAX_QUERIES {
-            let lds = self.mma_lds();
+            // Queries, two corpus stages of MMA_N x 32 halves, scores, lists.
             let mma = |m: usize, kernel| Launch {
                 kernel,
                 group: m,
                 tile: MMA_N,
                 threads: 4 * m as u32,
-                smem: m * lds * 2 + m * MMA_N * 4 + 2 * m * k * 4,
+                smem: m * self.ld * 2 + 2 * MMA_N * 32 * 2 + m * MMA_N * 4 + 2 * m * k * 4,
                 slices: 1,
-                lds,
                 f16_queries: true,
             };
             let candidates = if nq > 64 {
@@ -486,7 +478,6 @@ impl<'a> CudaScorer<'a> {
             threads: 256,
             smem,
             slices: 8 / group,
-            lds: self.ld,
             f16_queries: false,
         })
     }
@@ -528,10 +519,9 @@ impl<'a> CudaScorer<'a> {
             }
             false => DeviceQueries::F32(stream.clone_htod(&q.data).map_err(&upload_err)?),
         };
-        let (rows, ld, lds, nq, l2, ki, cr, np) = (
+        let (rows, ld, nq, l2, ki, cr, np) = (
             i32_arg(self.rows, "rows")?,
             i32_arg(self.ld, "dim")?,
-            i32_arg(plan.lds, "dim")?,
             i32_arg(q.count, "queries")?,
             i32::from(self.metric == Metric::L2),
             i32_arg(k, "k")?,
@@ -548,7 +538,7 @@ impl<'a> CudaScorer<'a> {
             DeviceRows::F16(x) => b.arg(x),
             DeviceRows::F32(x) => b.arg(x),
         };
-        b.arg(&self.norms2).arg(&rows).arg(&ld).arg(&lds);
+        b.arg(&self.norms2).arg(&rows).arg(&ld);
         match &queries_dev {
             DeviceQueries::F16(qd) => b.arg(qd),
             DeviceQueries::F32(qd) => b.arg(qd),
@@ -565,7 +555,7 @@ impl<'a> CudaScorer<'a> {
         // queries groups * group padded rows of ld values in the type the kernel takes (f16 for
         // mma, f32 for simt), norms2 and qn one f32 per row / query, ps and pi nq * parts * k
         // entries (parts = chunks * slices, the lists each query gets); smem is what the
-        // kernel carves (queries at stride lds, scores, lists), within the opt-in limit set at
+        // kernel carves (queries, corpus stages, scores, lists), within the opt-in limit set at
         // load, and the block has the threads the kernel's warp layout assumes.
         unsafe { b.launch(cfg) }.map_err(cuda_err(plan.kernel))?;
         let mut out_s = stream.alloc_zeros::<f32>(q.count * k).map_err(&alloc_err)?;

@@ -214,6 +214,29 @@ pub fn run(args: Args) -> Result<()> {
         t.elapsed().as_secs_f64(),
         gpu.describe()
     );
+    {
+        // Fixed cost of a call (allocations, copies, launches, merge) on a corpus of 1024 rows.
+        let tiny = Stored::new(
+            ptsel::synth::gaussian_matrix(1024, d, 5),
+            d,
+            DType::F16,
+            Metric::Ip,
+        );
+        let small = CudaScorer::new(tiny.view(), d, Metric::Ip)?;
+        let q = ptsel::synth::gaussian_matrix(1, d, 6);
+        let best = (0..200).map(|_| {
+            let t = Instant::now();
+            small.top_k(&q, k).map(|_| t.elapsed().as_secs_f64())
+        });
+        let best = best
+            .collect::<ptsel::Result<Vec<f64>>>()?
+            .into_iter()
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "fixed cost of one top_k call (1 query, 1024 rows): {:.3} ms",
+            best * 1e3
+        );
+    }
     let bytes = (args.rows * d * 2) as f64;
     for &nq in &args.batches {
         let queries = ptsel::synth::gaussian_matrix(nq, d, args.seed ^ nq as u64);
