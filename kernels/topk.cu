@@ -273,25 +273,43 @@ PTSEL_MMA(2, 64)
 // ---- merge ------------------------------------------------------------------------------------
 
 // Reduces `parts` partial lists of k per query (ps/pi: [nq][parts][k]) to the final k, best
-// first. One warp per query, 4 warps per block; shared memory: lists [4][k] x 2.
-extern "C" __global__ void __launch_bounds__(128) topk_merge_f32(const float* __restrict__ ps, const unsigned* __restrict__ pi, int nq, int parts, int k,
-                                          float* __restrict__ out_s, unsigned* __restrict__ out_i) {
+// first. One block of 8 warps per query: warp w offers candidates w * 32 + lane + 256 i to its
+// own list, four loads in flight per lane, then warp 0 merges the 8 lists. Shared memory:
+// lists [8][k] x 2.
+extern "C" __global__ void __launch_bounds__(256) topk_merge_f32(const float* __restrict__ ps, const unsigned* __restrict__ pi, int nq, int parts, int k,
+                                                                 float* __restrict__ out_s, unsigned* __restrict__ out_i) {
     extern __shared__ float4 smem4[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    float* ls = reinterpret_cast<float*>(smem4) + warp * k;
-    unsigned* li = reinterpret_cast<unsigned*>(reinterpret_cast<float*>(smem4) + 4 * k) + warp * k;
+    float* lists_s = reinterpret_cast<float*>(smem4);
+    unsigned* lists_i = reinterpret_cast<unsigned*>(lists_s + 8 * k);
+    float* ls = lists_s + warp * k;
+    unsigned* li = lists_i + warp * k;
     for (int j = lane; j < k; j += 32) { ls[j] = PTSEL_NEG_INF; li[j] = PTSEL_NO_ID; }
-    const int qi = blockIdx.x * 4 + warp;
-    if (qi >= nq) return;  // whole warp: no block-wide barrier below
+    const int qi = blockIdx.x;
     const int n = parts * k;
     const size_t base = (size_t)qi * n;
-    for (int c0 = 0; c0 < n; c0 += 32) {
-        const int c = c0 + lane;
-        ptsel_warp_offer(ls, li, k, c < n ? ps[base + c] : PTSEL_NEG_INF, c < n ? pi[base + c] : PTSEL_NO_ID);
+    for (int c0 = warp * 32 + lane; c0 - lane < n; c0 += 256 * 4) {
+        float s[4];
+        unsigned id[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            const int c = c0 + u * 256;
+            s[u] = c < n ? ps[base + c] : PTSEL_NEG_INF;
+            id[u] = c < n ? pi[base + c] : PTSEL_NO_ID;
+        }
+#pragma unroll
+        for (int u = 0; u < 4; ++u) ptsel_warp_offer(ls, li, k, s[u], id[u]);
     }
+    __syncthreads();
+    if (warp != 0) return;
+    for (int w = 1; w < 8; ++w)
+        for (int j0 = 0; j0 < k; j0 += 32) {
+            const int j = j0 + lane;
+            ptsel_warp_offer(lists_s, lists_i, k, j < k ? lists_s[w * k + j] : PTSEL_NEG_INF, j < k ? lists_i[w * k + j] : PTSEL_NO_ID);
+        }
     __syncwarp();
     for (int j = lane; j < k; j += 32) {
-        out_s[(size_t)qi * k + j] = ls[j];
-        out_i[(size_t)qi * k + j] = li[j];
+        out_s[(size_t)qi * k + j] = lists_s[j];
+        out_i[(size_t)qi * k + j] = lists_i[j];
     }
 }

@@ -302,6 +302,9 @@ enum DeviceRows {
     F32(CudaSlice<f32>),
 }
 
+/// Similarities and ids (`[nq, k]`) of one launch, with the kernel times when asked for.
+type LaunchResult = (Vec<f32>, Vec<u32>, Option<[f32; 2]>);
+
 /// A query batch on the device, in the type its kernel reads.
 enum DeviceQueries {
     F16(CudaSlice<u16>),
@@ -483,13 +486,33 @@ impl<'a> CudaScorer<'a> {
     }
 
     /// Top-k of one launch's queries (`nq <= LAUNCH_QUERIES`) as (similarities, ids).
+    /// With `timing`, also the milliseconds of the scoring and of the merge kernel.
     fn launch_top_k(
         &self,
         queries: &[f32],
         k: usize,
         plan: &Launch,
-    ) -> Result<(Vec<f32>, Vec<u32>)> {
+        timing: bool,
+    ) -> Result<LaunchResult> {
         let stream = &self.dev.stream;
+        let event_err = cuda_err("timing event");
+        let events = if timing {
+            let ctx = stream.context();
+            let flags = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+            let e = (0..3)
+                .map(|_| ctx.new_event(flags))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(&event_err)?;
+            Some(e)
+        } else {
+            None
+        };
+        let mark = |i: usize| -> Result<()> {
+            if let Some(e) = &events {
+                e[i].record(stream).map_err(&event_err)?;
+            }
+            Ok(())
+        };
         let q = prepare_queries(queries, self.dim, self.metric, self.ld, plan.group)?;
         let groups = q.count.div_ceil(plan.group);
         // Whole waves of blocks, each walking a chunk of whole tiles.
@@ -557,13 +580,15 @@ impl<'a> CudaScorer<'a> {
         // entries (parts = chunks * slices, the lists each query gets); smem is what the
         // kernel carves (queries, corpus stages, scores, lists), within the opt-in limit set at
         // load, and the block has the threads the kernel's warp layout assumes.
+        mark(0)?;
         unsafe { b.launch(cfg) }.map_err(cuda_err(plan.kernel))?;
+        mark(1)?;
         let mut out_s = stream.alloc_zeros::<f32>(q.count * k).map_err(&alloc_err)?;
         let mut out_i = stream.alloc_zeros::<u32>(q.count * k).map_err(&alloc_err)?;
         let merge = LaunchConfig {
-            grid_dim: (q.count.div_ceil(4) as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: (8 * 4 * k) as u32,
+            grid_dim: (q.count as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: (8 * 8 * k) as u32,
         };
         let mut b = stream.launch_builder(self.dev.function("topk_merge_f32")?);
         b.arg(&ps)
@@ -573,13 +598,35 @@ impl<'a> CudaScorer<'a> {
             .arg(&ki)
             .arg(&mut out_s)
             .arg(&mut out_i);
-        // SAFETY: ps/pi hold nq * parts * k partial entries, out_s/out_i nq * k; 4 warps per
-        // block with 4 * k (score, id) pairs of shared memory.
+        // SAFETY: ps/pi hold nq * parts * k partial entries, out_s/out_i nq * k; one block
+        // of 8 warps per query with 8 * k (score, id) pairs of shared memory.
         unsafe { b.launch(merge) }.map_err(cuda_err("topk_merge_f32"))?;
+        mark(2)?;
         let download_err = cuda_err("downloading results");
         let sims = stream.clone_dtoh(&out_s).map_err(&download_err)?;
         let ids = stream.clone_dtoh(&out_i).map_err(&download_err)?;
-        Ok((sims, ids))
+        let times = match &events {
+            Some(e) => Some([
+                e[0].elapsed_ms(&e[1]).map_err(&event_err)?,
+                e[1].elapsed_ms(&e[2]).map_err(&event_err)?,
+            ]),
+            None => None,
+        };
+        Ok((sims, ids, times))
+    }
+
+    /// Milliseconds of the scoring kernel and of the merge kernel for one batch (at most
+    /// `LAUNCH_QUERIES` queries), measured with CUDA events; `None` where the CPU scores it.
+    pub fn kernel_times(&self, queries: &[f32], k: usize) -> Result<Option<[f32; 2]>> {
+        super::check_queries(queries, self.dim)?;
+        let nq = queries.len() / self.dim;
+        match (k <= TOPK_MAX && nq <= LAUNCH_QUERIES && k <= self.rows)
+            .then(|| self.plan(nq, k))
+            .flatten()
+        {
+            Some(plan) => Ok(self.launch_top_k(queries, k, &plan, true)?.2),
+            None => Ok(None),
+        }
     }
 
     /// The kernel that scores a batch of `nq` queries for `k` (`cpu` where the CPU does).
@@ -622,7 +669,7 @@ impl Scorer for CudaScorer<'_> {
         let mut ids = Vec::with_capacity(queries.len() / self.dim * k);
         let mut scores = Vec::with_capacity(ids.capacity());
         for batch in queries.chunks(LAUNCH_QUERIES * self.dim) {
-            let (s, i) = self.launch_top_k(batch, k, &plan)?;
+            let (s, i, _) = self.launch_top_k(batch, k, &plan, false)?;
             if i.contains(&u32::MAX) {
                 return Err(Error::Cuda(
                     "top-k kernel returned fewer than k rows".into(),

@@ -249,8 +249,16 @@ pub fn run(args: Args) -> Result<()> {
             best = best.min(t.elapsed().as_secs_f64());
             runs += 1;
         }
+        let kernels = match gpu.kernel_times(&queries, k)? {
+            Some([score, merge]) => format!(
+                "kernels: scoring {score:.3} ms ({:.1} GB/s, {:.1} TFLOP/s), merge {merge:.3} ms",
+                bytes / f64::from(score) / 1e6,
+                2.0 * (nq * args.rows * d) as f64 / f64::from(score) / 1e9
+            ),
+            None => "scored on the CPU".into(),
+        };
         println!(
-            "batch {nq:>5}: {:>10.1} queries/s, {:>8.3} ms per batch, corpus streamed {:>7.1} GB/s, {:>7.1} TFLOP/s  (best of {runs}, end to end, {})",
+            "batch {nq:>5}: {:>10.1} queries/s, {:>8.3} ms per batch, corpus streamed {:>7.1} GB/s, {:>7.1} TFLOP/s  (best of {runs}, end to end, {}; {kernels})",
             nq as f64 / best,
             best * 1e3,
             bytes / best / 1e9,
