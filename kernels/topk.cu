@@ -123,7 +123,7 @@ PTSEL_SIMT(8, float, f32)
 // ---- tensor-core path: large batches of fp16 -------------------------------------------------
 
 #define MMA_N 128  // rows per tile
-#define MMA_K 32   // k step: one 16-byte chunk of 8 halves per lane, two mma per step
+#define MMA_K 128  // halves of k per pipeline stage (4 sub-steps of 32)
 // Blocks have WM x 4 warps (WM = 4: 128 queries, 512 threads; WM = 2: 64 queries, 256 threads,
 // for when the larger block's shared memory does not fit), each computing 32 queries x 32 rows
 // with mma.sync m16n8k16 (fp16 in, f32 accumulation): 2 x 4 tiles of 16 x 8. Inline PTX rather
@@ -131,17 +131,18 @@ PTSEL_SIMT(8, float, f32)
 //
 // The queries stay in shared memory for the whole chunk. Corpus tiles stream through a
 // two-stage cp.async pipeline of [MMA_N rows][MMA_K halves]: every corpus element is read from
-// L2 once per block and shared by all its warps. blockIdx.x walks the query groups so that
-// blocks running together read the same corpus rows through L2.
+// L2 once per block and shared by all its warps, with 64 mma per warp between barriers. Once a
+// tile's products are done the stages hold its scores for the top-k. blockIdx.x walks the
+// query groups so that blocks running together read the same corpus rows through L2.
 //
 // The dot product sums over k in any order, so A and B fragments may take their k elements in
-// any order as long as both use the same one: lane (g = lane / 4, t = lane % 4) loads the 8
-// consecutive halves [k0 + 8t, k0 + 8t + 8) of its query rows and of its corpus row with one
-// 16-byte load each, and feeds halves 0-3 to the first mma of a step and 4-7 to the second.
-// Query rows are stored with their 16-byte chunks swizzled (chunk c of row r at c ^ 4 (r & 1))
-// so that the loads of rows g and g + 1 fall on distinct banks.
-// Shared memory: queries [32 WM][ld] f16, corpus stages [2][MMA_N][MMA_K] f16, scores
-// [32 WM][MMA_N] f32, lists [32 WM][k] x 2.
+// any order as long as both use the same one: in a 32-wide sub-step, lane (g = lane / 4,
+// t = lane % 4) loads the 8 consecutive halves [8t, 8t + 8) of its query rows and of its corpus
+// row with one 16-byte load each, and feeds halves 0-3 to the first mma and 4-7 to the second.
+// Rows of both tiles are stored with their 16-byte chunks swizzled (chunk c of row r at
+// c ^ 4 (r & 1)) so that the loads of rows g and g + 1 fall on distinct banks.
+// Shared memory: queries [32 WM][ld] f16; stages [2][MMA_N][MMA_K] f16, reused as scores
+// [32 WM][MMA_N] f32; lists [32 WM][k] x 2.
 
 __device__ __forceinline__ void ptsel_mma_16816(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
     asm volatile(
@@ -160,7 +161,7 @@ __device__ __forceinline__ void ptsel_cp_async_commit() { asm volatile("cp.async
 template <int N>
 __device__ __forceinline__ void ptsel_cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
-// Offset (in halves) of 16-byte chunk c of query row r in the swizzled query tile.
+// Offset (in halves) of 16-byte chunk c of row r of a swizzled tile with rows of ld halves.
 __device__ __forceinline__ int ptsel_qswz(int r, int c, int ld) { return r * ld + ((c ^ ((r & 1) << 2)) << 3); }
 
 template <int WM>
@@ -168,26 +169,30 @@ __device__ void topk_mma(const __half* __restrict__ x, const float* __restrict__
                          const __half* __restrict__ q, const float* __restrict__ qn, int nq, int l2, int k,
                          int chunk_rows, float* __restrict__ out_s, unsigned* __restrict__ out_i) {
     constexpr int MMA_M = 32 * WM, WARPS = 4 * WM, THREADS = 32 * WARPS;
+    static_assert(2 * MMA_N * MMA_K * 2 >= MMA_M * MMA_N * 4, "the scores must fit in the stages");
     extern __shared__ float4 smem4[];
     __half* qs = reinterpret_cast<__half*>(smem4);
     __half* bs = qs + MMA_M * ld;
-    float* sc = reinterpret_cast<float*>(bs + 2 * MMA_N * MMA_K);
-    float* ls = sc + MMA_M * MMA_N;
+    float* sc = reinterpret_cast<float*>(bs);
+    float* ls = reinterpret_cast<float*>(bs + 2 * MMA_N * MMA_K);
     unsigned* li = reinterpret_cast<unsigned*>(ls + MMA_M * k);
     const int q0 = blockIdx.x * MMA_M, chunk = blockIdx.y, chunks = gridDim.y;
     const int r_begin = chunk * chunk_rows, r_end = min(rows, r_begin + chunk_rows);
-    // The query batch is padded to a multiple of MMA_M rows on the host; ld is a multiple of 32.
+    // The query batch is padded to a multiple of MMA_M rows on the host; ld is a multiple of 64.
     const int vecs = ld / 8;
     for (int t = threadIdx.x; t < MMA_M * vecs; t += THREADS)
         *reinterpret_cast<uint4*>(qs + ptsel_qswz(t / vecs, t % vecs, ld)) = *reinterpret_cast<const uint4*>(q + ((size_t)q0 + t / vecs) * ld + (t % vecs) * 8);
     ptsel_lists_init(ls, li, MMA_M * k);
     __syncthreads();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, tc = lane & 3;
-    const int steps = ld / MMA_K;
-    // Stage s of step k0: chunk (row = u / 4, part = u % 4) for u in [0, MMA_N * 4).
+    const int steps = (ld + MMA_K - 1) / MMA_K;
+    // Stage `stage` of the step at k0: the [k0, k0 + width) halves of the tile's MMA_N rows.
     auto load_stage = [&](int stage, int t0, int k0) {
-        for (int u = threadIdx.x; u < MMA_N * 4; u += THREADS)
-            ptsel_cp_async16(bs + stage * MMA_N * MMA_K + u * 8, x + (size_t)(t0 + u / 4) * ld + k0 + (u % 4) * 8);
+        const int width = min(MMA_K, ld - k0), per_row = width / 8;
+        for (int u = threadIdx.x; u < MMA_N * per_row; u += THREADS) {
+            const int r = u / per_row, c = u % per_row;
+            ptsel_cp_async16(bs + stage * MMA_N * MMA_K + ptsel_qswz(r, c, MMA_K), x + (size_t)(t0 + r) * ld + k0 + c * 8);
+        }
         ptsel_cp_async_commit();
     };
     for (int t0 = r_begin; t0 < r_end; t0 += MMA_N) {
@@ -209,21 +214,25 @@ __device__ void topk_mma(const __half* __restrict__ x, const float* __restrict__
             }
             __syncthreads();
             const __half* stage = bs + (s & 1) * MMA_N * MMA_K;
-            uint4 xb[4];
+            const int subs = min(MMA_K, ld - s * MMA_K) / 32;
+            for (int ss = 0; ss < subs; ++ss) {
+                uint4 xb[4];
 #pragma unroll
-            for (int j = 0; j < 4; ++j) xb[j] = *reinterpret_cast<const uint4*>(stage + (wn * 32 + j * 8 + g) * MMA_K + tc * 8);
+                for (int j = 0; j < 4; ++j) xb[j] = *reinterpret_cast<const uint4*>(stage + ptsel_qswz(wn * 32 + j * 8 + g, ss * 4 + tc, MMA_K));
+                const int c = s * (MMA_K / 8) + ss * 4 + tc;
 #pragma unroll
-            for (int i = 0; i < 2; ++i) {
-                const int r = wm * 32 + i * 16 + g;
-                const uint4 lo = *reinterpret_cast<const uint4*>(qs + ptsel_qswz(r, s * 4 + tc, ld));
-                const uint4 hi = *reinterpret_cast<const uint4*>(qs + ptsel_qswz(r + 8, s * 4 + tc, ld));
+                for (int i = 0; i < 2; ++i) {
+                    const int r = wm * 32 + i * 16 + g;
+                    const uint4 lo = *reinterpret_cast<const uint4*>(qs + ptsel_qswz(r, c, ld));
+                    const uint4 hi = *reinterpret_cast<const uint4*>(qs + ptsel_qswz(r + 8, c, ld));
 #pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    ptsel_mma_16816(acc[i][j], lo.x, hi.x, lo.y, hi.y, xb[j].x, xb[j].y);
-                    ptsel_mma_16816(acc[i][j], lo.z, hi.z, lo.w, hi.w, xb[j].z, xb[j].w);
+                    for (int j = 0; j < 4; ++j) {
+                        ptsel_mma_16816(acc[i][j], lo.x, hi.x, lo.y, hi.y, xb[j].x, xb[j].y);
+                        ptsel_mma_16816(acc[i][j], lo.z, hi.z, lo.w, hi.w, xb[j].z, xb[j].w);
+                    }
                 }
             }
-            __syncthreads();  // the stage is refilled by the next step's load
+            __syncthreads();  // the stage is refilled by the next step's load (or holds scores)
         }
         // Accumulator (i, j): elements 0-1 are row g, columns 2 (lane % 4) + {0, 1}; 2-3 row g + 8.
 #pragma unroll
@@ -256,7 +265,7 @@ __device__ void topk_mma(const __half* __restrict__ x, const float* __restrict__
                 ptsel_warp_offer(ls + qq * k, li + qq * k, k, cs[u], r < r_end ? (unsigned)r : PTSEL_NO_ID);
             }
         }
-        __syncthreads();
+        __syncthreads();  // the scores are overwritten by the next tile's first stage
     }
     ptsel_lists_store(ls, li, q0, MMA_M, nq, k, chunk, chunks, out_s, out_i);
 }

@@ -60,8 +60,9 @@ const ARCH: &str = "compute_90";
 pub const TOPK_MAX: usize = 64;
 /// Env var naming the folder that holds `cuda_fp16.h`.
 pub const INCLUDE_ENV: &str = "PTSEL_CUDA_INCLUDE";
-/// Row stride granularity on the device (elements): the mma kernel steps k by 32.
-const LD_ALIGN: usize = 32;
+/// Row stride granularity on the device (elements): the mma kernel steps k by 32 and swizzles
+/// 16-byte chunks within groups of 8.
+const LD_ALIGN: usize = 64;
 /// Rows per SIMT tile (SIMT_TILE in topk.cu); a SIMT block has 8 warps and 1, 2, 4 or 8
 /// queries.
 const SIMT_TILE: usize = 256;
@@ -437,13 +438,13 @@ impl<'a> CudaScorer<'a> {
     /// The kernel for `nq` queries and `k`, with its launch shape.
     fn plan(&self, nq: usize, k: usize) -> Option<Launch> {
         if matches!(self.rows_dev, DeviceRows::F16(_)) && nq > SIMT_MAX_QUERIES {
-            // Queries, two corpus stages of MMA_N x 32 halves, scores, lists.
+            // Queries, two corpus stages of MMA_N x 128 halves (which then hold the scores), lists.
             let mma = |m: usize, kernel| Launch {
                 kernel,
                 group: m,
                 tile: MMA_N,
                 threads: 4 * m as u32,
-                smem: m * self.ld * 2 + 2 * MMA_N * 32 * 2 + m * MMA_N * 4 + 2 * m * k * 4,
+                smem: m * self.ld * 2 + 2 * MMA_N * 128 * 2 + 2 * m * k * 4,
                 slices: 1,
                 f16_queries: true,
             };
@@ -574,7 +575,7 @@ impl<'a> CudaScorer<'a> {
             .arg(&mut ps)
             .arg(&mut pi);
         // SAFETY: x holds the corpus padded to a multiple of MMA_N rows of ld elements (ld a
-        // multiple of 32, so the 16-byte vector loads are aligned and stay in their row), the
+        // multiple of 64, so the 16-byte vector loads are aligned and stay in their row), the
         // queries groups * group padded rows of ld values in the type the kernel takes (f16 for
         // mma, f32 for simt), norms2 and qn one f32 per row / query, ps and pi nq * parts * k
         // entries (parts = chunks * slices, the lists each query gets); smem is what the

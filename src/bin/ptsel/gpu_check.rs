@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Query batch sizes of the throughput runs.
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64,512,4096")]
+    #[arg(long, value_delimiter = ',', default_value = "1,8,16,64,512,4096")]
     pub batches: Vec<usize>,
     /// Seconds to spend timing each batch size (at least two runs each).
     #[arg(long, default_value_t = 2.0)]
@@ -102,18 +102,20 @@ pub fn run(args: Args) -> Result<()> {
         "== correctness: CUDA vs CPU on {} x {d} (seed {}), k = {k}",
         args.check_rows, args.seed
     );
-    let mut data = ptsel::synth::gaussian_matrix(args.check_rows, d, args.seed);
-    // Exact duplicates of row 3 at rows 17 and the last: ties that must come out as 3, 17, last.
     let last = args.check_rows - 1;
-    let row3 = data[3 * d..4 * d].to_vec();
-    data[17 * d..18 * d].copy_from_slice(&row3);
-    data[last * d..(last + 1) * d].copy_from_slice(&row3);
-    for (dtype, metric) in [
-        (DType::F16, Metric::Ip),
-        (DType::F16, Metric::Cos),
-        (DType::F16, Metric::L2),
-        (DType::F32, Metric::Ip),
+    // 300 dims: a row stride with padding and a partial last pipeline stage on the device.
+    for (d, dtype, metric) in [
+        (d, DType::F16, Metric::Ip),
+        (d, DType::F16, Metric::Cos),
+        (d, DType::F16, Metric::L2),
+        (d, DType::F32, Metric::Ip),
+        (300, DType::F16, Metric::Ip),
     ] {
+        let mut data = ptsel::synth::gaussian_matrix(args.check_rows, d, args.seed);
+        // Exact duplicates of row 3 at rows 17 and the last: ties that must come out as 3, 17, last.
+        let row3 = data[3 * d..4 * d].to_vec();
+        data[17 * d..18 * d].copy_from_slice(&row3);
+        data[last * d..(last + 1) * d].copy_from_slice(&row3);
         let stored = Stored::new(data.clone(), d, dtype, metric);
         let rows: Vec<f32> = match &stored {
             Stored::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
@@ -153,7 +155,7 @@ pub fn run(args: Args) -> Result<()> {
             let pass = ok && ties;
             failures += usize::from(!pass);
             println!(
-                "{} {dtype:?} {metric:?} batch {nq:>4}: ids identical {:>6.2}%, max |score dev| {worst:.2e}, exact ties 3,17,{last} in order: {ties}, gpu {:.2} ms (upload {upload:.2} s, {})",
+                "{} {d}-d {dtype:?} {metric:?} batch {nq:>4}: ids identical {:>6.2}%, max |score dev| {worst:.2e}, exact ties 3,17,{last} in order: {ties}, gpu {:.2} ms (upload {upload:.2} s, {})",
                 if pass { "ok  " } else { "FAIL" },
                 100.0 * same,
                 gpu_s * 1e3,
