@@ -69,9 +69,10 @@ const SIMT_TILE: usize = 256;
 /// Rows per tensor-core tile (MMA_N in topk.cu); a tensor-core block has 64 or 128 queries.
 const MMA_N: usize = 128;
 /// Batches larger than this use tensor cores (fp16 corpora).
-const SIMT_MAX_QUERIES: usize = 8;
-/// Blocks per SM a launch aims for (whole waves, and enough warps to hide latency).
-const BLOCKS_PER_SM: usize = 8;
+const SIMT_MAX_QUERIES: usize = 4;
+/// Resident blocks per SM of the SIMT kernels (a launch aims for whole waves of them); the
+/// tensor-core blocks take most of an SM's shared memory, one per SM.
+const SIMT_BLOCKS_PER_SM: usize = 8;
 /// Queries per launch: bounds the partial top-k buffers.
 const LAUNCH_QUERIES: usize = 16384;
 
@@ -516,8 +517,19 @@ impl<'a> CudaScorer<'a> {
         };
         let q = prepare_queries(queries, self.dim, self.metric, self.ld, plan.group)?;
         let groups = q.count.div_ceil(plan.group);
-        // Whole waves of blocks, each walking a chunk of whole tiles.
-        let want = (BLOCKS_PER_SM * self.dev.sms)
+        // Whole waves of blocks, each walking a chunk of whole tiles: the fewest waves (longest
+        // chunks) that keep the last wave at least 90% full.
+        let slots = if plan.f16_queries {
+            1
+        } else {
+            SIMT_BLOCKS_PER_SM
+        } * self.dev.sms;
+        let fill = |w: usize| {
+            let blocks = groups * (w * slots).div_ceil(groups);
+            blocks as f64 / (blocks.div_ceil(slots) * slots) as f64
+        };
+        let waves = (1..=8).find(|&w| fill(w) >= 0.9).unwrap_or(8);
+        let want = (waves * slots)
             .div_ceil(groups)
             .clamp(1, self.rows.div_ceil(plan.tile).max(1));
         let chunk_rows = self.rows.div_ceil(want).div_ceil(plan.tile) * plan.tile;
