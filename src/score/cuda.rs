@@ -14,7 +14,8 @@ use crate::select::uot::{UotParams, UotPlan};
 use crate::store::Vectors;
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
+    ValidAsZeroBits,
 };
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
 use half::slice::HalfFloatSliceExt;
@@ -339,6 +340,35 @@ pub struct CudaScorer<'a> {
     metric: Metric,
 }
 
+/// Copies `src` (`[rows, dim]`) to a zeroed device buffer of `rows_pad` rows of stride `ld`,
+/// converting each value with `f`, through a host staging buffer of about 64 MiB.
+fn upload_padded<S: Sync, T: DeviceRepr + ValidAsZeroBits + Default + Clone + Send>(
+    stream: &Arc<CudaStream>,
+    src: &[S],
+    dim: usize,
+    ld: usize,
+    rows_pad: usize,
+    f: impl Fn(&S) -> T + Sync,
+) -> Result<CudaSlice<T>> {
+    let err = cuda_err("uploading the corpus");
+    let mut dev = stream.alloc_zeros::<T>(rows_pad * ld).map_err(&err)?;
+    let rows = src.len() / dim;
+    let chunk_rows = ((64 << 20) / (ld * std::mem::size_of::<T>())).max(1);
+    for r0 in (0..rows).step_by(chunk_rows) {
+        let r1 = (r0 + chunk_rows).min(rows);
+        let mut host = vec![T::default(); (r1 - r0) * ld];
+        host.par_chunks_mut(ld)
+            .zip(src[r0 * dim..r1 * dim].par_chunks(dim))
+            .for_each(|(h, x)| h.iter_mut().zip(x).for_each(|(h, x)| *h = f(x)));
+        stream
+            .memcpy_htod(&host, &mut dev.slice_mut(r0 * ld..r1 * ld))
+            .map_err(&err)?;
+        // The staging buffer is reused: wait until the copy has read it.
+        stream.synchronize().map_err(&err)?;
+    }
+    Ok(dev)
+}
+
 fn i32_arg(v: usize, what: &str) -> Result<i32> {
     i32::try_from(v).map_err(|_| {
         Error::invalid(format!(
@@ -357,7 +387,6 @@ impl<'a> CudaScorer<'a> {
         let ld = dim.div_ceil(LD_ALIGN) * LD_ALIGN;
         let rows_pad = rows.div_ceil(MMA_N).max(1) * MMA_N;
         let stream = &dev.stream;
-        let chunk_rows = (64 << 20) / (ld * 4);
         let mut norms2 = vec![0.0f32; rows];
         let widen = |i: usize, out: &mut Vec<f32>| match vectors {
             Vectors::F16(v) => {
@@ -377,48 +406,11 @@ impl<'a> CudaScorer<'a> {
                 *n = row.iter().map(|x| x * x).sum();
             });
         let rows_dev = match vectors {
-            Vectors::F16(v) => {
-                let mut d = stream
-                    .alloc_zeros::<u16>(rows_pad * ld)
-                    .map_err(cuda_err("allocating the corpus"))?;
-                for r0 in (0..rows).step_by(chunk_rows) {
-                    let r1 = (r0 + chunk_rows).min(rows);
-                    let mut host = vec![0u16; (r1 - r0) * ld];
-                    host.par_chunks_mut(ld)
-                        .zip(v[r0 * dim..r1 * dim].par_chunks(dim))
-                        .for_each(|(h, x)| {
-                            h[..dim]
-                                .iter_mut()
-                                .zip(x)
-                                .for_each(|(h, x)| *h = x.to_bits())
-                        });
-                    stream
-                        .memcpy_htod(&host, &mut d.slice_mut(r0 * ld..r1 * ld))
-                        .map_err(cuda_err("uploading the corpus"))?;
-                    stream
-                        .synchronize()
-                        .map_err(cuda_err("uploading the corpus"))?;
-                }
-                DeviceRows::F16(d)
-            }
+            Vectors::F16(v) => DeviceRows::F16(upload_padded(stream, v, dim, ld, rows_pad, |x| {
+                x.to_bits()
+            })?),
             Vectors::F32(v) => {
-                let mut d = stream
-                    .alloc_zeros::<f32>(rows_pad * ld)
-                    .map_err(cuda_err("allocating the corpus"))?;
-                for r0 in (0..rows).step_by(chunk_rows) {
-                    let r1 = (r0 + chunk_rows).min(rows);
-                    let mut host = vec![0f32; (r1 - r0) * ld];
-                    host.par_chunks_mut(ld)
-                        .zip(v[r0 * dim..r1 * dim].par_chunks(dim))
-                        .for_each(|(h, x)| h[..dim].copy_from_slice(x));
-                    stream
-                        .memcpy_htod(&host, &mut d.slice_mut(r0 * ld..r1 * ld))
-                        .map_err(cuda_err("uploading the corpus"))?;
-                    stream
-                        .synchronize()
-                        .map_err(cuda_err("uploading the corpus"))?;
-                }
-                DeviceRows::F32(d)
+                DeviceRows::F32(upload_padded(stream, v, dim, ld, rows_pad, |&x| x)?)
             }
         };
         let norms2 = stream
