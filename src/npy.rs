@@ -2,6 +2,12 @@
 //! float matrices is then read in blocks straight from the file and converted to f32, so a
 //! corpus streams through with one block in memory.
 
+// Parsing code: no panics on data read from files.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use crate::error::{Error, IoContext, Result};
 use half::f16;
 use npyz::{DType as NpyDType, Endianness, TypeChar, WriterBuilder};
@@ -163,34 +169,33 @@ impl MatrixReader {
                 ),
             )
         })?;
-        let out = &mut out[..n];
+        let out = out
+            .get_mut(..n)
+            .ok_or_else(|| Error::invalid("row buffer is not a multiple of the dimension"))?;
         match self.elem {
             FloatType::F16 => {
-                for (o, c) in out.iter_mut().zip(self.buf.chunks_exact(2)) {
-                    *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
+                for (o, c) in out.iter_mut().zip(self.buf.as_chunks::<2>().0) {
+                    *o = f16::from_le_bytes(*c).to_f32();
                 }
             }
             FloatType::F32 => {
-                for (o, c) in out.iter_mut().zip(self.buf.chunks_exact(4)) {
-                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                for (o, c) in out.iter_mut().zip(self.buf.as_chunks::<4>().0) {
+                    *o = f32::from_le_bytes(*c);
                 }
             }
             FloatType::F64 => {
-                for (o, c) in out.iter_mut().zip(self.buf.chunks_exact(8)) {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(c);
-                    *o = f64::from_le_bytes(b) as f32;
+                for (o, c) in out.iter_mut().zip(self.buf.as_chunks::<8>().0) {
+                    *o = f64::from_le_bytes(*c) as f32;
                 }
             }
         }
-        if let Some(bad) = out.iter().position(|x| !x.is_finite()) {
+        if let Some((bad, x)) = out.iter().enumerate().find(|(_, x)| !x.is_finite()) {
             let row = self.next_row + bad / self.dim;
             return Err(Error::input(
                 &self.path,
                 format!(
-                    "row {row} column {} is {} (features must be finite)",
-                    bad % self.dim,
-                    out[bad]
+                    "row {row} column {} is {x} (features must be finite)",
+                    bad % self.dim
                 ),
             ));
         }
@@ -212,6 +217,8 @@ pub struct Matrix {
 
 impl Matrix {
     /// Row `i`.
+    /// Panics when `i >= rows`, like slice indexing (the matrix is in memory).
+    #[allow(clippy::indexing_slicing)]
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
@@ -223,8 +230,8 @@ pub fn read_matrix(path: &Path) -> Result<Matrix> {
     let (rows, dim) = (r.rows(), r.dim());
     let mut data = vec![0f32; rows * dim];
     let mut filled = 0;
-    while filled < rows {
-        filled += r.read_rows(&mut data[filled * dim..])?;
+    while let Some(rest) = data.get_mut(filled * dim..).filter(|r| !r.is_empty()) {
+        filled += r.read_rows(rest)?;
     }
     Ok(Matrix { data, rows, dim })
 }
@@ -275,7 +282,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<u32>> {
         .enumerate()
         .map(|(i, c)| {
             let mut b = [0u8; 8];
-            b[..size].copy_from_slice(c);
+            b.iter_mut().zip(c).for_each(|(d, s)| *d = *s);
             let v: i128 = if signed {
                 let shift = 64 - 8 * size as u32;
                 i128::from((i64::from_le_bytes(b) << shift) >> shift)

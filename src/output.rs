@@ -21,10 +21,7 @@ where
             dir.display()
         )));
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(".ptsel-out.")
-        .tempfile_in(dir)
-        .at(dir)?;
+    let tmp = temp_builder(".ptsel-out.").tempfile_in(dir).at(dir)?;
     {
         let mut w = BufWriter::new(tmp.as_file());
         fill(&mut w).at(path)?;
@@ -33,4 +30,14 @@ where
     tmp.as_file().sync_all().at(path)?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
+}
+
+/// A temporary-file builder whose files end up readable by all (0644 less the umask, as with
+/// `File::create`) once renamed into place; tempfile's default is private (0600).
+pub fn temp_builder(prefix: &str) -> tempfile::Builder<'_, 'static> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(prefix);
+    #[cfg(unix)]
+    b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    b
 }

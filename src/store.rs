@@ -2,6 +2,12 @@
 //! metadata block, validates every offset, length and count against the file size, and makes
 //! typed slices; it never touches vectors or graph pages, so it is O(1) in corpus size.
 
+// Parsing code: no panics on data read from files.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, DType, Header, Meta, Metric, SectionEntry, SectionKind, HEADER_LEN, MAX_SECTIONS,
@@ -44,6 +50,8 @@ impl Vectors<'_> {
     }
 
     /// Copy row `i` (of dimension `dim`) into `out` as f32.
+    /// Panics when the row is out of range, like slice indexing.
+    #[allow(clippy::indexing_slicing)]
     pub fn row_into(&self, i: usize, dim: usize, out: &mut [f32]) {
         let r = i * dim..(i + 1) * dim;
         match self {
@@ -302,10 +310,39 @@ impl Index {
         Ok(())
     }
 
-    /// Recompute every section checksum (in parallel); the first mismatch is an error.
+    /// Recompute every section checksum (in parallel) and check that the padding between
+    /// sections is zero, so that every byte of the file is covered; the first problem is an error.
     pub fn verify(&self) -> Result<()> {
         use rayon::prelude::*;
-        let all: Vec<&SectionEntry> = self.sections.values().chain(&self.unknown).collect();
+        let mut all: Vec<&SectionEntry> = self.sections.values().chain(&self.unknown).collect();
+        all.sort_by_key(|e| e.offset);
+        let mut covered = HEADER_LEN as u64;
+        for e in all
+            .iter()
+            .map(|e| (e.offset, e.offset + e.len))
+            .chain([(self.header.table_offset, self.header.table_offset)])
+        {
+            let (start, end) = e;
+            if start < covered {
+                return Err(Error::corrupt(
+                    &self.path,
+                    "section table",
+                    format!("sections overlap at offset {start}"),
+                ));
+            }
+            let gap = self
+                .map
+                .get(covered as usize..start as usize)
+                .unwrap_or(&[]);
+            if gap.iter().any(|&b| b != 0) {
+                return Err(Error::corrupt(
+                    &self.path,
+                    "padding",
+                    format!("non-zero bytes between offsets {covered} and {start}"),
+                ));
+            }
+            covered = end;
+        }
         all.par_iter().try_for_each(|e| {
             let bytes = slice_of(&self.map, e)
                 .ok_or_else(|| Error::corrupt(&self.path, e.kind.name(), "outside the file"))?;

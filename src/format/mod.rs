@@ -25,6 +25,12 @@
 //! before any slice is made. The metadata section is serialised with `bincode` 2 (serde,
 //! standard configuration, size-limited when decoding).
 
+// Parsing code: no panics on data read from files.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 mod header;
 mod meta;
 mod stale;

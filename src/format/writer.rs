@@ -47,8 +47,7 @@ impl IndexWriter {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         crate::format::stale::clean(&dir, &name);
-        let tmp = tempfile::Builder::new()
-            .prefix(&crate::format::stale::prefix(&name))
+        let tmp = crate::output::temp_builder(&crate::format::stale::prefix(&name))
             .suffix(crate::format::stale::SUFFIX)
             .tempfile_in(&dir)
             .at(&dir)?;
@@ -187,9 +186,8 @@ impl IndexWriter {
 
     fn pad(&mut self) -> Result<()> {
         let target = align_up(self.pos).ok_or_else(|| Error::invalid("index too large"))?;
-        let zeros = [0u8; super::ALIGN as usize];
         let n = (target - self.pos) as usize;
-        self.write_raw(&zeros[..n])
+        self.write_raw(&vec![0u8; n])
     }
 
     fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
