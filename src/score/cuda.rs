@@ -538,12 +538,14 @@ impl<'a> CudaScorer<'a> {
         let qn = stream.clone_htod(&q.norms2).map_err(&upload_err)?;
         let queries_dev = match plan.f16_queries {
             true => {
-                let halves: Vec<u16> = q
-                    .data
-                    .iter()
-                    .map(|&v| half::f16::from_f32(v).to_bits())
-                    .collect();
-                DeviceQueries::F16(stream.clone_htod(&halves).map_err(&upload_err)?)
+                // Slice conversion uses F16C where the CPU has it (per-value from_f32 may not).
+                let mut halves = vec![half::f16::ZERO; q.data.len()];
+                halves
+                    .par_chunks_mut(1 << 16)
+                    .zip(q.data.par_chunks(1 << 16))
+                    .for_each(|(h, x)| h.convert_from_f32_slice(x));
+                let bits: &[u16] = bytemuck::cast_slice(&halves);
+                DeviceQueries::F16(stream.clone_htod(bits).map_err(&upload_err)?)
             }
             false => DeviceQueries::F32(stream.clone_htod(&q.data).map_err(&upload_err)?),
         };

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::Metric;
 use crate::select::uot::{UotParams, UotPlan};
 use crate::store::{Index, Vectors};
+use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -203,18 +204,21 @@ pub(crate) fn prepare_queries(
     let count = check_queries(queries, dim)?;
     let padded = count.div_ceil(pad.max(1)) * pad.max(1);
     let mut data = vec![0.0; padded * stride];
-    let mut norms2 = Vec::with_capacity(count);
-    for (row, q) in data.chunks_exact_mut(stride).zip(queries.chunks_exact(dim)) {
-        let row = &mut row[..dim];
-        row.copy_from_slice(q);
-        let mut n2: f32 = row.iter().map(|x| x * x).sum();
-        if metric == Metric::Cos && n2 > 0.0 {
-            let inv = 1.0 / n2.sqrt();
-            row.iter_mut().for_each(|x| *x *= inv);
-            n2 = row.iter().map(|x| x * x).sum();
-        }
-        norms2.push(n2);
-    }
+    let norms2 = data
+        .par_chunks_mut(stride)
+        .zip(queries.par_chunks_exact(dim))
+        .map(|(row, q)| {
+            let row = &mut row[..dim];
+            row.copy_from_slice(q);
+            let mut n2: f32 = row.iter().map(|x| x * x).sum();
+            if metric == Metric::Cos && n2 > 0.0 {
+                let inv = 1.0 / n2.sqrt();
+                row.iter_mut().for_each(|x| *x *= inv);
+                n2 = row.iter().map(|x| x * x).sum();
+            }
+            n2
+        })
+        .collect();
     Ok(Prepared {
         data,
         count,

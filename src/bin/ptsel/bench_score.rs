@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use ptsel::score::{self, Device};
 use ptsel::{DType, Metric, Vectors};
 use serde::Serialize;
@@ -68,7 +69,11 @@ impl Stored {
             }
         }
         match dtype {
-            DType::F16 => Stored::F16(data.iter().map(|&x| f16::from_f32(x)).collect()),
+            DType::F16 => {
+                let mut halves = vec![f16::ZERO; data.len()];
+                halves.convert_from_f32_slice(&data);
+                Stored::F16(halves)
+            }
             DType::F32 => Stored::F32(data),
         }
     }
