@@ -44,8 +44,39 @@ struct Opened {
     reader: BufReader<File>,
 }
 
+/// Largest .npy header accepted (numpy writes a few hundred bytes).
+const MAX_HEADER_LEN: u64 = 1 << 20;
+
+/// Check the header length field before `npyz` allocates a buffer of that size: a hostile
+/// file can claim up to 4 GiB.
+fn check_header_len(path: &Path, file: &mut File) -> Result<()> {
+    use std::io::Seek;
+    let mut pre = [0u8; 12];
+    let n = file.read(&mut pre).at(path)?;
+    file.rewind().at(path)?;
+    let [_, _, _, _, _, _, major, _, a, b, c, d] = pre;
+    let claimed = match major {
+        1 => Some(u64::from(u16::from_le_bytes([a, b]))),
+        2 | 3 => Some(u64::from(u32::from_le_bytes([a, b, c, d]))),
+        _ => None,
+    };
+    let file_len = file.metadata().at(path)?.len();
+    match claimed {
+        Some(len) if n == pre.len() && (len > MAX_HEADER_LEN || len > file_len) => {
+            Err(Error::input(
+                path,
+                format!(
+                    "not a readable .npy file: header claims {len} bytes in a {file_len}-byte file"
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn open_npy(path: &Path) -> Result<Opened> {
-    let file = File::open(path).at(path)?;
+    let mut file = File::open(path).at(path)?;
+    check_header_len(path, &mut file)?;
     let npy = npyz::NpyFile::new(BufReader::with_capacity(1 << 20, file))
         .map_err(|e| Error::input(path, format!("not a readable .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
@@ -323,6 +354,14 @@ where
     T: npyz::Serialize + npyz::AutoSerialize + Copy,
 {
     write_array(path, data, &[data.len() as u64])
+}
+
+/// Write class labels as a 1-D int64 `.npy` (the dtype `read_labels` and numpy default to).
+pub fn write_labels(path: &Path, labels: &[u32]) -> Result<()> {
+    write_vector(
+        path,
+        &labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>(),
+    )
 }
 
 fn write_array<T>(path: &Path, data: &[T], shape: &[u64]) -> Result<()>

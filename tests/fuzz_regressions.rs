@@ -40,6 +40,19 @@ fn npy_reader_regressions() {
     }
 }
 
+/// An out-of-memory finding cannot crash a test without a memory limit, so check that it is now
+/// refused before the allocation, with a message about the header.
+#[test]
+fn npy_header_claiming_gigabytes_is_refused_before_allocation() {
+    let input = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions/npy_reader/oom-header-len-4gib");
+    let err = ptsel::npy::MatrixReader::open(&input)
+        .err()
+        .expect("hostile header accepted")
+        .to_string();
+    assert!(err.contains("header claims 4286251126 bytes"), "{err}");
+}
+
 #[test]
 fn ids_section_regressions() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,31 @@
 //! Entropic unbalanced optimal transport between source and target classes (DESIGN.md §1,
 //! step 4): minimise `<T,M> + eps*sum T log T + tau_s KL(T1 | a) + tau_t KL(T^T 1 | b)` by
 //! generalised Sinkhorn-Knopp scaling, computed in f64.
+//!
+//! Two forms of the same iteration: the plain one scales `u`, `v` against `K = exp(-M/eps)`
+//! (fast, the reference of POT's `sinkhorn_knopp_unbalanced`); the log-domain one updates the
+//! dual potentials `log u`, `log v` with log-sum-exp and never forms `K`, so it survives a small
+//! `eps` where `K` underflows. [`Domain::Auto`] picks the plain form unless `max(M)/eps` leaves
+//! the range where `exp` is exact (or the plain form hits a non-finite value), then the log form.
 
 use crate::error::{Error, Result};
+
+/// Largest `M/eps` for which the plain kernel is used under [`Domain::Auto`]: `exp(-700)` is
+/// still a normal f64 (the smallest normal is about `exp(-708)`).
+pub const PLAIN_LIMIT: f64 = 700.0;
+
+/// Which form of the iteration to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Domain {
+    /// Plain scaling unless `max(M)/eps > PLAIN_LIMIT` or it under/overflows; log domain then.
+    #[default]
+    Auto,
+    /// Plain scaling only (an error when it under/overflows).
+    Plain,
+    /// Log-domain updates of the dual potentials.
+    Log,
+}
 
 /// Solver parameters; defaults are the paper's (`eps = 1`, `tau_s = 1`, `tau_t = 100`).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -17,6 +40,8 @@ pub struct UotParams {
     pub max_iter: usize,
     /// Stop when the relative change of `u` and `v` falls below this.
     pub tol: f64,
+    /// Plain or log-domain iteration.
+    pub domain: Domain,
 }
 
 impl Default for UotParams {
@@ -27,6 +52,7 @@ impl Default for UotParams {
             tau_target: 100.0,
             max_iter: 1000,
             tol: 1e-6,
+            domain: Domain::Auto,
         }
     }
 }
@@ -75,56 +101,230 @@ pub fn solve(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<UotPla
             "UOT: eps, tau and max_iter must be positive (got {p:?})"
         )));
     }
+    if let Some(bad) = a.iter().chain(b).find(|x| !(x.is_finite() && **x > 0.0)) {
+        return Err(Error::invalid(format!(
+            "UOT: marginals must be finite and positive (found {bad})"
+        )));
+    }
+    let mut max_abs = 0.0f64;
+    for c in cost {
+        if !c.is_finite() {
+            return Err(Error::invalid(format!(
+                "UOT: cost must be finite (found {c})"
+            )));
+        }
+        max_abs = max_abs.max(c.abs());
+    }
+    let max_scaled = max_abs / p.eps;
+    let plan = match p.domain {
+        Domain::Plain => plain(cost, a, b, p)?,
+        Domain::Log => log_domain(cost, a, b, p),
+        Domain::Auto if max_scaled > PLAIN_LIMIT => log_domain(cost, a, b, p),
+        Domain::Auto => match plain(cost, a, b, p) {
+            Ok(plan) => plan,
+            Err(_) => log_domain(cost, a, b, p),
+        },
+    };
+    Ok(finish(plan, b))
+}
+
+/// Plan without its marginal error yet.
+struct Raw {
+    plan: Vec<f64>,
+    cols: usize,
+    iterations: usize,
+    converged: bool,
+    log_domain: bool,
+}
+
+fn finish(raw: Raw, b: &[f64]) -> UotPlan {
+    let cols = raw.cols;
+    let mut col_sums = vec![0.0; cols];
+    for r in raw.plan.chunks_exact(cols) {
+        col_sums.iter_mut().zip(r).for_each(|(s, t)| *s += t);
+    }
+    let marginal_error = col_sums
+        .iter()
+        .zip(b)
+        .map(|(s, b)| (s - b).abs())
+        .fold(0.0, f64::max);
+    UotPlan {
+        rows: raw.plan.len() / cols,
+        cols,
+        plan: raw.plan,
+        iterations: raw.iterations,
+        converged: raw.converged,
+        marginal_error,
+        log_domain: raw.log_domain,
+    }
+}
+
+/// The f64 loops of the solver: AVX2+FMA intrinsics when the CPU has them (picked at run time,
+/// the scoring kernels' pattern), portable code otherwise. The two round differently (FMA), by
+/// far less than the solver's tolerance.
+#[derive(Clone, Copy)]
+struct Loops {
+    dot: fn(&[f64], &[f64]) -> f64,
+    axpy: fn(f64, &[f64], &mut [f64]),
+}
+
+/// Dot product with eight independent accumulators, so that the compiler vectorises it.
+#[inline(always)]
+fn dot_body(x: &[f64], y: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let tail: f64 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in xc.zip(yc) {
+        for l in 0..8 {
+            acc[l] += a[l] * b[l];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `y += alpha * x`.
+#[inline(always)]
+fn axpy_body(alpha: f64, x: &[f64], y: &mut [f64]) {
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += alpha * x);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Horizontal sum of four lanes.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn sum4(v: __m256d) -> f64 {
+        let pair = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+        _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)))
+    }
+
+    /// `x . y` over the common length, 8 lanes per step in two FMA chains.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot(x: &[f64], y: &[f64]) -> f64 {
+        let n = x.len().min(y.len());
+        let (xp, yp) = (x.as_ptr(), y.as_ptr());
+        let (mut s0, mut s1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        let mut i = 0;
+        // SAFETY (loads): i + 8 <= n, so every lane read lies inside both slices.
+        while i + 8 <= n {
+            s0 = _mm256_fmadd_pd(_mm256_loadu_pd(xp.add(i)), _mm256_loadu_pd(yp.add(i)), s0);
+            s1 = _mm256_fmadd_pd(
+                _mm256_loadu_pd(xp.add(i + 4)),
+                _mm256_loadu_pd(yp.add(i + 4)),
+                s1,
+            );
+            i += 8;
+        }
+        let tail: f64 = x[i..n].iter().zip(&y[i..n]).map(|(a, b)| a * b).sum();
+        sum4(_mm256_add_pd(s0, s1)) + tail
+    }
+
+    /// `y += alpha * x` over the common length.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
+        let n = x.len().min(y.len());
+        let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+        let a = _mm256_set1_pd(alpha);
+        let mut i = 0;
+        // SAFETY (loads and stores): i + 4 <= n, inside both slices; `y` is borrowed mutably.
+        while i + 4 <= n {
+            _mm256_storeu_pd(
+                yp.add(i),
+                _mm256_fmadd_pd(a, _mm256_loadu_pd(xp.add(i)), _mm256_loadu_pd(yp.add(i))),
+            );
+            i += 4;
+        }
+        y[i..n]
+            .iter_mut()
+            .zip(&x[i..n])
+            .for_each(|(y, x)| *y += alpha * x);
+    }
+}
+
+fn loops() -> Loops {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Loops {
+                dot: |x, y| {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                    unsafe { avx2::dot(x, y) }
+                },
+                axpy: |a, x, y| {
+                    // SAFETY: as above.
+                    unsafe { avx2::axpy(a, x, y) }
+                },
+            };
+        }
+    }
+    Loops {
+        dot: dot_body,
+        axpy: axpy_body,
+    }
+}
+
+/// The plain iteration of DESIGN.md §1: `u = (a / K v)^(tau_s/(tau_s+eps))`,
+/// `v = (b / K^T u)^(tau_t/(tau_t+eps))`, from `u = 1/K_s`, `v = 1/K_t`, stopping when
+/// `0.5 * (|du|_inf / max(|u|_inf, |u_prev|_inf, 1) + same for v) < tol` (POT's rule).
+fn plain(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<Raw> {
+    let (rows, cols) = (a.len(), b.len());
     let kernel: Vec<f64> = cost.iter().map(|&m| (-m / p.eps).exp()).collect();
     let fi_s = p.tau_source / (p.tau_source + p.eps);
     let fi_t = p.tau_target / (p.tau_target + p.eps);
     let mut u = vec![1.0 / rows as f64; rows];
     let mut v = vec![1.0 / cols as f64; cols];
+    let (mut u_prev, mut v_prev) = (u.clone(), v.clone());
     let mut ktu = vec![0.0; cols];
+    let Loops { dot, axpy } = loops();
     let mut iterations = 0;
     let mut converged = false;
     for _ in 0..p.max_iter {
         iterations += 1;
-        let (u_prev, v_prev) = (u.clone(), v.clone());
-        for (i, ui) in u.iter_mut().enumerate() {
-            let kv: f64 = kernel[i * cols..(i + 1) * cols]
-                .iter()
-                .zip(&v)
-                .map(|(k, v)| k * v)
-                .sum();
-            *ui = (a[i] / kv).powf(fi_s);
+        u_prev.copy_from_slice(&u);
+        v_prev.copy_from_slice(&v);
+        // One pass over K: row i gives (K v)_i, then u_i, then adds u_i K_i to K^T u while the
+        // row is still in cache (the kernel of 1000 x 397 classes does not fit in L2).
+        ktu.fill(0.0);
+        for ((ui, k), ai) in u.iter_mut().zip(kernel.chunks_exact(cols)).zip(a) {
+            *ui = (ai / dot(k, &v)).powf(fi_s);
+            axpy(*ui, k, &mut ktu);
         }
-        ktu.iter_mut().for_each(|x| *x = 0.0);
-        for (i, &ui) in u.iter().enumerate() {
-            ktu.iter_mut()
-                .zip(&kernel[i * cols..(i + 1) * cols])
-                .for_each(|(s, k)| *s += k * ui);
-        }
-        for (j, vj) in v.iter_mut().enumerate() {
-            *vj = (b[j] / ktu[j]).powf(fi_t);
+        for ((vj, kt), bj) in v.iter_mut().zip(&ktu).zip(b) {
+            *vj = (bj / kt).powf(fi_t);
         }
         if u.iter().chain(&v).any(|x| !x.is_finite()) || ktu.contains(&0.0) {
-            return Err(Error::invalid(format!("UOT: scaling under- or overflowed at iteration {iterations} (eps = {} is too small for the plain kernel)", p.eps)));
+            return Err(Error::invalid(format!(
+                "UOT: the plain kernel under- or overflowed at iteration {iterations} (eps = {} is too small for it; use the log domain)",
+                p.eps
+            )));
         }
-        let err = 0.5 * (rel_change(&u, &u_prev) + rel_change(&v, &v_prev));
-        if err < p.tol {
+        if 0.5 * (rel_change(&u, &u_prev) + rel_change(&v, &v_prev)) < p.tol {
             converged = true;
             break;
         }
     }
-    let plan: Vec<f64> = (0..rows * cols)
-        .map(|ij| u[ij / cols] * kernel[ij] * v[ij % cols])
-        .collect();
-    let marginal_error = (0..cols)
-        .map(|j| ((0..rows).map(|i| plan[i * cols + j]).sum::<f64>() - b[j]).abs())
-        .fold(0.0, f64::max);
-    Ok(UotPlan {
-        rows,
-        cols,
+    // The plan overwrites the kernel: one large allocation per solve, not two.
+    let mut plan = kernel;
+    for (row, &ui) in plan.chunks_exact_mut(cols).zip(&u) {
+        row.iter_mut().zip(&v).for_each(|(k, vj)| *k *= ui * vj);
+    }
+    Ok(Raw {
         plan,
+        cols,
         iterations,
         converged,
-        marginal_error,
         log_domain: false,
     })
 }
@@ -138,8 +338,100 @@ fn rel_change(x: &[f64], prev: &[f64]) -> f64 {
     diff / max_abs(x).max(max_abs(prev)).max(1.0)
 }
 
+/// `log sum exp(x_j + y_j)` without overflow (`y` may be absent).
+fn log_sum_exp(terms: impl Iterator<Item = f64> + Clone) -> f64 {
+    let max = terms.clone().fold(f64::NEG_INFINITY, f64::max);
+    if max == f64::NEG_INFINITY {
+        return max;
+    }
+    max + terms.map(|t| (t - max).exp()).sum::<f64>().ln()
+}
+
+/// The same iteration on the dual potentials `alpha = log u`, `beta = log v`:
+/// `alpha_i = fi_s (log a_i - LSE_j(beta_j - M_ij/eps))` and the symmetric update of `beta`;
+/// `T_ij = exp(alpha_i + beta_j - M_ij/eps)`. Mathematically the plain iterates; the stopping
+/// rule is the relative change of `u` and `v` in the multiplicative sense,
+/// `0.5 * (|d alpha|_inf + |d beta|_inf) < tol` (the plain rule's values may not be representable).
+fn log_domain(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Raw {
+    let (rows, cols) = (a.len(), b.len());
+    let scaled: Vec<f64> = cost.iter().map(|m| m / p.eps).collect();
+    let scaled_t: Vec<f64> = (0..cols * rows)
+        .map(|ji| scaled[(ji % rows) * cols + ji / rows])
+        .collect();
+    let fi_s = p.tau_source / (p.tau_source + p.eps);
+    let fi_t = p.tau_target / (p.tau_target + p.eps);
+    let (log_a, log_b): (Vec<f64>, Vec<f64>) = (
+        a.iter().map(|x| x.ln()).collect(),
+        b.iter().map(|x| x.ln()).collect(),
+    );
+    let mut alpha = vec![-(rows as f64).ln(); rows];
+    let mut beta = vec![-(cols as f64).ln(); cols];
+    let mut iterations = 0;
+    let mut converged = false;
+    for _ in 0..p.max_iter {
+        iterations += 1;
+        let mut change = [0.0f64; 2];
+        for ((al, c), la) in alpha.iter_mut().zip(scaled.chunks_exact(cols)).zip(&log_a) {
+            let new = fi_s * (la - log_sum_exp(beta.iter().zip(c).map(|(b, c)| b - c)));
+            change[0] = change[0].max((new - *al).abs());
+            *al = new;
+        }
+        for ((be, c), lb) in beta.iter_mut().zip(scaled_t.chunks_exact(rows)).zip(&log_b) {
+            let new = fi_t * (lb - log_sum_exp(alpha.iter().zip(c).map(|(a, c)| a - c)));
+            change[1] = change[1].max((new - *be).abs());
+            *be = new;
+        }
+        if 0.5 * (change[0] + change[1]) < p.tol {
+            converged = true;
+            break;
+        }
+    }
+    let plan = scaled
+        .chunks_exact(cols)
+        .zip(&alpha)
+        .flat_map(|(c, &al)| c.iter().zip(&beta).map(move |(c, be)| (al + be - c).exp()))
+        .collect();
+    Raw {
+        plan,
+        cols,
+        iterations,
+        converged,
+        log_domain: true,
+    }
+}
+
+/// Importance of each source class (DESIGN.md §1, steps 3-5): the row sums `T 1` of the plan
+/// between the L2-normalised `source` means (`[rows, dim]`, marginal `a = 1` each) and
+/// `target` means (`[cols, dim]`, `b = 1` each) under the cost `(1 - cos) / p_m`.
+pub fn class_importance(
+    source: &[f64],
+    target: &[f64],
+    dim: usize,
+    p_m: f64,
+    p: &UotParams,
+) -> Result<(Vec<f64>, UotPlan)> {
+    if !(p_m > 0.0 && p_m.is_finite()) {
+        return Err(Error::invalid(format!("p_m must be positive (got {p_m})")));
+    }
+    if dim == 0 || !source.len().is_multiple_of(dim) || !target.len().is_multiple_of(dim) {
+        return Err(Error::invalid(format!(
+            "UOT: means of {} and {} values are not whole {dim}-d rows",
+            source.len(),
+            target.len()
+        )));
+    }
+    let (rows, cols) = (source.len() / dim, target.len() / dim);
+    let plan = solve(
+        &cost_matrix(source, target, dim, p_m),
+        &vec![1.0; rows],
+        &vec![1.0; cols],
+        p,
+    )?;
+    Ok((plan.row_sums(), plan))
+}
+
 /// Cost `M[i,j] = (1 - cos(src_i, tgt_j)) / p_m` between L2-normalised rows of `source`
-/// (`[rows, dim]`) and `target` (`[cols, dim]`).
+/// (`[rows, dim]`) and `target` (`[cols, dim]`). A zero row has cosine 0 to everything.
 pub fn cost_matrix(source: &[f64], target: &[f64], dim: usize, p_m: f64) -> Vec<f64> {
     let normalise = |m: &[f64]| -> Vec<f64> {
         m.chunks_exact(dim)
@@ -150,10 +442,33 @@ pub fn cost_matrix(source: &[f64], target: &[f64], dim: usize, p_m: f64) -> Vec<
             .collect()
     };
     let (s, t) = (normalise(source), normalise(target));
+    let dot = loops().dot;
     s.chunks_exact(dim)
-        .flat_map(|si| {
-            t.chunks_exact(dim)
-                .map(move |tj| (1.0 - si.iter().zip(tj).map(|(x, y)| x * y).sum::<f64>()) / p_m)
-        })
+        .flat_map(|si| t.chunks_exact(dim).map(move |tj| (1.0 - dot(si, tj)) / p_m))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatched_loops_match_the_portable_ones() {
+        let l = loops();
+        for n in [0usize, 1, 3, 4, 7, 8, 9, 31, 397] {
+            let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+            let y: Vec<f64> = (0..n).map(|i| (i as f64 * 0.11).cos()).collect();
+            assert!(
+                (dot_body(&x, &y) - (l.dot)(&x, &y)).abs() <= 1e-12 * n.max(1) as f64,
+                "dot {n}"
+            );
+            let (mut a, mut b) = (y.clone(), y.clone());
+            axpy_body(0.3, &x, &mut a);
+            (l.axpy)(0.3, &x, &mut b);
+            assert!(
+                a.iter().zip(&b).all(|(p, q)| (p - q).abs() <= 1e-15),
+                "axpy {n}"
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 use crate::progress::Bars;
 use anyhow::Result;
+use ptsel::select::kmeans::{KmeansExtension, KmeansParams};
 use ptsel::{BuildOptions, DType, Labels, Metric};
 use std::path::PathBuf;
 
@@ -32,6 +33,16 @@ pub struct Args {
     /// Replace the output if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Also cluster the vectors into K pseudo-classes (spherical k-means), for class-level
+    /// selection on unlabelled corpora.
+    #[arg(long, value_name = "K")]
+    pub kmeans: Option<usize>,
+    /// Lloyd iterations of k-means at most.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub kmeans_iters: usize,
+    /// Seed of k-means++ seeding.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -48,6 +59,17 @@ impl Args {
         if let Some(i) = &self.ids {
             params.insert("ids".into(), i.display().to_string());
         }
+        let mut extensions: Vec<Box<dyn ptsel::builder::Extension>> = Vec::new();
+        if let Some(k) = self.kmeans {
+            params.insert("kmeans_k".into(), k.to_string());
+            params.insert("kmeans_iters".into(), self.kmeans_iters.to_string());
+            params.insert("kmeans_seed".into(), self.seed.to_string());
+            extensions.push(Box::new(KmeansExtension(KmeansParams {
+                k,
+                iters: self.kmeans_iters,
+                seed: self.seed,
+            })));
+        }
         Ok(BuildOptions {
             dtype: self.dtype,
             metric: self.metric,
@@ -56,7 +78,7 @@ impl Args {
             ids: self.ids.clone(),
             class_names: self.class_names.clone(),
             params,
-            extensions: Vec::new(),
+            extensions,
         })
     }
 }

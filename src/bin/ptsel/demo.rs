@@ -1,8 +1,21 @@
-//! `ptsel demo`: the main job on built-in synthetic data, no downloads.
+//! `ptsel demo`: the main job on built-in synthetic data, no downloads: build an index, make a
+//! target task from a few known source classes, select for it with UOT and check that those
+//! classes come first. `--real` runs the paper's selection on the MoCo-v2 class means of
+//! ImageNet and 8 target sets when `../shared/data/classmeans-moco128` is present.
 
 use anyhow::{Context, Result};
+use ptsel::select::uot::{class_importance, UotParams};
 use ptsel::synth::{self, Spec};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Source classes the synthetic target is drawn from.
+const TARGET_CLASSES: [usize; 3] = [3, 17, 42];
+/// Where the real class means live, relative to the working directory or the crate.
+const REAL_DATA: &str = "../shared/data/classmeans-moco128";
+/// Target sets of the real data, in the paper's order.
+const REAL_TARGETS: [&str; 8] = [
+    "cub", "cars", "aircraft", "dogs", "pets", "caltech", "dtd", "sun",
+];
 
 /// Arguments of `ptsel demo`.
 #[derive(clap::Args)]
@@ -16,12 +29,19 @@ pub struct Args {
     /// Feature dimension.
     #[arg(long, default_value_t = 128)]
     pub dim: usize,
-    /// Source classes.
+    /// Source classes (at least 43: the target is drawn from classes 3, 17 and 42).
     #[arg(long, default_value_t = 100)]
     pub classes: usize,
     /// Seed of the synthetic data.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Instead: the classes chosen for the 8 real target sets (needs the class means).
+    #[arg(long)]
+    pub real: bool,
+    /// Directory of the real class means (default: ../shared/data/classmeans-moco128 from the
+    /// current directory or from the crate).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -29,6 +49,16 @@ pub struct Args {
 
 /// Run `ptsel demo`.
 pub fn run(args: Args) -> Result<()> {
+    if args.real {
+        return real(args.data.as_deref());
+    }
+    if args.classes <= TARGET_CLASSES[2] {
+        anyhow::bail!(ptsel::Error::invalid(format!(
+            "--classes {}: the demo needs at least {} classes",
+            args.classes,
+            TARGET_CLASSES[2] + 1
+        )));
+    }
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let corpus = synth::clustered(Spec {
@@ -41,14 +71,7 @@ pub fn run(args: Args) -> Result<()> {
     let features = args.dir.join("demo-features.npy");
     let labels = args.dir.join("demo-labels.npy");
     ptsel::npy::write_matrix(&features, &corpus.data, corpus.rows, corpus.dim)?;
-    ptsel::npy::write_vector(
-        &labels,
-        &corpus
-            .labels
-            .iter()
-            .map(|&l| i64::from(l))
-            .collect::<Vec<_>>(),
-    )?;
+    ptsel::npy::write_labels(&labels, &corpus.labels)?;
     let out = args.dir.join("demo.ptsel");
     println!(
         "demo: {} synthetic rows x {} dims in {} classes -> {}",
@@ -66,10 +89,151 @@ pub fn run(args: Args) -> Result<()> {
         metric: ptsel::Metric::Cos,
         out: out.clone(),
         force: true,
+        kmeans: None,
+        kmeans_iters: 20,
+        seed: 0,
         quiet: args.quiet,
     })?;
     crate::info::run(crate::info::Args {
-        path: out,
+        path: out.clone(),
         json: false,
-    })
+    })?;
+
+    let (target, target_labels) =
+        synth::target_like(&corpus, &TARGET_CLASSES, 50, 1.0, args.seed + 1);
+    let target_path = args.dir.join("demo-target.npy");
+    let target_labels_path = args.dir.join("demo-target-labels.npy");
+    ptsel::npy::write_matrix(&target_path, &target, target_labels.len(), corpus.dim)?;
+    ptsel::npy::write_labels(&target_labels_path, &target_labels)?;
+    let summary = args.dir.join("demo-summary.json");
+    let manifest = args.dir.join("demo-selection.csv");
+    println!("\ntarget: {} samples drawn around source classes {TARGET_CLASSES:?}; selecting 10 classes with UOT", target_labels.len());
+    crate::select::run(crate::select::Args::demo(
+        out,
+        target_path,
+        target_labels_path,
+        manifest.clone(),
+        summary.clone(),
+    ))?;
+    let s: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&summary)
+            .with_context(|| format!("reading {}", summary.display()))?,
+    )?;
+    let chosen: Vec<u64> = s["selected_classes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["class"].as_u64()).collect())
+        .unwrap_or_default();
+    for c in s["selected_classes"].as_array().into_iter().flatten() {
+        println!(
+            "  {:>2}. class {:>3}  importance {:.4}  {} samples",
+            c["rank"],
+            c["class"],
+            c["importance"].as_f64().unwrap_or(0.0),
+            c["samples"]
+        );
+    }
+    let mut first: Vec<u64> = chosen.iter().take(TARGET_CLASSES.len()).copied().collect();
+    first.sort_unstable();
+    let truth: Vec<u64> = TARGET_CLASSES.iter().map(|&c| c as u64).collect();
+    let verdict = if first == truth { "yes" } else { "NO" };
+    println!("the target's source classes ranked first: {verdict}");
+    println!(
+        "manifest {}, summary {}",
+        manifest.display(),
+        summary.display()
+    );
+    Ok(())
+}
+
+/// The real class means directory: `--data`, or `REAL_DATA` from the working directory or the
+/// crate directory.
+fn real_dir(data: Option<&Path>) -> Result<PathBuf> {
+    if let Some(d) = data {
+        return Ok(d.to_path_buf());
+    }
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(REAL_DATA);
+    [PathBuf::from(REAL_DATA), crate_dir]
+        .into_iter()
+        .find(|p| p.join("imagenet.npy").is_file())
+        .ok_or_else(|| {
+            ptsel::Error::Unavailable(format!(
+                "demo --real: no class means in {REAL_DATA} (pass --data DIR)"
+            ))
+            .into()
+        })
+}
+
+fn read_means(path: &Path) -> Result<(Vec<f64>, usize)> {
+    let m = ptsel::npy::read_matrix(path)?;
+    Ok((m.data.iter().map(|&x| f64::from(x)).collect(), m.dim))
+}
+
+fn real(data: Option<&Path>) -> Result<()> {
+    let dir = real_dir(data)?;
+    let (source, dim) = read_means(&dir.join("imagenet.npy"))?;
+    let tsv = dir.join("imagenet_classes.tsv");
+    let text =
+        std::fs::read_to_string(&tsv).with_context(|| format!("reading {}", tsv.display()))?;
+    // Columns: index, wnid, concept, name; the first line is a header.
+    let classes: Vec<(String, String)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (
+                f.get(2).unwrap_or(&"").to_string(),
+                f.get(3)
+                    .unwrap_or(&"")
+                    .split(',')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    println!(
+        "UOT over {} ImageNet class means ({dim}-d MoCo-v2) from {}",
+        source.len() / dim,
+        dir.display()
+    );
+    for name in REAL_TARGETS {
+        let (target, tdim) = read_means(&dir.join(format!("{name}.npy")))?;
+        if tdim != dim {
+            anyhow::bail!(ptsel::Error::input(
+                dir.join(format!("{name}.npy")),
+                format!("{tdim}-d means, ImageNet's are {dim}-d")
+            ));
+        }
+        let (importance, plan) =
+            class_importance(&source, &target, dim, 0.1, &UotParams::default())?;
+        let mut order: Vec<usize> = (0..importance.len()).collect();
+        order.sort_by(|&a, &b| importance[b].total_cmp(&importance[a]).then(a.cmp(&b)));
+        let mut concepts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for &c in order.iter().take(100) {
+            *concepts
+                .entry(classes.get(c).map_or("?", |x| x.0.as_str()))
+                .or_default() += 1;
+        }
+        let mut concepts: Vec<(&str, usize)> = concepts.into_iter().collect();
+        concepts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let top: Vec<String> = order
+            .iter()
+            .take(8)
+            .map(|&c| classes.get(c).map_or(format!("#{c}"), |x| x.1.clone()))
+            .collect();
+        let mix: Vec<String> = concepts
+            .iter()
+            .take(4)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        println!(
+            "\n{name}: {} target classes, {} iterations{}",
+            target.len() / dim,
+            plan.iterations,
+            if plan.log_domain { " (log domain)" } else { "" }
+        );
+        println!("  top classes: {}", top.join(", "));
+        println!("  top-100 concepts: {}", mix.join(", "));
+    }
+    Ok(())
 }

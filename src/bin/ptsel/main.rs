@@ -8,6 +8,7 @@ mod gpu_check;
 mod info;
 mod kernels;
 mod progress;
+mod select;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -29,7 +30,10 @@ enum Command {
     Info(info::Args),
     /// Recompute every checksum of an index; exit 0 only if all match.
     Verify(verify::Args),
-    /// Run the main job on built-in synthetic data: build an index and show it.
+    /// Choose the pre-training samples to re-use for a target task (UOT, kNN, baselines) and
+    /// write a manifest and a summary.
+    Select(select::Args),
+    /// Run the main job on built-in synthetic data: build an index and select for a target.
     Demo(demo::Args),
     /// List the CUDA kernels; with --check, compile each with NVRTC and report PTX size or log.
     Kernels(kernels::Args),
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Command::Build(a) => build::run(a),
         Command::Info(a) => info::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Select(a) => select::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Kernels(a) => kernels::run(a),
         Command::BenchScore(a) => bench_score::run(a),

@@ -1,0 +1,109 @@
+//! Selection benchmarks: the UOT solve of 1000 source x 397 target classes (the real SUN397
+//! class means when ../shared is present, synthetic means of the same shape otherwise) on one
+//! thread, and kNN selection over a synthetic index.
+//!
+//! `cargo bench --bench select`; compare with `python3 scripts/bench_uot_pot.py` (POT).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use ptsel::select::uot::{class_importance, cost_matrix, solve, UotParams};
+use ptsel::select::{Amount, Method, SelectParams, Target, TargetKind};
+use ptsel::synth::{self, Spec};
+use std::hint::black_box;
+use std::path::PathBuf;
+
+/// ImageNet and SUN397 class means, or synthetic ones of the same shape.
+fn means() -> (Vec<f64>, Vec<f64>, usize, &'static str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/classmeans-moco128");
+    let read = |name: &str| ptsel::npy::read_matrix(&dir.join(name)).ok();
+    if let (Some(s), Some(t)) = (read("imagenet.npy"), read("sun.npy")) {
+        let widen = |v: Vec<f32>| v.into_iter().map(f64::from).collect();
+        return (widen(s.data), widen(t.data), s.dim, "sun397");
+    }
+    let c = synth::clustered(Spec {
+        rows: 1000,
+        dim: 128,
+        classes: 1000,
+        spread: 0.0,
+        seed: 1,
+    });
+    let (t, _) = synth::target_like(&c, &(0..397).collect::<Vec<_>>(), 1, 0.5, 2);
+    let widen = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect();
+    (widen(&c.centres), widen(&t), 128, "synthetic")
+}
+
+fn uot(c: &mut Criterion) {
+    let (source, target, dim, name) = means();
+    let p = UotParams::default();
+    let cost = cost_matrix(&source, &target, dim, 0.1);
+    let (rows, cols) = (source.len() / dim, target.len() / dim);
+    let (a, b) = (vec![1.0; rows], vec![1.0; cols]);
+    let plan = solve(&cost, &a, &b, &p).unwrap();
+    eprintln!(
+        "uot {name} {rows}x{cols}: {} iterations, converged {}",
+        plan.iterations, plan.converged
+    );
+    // One thread: the solver itself never spawns; this pool pins anything rayon might do.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("uot");
+    g.bench_function(format!("solve_{rows}x{cols}_{name}"), |bch| {
+        pool.install(|| bch.iter(|| solve(black_box(&cost), &a, &b, &p).unwrap()))
+    });
+    g.bench_function(format!("cost_and_solve_{rows}x{cols}_{name}"), |bch| {
+        pool.install(|| {
+            bch.iter(|| class_importance(black_box(&source), &target, dim, 0.1, &p).unwrap())
+        })
+    });
+    g.finish();
+}
+
+fn knn(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = synth::clustered(Spec {
+        rows: 50_000,
+        dim: 128,
+        classes: 100,
+        spread: 1.0,
+        seed: 3,
+    });
+    let features = dir.path().join("f.npy");
+    ptsel::npy::write_matrix(&features, &corpus.data, corpus.rows, corpus.dim).unwrap();
+    let index_path = dir.path().join("k.ptsel");
+    let mut source = ptsel::npy::MatrixReader::open(&features).unwrap();
+    ptsel::build(
+        &mut source,
+        &index_path,
+        ptsel::BuildOptions::default(),
+        &|_, _, _| {},
+    )
+    .unwrap();
+    let index = ptsel::Index::open(&index_path).unwrap();
+    let (data, _) = synth::target_like(&corpus, &[1, 2, 3, 4], 25, 1.0, 4);
+    let target = Target {
+        features: ptsel::npy::Matrix {
+            rows: data.len() / 128,
+            dim: 128,
+            data,
+        },
+        kind: TargetKind::Samples,
+        origin: "bench".into(),
+    };
+    let p = SelectParams {
+        method: Method::Knn,
+        amount: Amount::Budget(2000),
+        per_target: 50,
+        exact: true,
+        ..Default::default()
+    };
+    let mut g = c.benchmark_group("knn");
+    g.sample_size(10);
+    g.bench_function("select_100x50_of_50k", |bch| {
+        bch.iter(|| ptsel::select::select(&index, &target, None, &p).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, uot, knn);
+criterion_main!(benches);

@@ -1,0 +1,268 @@
+//! `ptsel select`: choose the pre-training samples to re-use for one target task.
+
+use anyhow::Result;
+use ptsel::npy::read_matrix;
+use ptsel::score::Device;
+use ptsel::select::manifest::{self, Format};
+use ptsel::select::uot::{Domain, UotParams};
+use ptsel::select::{Amount, Exclude, Method, SelectParams, Target, TargetKind};
+use ptsel::Index;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `ptsel select`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Index file.
+    #[arg(long, value_name = "PATH")]
+    pub index: PathBuf,
+    /// Target features: a float .npy `[rows, dim]` (samples, or class means with --target-means).
+    #[arg(long, value_name = "T.npy")]
+    pub target: PathBuf,
+    /// Labels of the target samples (integer .npy `[rows]`): one unit of mass per target class.
+    #[arg(long, value_name = "TL.npy", conflicts_with = "target_means")]
+    pub target_labels: Option<PathBuf>,
+    /// The target rows are already one mean per target class.
+    #[arg(long)]
+    pub target_means: bool,
+    /// Selection method.
+    #[arg(long, value_enum, default_value = "uot")]
+    pub method: Method,
+    /// Keep the K best classes and all their samples (default 100 for class-level methods).
+    #[arg(long, value_name = "K", conflicts_with = "budget")]
+    pub classes: Option<usize>,
+    /// Keep N samples: whole classes in order, the last one cut to its samples closest to the
+    /// target (class-level methods), or the N best rows (knn, random).
+    #[arg(long, value_name = "N")]
+    pub budget: Option<usize>,
+    /// Manifest to write.
+    #[arg(long, value_name = "SEL")]
+    pub out: PathBuf,
+    /// Manifest format (default: from the extension of --out, csv otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Summary JSON to write.
+    #[arg(long, value_name = "SUM.json")]
+    pub summary: Option<PathBuf>,
+    /// Put the run time in the summary (it is then no longer byte-identical between runs).
+    #[arg(long)]
+    pub timing: bool,
+    /// Seed of the random baselines.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Cost scale: `M = (1 - cos) / p_m`.
+    #[arg(long, default_value_t = 0.1)]
+    pub p_m: f64,
+    /// Entropic regularisation eps.
+    #[arg(long, default_value_t = 1.0)]
+    pub eps: f64,
+    /// Source marginal relaxation tau_s.
+    #[arg(long, default_value_t = 1.0)]
+    pub tau_source: f64,
+    /// Target marginal relaxation tau_t.
+    #[arg(long, default_value_t = 100.0)]
+    pub tau_target: f64,
+    /// Sinkhorn iterations at most.
+    #[arg(long, default_value_t = 1000)]
+    pub max_iter: usize,
+    /// Sinkhorn tolerance on the relative change of the scalings.
+    #[arg(long, default_value_t = 1e-6)]
+    pub tol: f64,
+    /// Plain or log-domain Sinkhorn (auto: log domain only when the plain kernel would fail).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub uot_domain: Domain,
+    /// Neighbours per target sample (knn).
+    #[arg(long, value_name = "K", default_value_t = 50)]
+    pub per_target: usize,
+    /// Exact neighbour search (knn).
+    #[arg(long)]
+    pub exact: bool,
+    /// Use the index's k-means pseudo-classes even when it has labels.
+    #[arg(long)]
+    pub pseudo_classes: bool,
+    /// Test-set features: drop corpus samples that are near-duplicates of any of them.
+    #[arg(long, value_name = "TEST.npy")]
+    pub exclude_near: Option<PathBuf>,
+    /// Cosine at or above which a corpus sample counts as a near-duplicate.
+    #[arg(long, default_value_t = 0.95)]
+    pub exclude_threshold: f32,
+    /// Scoring backend (knn, --exclude-near).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: Device,
+}
+
+impl Args {
+    /// The demo's selection: UOT, 10 classes, default parameters, summary without timing.
+    pub fn demo(
+        index: PathBuf,
+        target: PathBuf,
+        target_labels: PathBuf,
+        out: PathBuf,
+        summary: PathBuf,
+    ) -> Self {
+        Args {
+            index,
+            target,
+            target_labels: Some(target_labels),
+            target_means: false,
+            method: Method::Uot,
+            classes: Some(10),
+            budget: None,
+            out,
+            format: None,
+            summary: Some(summary),
+            timing: false,
+            seed: 0,
+            p_m: 0.1,
+            eps: 1.0,
+            tau_source: 1.0,
+            tau_target: 100.0,
+            max_iter: 1000,
+            tol: 1e-6,
+            uot_domain: Domain::Auto,
+            per_target: 50,
+            exact: false,
+            pseudo_classes: false,
+            exclude_near: None,
+            exclude_threshold: 0.95,
+            device: Device::Auto,
+        }
+    }
+
+    /// Engine parameters for these arguments.
+    fn params(&self) -> Result<SelectParams> {
+        let amount = match (self.classes, self.budget, self.method) {
+            (Some(k), _, _) => Amount::Classes(k),
+            (None, Some(n), _) => Amount::Budget(n),
+            (None, None, Method::Knn) => {
+                anyhow::bail!(ptsel::Error::invalid("--method knn needs --budget N"))
+            }
+            (None, None, _) => Amount::Classes(100),
+        };
+        Ok(SelectParams {
+            method: self.method,
+            amount,
+            p_m: self.p_m,
+            uot: UotParams {
+                eps: self.eps,
+                tau_source: self.tau_source,
+                tau_target: self.tau_target,
+                max_iter: self.max_iter,
+                tol: self.tol,
+                domain: self.uot_domain,
+            },
+            per_target: self.per_target,
+            exact: self.exact,
+            seed: self.seed,
+            pseudo_classes: self.pseudo_classes,
+            device: self.device,
+        })
+    }
+
+    fn target(&self) -> Result<Target> {
+        let features = read_matrix(&self.target)?;
+        let kind = match (&self.target_labels, self.target_means) {
+            (Some(l), _) => {
+                let labels = ptsel::npy::read_labels(l)?;
+                if labels.len() != features.rows {
+                    anyhow::bail!(ptsel::Error::input(
+                        l,
+                        format!(
+                            "{} target labels for the {} rows of {}",
+                            labels.len(),
+                            features.rows,
+                            self.target.display()
+                        )
+                    ));
+                }
+                TargetKind::Labelled(labels)
+            }
+            (None, true) => TargetKind::Means,
+            (None, false) => TargetKind::Samples,
+        };
+        Ok(Target {
+            features,
+            kind,
+            origin: self.target.clone(),
+        })
+    }
+}
+
+/// Run `ptsel select`.
+pub fn run(args: Args) -> Result<()> {
+    let start = Instant::now();
+    let params = args.params()?;
+    let index = Index::open(&args.index)?;
+    let target = args.target()?;
+    let exclude = match &args.exclude_near {
+        Some(p) => Some(Exclude {
+            test: read_matrix(p)?,
+            origin: p.clone(),
+            threshold: args.exclude_threshold,
+        }),
+        None => None,
+    };
+    let sel = ptsel::select::select(&index, &target, exclude.as_ref(), &params)?;
+    let format = args.format.unwrap_or_else(|| Format::from_path(&args.out));
+    manifest::write(&args.out, format, &index, &sel)?;
+    let seconds = start.elapsed().as_secs_f64();
+    if let Some(path) = &args.summary {
+        let (classes, budget) = match params.amount {
+            Amount::Classes(k) => (Some(k), None),
+            Amount::Budget(n) => (None, Some(n)),
+        };
+        let mut parameters = serde_json::to_value(&params)?;
+        if let Some(map) = parameters.as_object_mut() {
+            let target_kind = match target.kind {
+                TargetKind::Samples => "samples",
+                TargetKind::Means => "means",
+                TargetKind::Labelled(_) => "labelled",
+            };
+            map.insert("classes".into(), classes.into());
+            map.insert("budget".into(), budget.into());
+            map.insert("target".into(), args.target.display().to_string().into());
+            map.insert("target_kind".into(), target_kind.into());
+            map.insert(
+                "target_labels".into(),
+                args.target_labels
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .into(),
+            );
+            map.insert(
+                "exclude_near".into(),
+                args.exclude_near
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .into(),
+            );
+            map.insert(
+                "exclude_threshold".into(),
+                f64::from(args.exclude_threshold).into(),
+            );
+        }
+        manifest::write_summary(
+            path,
+            &manifest::summary(&index, &sel, parameters, args.timing.then_some(seconds)),
+        )?;
+    }
+    for note in &sel.notes {
+        eprintln!("note: {note}");
+    }
+    let classes = if sel.selected_classes.is_empty() {
+        String::new()
+    } else {
+        format!(" from {} classes", sel.selected_classes.len())
+    };
+    let excluded = if exclude.is_some() {
+        format!(", {} near-duplicates excluded", sel.excluded)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "selected {} samples{classes}{excluded} in {seconds:.3} s -> {}",
+        sel.picks.len(),
+        args.out.display()
+    );
+    Ok(())
+}

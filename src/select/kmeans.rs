@@ -1,0 +1,342 @@
+//! Pseudo-classes for unlabelled corpora (DESIGN.md §1, step 6): spherical k-means with
+//! k-means++ seeding, computed at build time by [`KmeansExtension`] and stored as two sections:
+//! `KmeansCentroids` (f32 `[k, dim]`, unit norm; `k` = section length / (4 dim)) and
+//! `KmeansAssign` (u32 `[rows]`). [`KmeansView::open`] validates them when they are first used.
+//!
+//! Seeding runs k-means++ on a seeded sample of at most `max(SEED_SAMPLE, 16 k)` rows (as faiss
+//! samples its training set), because exact k-means++ is `k` sequential passes over the corpus.
+//! Every step is deterministic for a given seed whatever the thread count: per-row work is
+//! independent, and sums are taken per cluster in row order.
+
+use crate::builder::Extension;
+use crate::error::{Error, Result};
+use crate::format::{Metric, SectionKind};
+use crate::store::{Index, Vectors};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+/// Rows seeded with k-means++ at least (when the corpus has that many).
+const SEED_SAMPLE: usize = 50_000;
+/// Rows converted to f32 per parallel task.
+const BLOCK: usize = 1024;
+
+/// Parameters of a k-means run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KmeansParams {
+    /// Number of clusters (the authors used 2000 for ImageNet).
+    pub k: usize,
+    /// Lloyd iterations at most (stops earlier when no assignment changes).
+    pub iters: usize,
+    /// Seed of the k-means++ sampling.
+    pub seed: u64,
+}
+
+/// Centroids and assignments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kmeans {
+    /// Unit-norm centroids, `[k, dim]`.
+    pub centroids: Vec<f32>,
+    /// Cluster of every row.
+    pub assign: Vec<u32>,
+    /// Lloyd iterations run.
+    pub iterations: usize,
+}
+
+/// Row `i` of `vectors` as a unit vector in `out` (a zero row stays zero).
+pub(crate) fn unit_row(vectors: &Vectors<'_>, i: usize, dim: usize, out: &mut [f32]) {
+    vectors.row_into(i, dim, out);
+    let n = out.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        out.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+/// Row `i` of the raw (unnormalised) input features: the stored vector times its norm for
+/// `cos` (which stores unit vectors), the stored vector otherwise.
+pub(crate) fn raw_row(index: &Index, i: usize, out: &mut [f32]) {
+    index.vectors().row_into(i, index.dim(), out);
+    if index.metric() == Metric::Cos {
+        let n = index.norms().get(i).copied().unwrap_or(0.0);
+        out.iter_mut().for_each(|x| *x *= n);
+    }
+}
+
+/// For each row, the best centroid and its cosine (ties go to the lower centroid).
+fn assign(index: &Index, centroids: &[f32], rows: &[u32]) -> Vec<(u32, f32)> {
+    let dim = index.dim();
+    let vectors = index.vectors();
+    let dot = crate::score::simd::kernels().dot_f32;
+    rows.par_chunks(BLOCK)
+        .flat_map_iter(|block| {
+            let mut x = vec![0f32; dim];
+            block
+                .iter()
+                .map(|&r| {
+                    unit_row(&vectors, r as usize, dim, &mut x);
+                    let mut best = (0u32, f32::NEG_INFINITY);
+                    for (c, cen) in centroids.chunks_exact(dim).enumerate() {
+                        let s = dot(&x, cen);
+                        if s > best.1 {
+                            best = (c as u32, s);
+                        }
+                    }
+                    best
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// k-means++ seeds drawn from `sample` (rows): the first uniformly, each next one with
+/// probability proportional to `1 - cos` to its nearest seed so far.
+fn seed(index: &Index, k: usize, sample: &[u32], rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let dim = index.dim();
+    let vectors = index.vectors();
+    let dot = crate::score::simd::kernels().dot_f32;
+    let units: Vec<f32> = sample
+        .par_chunks(BLOCK)
+        .flat_map_iter(|block| {
+            let mut out = vec![0f32; block.len() * dim];
+            for (r, o) in block.iter().zip(out.chunks_exact_mut(dim)) {
+                unit_row(&vectors, *r as usize, dim, o);
+            }
+            out
+        })
+        .collect();
+    let mut centroids = Vec::with_capacity(k * dim);
+    let first = rng.random_range(0..sample.len());
+    centroids.extend_from_slice(&units[first * dim..(first + 1) * dim]);
+    let mut dist: Vec<f64> = vec![f64::INFINITY; sample.len()];
+    for c in 1..k {
+        let last = &centroids[(c - 1) * dim..c * dim];
+        dist.par_iter_mut()
+            .zip(units.par_chunks_exact(dim))
+            .for_each(|(d, x)| *d = d.min(f64::from(1.0 - dot(x, last)).max(0.0)));
+        let total: f64 = dist.iter().sum();
+        let pick = if total > 0.0 {
+            let mut r = rng.random::<f64>() * total;
+            dist.iter().position(|&d| {
+                r -= d;
+                r < 0.0
+            })
+        } else {
+            None
+        };
+        // All remaining mass is zero (duplicates): fall back to a uniform draw.
+        let pick = pick.unwrap_or_else(|| rng.random_range(0..sample.len()));
+        centroids.extend_from_slice(&units[pick * dim..(pick + 1) * dim]);
+    }
+    centroids
+}
+
+/// Rows of each cluster, in row order.
+pub(crate) fn members(assign: &[u32], k: usize) -> Vec<Vec<u32>> {
+    let mut m = vec![Vec::new(); k];
+    for (r, &c) in assign.iter().enumerate() {
+        if let Some(v) = m.get_mut(c as usize) {
+            v.push(r as u32);
+        }
+    }
+    m
+}
+
+/// Unit-norm mean direction of each cluster; `None` for an empty one.
+fn update(index: &Index, members: &[Vec<u32>]) -> Vec<Option<Vec<f32>>> {
+    let dim = index.dim();
+    let vectors = index.vectors();
+    members
+        .par_iter()
+        .map(|rows| {
+            if rows.is_empty() {
+                return None;
+            }
+            let mut sum = vec![0f64; dim];
+            let mut x = vec![0f32; dim];
+            for &r in rows {
+                unit_row(&vectors, r as usize, dim, &mut x);
+                sum.iter_mut()
+                    .zip(&x)
+                    .for_each(|(s, v)| *s += f64::from(*v));
+            }
+            let n = sum.iter().map(|x| x * x).sum::<f64>().sqrt();
+            Some(
+                sum.iter()
+                    .map(|x| if n > 0.0 { (x / n) as f32 } else { 0.0 })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Spherical k-means over `index`'s vectors; `progress("kmeans", iteration, iters)`.
+pub fn kmeans(index: &Index, p: KmeansParams, progress: &dyn Fn(&str, u64, u64)) -> Result<Kmeans> {
+    let (rows, dim) = (index.rows(), index.dim());
+    if p.k == 0 || p.k > rows {
+        return Err(Error::invalid(format!(
+            "--kmeans {}: k must be between 1 and the number of rows ({rows})",
+            p.k
+        )));
+    }
+    if p.iters == 0 {
+        return Err(Error::invalid("--kmeans-iters must be at least 1"));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+    let sample_len = rows.min(SEED_SAMPLE.max(16 * p.k));
+    let mut sample: Vec<u32> = rand::seq::index::sample(&mut rng, rows, sample_len)
+        .into_iter()
+        .map(|r| r as u32)
+        .collect();
+    sample.sort_unstable();
+    let mut centroids = seed(index, p.k, &sample, &mut rng);
+    let all: Vec<u32> = (0..rows as u32).collect();
+    let mut labels: Vec<u32> = vec![u32::MAX; rows];
+    let mut iterations = 0;
+    for it in 0..p.iters {
+        iterations += 1;
+        let best = assign(index, &centroids, &all);
+        let changed = best.iter().zip(&labels).filter(|(b, l)| b.0 != **l).count();
+        labels.iter_mut().zip(&best).for_each(|(l, b)| *l = b.0);
+        let groups = members(&labels, p.k);
+        // Empty clusters take the rows farthest from their centroids (lowest cosine, then row).
+        let mut far: Vec<u32> = Vec::new();
+        let empty = groups.iter().filter(|g| g.is_empty()).count();
+        if empty > 0 {
+            let mut order: Vec<u32> = all.clone();
+            order.sort_by(|&a, &b| {
+                best[a as usize]
+                    .1
+                    .total_cmp(&best[b as usize].1)
+                    .then(a.cmp(&b))
+            });
+            far = order.into_iter().take(empty).collect();
+        }
+        let mut far = far.into_iter();
+        let mut x = vec![0f32; dim];
+        for (c, new) in update(index, &groups).into_iter().enumerate() {
+            let slot = &mut centroids[c * dim..(c + 1) * dim];
+            match new {
+                Some(v) => slot.copy_from_slice(&v),
+                None => {
+                    if let Some(r) = far.next() {
+                        unit_row(&index.vectors(), r as usize, dim, &mut x);
+                        slot.copy_from_slice(&x);
+                    }
+                }
+            }
+        }
+        progress("kmeans", it as u64 + 1, p.iters as u64);
+        if changed == 0 {
+            break;
+        }
+    }
+    Ok(Kmeans {
+        centroids,
+        assign: labels,
+        iterations,
+    })
+}
+
+/// Builder extension writing the k-means sections.
+pub struct KmeansExtension(pub KmeansParams);
+
+impl Extension for KmeansExtension {
+    fn name(&self) -> &str {
+        "kmeans"
+    }
+
+    fn build(
+        &self,
+        index: &Index,
+        progress: &dyn Fn(&str, u64, u64),
+    ) -> Result<Vec<(SectionKind, Vec<u8>)>> {
+        let km = kmeans(index, self.0, progress)?;
+        Ok(vec![
+            (
+                SectionKind::KmeansCentroids,
+                bytemuck::cast_slice(&km.centroids).to_vec(),
+            ),
+            (
+                SectionKind::KmeansAssign,
+                bytemuck::cast_slice(&km.assign).to_vec(),
+            ),
+        ])
+    }
+}
+
+/// Validated view of an index's k-means sections.
+#[derive(Debug, Clone, Copy)]
+pub struct KmeansView<'a> {
+    /// Number of clusters.
+    pub k: usize,
+    /// Centroids `[k, dim]`.
+    pub centroids: &'a [f32],
+    /// Cluster of every row; values are checked against `k` where they are read.
+    pub assign: &'a [u32],
+}
+
+impl<'a> KmeansView<'a> {
+    /// The k-means sections of `index`: `Ok(None)` when it has none, `Error::Corrupt` when their
+    /// sizes do not fit the index.
+    pub fn open(index: &'a Index) -> Result<Option<Self>> {
+        let (cen, asg) = (
+            index.section_bytes(SectionKind::KmeansCentroids),
+            index.section_bytes(SectionKind::KmeansAssign),
+        );
+        let corrupt =
+            |section: &str, problem: String| Error::corrupt(index.path(), section, problem);
+        let (cen, asg) = match (cen, asg) {
+            (None, None) => return Ok(None),
+            (Some(c), Some(a)) => (c, a),
+            (Some(_), None) => {
+                return Err(corrupt(
+                    "kmeans_assign",
+                    "missing (centroids present)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(corrupt(
+                    "kmeans_centroids",
+                    "missing (assignments present)".into(),
+                ))
+            }
+        };
+        let row_bytes = index.dim() * 4;
+        if cen.is_empty() || !cen.len().is_multiple_of(row_bytes) {
+            return Err(corrupt(
+                "kmeans_centroids",
+                format!(
+                    "{} bytes is not a whole number of {}-d f32 rows",
+                    cen.len(),
+                    index.dim()
+                ),
+            ));
+        }
+        let k = cen.len() / row_bytes;
+        if k > index.rows() {
+            return Err(corrupt(
+                "kmeans_centroids",
+                format!("{k} centroids for {} rows", index.rows()),
+            ));
+        }
+        if asg.len() != index.rows() * 4 {
+            return Err(corrupt(
+                "kmeans_assign",
+                format!(
+                    "{} bytes, expected {} (one u32 per row)",
+                    asg.len(),
+                    index.rows() * 4
+                ),
+            ));
+        }
+        let centroids = bytemuck::try_cast_slice(cen)
+            .map_err(|e| corrupt("kmeans_centroids", e.to_string()))?;
+        let assign =
+            bytemuck::try_cast_slice(asg).map_err(|e| corrupt("kmeans_assign", e.to_string()))?;
+        Ok(Some(KmeansView {
+            k,
+            centroids,
+            assign,
+        }))
+    }
+}

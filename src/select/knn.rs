@@ -1,0 +1,80 @@
+//! Sample-level selection (Ge & Yu 2017, REACT, Neural Priming): every target sample retrieves
+//! its `k` nearest corpus rows, hits are aggregated by summed similarity, the best `N` are kept.
+
+use super::{Method, Pick, Selection};
+use crate::error::{Error, Result};
+use crate::format::Metric;
+use crate::score::{self, Device};
+use crate::store::Index;
+
+/// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) with `per_target`
+/// neighbours each; rows set in `mask` are skipped. Exact search on `device` (`exact` = false
+/// asks for the HNSW graph, which this build does not search yet: a note says so).
+pub fn select(
+    index: &Index,
+    queries: &[f32],
+    per_target: usize,
+    budget: usize,
+    mask: Option<&[bool]>,
+    device: Device,
+    exact: bool,
+) -> Result<Selection> {
+    if index.metric() == Metric::L2 {
+        return Err(Error::invalid("--method knn sums similarities: it needs an index built with --metric cos or ip (this one is l2)"));
+    }
+    if per_target == 0 || per_target > index.rows() {
+        return Err(Error::invalid(format!(
+            "--per-target {per_target} must be between 1 and the number of rows ({})",
+            index.rows()
+        )));
+    }
+    let available = mask.map_or(index.rows(), |m| m.iter().filter(|&&x| !x).count());
+    if budget > available {
+        return Err(Error::invalid(format!(
+            "--budget {budget} exceeds the {available} selectable samples of the corpus"
+        )));
+    }
+    let mut notes = Vec::new();
+    if !exact {
+        notes.push("kNN: this build has no HNSW search yet, so exact search was used".to_string());
+    }
+    let scorer = score::scorer_for(index, device)?;
+    let hits = scorer.top_k(queries, per_target)?;
+    // Sort (row, query order) pairs so the sums are taken in one fixed order.
+    let mut pairs: Vec<(u32, f32)> = hits
+        .ids
+        .iter()
+        .copied()
+        .zip(hits.scores.iter().copied())
+        .collect();
+    pairs.sort_by_key(|&(row, _)| row);
+    let mut summed: Vec<(u32, f64)> = Vec::new();
+    for (row, s) in pairs {
+        if mask.is_some_and(|m| m.get(row as usize).copied().unwrap_or(true)) {
+            continue;
+        }
+        match summed.last_mut() {
+            Some((r, total)) if *r == row => *total += f64::from(s),
+            _ => summed.push((row, f64::from(s))),
+        }
+    }
+    summed.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if summed.len() < budget {
+        notes.push(format!(
+            "kNN: only {} distinct corpus rows were retrieved for a budget of {budget}; raise --per-target to fill it",
+            summed.len()
+        ));
+    }
+    summed.truncate(budget);
+    let picks = summed
+        .into_iter()
+        .map(|(row, score)| {
+            Ok(Pick {
+                row,
+                class: index.label(row as usize)?,
+                score,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Selection::samples(Method::Knn, picks, notes))
+}

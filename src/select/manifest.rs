@@ -1,0 +1,178 @@
+//! Manifests (one row per selected sample: `rank,row,id,class,score`) and the summary JSON.
+//!
+//! Formats: `csv` (header line, RFC 4180 quoting of ids), `jsonl` (one object per line; `class`
+//! is `null` when unknown), `npy` (the selected rows as int64, rank order). Output depends only
+//! on the selection, so the same inputs and seed give byte-identical files; both are written
+//! atomically.
+
+use super::{Grouping, Selection};
+use crate::error::{Error, Result};
+use crate::output::atomic_write;
+use crate::store::Index;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// Manifest file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// `rank,row,id,class,score` with a header line.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+    /// The selected row numbers as a 1-D int64 .npy, in rank order.
+    Npy,
+}
+
+impl Format {
+    /// Format named by the extension of `path` (`.jsonl`, `.npy`), csv otherwise.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("jsonl") => Format::Jsonl,
+            Some("npy") => Format::Npy,
+            _ => Format::Csv,
+        }
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    rank: usize,
+    row: u32,
+    id: &'a str,
+    class: Option<u32>,
+    score: f64,
+}
+
+/// Write the manifest of `sel` to `path`.
+pub fn write(path: &Path, format: Format, index: &Index, sel: &Selection) -> Result<()> {
+    if format == Format::Npy {
+        let rows: Vec<i64> = sel.picks.iter().map(|p| i64::from(p.row)).collect();
+        return crate::npy::write_vector(path, &rows);
+    }
+    // Ids are read (and checked) before the file is opened, so a corrupt id leaves nothing.
+    let ids = sel
+        .picks
+        .iter()
+        .map(|p| index.id(p.row as usize))
+        .collect::<Result<Vec<_>>>()?;
+    atomic_write(path, |w| {
+        if format == Format::Csv {
+            w.write_all(b"rank,row,id,class,score\n")?;
+        }
+        for (rank, (p, id)) in sel.picks.iter().zip(&ids).enumerate() {
+            match format {
+                Format::Csv => {
+                    let class = p.class.map(|c| c.to_string()).unwrap_or_default();
+                    writeln!(
+                        w,
+                        "{},{},{},{},{}",
+                        rank + 1,
+                        p.row,
+                        csv_field(id),
+                        class,
+                        p.score
+                    )?;
+                }
+                _ => {
+                    serde_json::to_writer(
+                        &mut *w,
+                        &Line {
+                            rank: rank + 1,
+                            row: p.row,
+                            id,
+                            class: p.class,
+                            score: p.score,
+                        },
+                    )?;
+                    w.write_all(b"\n")?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+#[derive(Serialize)]
+struct SelectedClass<'a> {
+    rank: usize,
+    class: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    importance: Option<f64>,
+    samples: usize,
+}
+
+/// The summary of `sel`: method, `parameters` (as given by the caller), class importance,
+/// selected classes (with names when the index has them), counts, solver statistics, notes,
+/// and `seconds` only when given (so that summaries stay byte-identical by default).
+pub fn summary(
+    index: &Index,
+    sel: &Selection,
+    parameters: serde_json::Value,
+    seconds: Option<f64>,
+) -> serde_json::Value {
+    let mut per_class: BTreeMap<u32, usize> = BTreeMap::new();
+    for p in &sel.picks {
+        if let Some(c) = p.class {
+            *per_class.entry(c).or_default() += 1;
+        }
+    }
+    let selected: Vec<SelectedClass> = sel
+        .selected_classes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| SelectedClass {
+            rank: i + 1,
+            class: c,
+            name: if sel.grouping == Some(Grouping::Labels) {
+                index.class_name(c as usize)
+            } else {
+                None
+            },
+            importance: sel
+                .importance
+                .as_ref()
+                .and_then(|imp| imp.get(c as usize).copied()),
+            samples: per_class.get(&c).copied().unwrap_or(0),
+        })
+        .collect();
+    let mut out = serde_json::json!({
+        "method": sel.method,
+        "index": index.path().display().to_string(),
+        "parameters": parameters,
+        "grouping": sel.grouping,
+        "selected": sel.picks.len(),
+        "selected_classes": selected,
+        "importance": sel.importance,
+        "solver": sel.solver,
+        "excluded": sel.excluded,
+        "notes": sel.notes,
+    });
+    if let (Some(s), Some(map)) = (seconds, out.as_object_mut()) {
+        map.insert("seconds".into(), s.into());
+    }
+    out
+}
+
+/// Write `summary` as pretty JSON (with a final newline) to `path`.
+pub fn write_summary(path: &Path, summary: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(summary)
+        .map_err(|e| Error::invalid(format!("summary: {e}")))?;
+    atomic_write(path, |w| {
+        w.write_all(text.as_bytes())?;
+        w.write_all(b"\n")
+    })
+}
