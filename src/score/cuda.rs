@@ -10,7 +10,7 @@ use super::{prepare_queries, Neighbors, Scorer};
 use crate::error::{Error, Result};
 use crate::format::Metric;
 use crate::score::cpu::CpuScorer;
-use crate::select::uot::{UotParams, UotPlan};
+use crate::select::uot::{self, Domain, UotParams, UotPlan, PLAIN_LIMIT};
 use crate::store::Vectors;
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
 use cudarc::driver::{
@@ -697,18 +697,27 @@ impl Scorer for CudaScorer<'_> {
 
     fn uot(&self, cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<UotPlan> {
         let (rows, cols) = (a.len(), b.len());
-        if rows == 0 || cols == 0 || cost.len() != rows * cols {
-            return Err(Error::invalid(format!(
-                "UOT: cost has {} entries for {rows} x {cols} marginals",
-                cost.len()
-            )));
-        }
-        if !(p.eps > 0.0 && p.tau_source > 0.0 && p.tau_target > 0.0 && p.tol >= 0.0)
-            || p.max_iter == 0
-        {
-            return Err(Error::invalid(format!(
-                "UOT: eps, tau and max_iter must be positive (got {p:?})"
-            )));
+        // The device runs the plain scaling. Bad input (the solver words the error), the log
+        // domain, and a plain run that under- or overflows go to select::uot::solve, so the
+        // result is always the one it gives.
+        let valid = rows > 0
+            && cols > 0
+            && cost.len() == rows * cols
+            && p.eps > 0.0
+            && p.tau_source > 0.0
+            && p.tau_target > 0.0
+            && p.tol >= 0.0
+            && p.max_iter > 0
+            && a.iter().chain(b).all(|x| x.is_finite() && *x > 0.0)
+            && cost.iter().all(|c| c.is_finite());
+        let max_scaled = cost.iter().fold(0.0f64, |m, c| m.max(c.abs())) / p.eps;
+        let plain = match p.domain {
+            Domain::Plain => true,
+            Domain::Log => false,
+            Domain::Auto => max_scaled <= PLAIN_LIMIT,
+        };
+        if !valid || !plain {
+            return uot::solve(cost, a, b, p);
         }
         let stream = &self.dev.stream;
         let kernel: Vec<f64> = cost.iter().map(|&m| (-m / p.eps).exp()).collect();
@@ -765,7 +774,7 @@ impl Scorer for CudaScorer<'_> {
                 .clone_dtoh(&ktud)
                 .map_err(cuda_err("downloading UOT scalings"))?;
             if u.iter().chain(&v).any(|x| !x.is_finite()) || ktu.contains(&0.0) {
-                return Err(Error::invalid(format!("UOT: scaling under- or overflowed at iteration {iterations} (eps = {} is too small for the plain kernel)", p.eps)));
+                return uot::solve(cost, a, b, p);
             }
             if 0.5 * (relative_change(&u, &u_prev) + relative_change(&v, &v_prev)) < p.tol {
                 converged = true;
