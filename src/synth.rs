@@ -109,3 +109,20 @@ pub fn target_like(
     }
     (data, labels)
 }
+
+/// `[rows, dim]` standard-normal values, generated in parallel: row block `b` (of 4096 rows)
+/// comes from its own stream seeded by `(seed, b)`, so the result does not depend on the
+/// number of threads.
+pub fn gaussian_matrix(rows: usize, dim: usize, seed: u64) -> Vec<f32> {
+    use rayon::prelude::*;
+    const BLOCK: usize = 4096;
+    let mut data = vec![0.0f32; rows * dim];
+    data.par_chunks_mut((BLOCK * dim).max(1))
+        .enumerate()
+        .for_each(|(b, chunk)| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(b as u64);
+            chunk.iter_mut().for_each(|x| *x = normal(&mut rng));
+        });
+    data
+}

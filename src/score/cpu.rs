@@ -1,143 +1,303 @@
-//! Exact CPU scoring: queries spread over threads with rayon, SIMD distances over the mapped
-//! vectors, and a bounded heap per query for the top-k.
+//! Exact CPU scoring as a blocked matrix product fused with the per-query top-k.
+//!
+//! A batch is scored tile by tile: a tile of corpus rows is widened to f32 once and packed into
+//! panels of `nr` rows stored dimension-major, then every query block sweeps it through the
+//! register-blocked micro-kernel of [`simd::tile_kernel`] (f32 accumulation). Each tile's scores
+//! go straight into the per-query top-k (or the per-row maximum) while they are in cache. Tiles
+//! are spread over threads with rayon; each thread keeps its own top-k lists, merged at the end.
+//! Batches of a few queries skip the packing (it would cost more than the products) and use the
+//! SIMD dot kernels row by row.
 
-use super::{check_queries, simd, Neighbors, Scorer};
+use super::{prepare_queries, simd, Cand, Neighbors, Prepared, Scorer, TopK};
 use crate::error::{Error, Result};
 use crate::format::Metric;
+use crate::select::uot::{self, UotParams, UotPlan};
 use crate::store::{Index, Vectors};
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::ops::Range;
 
-/// CPU scorer over an index's mapped vectors.
+/// Batches smaller than this are scored row by row without packing (packing a tile costs about
+/// as much as scoring about 12 queries against it row by row).
+const DIRECT_MAX_QUERIES: usize = 12;
+/// Queries swept over a packed tile at a time (their `KC` slice stays in L2).
+const QUERY_BLOCK: usize = 128;
+/// Slice of the dimension per micro-kernel call: a `KC x nr` panel chunk stays in L1.
+const KC: usize = 128;
+/// Target bytes of one packed corpus tile (fits L2 next to the query block).
+const TILE_BYTES: usize = 384 << 10;
+/// Queries scored per pass over the corpus: bounds the per-thread top-k lists.
+const OUTER_BATCH: usize = 4096;
+
+/// CPU scorer over a borrowed set of vectors (an index's mapped ones, or any slice).
 pub struct CpuScorer<'a> {
     vectors: Vectors<'a>,
     dim: usize,
     rows: usize,
     metric: Metric,
     kernels: &'static simd::Kernels,
+    tile: &'static simd::TileKernel,
+    /// Corpus rows per tile (a multiple of `tile.nr`).
+    tile_rows: usize,
+}
+
+/// Per-thread buffers, reused across tiles.
+#[derive(Default)]
+struct Workspace {
+    panels: Vec<f32>,
+    row_norms2: Vec<f32>,
+    scores: Vec<f32>,
+    row: Vec<f32>,
 }
 
 impl<'a> CpuScorer<'a> {
     /// Scorer over `index`'s vectors.
     pub fn new(index: &'a Index) -> Self {
+        Self::with_kernels(
+            index.vectors(),
+            index.dim(),
+            index.metric(),
+            simd::kernels(),
+            simd::tile_kernel(),
+        )
+    }
+
+    /// Scorer over `vectors` (`[rows, dim]` row-major, already normalised for cos).
+    pub fn from_vectors(vectors: Vectors<'a>, dim: usize, metric: Metric) -> Result<Self> {
+        if dim == 0 || !vectors.len().is_multiple_of(dim) {
+            return Err(Error::invalid(format!(
+                "{} values are not a whole number of {dim}-d rows",
+                vectors.len()
+            )));
+        }
+        Ok(Self::with_kernels(
+            vectors,
+            dim,
+            metric,
+            simd::kernels(),
+            simd::tile_kernel(),
+        ))
+    }
+
+    /// Scorer with explicit kernels (tests pin the portable ones to check the SIMD ones).
+    pub fn with_kernels(
+        vectors: Vectors<'a>,
+        dim: usize,
+        metric: Metric,
+        kernels: &'static simd::Kernels,
+        tile: &'static simd::TileKernel,
+    ) -> Self {
+        let rows = vectors.len().checked_div(dim).unwrap_or(0);
+        let tile_rows = (TILE_BYTES / (4 * dim.max(1)) / tile.nr).max(1) * tile.nr;
         CpuScorer {
-            vectors: index.vectors(),
-            dim: index.dim(),
-            rows: index.rows(),
-            metric: index.metric(),
-            kernels: simd::kernels(),
+            vectors,
+            dim,
+            rows,
+            metric,
+            kernels,
+            tile,
+            tile_rows,
         }
     }
 
-    /// Prepared query: normalised for cos.
-    fn prepare(&self, q: &[f32]) -> Vec<f32> {
-        let mut q = q.to_vec();
-        if self.metric == Metric::Cos {
-            let n = (self.kernels.dot_f32)(&q, &q).sqrt();
-            if n > 0.0 {
-                q.iter_mut().for_each(|x| *x /= n);
+    fn prepare(&self, queries: &[f32]) -> Result<Prepared> {
+        prepare_queries(queries, self.dim, self.metric, self.dim, self.tile.mr)
+    }
+
+    /// Rows `rows` widened to f32: borrowed when stored as f32, else converted into `out`.
+    fn rows_f32<'b>(&'b self, rows: Range<usize>, out: &'b mut Vec<f32>) -> &'b [f32] {
+        let r = rows.start * self.dim..rows.end * self.dim;
+        match self.vectors {
+            Vectors::F32(v) => &v[r],
+            Vectors::F16(v) => {
+                out.resize(r.len(), 0.0);
+                v[r].convert_to_f32_slice(out);
+                out
             }
         }
-        q
     }
 
-    /// Similarity of row `i` to prepared query `q`, higher is better (negated distance for l2).
-    #[inline]
-    fn similarity(&self, i: usize, q: &[f32]) -> f32 {
-        let r = i * self.dim..(i + 1) * self.dim;
-        let k = self.kernels;
-        match (self.vectors, self.metric) {
-            (Vectors::F16(v), Metric::L2) => -(k.l2_f16)(&v[r], q),
-            (Vectors::F32(v), Metric::L2) => -(k.l2_f32)(&v[r], q),
-            (Vectors::F16(v), _) => (k.dot_f16)(&v[r], q),
-            (Vectors::F32(v), _) => (k.dot_f32)(&v[r], q),
+    /// Calls `f(query, sims)` for every query of `q` and the similarities (higher is better;
+    /// negated squared distance for l2) of the corpus rows `rows` to it.
+    fn score_tile(
+        &self,
+        q: &Prepared,
+        queries: Range<usize>,
+        rows: Range<usize>,
+        ws: &mut Workspace,
+        mut f: impl FnMut(usize, &[f32]),
+    ) {
+        let (d, n) = (self.dim, rows.len());
+        if queries.len() < DIRECT_MAX_QUERIES {
+            ws.scores.resize(n, 0.0);
+            for qi in queries {
+                let query = &q.data[qi * d..(qi + 1) * d];
+                let k = self.kernels;
+                for (s, i) in ws.scores.iter_mut().zip(rows.clone()) {
+                    let r = i * d..(i + 1) * d;
+                    *s = match (self.vectors, self.metric) {
+                        (Vectors::F16(v), Metric::L2) => -(k.l2_f16)(&v[r], query),
+                        (Vectors::F32(v), Metric::L2) => -(k.l2_f32)(&v[r], query),
+                        (Vectors::F16(v), _) => (k.dot_f16)(&v[r], query),
+                        (Vectors::F32(v), _) => (k.dot_f32)(&v[r], query),
+                    };
+                }
+                f(qi, &ws.scores);
+            }
+            return;
+        }
+        let (mr, nr) = (self.tile.mr, self.tile.nr);
+        let panels = n.div_ceil(nr);
+        let ldc = panels * nr;
+        self.pack(rows, ws);
+        let qb = QUERY_BLOCK.div_ceil(mr) * mr;
+        let mut q0 = queries.start;
+        while q0 < queries.end {
+            let q1 = (q0 + qb).min(queries.end);
+            let block = (q1 - q0).div_ceil(mr) * mr;
+            ws.scores.resize(block * ldc, 0.0);
+            for pc in (0..d).step_by(KC) {
+                let kc = KC.min(d - pc);
+                for p in 0..panels {
+                    let panel = &ws.panels[p * d * nr + pc * nr..(p + 1) * d * nr];
+                    for ir in (0..block).step_by(mr) {
+                        let qs = &q.data[(q0 + ir) * d + pc..];
+                        (self.tile.tile)(
+                            kc,
+                            qs,
+                            d,
+                            panel,
+                            &mut ws.scores[ir * ldc + p * nr..],
+                            ldc,
+                            pc > 0,
+                        );
+                    }
+                }
+            }
+            for qi in q0..q1 {
+                let sims = &mut ws.scores[(qi - q0) * ldc..(qi - q0) * ldc + n];
+                if self.metric == Metric::L2 {
+                    // |q - x|^2 = |q|^2 + |x|^2 - 2 q.x, negated so that higher is better.
+                    let qn = q.norms2[qi];
+                    sims.iter_mut()
+                        .zip(&ws.row_norms2)
+                        .for_each(|(s, xn)| *s = (2.0 * *s - xn - qn).min(0.0));
+                }
+                f(qi, sims);
+            }
+            q0 = q1;
         }
     }
 
-    fn to_metric(&self, s: f32) -> f32 {
+    /// Widens the corpus rows `rows` to f32 and packs them into `nr`-row panels, each
+    /// dimension-major (`panel[k * nr + j]`), zero-padding the last panel; records squared norms.
+    fn pack(&self, rows: Range<usize>, ws: &mut Workspace) {
+        let (d, nr) = (self.dim, self.tile.nr);
+        let panels = rows.len().div_ceil(nr);
+        ws.panels.clear();
+        ws.panels.resize(panels * nr * d, 0.0);
+        ws.row_norms2.clear();
+        let mut buf = std::mem::take(&mut ws.row);
+        for (p, panel) in ws.panels.chunks_exact_mut(nr * d).enumerate() {
+            let r0 = rows.start + p * nr;
+            let m = nr.min(rows.end - r0);
+            // Widen the panel's rows contiguously (SIMD), then transpose with sequential
+            // writes: the strided reads stay within m rows, a few KiB of L1.
+            let x = self.rows_f32(r0..r0 + m, &mut buf);
+            ws.row_norms2
+                .extend(x.chunks_exact(d).map(|r| (self.kernels.dot_f32)(r, r)));
+            for (k, out) in panel.chunks_exact_mut(nr).enumerate() {
+                out.iter_mut()
+                    .zip(x[k..].iter().step_by(d))
+                    .for_each(|(o, &v)| *o = v);
+            }
+        }
+        ws.row = buf;
+    }
+
+    /// Tiles of corpus rows.
+    fn tiles(&self) -> impl IndexedParallelIterator<Item = Range<usize>> + '_ {
+        let step = self.tile_rows;
+        (0..self.rows.div_ceil(step))
+            .into_par_iter()
+            .map(move |t| t * step..((t + 1) * step).min(self.rows))
+    }
+
+    fn to_metric(&self, sim: f32) -> f32 {
         if self.metric == Metric::L2 {
-            -s
+            -sim
         } else {
-            s
+            sim
         }
-    }
-}
-
-/// Heap entry ordered so that the *worst* kept candidate is on top.
-#[derive(Clone, Copy, PartialEq)]
-struct Cand {
-    sim: f32,
-    id: u32,
-}
-impl Eq for Cand {}
-impl Ord for Cand {
-    fn cmp(&self, o: &Self) -> Ordering {
-        // Worse = lower similarity, or equal similarity and higher id.
-        o.sim.total_cmp(&self.sim).then(self.id.cmp(&o.id))
-    }
-}
-impl PartialOrd for Cand {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
     }
 }
 
 impl Scorer for CpuScorer<'_> {
     fn describe(&self) -> String {
-        format!("cpu {} x{}", self.kernels.isa, rayon::current_num_threads())
+        format!(
+            "cpu {} tiles, {} dots x{}",
+            self.tile.isa,
+            self.kernels.isa,
+            rayon::current_num_threads()
+        )
     }
 
     fn top_k(&self, queries: &[f32], k: usize) -> Result<Neighbors> {
-        let nq = check_queries(queries, self.dim)?;
         if k == 0 || k > self.rows {
             return Err(Error::invalid(format!(
                 "k = {k} must be between 1 and the number of rows ({})",
                 self.rows
             )));
         }
-        let per_query: Vec<Vec<Cand>> = (0..nq)
-            .into_par_iter()
-            .map(|qi| {
-                let q = self.prepare(&queries[qi * self.dim..(qi + 1) * self.dim]);
-                let mut heap = BinaryHeap::with_capacity(k + 1);
-                for i in 0..self.rows {
-                    let c = Cand {
-                        sim: self.similarity(i, &q),
-                        id: i as u32,
-                    };
-                    if heap.len() < k {
-                        heap.push(c);
-                    } else if heap.peek().is_some_and(|w| c < *w) {
-                        heap.pop();
-                        heap.push(c);
-                    }
+        let q = self.prepare(queries)?;
+        let mut ids = Vec::with_capacity(q.count * k);
+        let mut scores = Vec::with_capacity(q.count * k);
+        for start in (0..q.count).step_by(OUTER_BATCH) {
+            let batch = start..(start + OUTER_BATCH).min(q.count);
+            let lists = self
+                .tiles()
+                .fold(
+                    || (Workspace::default(), vec![TopK::new(k); batch.len()]),
+                    |(mut ws, mut lists), rows| {
+                        let first = rows.start as u32;
+                        self.score_tile(&q, batch.clone(), rows, &mut ws, |qi, sims| {
+                            lists[qi - batch.start].extend(first, sims)
+                        });
+                        (ws, lists)
+                    },
+                )
+                .map(|(_, lists)| lists)
+                .reduce_with(|mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(a, b)| a.merge(b));
+                    a
+                })
+                .unwrap_or_default();
+            for list in lists {
+                for Cand { sim, id } in list.into_sorted() {
+                    ids.push(id);
+                    scores.push(self.to_metric(sim));
                 }
-                heap.into_sorted_vec()
-            })
-            .collect();
-        let mut ids = Vec::with_capacity(nq * k);
-        let mut scores = Vec::with_capacity(nq * k);
-        for c in per_query.into_iter().flatten() {
-            ids.push(c.id);
-            scores.push(self.to_metric(c.sim));
+            }
         }
         Ok(Neighbors { k, ids, scores })
     }
 
     fn max_similarity(&self, queries: &[f32]) -> Result<Vec<f32>> {
-        let nq = check_queries(queries, self.dim)?;
-        let prepared: Vec<Vec<f32>> = (0..nq)
-            .map(|qi| self.prepare(&queries[qi * self.dim..(qi + 1) * self.dim]))
-            .collect();
-        Ok((0..self.rows)
-            .into_par_iter()
-            .map(|i| {
-                prepared
-                    .iter()
-                    .map(|q| self.similarity(i, q))
-                    .fold(f32::NEG_INFINITY, f32::max)
-            })
-            .collect())
+        let q = self.prepare(queries)?;
+        let mut out = vec![f32::NEG_INFINITY; self.rows];
+        let step = self.tile_rows;
+        out.par_chunks_mut(step)
+            .enumerate()
+            .for_each_init(Workspace::default, |ws, (t, best)| {
+                let rows = t * step..t * step + best.len();
+                self.score_tile(&q, 0..q.count, rows, ws, |_, sims| {
+                    best.iter_mut().zip(sims).for_each(|(b, &s)| *b = b.max(s))
+                });
+            });
+        Ok(out)
+    }
+
+    fn uot(&self, cost: &[f64], a: &[f64], b: &[f64], params: &UotParams) -> Result<UotPlan> {
+        uot::solve(cost, a, b, params)
     }
 }

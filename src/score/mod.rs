@@ -3,11 +3,16 @@
 //! [`scorer_for`]; nothing above that point asks which backend it has.
 
 pub mod cpu;
+pub mod cuda;
 pub mod simd;
 
 use crate::error::{Error, Result};
 use crate::format::Metric;
-use crate::store::Index;
+use crate::select::uot::{UotParams, UotPlan};
+use crate::store::{Index, Vectors};
+use rayon::prelude::*;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 /// Which backend to score on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -65,16 +70,160 @@ pub trait Scorer: Send + Sync {
     /// For every corpus row, the highest similarity (cos or ip; negated squared distance for
     /// l2) to any of the queries. Used to exclude near-duplicates of an evaluation set.
     fn max_similarity(&self, queries: &[f32]) -> Result<Vec<f32>>;
+
+    /// Entropic unbalanced OT plan for `cost` (`[a.len(), b.len()]`) with the same contract and
+    /// result as [`crate::select::uot::solve`] (the CUDA backend runs the scaling steps on the
+    /// device in f64).
+    fn uot(&self, cost: &[f64], a: &[f64], b: &[f64], params: &UotParams) -> Result<UotPlan>;
+}
+
+/// A candidate neighbour, ordered so that the *worst* one is the greatest (the top of a
+/// max-heap): lower similarity is worse, and on equal similarity the higher row id is worse.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Cand {
+    /// Similarity (higher is better).
+    pub sim: f32,
+    /// Row id.
+    pub id: u32,
+}
+impl Eq for Cand {}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.sim.total_cmp(&self.sim).then(self.id.cmp(&o.id))
+    }
+}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// The `k` best candidates seen so far for one query.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TopK {
+    k: usize,
+    heap: BinaryHeap<Cand>,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// Similarity a candidate must reach to be considered (`-inf` until `k` are kept).
+    fn threshold(&self) -> f32 {
+        match self.heap.peek() {
+            Some(w) if self.heap.len() >= self.k => w.sim,
+            _ => f32::NEG_INFINITY,
+        }
+    }
+
+    pub fn push(&mut self, c: Cand) {
+        if self.heap.len() < self.k {
+            self.heap.push(c);
+        } else if let Some(mut worst) = self.heap.peek_mut() {
+            if c < *worst {
+                *worst = c;
+            }
+        }
+    }
+
+    /// Offers rows `first, first + 1, ...` with similarities `sims`.
+    pub fn extend(&mut self, first: u32, sims: &[f32]) {
+        let mut threshold = self.threshold();
+        for (j, &sim) in sims.iter().enumerate() {
+            if sim >= threshold {
+                self.push(Cand {
+                    sim,
+                    id: first + j as u32,
+                });
+                threshold = self.threshold();
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: TopK) {
+        other.heap.into_iter().for_each(|c| self.push(c));
+    }
+
+    /// Candidates best first.
+    pub fn into_sorted(self) -> Vec<Cand> {
+        self.heap.into_sorted_vec()
+    }
 }
 
 /// Build the scorer for `index` on `device`.
 pub fn scorer_for(index: &Index, device: Device) -> Result<Box<dyn Scorer + '_>> {
+    scorer_for_vectors(index.vectors(), index.dim(), index.metric(), device)
+}
+
+/// Build the scorer for `vectors` (`[rows, dim]`, unit-normalised for cos) on `device`.
+pub fn scorer_for_vectors(
+    vectors: Vectors<'_>,
+    dim: usize,
+    metric: Metric,
+    device: Device,
+) -> Result<Box<dyn Scorer + '_>> {
     match device {
-        Device::Cpu | Device::Auto => Ok(Box::new(cpu::CpuScorer::new(index))),
-        Device::Cuda => Err(Error::Unavailable(
-            "--device cuda: this build has no CUDA backend yet".into(),
-        )),
+        Device::Cpu => Ok(Box::new(cpu::CpuScorer::from_vectors(
+            vectors, dim, metric,
+        )?)),
+        Device::Cuda => Ok(Box::new(cuda::CudaScorer::new(vectors, dim, metric)?)),
+        Device::Auto => match cuda::CudaScorer::new(vectors, dim, metric) {
+            Ok(s) => Ok(Box::new(s)),
+            Err(Error::Unavailable(_)) => Ok(Box::new(cpu::CpuScorer::from_vectors(
+                vectors, dim, metric,
+            )?)),
+            Err(e) => Err(e),
+        },
     }
+}
+
+/// A query batch ready for a backend: normalised for cos, rows `stride` apart (zero padded) and
+/// the row count zero-padded to a multiple of `pad`.
+pub(crate) struct Prepared {
+    /// `[padded count, stride]` values.
+    pub data: Vec<f32>,
+    /// Real queries.
+    pub count: usize,
+    /// Squared norms of the prepared queries (l2).
+    pub norms2: Vec<f32>,
+}
+
+/// Checks and prepares `queries` (`[nq, dim]`) for `metric`.
+pub(crate) fn prepare_queries(
+    queries: &[f32],
+    dim: usize,
+    metric: Metric,
+    stride: usize,
+    pad: usize,
+) -> Result<Prepared> {
+    let count = check_queries(queries, dim)?;
+    let padded = count.div_ceil(pad.max(1)) * pad.max(1);
+    let mut data = vec![0.0; padded * stride];
+    let norms2 = data
+        .par_chunks_mut(stride)
+        .zip(queries.par_chunks_exact(dim))
+        .map(|(row, q)| {
+            let row = &mut row[..dim];
+            row.copy_from_slice(q);
+            let mut n2: f32 = row.iter().map(|x| x * x).sum();
+            if metric == Metric::Cos && n2 > 0.0 {
+                let inv = 1.0 / n2.sqrt();
+                row.iter_mut().for_each(|x| *x *= inv);
+                n2 = row.iter().map(|x| x * x).sum();
+            }
+            n2
+        })
+        .collect();
+    Ok(Prepared {
+        data,
+        count,
+        norms2,
+    })
 }
 
 /// Check a query batch against the index shape and return the number of queries.

@@ -68,6 +68,85 @@ pub fn scalar_kernels() -> Kernels {
     }
 }
 
+/// A register-blocked micro-kernel: `C[MR x NR] (+)= Q[MR rows] . P` where `P` is a packed panel
+/// of `NR` corpus rows stored dimension-major (`P[k * NR + j]` = element `k` of row `j`). Each
+/// query element is broadcast and multiplied with `NR` corpus values held in vector registers;
+/// the `MR x NR` sums stay in registers for the whole `kc` loop (the BLIS/GotoBLAS scheme).
+#[derive(Clone, Copy)]
+pub struct TileKernel {
+    /// Name of the instruction set.
+    pub isa: &'static str,
+    /// Queries per micro-tile.
+    pub mr: usize,
+    /// Corpus rows per micro-tile (the panel width).
+    pub nr: usize,
+    /// `tile(kc, q, ldq, panel, c, ldc, accumulate)`: query row `i` starts at `q[i * ldq]`,
+    /// panel element `(k, j)` is `panel[k * nr + j]`, result `(i, j)` goes to `c[i * ldc + j]`
+    /// (added to it when `accumulate`). Panics if a slice is too short for `kc`, `mr`, `nr`.
+    pub tile: TileFn,
+}
+
+/// Signature of a micro-kernel: `(kc, q, ldq, panel, c, ldc, accumulate)`.
+pub type TileFn = fn(usize, &[f32], usize, &[f32], &mut [f32], usize, bool);
+
+/// Checks the slice lengths a micro-kernel relies on (one check per call, not per load).
+fn check_tile(
+    (mr, nr): (usize, usize),
+    kc: usize,
+    q: &[f32],
+    ldq: usize,
+    panel: &[f32],
+    c: &[f32],
+    ldc: usize,
+) {
+    assert!(
+        kc <= ldq && q.len() >= (mr - 1) * ldq + kc,
+        "micro-kernel: query block too short"
+    );
+    assert!(panel.len() >= kc * nr, "micro-kernel: panel too short");
+    assert!(
+        nr <= ldc && c.len() >= (mr - 1) * ldc + nr,
+        "micro-kernel: result block too short"
+    );
+}
+
+/// The best micro-kernel for this CPU (AVX-512, AVX2+FMA, or portable code), detected once.
+pub fn tile_kernel() -> &'static TileKernel {
+    static K: OnceLock<TileKernel> = OnceLock::new();
+    K.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                return TileKernel {
+                    isa: "avx512f",
+                    mr: avx2::MR16,
+                    nr: avx2::NR16,
+                    tile: avx2::tile_avx512,
+                };
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return TileKernel {
+                    isa: "avx2+fma",
+                    mr: avx2::MR8,
+                    nr: avx2::NR8,
+                    tile: avx2::tile_avx2,
+                };
+            }
+        }
+        scalar_tile_kernel()
+    })
+}
+
+/// Portable micro-kernel (also the reference the SIMD ones are tested against).
+pub fn scalar_tile_kernel() -> TileKernel {
+    TileKernel {
+        isa: "scalar",
+        mr: scalar::MR,
+        nr: scalar::NR,
+        tile: scalar::tile,
+    }
+}
+
 mod scalar {
     use half::f16;
 
@@ -85,6 +164,38 @@ mod scalar {
             .zip(b)
             .map(|(x, y)| (x.to_f32() - y) * (x.to_f32() - y))
             .sum()
+    }
+
+    pub const MR: usize = 4;
+    pub const NR: usize = 16;
+
+    pub fn tile(
+        kc: usize,
+        q: &[f32],
+        ldq: usize,
+        panel: &[f32],
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        super::check_tile((MR, NR), kc, q, ldq, panel, c, ldc);
+        let mut s = [[0.0f32; NR]; MR];
+        for (k, p) in panel.chunks_exact(NR).take(kc).enumerate() {
+            for (i, si) in s.iter_mut().enumerate() {
+                let a = q[i * ldq + k];
+                si.iter_mut()
+                    .zip(p)
+                    .for_each(|(s, &b)| *s = a.mul_add(b, *s));
+            }
+        }
+        for (i, si) in s.iter().enumerate() {
+            let row = &mut c[i * ldc..i * ldc + NR];
+            if accumulate {
+                row.iter_mut().zip(si).for_each(|(c, s)| *c += s);
+            } else {
+                row.copy_from_slice(si);
+            }
+        }
     }
 }
 
@@ -152,6 +263,106 @@ mod avx2 {
     unsafe fn load_f32(p: *const f32) -> __m256 {
         _mm256_loadu_ps(p)
     }
+
+    /// Defines a micro-kernel with `$mr` broadcast queries and `$nv` vectors of `$lanes` corpus
+    /// rows: `$mr * $nv` accumulators plus `$nv` panel loads and one broadcast must fit the
+    /// register file (32 zmm for AVX-512: 8 x 3; 16 ymm for AVX2: 4 x 3).
+    macro_rules! tile_kernel {
+        ($name:ident, $feat:literal, $mr:ident = $mrv:literal, $nr:ident, $nv:literal, $lanes:literal, $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident) => {
+            pub const $mr: usize = $mrv;
+            pub const $nr: usize = $nv * $lanes;
+
+            /// Safe entry: checks the slice lengths once, then runs the SIMD loop.
+            pub fn $name(
+                kc: usize,
+                q: &[f32],
+                ldq: usize,
+                panel: &[f32],
+                c: &mut [f32],
+                ldc: usize,
+                accumulate: bool,
+            ) {
+                super::check_tile(($mr, $nr), kc, q, ldq, panel, c, ldc);
+                #[target_feature(enable = $feat)]
+                unsafe fn inner(
+                    kc: usize,
+                    q: *const f32,
+                    ldq: usize,
+                    p: *const f32,
+                    c: *mut f32,
+                    ldc: usize,
+                    accumulate: bool,
+                ) {
+                    let mut s = [[$zero(); $nv]; $mr];
+                    if accumulate {
+                        for (i, si) in s.iter_mut().enumerate() {
+                            for (j, sij) in si.iter_mut().enumerate() {
+                                *sij = $load(c.add(i * ldc + j * $lanes));
+                            }
+                        }
+                    }
+                    for k in 0..kc {
+                        let mut b = [$zero(); $nv];
+                        for (j, bj) in b.iter_mut().enumerate() {
+                            *bj = $load(p.add(k * $nr + j * $lanes));
+                        }
+                        for (i, si) in s.iter_mut().enumerate() {
+                            let a = $set1(*q.add(i * ldq + k));
+                            for (sij, bj) in si.iter_mut().zip(&b) {
+                                *sij = $fma(a, *bj, *sij);
+                            }
+                        }
+                    }
+                    for (i, si) in s.iter().enumerate() {
+                        for (j, sij) in si.iter().enumerate() {
+                            $store(c.add(i * ldc + j * $lanes), *sij);
+                        }
+                    }
+                }
+                // SAFETY: `tile_kernel` hands this out only when the CPU has the features named
+                // in `$feat`; check_tile proved q holds $mr rows of kc values at stride ldq, the
+                // panel kc x $nr values and c $mr rows of $nr values at stride ldc.
+                unsafe {
+                    inner(
+                        kc,
+                        q.as_ptr(),
+                        ldq,
+                        panel.as_ptr(),
+                        c.as_mut_ptr(),
+                        ldc,
+                        accumulate,
+                    )
+                }
+            }
+        };
+    }
+
+    tile_kernel!(
+        tile_avx512,
+        "avx512f",
+        MR16 = 8,
+        NR16,
+        3,
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps
+    );
+    tile_kernel!(
+        tile_avx2,
+        "avx2,fma",
+        MR8 = 4,
+        NR8,
+        3,
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps
+    );
 
     kernel!(
         dot_f32,

@@ -2,9 +2,12 @@
 //! a `run` function; `main` is one match on the command.
 
 mod bench;
+mod bench_score;
 mod build;
 mod demo;
+mod gpu_check;
 mod info;
+mod kernels;
 mod progress;
 mod search;
 mod select;
@@ -38,6 +41,14 @@ enum Command {
     Search(search::Args),
     /// Recall@k, QPS and latency of the HNSW search per ef, against exact ground truth.
     Bench(bench::Args),
+    /// List the CUDA kernels; with --check, compile each with NVRTC and report PTX size or log.
+    Kernels(kernels::Args),
+    /// Time exact top-k search of one query batch on one backend (prints JSON).
+    #[command(hide = true)]
+    BenchScore(bench_score::Args),
+    /// Check the CUDA scorer against the CPU and measure its throughput (needs a GPU).
+    #[command(hide = true)]
+    GpuCheck(gpu_check::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +61,9 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Search(a) => search::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Kernels(a) => kernels::run(a),
+        Command::BenchScore(a) => bench_score::run(a),
+        Command::GpuCheck(a) => gpu_check::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

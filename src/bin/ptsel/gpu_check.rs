@@ -1,0 +1,276 @@
+//! `ptsel gpu-check` (hidden): on a machine with a GPU, checks the CUDA scorer against the CPU
+//! one on seeded random data and measures its throughput. Run by `scripts/gpu-check.sh`; prints
+//! everything to stdout and exits non-zero if a check fails.
+
+use crate::bench_score::Stored;
+use anyhow::{bail, Result};
+use ptsel::score::cpu::CpuScorer;
+use ptsel::score::cuda::{self, CudaScorer};
+use ptsel::score::{Neighbors, Scorer};
+use ptsel::select::uot::{self, UotParams};
+use ptsel::{DType, Metric};
+use std::time::Instant;
+
+/// Arguments of `ptsel gpu-check`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Corpus rows of the throughput runs.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// Corpus rows of the CPU comparison.
+    #[arg(long, default_value_t = 50_000)]
+    pub check_rows: usize,
+    /// Dimension.
+    #[arg(long, default_value_t = 512)]
+    pub dim: usize,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Seed of the random data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Query batch sizes of the throughput runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,16,64,512,4096")]
+    pub batches: Vec<usize>,
+    /// Seconds to spend timing each batch size (at least two runs each).
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+}
+
+/// Exact similarity (higher is better) in f64 of stored row `x` and raw query `q`.
+fn exact(metric: Metric, x: &[f32], q: &[f32]) -> f64 {
+    let n = q
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt();
+    let scale = if metric == Metric::Cos && n > 0.0 {
+        1.0 / n
+    } else {
+        1.0
+    };
+    match metric {
+        Metric::L2 => -x
+            .iter()
+            .zip(q)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum::<f64>(),
+        _ => x
+            .iter()
+            .zip(q)
+            .map(|(&a, &b)| f64::from(a) * f64::from(b) * scale)
+            .sum(),
+    }
+}
+
+/// Compares GPU and CPU top-k: every GPU id's exact score must match the GPU score and the
+/// CPU score at the same rank within `tol` (so ids may differ only between near-ties).
+/// Returns (fraction of identical ids, worst score deviation, pass).
+fn compare(
+    metric: Metric,
+    rows: &[f32],
+    dim: usize,
+    queries: &[f32],
+    cpu: &Neighbors,
+    gpu: &Neighbors,
+    tol: impl Fn(usize) -> f64,
+) -> (f64, f64, bool) {
+    let sign = if metric == Metric::L2 { -1.0 } else { 1.0 };
+    let (mut same, mut worst, mut ok) = (0usize, 0.0f64, true);
+    for qi in 0..cpu.queries() {
+        let q = &queries[qi * dim..(qi + 1) * dim];
+        for (j, (&gid, &gs)) in gpu.ids_of(qi).iter().zip(gpu.scores_of(qi)).enumerate() {
+            same += usize::from(gid == cpu.ids_of(qi)[j]);
+            let g = gid as usize;
+            let e = sign * exact(metric, &rows[g * dim..(g + 1) * dim], q);
+            let dev = (e - f64::from(gs))
+                .abs()
+                .max((f64::from(cpu.scores_of(qi)[j]) - f64::from(gs)).abs());
+            worst = worst.max(dev);
+            ok &= dev <= tol(qi);
+        }
+    }
+    (same as f64 / cpu.ids.len().max(1) as f64, worst, ok)
+}
+
+/// Run `ptsel gpu-check`.
+pub fn run(args: Args) -> Result<()> {
+    cuda::probe()?;
+    let (d, k) = (args.dim, args.k);
+    let mut failures = 0;
+    println!(
+        "== correctness: CUDA vs CPU on {} x {d} (seed {}), k = {k}",
+        args.check_rows, args.seed
+    );
+    let last = args.check_rows - 1;
+    // 300 dims: a row stride with padding and a partial last pipeline stage on the device.
+    for (d, dtype, metric) in [
+        (d, DType::F16, Metric::Ip),
+        (d, DType::F16, Metric::Cos),
+        (d, DType::F16, Metric::L2),
+        (d, DType::F32, Metric::Ip),
+        (300, DType::F16, Metric::Ip),
+    ] {
+        let mut data = ptsel::synth::gaussian_matrix(args.check_rows, d, args.seed);
+        // Exact duplicates of row 3 at rows 17 and the last: ties that must come out as 3, 17, last.
+        let row3 = data[3 * d..4 * d].to_vec();
+        data[17 * d..18 * d].copy_from_slice(&row3);
+        data[last * d..(last + 1) * d].copy_from_slice(&row3);
+        let stored = Stored::new(data.clone(), d, dtype, metric);
+        let rows: Vec<f32> = match &stored {
+            Stored::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            Stored::F32(v) => v.clone(),
+        };
+        let xmax = rows
+            .chunks_exact(d)
+            .map(|r| r.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt())
+            .fold(0.0, f64::max);
+        let cpu = CpuScorer::from_vectors(stored.view(), d, metric)?;
+        let t = Instant::now();
+        let gpu = CudaScorer::new(stored.view(), d, metric)?;
+        let upload = t.elapsed().as_secs_f64();
+        for nq in [1usize, 2, 3, 7, 64, 300] {
+            let mut queries = ptsel::synth::gaussian_matrix(nq, d, args.seed + nq as u64);
+            queries[..d].copy_from_slice(&rows[3 * d..4 * d]);
+            let c = cpu.top_k(&queries, k)?;
+            let t = Instant::now();
+            let g = gpu.top_k(&queries, k)?;
+            let gpu_s = t.elapsed().as_secs_f64();
+            // fp16 queries (tensor-core path) and fp16/f32 summation order: relative 2^-9 of |q| |x|.
+            let tol = |qi: usize| {
+                let qn = queries[qi * d..(qi + 1) * d]
+                    .iter()
+                    .map(|x| f64::from(*x).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                let scale = match metric {
+                    Metric::Cos => 1.0,
+                    Metric::Ip => qn * xmax,
+                    Metric::L2 => 2.0 * qn * xmax + qn * qn + xmax * xmax,
+                };
+                scale * 2f64.powi(-9) + 1e-5
+            };
+            let (same, worst, ok) = compare(metric, &rows, d, &queries, &c, &g, tol);
+            let ties = g.ids_of(0)[..3] == [3, 17, last as u32];
+            let pass = ok && ties;
+            failures += usize::from(!pass);
+            println!(
+                "{} {d}-d {dtype:?} {metric:?} batch {nq:>4}: ids identical {:>6.2}%, max |score dev| {worst:.2e}, exact ties 3,17,{last} in order: {ties}, gpu {:.2} ms (upload {upload:.2} s, {})",
+                if pass { "ok  " } else { "FAIL" },
+                100.0 * same,
+                gpu_s * 1e3,
+                gpu.kernel_for(nq, k)
+            );
+        }
+    }
+
+    println!("== UOT: CUDA scaling steps vs select::uot::solve");
+    for (rows, cols) in [(100usize, 10usize), (1000, 100)] {
+        let cost: Vec<f64> = ptsel::synth::gaussian_matrix(rows, cols, args.seed ^ 7)
+            .iter()
+            .map(|&x| (1.0 + 0.3 * f64::from(x)).clamp(0.0, 2.0))
+            .collect();
+        let a = vec![1.0 / rows as f64; rows];
+        let b = vec![1.0 / cols as f64; cols];
+        let p = UotParams::default();
+        let cpu = uot::solve(&cost, &a, &b, &p)?;
+        let stored = Stored::new(vec![0.0; d], d, DType::F32, Metric::Ip);
+        let gpu_scorer = CudaScorer::new(stored.view(), d, Metric::Ip)?;
+        let t = Instant::now();
+        let gpu = gpu_scorer.uot(&cost, &a, &b, &p)?;
+        let secs = t.elapsed().as_secs_f64();
+        let dev = cpu
+            .plan
+            .iter()
+            .zip(&gpu.plan)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        let pass = dev <= 1e-5 && cpu.rows == gpu.rows && cpu.cols == gpu.cols;
+        failures += usize::from(!pass);
+        println!(
+            "{} {rows} x {cols}: max |plan dev| {dev:.2e}, iterations cpu {} gpu {}, converged {} {}, marginal error {:.2e} {:.2e}, gpu {:.1} ms",
+            if pass { "ok  " } else { "FAIL" },
+            cpu.iterations,
+            gpu.iterations,
+            cpu.converged,
+            gpu.converged,
+            cpu.marginal_error,
+            gpu.marginal_error,
+            secs * 1e3
+        );
+    }
+
+    println!("== throughput: {} x {d} f16, ip, k = {k}", args.rows);
+    let t = Instant::now();
+    let stored = Stored::new(
+        ptsel::synth::gaussian_matrix(args.rows, d, args.seed),
+        d,
+        DType::F16,
+        Metric::Ip,
+    );
+    println!("generated in {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let gpu = CudaScorer::new(stored.view(), d, Metric::Ip)?;
+    println!(
+        "uploaded in {:.2} s to {}",
+        t.elapsed().as_secs_f64(),
+        gpu.describe()
+    );
+    {
+        // Fixed cost of a call (allocations, copies, launches, merge) on a corpus of 1024 rows.
+        let tiny = Stored::new(
+            ptsel::synth::gaussian_matrix(1024, d, 5),
+            d,
+            DType::F16,
+            Metric::Ip,
+        );
+        let small = CudaScorer::new(tiny.view(), d, Metric::Ip)?;
+        let q = ptsel::synth::gaussian_matrix(1, d, 6);
+        let best = (0..200).map(|_| {
+            let t = Instant::now();
+            small.top_k(&q, k).map(|_| t.elapsed().as_secs_f64())
+        });
+        let best = best
+            .collect::<ptsel::Result<Vec<f64>>>()?
+            .into_iter()
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "fixed cost of one top_k call (1 query, 1024 rows): {:.3} ms",
+            best * 1e3
+        );
+    }
+    let bytes = (args.rows * d * 2) as f64;
+    for &nq in &args.batches {
+        let queries = ptsel::synth::gaussian_matrix(nq, d, args.seed ^ nq as u64);
+        gpu.top_k(&queries, k)?;
+        let (mut runs, mut best) = (0, f64::INFINITY);
+        let start = Instant::now();
+        while runs < 2 || start.elapsed().as_secs_f64() < args.seconds {
+            let t = Instant::now();
+            gpu.top_k(&queries, k)?;
+            best = best.min(t.elapsed().as_secs_f64());
+            runs += 1;
+        }
+        let kernels = match gpu.kernel_times(&queries, k)? {
+            Some([score, merge]) => format!(
+                "kernels: scoring {score:.3} ms ({:.1} GB/s, {:.1} TFLOP/s), merge {merge:.3} ms",
+                bytes / f64::from(score) / 1e6,
+                2.0 * (nq * args.rows * d) as f64 / f64::from(score) / 1e9
+            ),
+            None => "scored on the CPU".into(),
+        };
+        println!(
+            "batch {nq:>5}: {:>10.1} queries/s, {:>8.3} ms per batch, corpus streamed {:>7.1} GB/s, {:>7.1} TFLOP/s  (best of {runs}, end to end, {}; {kernels})",
+            nq as f64 / best,
+            best * 1e3,
+            bytes / best / 1e9,
+            2.0 * (nq * args.rows * d) as f64 / best / 1e12,
+            gpu.kernel_for(nq, k)
+        );
+    }
+    if failures > 0 {
+        bail!("{failures} GPU check(s) failed");
+    }
+    println!("all GPU checks passed");
+    Ok(())
+}

@@ -1,0 +1,812 @@
+//! CUDA scoring through cudarc, with the driver and NVRTC loaded at run time (no CUDA needed to
+//! build). The kernels in `kernels/*.cu` are embedded with `include_str!`, compiled to PTX by
+//! NVRTC once per process and loaded once per device. The corpus moves to the device once per
+//! scorer; query batches stream: few queries take the bandwidth-bound SIMT kernel, larger fp16
+//! batches the tensor-core (mma.sync) kernel; both keep per-query top-k lists per block and a merge
+//! kernel reduces them. cudarc panics inside `CudaContext::new` and `compile_ptx` when libcuda
+//! or libnvrtc is missing, so every entry point checks `is_culib_present()` first.
+
+use super::{prepare_queries, Neighbors, Scorer};
+use crate::error::{Error, Result};
+use crate::format::Metric;
+use crate::score::cpu::CpuScorer;
+use crate::select::uot::{self, Domain, UotParams, UotPlan, PLAIN_LIMIT};
+use crate::store::Vectors;
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
+    ValidAsZeroBits,
+};
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileError, CompileOptions, Ptx};
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Shared header, spliced into each source in place of its `#include "common.cuh"` (NVRTC gets
+/// no header list from cudarc).
+const COMMON: &str = include_str!("../../kernels/common.cuh");
+
+/// Kernel sources, one per family: (file, source, entry points).
+pub const SOURCES: &[(&str, &str, &[&str])] = &[
+    (
+        "topk.cu",
+        include_str!("../../kernels/topk.cu"),
+        &[
+            "topk_simt1_f16",
+            "topk_simt2_f16",
+            "topk_simt4_f16",
+            "topk_simt8_f16",
+            "topk_simt1_f32",
+            "topk_simt2_f32",
+            "topk_simt4_f32",
+            "topk_simt8_f32",
+            "topk_mma128_f16",
+            "topk_mma64_f16",
+            "topk_merge_f32",
+        ],
+    ),
+    (
+        "sinkhorn.cu",
+        include_str!("../../kernels/sinkhorn.cu"),
+        &["sinkhorn_rows_f64", "sinkhorn_cols_f64"],
+    ),
+];
+
+/// Virtual architecture of the PTX: sm_90 (H100). NVRTC 13.0 emits PTX ISA 9.0, the newest the
+/// 580 driver (CUDA 13.0) loads.
+const ARCH: &str = "compute_90";
+/// Largest k of the GPU top-k (PTSEL_TOPK_MAX in common.cuh); larger k run on the CPU.
+pub const TOPK_MAX: usize = 64;
+/// Env var naming the folder that holds `cuda_fp16.h`.
+pub const INCLUDE_ENV: &str = "PTSEL_CUDA_INCLUDE";
+/// Row stride granularity on the device (elements): the mma kernel steps k by 32 and swizzles
+/// 16-byte chunks within groups of 8.
+const LD_ALIGN: usize = 64;
+/// Rows per SIMT tile (SIMT_TILE in topk.cu); a SIMT block has 8 warps and 1, 2, 4 or 8
+/// queries.
+const SIMT_TILE: usize = 256;
+/// Rows per tensor-core tile (MMA_N in topk.cu); a tensor-core block has 64 or 128 queries.
+const MMA_N: usize = 128;
+/// Batches larger than this use tensor cores (fp16 corpora).
+const SIMT_MAX_QUERIES: usize = 4;
+/// Resident blocks per SM of the SIMT kernels (a launch aims for whole waves of them); the
+/// tensor-core blocks take most of an SM's shared memory, one per SM.
+const SIMT_BLOCKS_PER_SM: usize = 8;
+/// Queries per launch: bounds the partial top-k buffers.
+const LAUNCH_QUERIES: usize = 16384;
+
+fn cuda_err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
+    move |e| Error::Cuda(format!("{what}: {e}"))
+}
+
+/// Whether libnvrtc can be loaded.
+pub fn nvrtc_present() -> bool {
+    // SAFETY: only tries to dlopen the library by its usual names.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// Checks that the driver, NVRTC and a device are present; `Error::Unavailable` says which is not.
+pub fn probe() -> Result<()> {
+    // SAFETY: only tries to dlopen the library by its usual names.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(Error::Unavailable(
+            "CUDA unavailable: no CUDA driver (libcuda.so) on this machine".into(),
+        ));
+    }
+    if !nvrtc_present() {
+        return Err(Error::Unavailable(
+            "CUDA unavailable: NVRTC (libnvrtc.so) not found; pip install nvidia-cuda-nvrtc==13.0.88 and add its nvidia/cu13/lib folder to LD_LIBRARY_PATH".into(),
+        ));
+    }
+    cudarc::driver::result::init()
+        .map_err(|e| Error::Unavailable(format!("CUDA unavailable: cuInit failed: {e}")))?;
+    match CudaContext::device_count() {
+        Ok(n) if n > 0 => Ok(()),
+        Ok(_) => Err(Error::Unavailable(
+            "CUDA unavailable: the driver reports no device".into(),
+        )),
+        Err(e) => Err(Error::Unavailable(format!("CUDA unavailable: {e}"))),
+    }
+}
+
+/// The folder holding `cuda_fp16.h`: `$PTSEL_CUDA_INCLUDE`, else `../include` next to a
+/// `LD_LIBRARY_PATH` entry that holds libnvrtc (the pip wheel's `nvidia/cu13/lib`), else the CI
+/// cache `~/.cache/ptsel/nvrtc/nvidia/cu13/include`, else `/usr/local/cuda/include`.
+pub fn include_dir() -> Result<PathBuf> {
+    let has_header = |d: &PathBuf| d.join("cuda_fp16.h").is_file();
+    if let Some(d) = std::env::var_os(INCLUDE_ENV) {
+        let d = PathBuf::from(d);
+        return if has_header(&d) {
+            Ok(d)
+        } else {
+            Err(Error::Unavailable(format!(
+                "{INCLUDE_ENV}={}: no cuda_fp16.h there",
+                d.display()
+            )))
+        };
+    }
+    let mut candidates: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .filter(|d| d.join("libnvrtc.so.13").exists() || d.join("libnvrtc.so").exists())
+                .map(|d| d.join("../include"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(home).join(".cache/ptsel/nvrtc/nvidia/cu13/include"));
+    }
+    candidates.push(PathBuf::from("/usr/local/cuda/include"));
+    candidates.into_iter().find(has_header).ok_or_else(|| {
+        Error::Unavailable(format!(
+            "cuda_fp16.h not found for NVRTC: set {INCLUDE_ENV} to the include folder of the nvidia-cuda-runtime wheel (site-packages/nvidia/cu13/include) or of a CUDA toolkit"
+        ))
+    })
+}
+
+/// Compiles one kernel family to PTX; a failure carries NVRTC's log.
+pub fn compile(file: &str, source: &str) -> Result<Ptx> {
+    if !nvrtc_present() {
+        return Err(Error::Unavailable("NVRTC (libnvrtc.so) not found: pip install nvidia-cuda-nvrtc==13.0.88 and add its lib folder to LD_LIBRARY_PATH".into()));
+    }
+    let include = include_dir()?;
+    let src = source.replace("#include \"common.cuh\"", COMMON);
+    let opts = CompileOptions {
+        arch: Some(ARCH),
+        include_paths: vec![include.display().to_string()],
+        options: vec!["--std=c++17".into()],
+        name: Some(file.into()),
+        ..Default::default()
+    };
+    compile_ptx_with_opts(src, opts).map_err(|e| match e {
+        CompileError::CompileError { log, .. } => {
+            Error::Cuda(format!("{file}: NVRTC failed:\n{}", log.to_string_lossy()))
+        }
+        other => Error::Cuda(format!("{file}: NVRTC: {other}")),
+    })
+}
+
+/// One family's compile result for `ptsel kernels --check`.
+pub struct KernelCheck {
+    /// Source file.
+    pub file: &'static str,
+    /// Entry points it must define.
+    pub entries: &'static [&'static str],
+    /// The PTX, or the error (NVRTC's log, or a missing entry point).
+    pub result: Result<PtxInfo>,
+}
+
+/// What `ptsel kernels --check` reports of a compiled family.
+pub struct PtxInfo {
+    /// PTX size in bytes.
+    pub bytes: usize,
+    /// The `.version` (PTX ISA) line's value: the driver must support it.
+    pub isa: String,
+    /// The `.target` line's value.
+    pub target: String,
+}
+
+/// Compiles every kernel family and checks that each entry point is in its PTX.
+pub fn check_kernels() -> Vec<KernelCheck> {
+    SOURCES
+        .iter()
+        .map(|&(file, src, entries)| {
+            let result = compile(file, src).and_then(|ptx| {
+                let text = ptx.to_src();
+                let directive = |d: &str| {
+                    text.lines()
+                        .find_map(|l| l.trim().strip_prefix(d))
+                        .unwrap_or("?")
+                        .trim()
+                        .to_string()
+                };
+                match entries
+                    .iter()
+                    .find(|e| !text.contains(&format!(".entry {e}(")))
+                {
+                    Some(e) => Err(Error::Cuda(format!(
+                        "{file}: entry point {e} missing from the PTX"
+                    ))),
+                    None => Ok(PtxInfo {
+                        bytes: text.len(),
+                        isa: directive(".version"),
+                        target: directive(".target"),
+                    }),
+                }
+            });
+            KernelCheck {
+                file,
+                entries,
+                result,
+            }
+        })
+        .collect()
+}
+
+/// A device with the kernels loaded.
+struct Device {
+    stream: Arc<CudaStream>,
+    functions: HashMap<&'static str, CudaFunction>,
+    sms: usize,
+    smem_optin: usize,
+    name: String,
+}
+
+impl Device {
+    fn function(&self, name: &str) -> Result<&CudaFunction> {
+        self.functions
+            .get(name)
+            .ok_or_else(|| Error::Cuda(format!("kernel {name} not loaded")))
+    }
+}
+
+/// PTX of every family, compiled once per process (a failure is not cached: it keeps its
+/// `Unavailable` or `Cuda` kind for the caller).
+fn ptx() -> Result<Vec<Ptx>> {
+    static PTX: OnceLock<Vec<Ptx>> = OnceLock::new();
+    if let Some(p) = PTX.get() {
+        return Ok(p.clone());
+    }
+    let compiled = SOURCES
+        .iter()
+        .map(|&(f, s, _)| compile(f, s))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PTX.get_or_init(|| compiled).clone())
+}
+
+/// Device `ordinal` with its kernels, loaded on first use and cached.
+fn device(ordinal: usize) -> Result<Arc<Device>> {
+    static DEVICES: OnceLock<Mutex<HashMap<usize, Arc<Device>>>> = OnceLock::new();
+    let mut devices = DEVICES
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| Error::Cuda("device cache poisoned".into()))?;
+    if let Some(d) = devices.get(&ordinal) {
+        return Ok(d.clone());
+    }
+    probe()?;
+    let ctx = CudaContext::new(ordinal).map_err(cuda_err("creating the context"))?;
+    let smem_optin = ctx
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+        .map_err(cuda_err("device attribute"))?;
+    let sms = ctx
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .map_err(cuda_err("device attribute"))?;
+    let mut functions = HashMap::new();
+    for (&(file, _, entries), ptx) in SOURCES.iter().zip(ptx()?) {
+        let module = ctx.load_module(ptx).map_err(cuda_err(file))?;
+        for &e in entries {
+            let f = module.load_function(e).map_err(cuda_err(e))?;
+            f.set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem_optin,
+            )
+            .map_err(cuda_err(e))?;
+            functions.insert(e, f);
+        }
+    }
+    let name = ctx.name().unwrap_or_else(|_| "CUDA device".into());
+    let d = Arc::new(Device {
+        stream: ctx.default_stream(),
+        functions,
+        sms: sms.max(1) as usize,
+        smem_optin: smem_optin.max(0) as usize,
+        name,
+    });
+    devices.insert(ordinal, d.clone());
+    Ok(d)
+}
+
+/// The corpus on the device, rows padded to `MMA_N` and strided by `ld`.
+enum DeviceRows {
+    F16(CudaSlice<u16>),
+    F32(CudaSlice<f32>),
+}
+
+/// Similarities and ids (`[nq, k]`) of one launch, with the kernel times when asked for.
+type LaunchResult = (Vec<f32>, Vec<u32>, Option<[f32; 2]>);
+
+/// A query batch on the device, in the type its kernel reads.
+enum DeviceQueries {
+    F16(CudaSlice<u16>),
+    F32(CudaSlice<f32>),
+}
+
+/// How a batch is scored: kernel, queries per block, rows per tile, block size, shared memory,
+/// partial lists per query and chunk, fp16 queries.
+struct Launch {
+    kernel: &'static str,
+    group: usize,
+    tile: usize,
+    threads: u32,
+    smem: usize,
+    slices: usize,
+    f16_queries: bool,
+}
+
+/// Exact scorer on a CUDA device. `max_similarity` and top-k with `k > TOPK_MAX` (or rows too
+/// wide for shared memory) run on the CPU scorer it holds.
+pub struct CudaScorer<'a> {
+    cpu: CpuScorer<'a>,
+    dev: Arc<Device>,
+    rows_dev: DeviceRows,
+    /// Squared row norms (l2).
+    norms2: CudaSlice<f32>,
+    rows: usize,
+    dim: usize,
+    ld: usize,
+    metric: Metric,
+}
+
+/// Copies `src` (`[rows, dim]`) to a zeroed device buffer of `rows_pad` rows of stride `ld`,
+/// converting each value with `f`, through a host staging buffer of about 64 MiB.
+fn upload_padded<S: Sync, T: DeviceRepr + ValidAsZeroBits + Default + Clone + Send>(
+    stream: &Arc<CudaStream>,
+    src: &[S],
+    dim: usize,
+    ld: usize,
+    rows_pad: usize,
+    f: impl Fn(&S) -> T + Sync,
+) -> Result<CudaSlice<T>> {
+    let err = cuda_err("uploading the corpus");
+    let mut dev = stream.alloc_zeros::<T>(rows_pad * ld).map_err(&err)?;
+    let rows = src.len() / dim;
+    let chunk_rows = ((64 << 20) / (ld * std::mem::size_of::<T>())).max(1);
+    for r0 in (0..rows).step_by(chunk_rows) {
+        let r1 = (r0 + chunk_rows).min(rows);
+        let mut host = vec![T::default(); (r1 - r0) * ld];
+        host.par_chunks_mut(ld)
+            .zip(src[r0 * dim..r1 * dim].par_chunks(dim))
+            .for_each(|(h, x)| h.iter_mut().zip(x).for_each(|(h, x)| *h = f(x)));
+        stream
+            .memcpy_htod(&host, &mut dev.slice_mut(r0 * ld..r1 * ld))
+            .map_err(&err)?;
+        // The staging buffer is reused: wait until the copy has read it.
+        stream.synchronize().map_err(&err)?;
+    }
+    Ok(dev)
+}
+
+fn i32_arg(v: usize, what: &str) -> Result<i32> {
+    i32::try_from(v).map_err(|_| {
+        Error::invalid(format!(
+            "CUDA path: {what} = {v} exceeds the kernels' 32-bit indices"
+        ))
+    })
+}
+
+impl<'a> CudaScorer<'a> {
+    /// Uploads `vectors` (`[rows, dim]`, unit-normalised for cos) to device 0.
+    pub fn new(vectors: Vectors<'a>, dim: usize, metric: Metric) -> Result<Self> {
+        let cpu = CpuScorer::from_vectors(vectors, dim, metric)?;
+        let dev = device(0)?;
+        let rows = vectors.len() / dim;
+        i32_arg(rows, "rows")?;
+        let ld = dim.div_ceil(LD_ALIGN) * LD_ALIGN;
+        let rows_pad = rows.div_ceil(MMA_N).max(1) * MMA_N;
+        let stream = &dev.stream;
+        let mut norms2 = vec![0.0f32; rows];
+        let widen = |i: usize, out: &mut Vec<f32>| match vectors {
+            Vectors::F16(v) => {
+                out.resize(dim, 0.0);
+                v[i * dim..(i + 1) * dim].convert_to_f32_slice(out);
+            }
+            Vectors::F32(v) => {
+                out.clear();
+                out.extend_from_slice(&v[i * dim..(i + 1) * dim]);
+            }
+        };
+        norms2
+            .par_iter_mut()
+            .enumerate()
+            .for_each_init(Vec::new, |row, (i, n)| {
+                widen(i, row);
+                *n = row.iter().map(|x| x * x).sum();
+            });
+        let rows_dev = match vectors {
+            Vectors::F16(v) => DeviceRows::F16(upload_padded(stream, v, dim, ld, rows_pad, |x| {
+                x.to_bits()
+            })?),
+            Vectors::F32(v) => {
+                DeviceRows::F32(upload_padded(stream, v, dim, ld, rows_pad, |&x| x)?)
+            }
+        };
+        let norms2 = stream
+            .clone_htod(&norms2)
+            .map_err(cuda_err("uploading norms"))?;
+        Ok(CudaScorer {
+            cpu,
+            dev,
+            rows_dev,
+            norms2,
+            rows,
+            dim,
+            ld,
+            metric,
+        })
+    }
+
+    /// The kernel for `nq` queries and `k`, with its launch shape.
+    fn plan(&self, nq: usize, k: usize) -> Option<Launch> {
+        if matches!(self.rows_dev, DeviceRows::F16(_)) && nq > SIMT_MAX_QUERIES {
+            // Queries, two corpus stages of MMA_N x 128 halves (which then hold the scores), lists.
+            let mma = |m: usize, kernel| Launch {
+                kernel,
+                group: m,
+                tile: MMA_N,
+                threads: 4 * m as u32,
+                smem: m * self.ld * 2 + 2 * MMA_N * 128 * 2 + 2 * m * k * 4,
+                slices: 1,
+                f16_queries: true,
+            };
+            let candidates = if nq > 64 {
+                vec![mma(128, "topk_mma128_f16"), mma(64, "topk_mma64_f16")]
+            } else {
+                vec![mma(64, "topk_mma64_f16")]
+            };
+            if let Some(l) = candidates
+                .into_iter()
+                .find(|l| l.smem <= self.dev.smem_optin)
+            {
+                return Some(l);
+            }
+        }
+        let group = [1, 2, 4, 8]
+            .into_iter()
+            .find(|&g| g >= nq.min(8))
+            .unwrap_or(8);
+        let kernel = match (&self.rows_dev, group) {
+            (DeviceRows::F16(_), 1) => "topk_simt1_f16",
+            (DeviceRows::F16(_), 2) => "topk_simt2_f16",
+            (DeviceRows::F16(_), 4) => "topk_simt4_f16",
+            (DeviceRows::F16(_), _) => "topk_simt8_f16",
+            (DeviceRows::F32(_), 1) => "topk_simt1_f32",
+            (DeviceRows::F32(_), 2) => "topk_simt2_f32",
+            (DeviceRows::F32(_), 4) => "topk_simt4_f32",
+            (DeviceRows::F32(_), _) => "topk_simt8_f32",
+        };
+        let smem = (group * self.ld + group * SIMT_TILE + 2 * 8 * k) * 4;
+        (smem <= self.dev.smem_optin).then_some(Launch {
+            kernel,
+            group,
+            tile: SIMT_TILE,
+            threads: 256,
+            smem,
+            slices: 8 / group,
+            f16_queries: false,
+        })
+    }
+
+    /// Top-k of one launch's queries (`nq <= LAUNCH_QUERIES`) as (similarities, ids).
+    /// With `timing`, also the milliseconds of the scoring and of the merge kernel.
+    fn launch_top_k(
+        &self,
+        queries: &[f32],
+        k: usize,
+        plan: &Launch,
+        timing: bool,
+    ) -> Result<LaunchResult> {
+        let stream = &self.dev.stream;
+        let event_err = cuda_err("timing event");
+        let events = if timing {
+            let ctx = stream.context();
+            let flags = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+            let e = (0..3)
+                .map(|_| ctx.new_event(flags))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(&event_err)?;
+            Some(e)
+        } else {
+            None
+        };
+        let mark = |i: usize| -> Result<()> {
+            if let Some(e) = &events {
+                e[i].record(stream).map_err(&event_err)?;
+            }
+            Ok(())
+        };
+        let q = prepare_queries(queries, self.dim, self.metric, self.ld, plan.group)?;
+        let groups = q.count.div_ceil(plan.group);
+        // Whole waves of blocks, each walking a chunk of whole tiles: the fewest waves (longest
+        // chunks) that keep the last wave at least 90% full.
+        let slots = if plan.f16_queries {
+            1
+        } else {
+            SIMT_BLOCKS_PER_SM
+        } * self.dev.sms;
+        let fill = |w: usize| {
+            let blocks = groups * (w * slots).div_ceil(groups);
+            blocks as f64 / (blocks.div_ceil(slots) * slots) as f64
+        };
+        let waves = (1..=8).find(|&w| fill(w) >= 0.9).unwrap_or(8);
+        let want = (waves * slots)
+            .div_ceil(groups)
+            .clamp(1, self.rows.div_ceil(plan.tile).max(1));
+        let chunk_rows = self.rows.div_ceil(want).div_ceil(plan.tile) * plan.tile;
+        let chunks = self.rows.div_ceil(chunk_rows);
+        let parts = chunks * plan.slices;
+        let alloc_err = cuda_err("allocating");
+        let mut ps = stream
+            .alloc_zeros::<f32>(q.count * parts * k)
+            .map_err(&alloc_err)?;
+        let mut pi = stream
+            .alloc_zeros::<u32>(q.count * parts * k)
+            .map_err(&alloc_err)?;
+        let upload_err = cuda_err("uploading queries");
+        let qn = stream.clone_htod(&q.norms2).map_err(&upload_err)?;
+        let queries_dev = match plan.f16_queries {
+            true => {
+                // Slice conversion uses F16C where the CPU has it (per-value from_f32 may not).
+                let mut halves = vec![half::f16::ZERO; q.data.len()];
+                halves
+                    .par_chunks_mut(1 << 16)
+                    .zip(q.data.par_chunks(1 << 16))
+                    .for_each(|(h, x)| h.convert_from_f32_slice(x));
+                let bits: &[u16] = bytemuck::cast_slice(&halves);
+                DeviceQueries::F16(stream.clone_htod(bits).map_err(&upload_err)?)
+            }
+            false => DeviceQueries::F32(stream.clone_htod(&q.data).map_err(&upload_err)?),
+        };
+        let (rows, ld, nq, l2, ki, cr, np) = (
+            i32_arg(self.rows, "rows")?,
+            i32_arg(self.ld, "dim")?,
+            i32_arg(q.count, "queries")?,
+            i32::from(self.metric == Metric::L2),
+            i32_arg(k, "k")?,
+            i32_arg(chunk_rows, "rows")?,
+            i32_arg(parts, "chunks")?,
+        );
+        let cfg = LaunchConfig {
+            grid_dim: (groups as u32, chunks as u32, 1),
+            block_dim: (plan.threads, 1, 1),
+            shared_mem_bytes: plan.smem as u32,
+        };
+        let mut b = stream.launch_builder(self.dev.function(plan.kernel)?);
+        match &self.rows_dev {
+            DeviceRows::F16(x) => b.arg(x),
+            DeviceRows::F32(x) => b.arg(x),
+        };
+        b.arg(&self.norms2).arg(&rows).arg(&ld);
+        match &queries_dev {
+            DeviceQueries::F16(qd) => b.arg(qd),
+            DeviceQueries::F32(qd) => b.arg(qd),
+        };
+        b.arg(&qn)
+            .arg(&nq)
+            .arg(&l2)
+            .arg(&ki)
+            .arg(&cr)
+            .arg(&mut ps)
+            .arg(&mut pi);
+        // SAFETY: x holds the corpus padded to a multiple of MMA_N rows of ld elements (ld a
+        // multiple of 64, so the 16-byte vector loads are aligned and stay in their row), the
+        // queries groups * group padded rows of ld values in the type the kernel takes (f16 for
+        // mma, f32 for simt), norms2 and qn one f32 per row / query, ps and pi nq * parts * k
+        // entries (parts = chunks * slices, the lists each query gets); smem is what the
+        // kernel carves (queries, corpus stages, scores, lists), within the opt-in limit set at
+        // load, and the block has the threads the kernel's warp layout assumes.
+        mark(0)?;
+        unsafe { b.launch(cfg) }.map_err(cuda_err(plan.kernel))?;
+        mark(1)?;
+        let mut out_s = stream.alloc_zeros::<f32>(q.count * k).map_err(&alloc_err)?;
+        let mut out_i = stream.alloc_zeros::<u32>(q.count * k).map_err(&alloc_err)?;
+        let merge = LaunchConfig {
+            grid_dim: (q.count as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: (8 * 8 * k) as u32,
+        };
+        let mut b = stream.launch_builder(self.dev.function("topk_merge_f32")?);
+        b.arg(&ps)
+            .arg(&pi)
+            .arg(&nq)
+            .arg(&np)
+            .arg(&ki)
+            .arg(&mut out_s)
+            .arg(&mut out_i);
+        // SAFETY: ps/pi hold nq * parts * k partial entries, out_s/out_i nq * k; one block
+        // of 8 warps per query with 8 * k (score, id) pairs of shared memory.
+        unsafe { b.launch(merge) }.map_err(cuda_err("topk_merge_f32"))?;
+        mark(2)?;
+        let download_err = cuda_err("downloading results");
+        let sims = stream.clone_dtoh(&out_s).map_err(&download_err)?;
+        let ids = stream.clone_dtoh(&out_i).map_err(&download_err)?;
+        let times = match &events {
+            Some(e) => Some([
+                e[0].elapsed_ms(&e[1]).map_err(&event_err)?,
+                e[1].elapsed_ms(&e[2]).map_err(&event_err)?,
+            ]),
+            None => None,
+        };
+        Ok((sims, ids, times))
+    }
+
+    /// Milliseconds of the scoring kernel and of the merge kernel for one batch (at most
+    /// `LAUNCH_QUERIES` queries), measured with CUDA events; `None` where the CPU scores it.
+    pub fn kernel_times(&self, queries: &[f32], k: usize) -> Result<Option<[f32; 2]>> {
+        super::check_queries(queries, self.dim)?;
+        let nq = queries.len() / self.dim;
+        match (k <= TOPK_MAX && nq <= LAUNCH_QUERIES && k <= self.rows)
+            .then(|| self.plan(nq, k))
+            .flatten()
+        {
+            Some(plan) => Ok(self.launch_top_k(queries, k, &plan, true)?.2),
+            None => Ok(None),
+        }
+    }
+
+    /// The kernel that scores a batch of `nq` queries for `k` (`cpu` where the CPU does).
+    pub fn kernel_for(&self, nq: usize, k: usize) -> &'static str {
+        match (k <= TOPK_MAX)
+            .then(|| self.plan(nq.min(LAUNCH_QUERIES), k))
+            .flatten()
+        {
+            Some(plan) => plan.kernel,
+            None => "cpu",
+        }
+    }
+
+    /// Name of the device.
+    pub fn device_name(&self) -> &str {
+        &self.dev.name
+    }
+}
+
+impl Scorer for CudaScorer<'_> {
+    fn describe(&self) -> String {
+        format!("cuda {} ({} SMs)", self.dev.name, self.dev.sms)
+    }
+
+    fn top_k(&self, queries: &[f32], k: usize) -> Result<Neighbors> {
+        let nq = queries.len() / self.dim.max(1);
+        let Some(plan) = (k <= TOPK_MAX)
+            .then(|| self.plan(nq.min(LAUNCH_QUERIES), k))
+            .flatten()
+        else {
+            return self.cpu.top_k(queries, k);
+        };
+        if k == 0 || k > self.rows {
+            return Err(Error::invalid(format!(
+                "k = {k} must be between 1 and the number of rows ({})",
+                self.rows
+            )));
+        }
+        super::check_queries(queries, self.dim)?;
+        let mut ids = Vec::with_capacity(queries.len() / self.dim * k);
+        let mut scores = Vec::with_capacity(ids.capacity());
+        for batch in queries.chunks(LAUNCH_QUERIES * self.dim) {
+            let (s, i, _) = self.launch_top_k(batch, k, &plan, false)?;
+            if i.contains(&u32::MAX) {
+                return Err(Error::Cuda(
+                    "top-k kernel returned fewer than k rows".into(),
+                ));
+            }
+            scores.extend(
+                s.into_iter()
+                    .map(|s| if self.metric == Metric::L2 { -s } else { s }),
+            );
+            ids.extend(i);
+        }
+        Ok(Neighbors { k, ids, scores })
+    }
+
+    fn max_similarity(&self, queries: &[f32]) -> Result<Vec<f32>> {
+        self.cpu.max_similarity(queries)
+    }
+
+    fn uot(&self, cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<UotPlan> {
+        let (rows, cols) = (a.len(), b.len());
+        // The device runs the plain scaling. Bad input (the solver words the error), the log
+        // domain, and a plain run that under- or overflows go to select::uot::solve, so the
+        // result is always the one it gives.
+        let valid = rows > 0
+            && cols > 0
+            && cost.len() == rows * cols
+            && p.eps > 0.0
+            && p.tau_source > 0.0
+            && p.tau_target > 0.0
+            && p.tol >= 0.0
+            && p.max_iter > 0
+            && a.iter().chain(b).all(|x| x.is_finite() && *x > 0.0)
+            && cost.iter().all(|c| c.is_finite());
+        let max_scaled = cost.iter().fold(0.0f64, |m, c| m.max(c.abs())) / p.eps;
+        let plain = match p.domain {
+            Domain::Plain => true,
+            Domain::Log => false,
+            Domain::Auto => max_scaled <= PLAIN_LIMIT,
+        };
+        if !valid || !plain {
+            return uot::solve(cost, a, b, p);
+        }
+        let stream = &self.dev.stream;
+        let kernel: Vec<f64> = cost.iter().map(|&m| (-m / p.eps).exp()).collect();
+        let fi_s = p.tau_source / (p.tau_source + p.eps);
+        let fi_t = p.tau_target / (p.tau_target + p.eps);
+        let up = |v: &[f64]| stream.clone_htod(v).map_err(cuda_err("uploading UOT data"));
+        let (kd, ad, bd) = (up(&kernel)?, up(a)?, up(b)?);
+        let mut u = vec![1.0 / rows as f64; rows];
+        let mut v = vec![1.0 / cols as f64; cols];
+        let (mut ud, mut vd, mut ktud) = (up(&u)?, up(&v)?, up(&v)?);
+        let (ri, ci) = (i32_arg(rows, "UOT rows")?, i32_arg(cols, "UOT cols")?);
+        let rows_cfg = LaunchConfig {
+            grid_dim: (rows.div_ceil(8) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let cols_cfg = LaunchConfig {
+            grid_dim: (cols.div_ceil(256) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (mut iterations, mut converged) = (0, false);
+        for _ in 0..p.max_iter {
+            iterations += 1;
+            let mut br = stream.launch_builder(self.dev.function("sinkhorn_rows_f64")?);
+            br.arg(&kd)
+                .arg(&vd)
+                .arg(&ad)
+                .arg(&ri)
+                .arg(&ci)
+                .arg(&fi_s)
+                .arg(&mut ud);
+            // SAFETY: kd holds rows * cols f64, vd cols, ad and ud rows; one warp per row.
+            unsafe { br.launch(rows_cfg) }.map_err(cuda_err("sinkhorn_rows_f64"))?;
+            let mut bc = stream.launch_builder(self.dev.function("sinkhorn_cols_f64")?);
+            bc.arg(&kd)
+                .arg(&ud)
+                .arg(&bd)
+                .arg(&ri)
+                .arg(&ci)
+                .arg(&fi_t)
+                .arg(&mut vd)
+                .arg(&mut ktud);
+            // SAFETY: kd holds rows * cols f64, ud rows, bd, vd and ktud cols; one thread per column.
+            unsafe { bc.launch(cols_cfg) }.map_err(cuda_err("sinkhorn_cols_f64"))?;
+            let (u_prev, v_prev) = (std::mem::take(&mut u), std::mem::take(&mut v));
+            u = stream
+                .clone_dtoh(&ud)
+                .map_err(cuda_err("downloading UOT scalings"))?;
+            v = stream
+                .clone_dtoh(&vd)
+                .map_err(cuda_err("downloading UOT scalings"))?;
+            let ktu = stream
+                .clone_dtoh(&ktud)
+                .map_err(cuda_err("downloading UOT scalings"))?;
+            if u.iter().chain(&v).any(|x| !x.is_finite()) || ktu.contains(&0.0) {
+                return uot::solve(cost, a, b, p);
+            }
+            if 0.5 * (relative_change(&u, &u_prev) + relative_change(&v, &v_prev)) < p.tol {
+                converged = true;
+                break;
+            }
+        }
+        let plan: Vec<f64> = kernel
+            .chunks_exact(cols)
+            .zip(&u)
+            .flat_map(|(kr, ui)| kr.iter().zip(&v).map(move |(k, vj)| ui * k * vj))
+            .collect();
+        let marginal_error = (0..cols)
+            .map(|j| (plan.iter().skip(j).step_by(cols).sum::<f64>() - b[j]).abs())
+            .fold(0.0, f64::max);
+        Ok(UotPlan {
+            rows,
+            cols,
+            plan,
+            iterations,
+            converged,
+            marginal_error,
+            log_domain: false,
+        })
+    }
+}
+
+/// `max |x - prev| / max(max |x|, max |prev|, 1)`: the stopping rule of `select::uot::solve`.
+fn relative_change(x: &[f64], prev: &[f64]) -> f64 {
+    let (mut diff, mut scale) = (0.0f64, 1.0f64);
+    for (a, b) in x.iter().zip(prev) {
+        diff = diff.max((a - b).abs());
+        scale = scale.max(a.abs()).max(b.abs());
+    }
+    diff / scale
+}

@@ -1,0 +1,358 @@
+//! Scoring backends against a brute-force f64 oracle. Each test body is written once and run on
+//! every backend (candle's test_device! pattern): the CUDA variants run when a GPU, its driver
+//! and NVRTC are present and print why they are skipped otherwise.
+
+use half::f16;
+use ptsel::score::{self, cpu::CpuScorer, cuda, simd, Device, Neighbors, Scorer};
+use ptsel::select::uot::{self, UotParams};
+use ptsel::{Metric, Vectors};
+
+/// Stored corpus in one of the two storage types.
+enum Stored {
+    F16(Vec<f16>),
+    F32(Vec<f32>),
+}
+
+impl Stored {
+    fn view(&self) -> Vectors<'_> {
+        match self {
+            Stored::F16(v) => Vectors::F16(v),
+            Stored::F32(v) => Vectors::F32(v),
+        }
+    }
+    /// The stored values widened to f32 (what the oracle scores).
+    fn values(&self) -> Vec<f32> {
+        match self {
+            Stored::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            Stored::F32(v) => v.clone(),
+        }
+    }
+}
+
+/// Seeded corpus `[rows, dim]` (unit rows for cos) with rows 11 and `rows - 1` exact copies of
+/// row 4, and queries `[nq, dim]` whose first is row 4 itself.
+fn data(
+    rows: usize,
+    dim: usize,
+    nq: usize,
+    metric: Metric,
+    f16_storage: bool,
+    seed: u64,
+) -> (Stored, Vec<f32>) {
+    let mut x = ptsel::synth::gaussian_matrix(rows, dim, seed);
+    if metric == Metric::Cos {
+        for r in x.chunks_exact_mut(dim) {
+            let n = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+            r.iter_mut().for_each(|v| *v /= n);
+        }
+    }
+    let row4 = x[4 * dim..5 * dim].to_vec();
+    x[11 * dim..12 * dim].copy_from_slice(&row4);
+    x[(rows - 1) * dim..].copy_from_slice(&row4);
+    let stored = if f16_storage {
+        Stored::F16(x.iter().map(|&v| f16::from_f32(v)).collect())
+    } else {
+        Stored::F32(x)
+    };
+    let mut q = ptsel::synth::gaussian_matrix(nq, dim, seed + 1);
+    q[..dim].copy_from_slice(&stored.values()[4 * dim..5 * dim]);
+    (stored, q)
+}
+
+/// Oracle similarity (higher is better) in f64.
+fn sim(metric: Metric, x: &[f32], q: &[f32]) -> f64 {
+    let qn = q.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+    match metric {
+        Metric::L2 => -x
+            .iter()
+            .zip(q)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum::<f64>(),
+        Metric::Ip => x
+            .iter()
+            .zip(q)
+            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+            .sum(),
+        Metric::Cos => {
+            x.iter()
+                .zip(q)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum::<f64>()
+                / qn
+        }
+    }
+}
+
+/// Brute-force top-k: (similarities, ids), ties to the lower id.
+fn oracle(metric: Metric, x: &[f32], dim: usize, q: &[f32], k: usize) -> Vec<(f64, u32)> {
+    let mut all: Vec<(f64, u32)> = x
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, r)| (sim(metric, r, q), i as u32))
+        .collect();
+    all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    all.truncate(k);
+    all
+}
+
+/// Checks `got` against the oracle: at every rank the returned row's exact similarity and the
+/// returned score match the oracle's within `tol` (ids may differ only between near-ties), ids
+/// are distinct, and the exact duplicates of row 4 come out as 4, 11, rows - 1.
+fn check_top_k(metric: Metric, x: &[f32], dim: usize, q: &[f32], got: &Neighbors, tol: f64) {
+    let sign = if metric == Metric::L2 { -1.0 } else { 1.0 };
+    let rows = x.len() / dim;
+    let norm = |v: &[f32]| v.iter().map(|&a| f64::from(a).powi(2)).sum::<f64>().sqrt();
+    let xmax = x.chunks_exact(dim).map(norm).fold(0.0, f64::max);
+    for qi in 0..got.queries() {
+        let query = &q[qi * dim..(qi + 1) * dim];
+        // Rounding is relative to the magnitudes combined: |q| |x| for a product, (|q| + |x|)^2
+        // for a squared distance computed as |q|^2 + |x|^2 - 2 q.x.
+        let scale = 1.0
+            + match metric {
+                Metric::Cos => 1.0,
+                Metric::Ip => norm(query) * xmax,
+                Metric::L2 => (norm(query) + xmax).powi(2),
+            };
+        let want = oracle(metric, x, dim, query, got.k);
+        let ids = got.ids_of(qi);
+        let mut seen = ids.to_vec();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), got.k, "query {qi}: duplicate ids {ids:?}");
+        for (j, (&id, &score)) in ids.iter().zip(got.scores_of(qi)).enumerate() {
+            let exact = sim(
+                metric,
+                &x[id as usize * dim..(id as usize + 1) * dim],
+                query,
+            );
+            assert!(
+                (exact - want[j].0).abs() <= tol * scale,
+                "query {qi} rank {j}: row {id} scores {exact}, oracle row {} scores {}",
+                want[j].1,
+                want[j].0
+            );
+            assert!(
+                (sign * f64::from(score) - want[j].0).abs() <= tol * scale,
+                "query {qi} rank {j}: score {score} vs oracle {}",
+                want[j].0
+            );
+        }
+        if qi == 0 {
+            assert_eq!(
+                &ids[..3],
+                &[4, 11, rows as u32 - 1],
+                "exact ties must be ordered by row id"
+            );
+        }
+    }
+}
+
+/// Tolerance of a backend: f32 accumulation on the CPU; fp16 queries on the GPU tensor cores.
+fn tolerance(device: Device) -> f64 {
+    if device == Device::Cuda {
+        2e-3
+    } else {
+        2e-5
+    }
+}
+
+/// A CUDA scorer can be built here (else the CUDA variant is skipped, with a message).
+fn usable(device: Device) -> bool {
+    if device != Device::Cuda {
+        return true;
+    }
+    match cuda::probe() {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("skipping the CUDA variant: {e}");
+            false
+        }
+    }
+}
+
+/// Runs one test body on every backend.
+macro_rules! test_device {
+    ($body:ident, $cpu:ident, $cuda:ident) => {
+        #[test]
+        fn $cpu() {
+            $body(Device::Cpu);
+        }
+        #[test]
+        fn $cuda() {
+            if usable(Device::Cuda) {
+                $body(Device::Cuda);
+            }
+        }
+    };
+}
+
+fn top_k_matches_oracle(device: Device) {
+    // 300-d splits into the micro-kernel's 128-wide slices with a remainder; 2600 rows span
+    // several tiles with a partial last one; 1, 5 queries take the direct path, 37 the tiles.
+    let (rows, dim, k) = (2600, 300, 10);
+    for metric in [Metric::Cos, Metric::Ip, Metric::L2] {
+        for f16_storage in [true, false] {
+            for nq in [1, 5, 37] {
+                let (stored, q) = data(rows, dim, nq, metric, f16_storage, 3);
+                let scorer = score::scorer_for_vectors(stored.view(), dim, metric, device).unwrap();
+                let got = scorer.top_k(&q, k).unwrap();
+                assert_eq!((got.k, got.queries()), (k, nq));
+                check_top_k(metric, &stored.values(), dim, &q, &got, tolerance(device));
+            }
+        }
+    }
+}
+test_device!(
+    top_k_matches_oracle,
+    top_k_matches_oracle_cpu,
+    top_k_matches_oracle_cuda
+);
+
+fn max_similarity_matches_oracle(device: Device) {
+    let (rows, dim, nq) = (1500, 72, 20);
+    for metric in [Metric::Cos, Metric::Ip, Metric::L2] {
+        let (stored, q) = data(rows, dim, nq, metric, true, 5);
+        let scorer = score::scorer_for_vectors(stored.view(), dim, metric, device).unwrap();
+        let got = scorer.max_similarity(&q).unwrap();
+        let x = stored.values();
+        for (i, &g) in got.iter().enumerate() {
+            let want = q
+                .chunks_exact(dim)
+                .map(|qq| sim(metric, &x[i * dim..(i + 1) * dim], qq))
+                .fold(f64::NEG_INFINITY, f64::max);
+            assert!(
+                (f64::from(g) - want).abs() <= tolerance(device) * (1.0 + want.abs()),
+                "{metric:?} row {i}: {g} vs {want}"
+            );
+        }
+    }
+}
+test_device!(
+    max_similarity_matches_oracle,
+    max_similarity_matches_oracle_cpu,
+    max_similarity_matches_oracle_cuda
+);
+
+fn uot_matches_solver(device: Device) {
+    let (rows, cols) = (40, 7);
+    let cost: Vec<f64> = ptsel::synth::gaussian_matrix(rows, cols, 9)
+        .iter()
+        .map(|&c| (1.0 + 0.3 * f64::from(c)).clamp(0.0, 2.0))
+        .collect();
+    let (a, b) = (vec![1.0 / rows as f64; rows], vec![1.0 / cols as f64; cols]);
+    let p = UotParams::default();
+    let want = uot::solve(&cost, &a, &b, &p).unwrap();
+    let corpus = vec![0.5f32; 8];
+    let scorer = score::scorer_for_vectors(Vectors::F32(&corpus), 8, Metric::Ip, device).unwrap();
+    let got = scorer.uot(&cost, &a, &b, &p).unwrap();
+    assert_eq!((got.rows, got.cols), (rows, cols));
+    let dev = want
+        .plan
+        .iter()
+        .zip(&got.plan)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(dev <= 1e-5, "plan deviates by {dev}");
+    assert!(
+        scorer.uot(&cost[1..], &a, &b, &p).is_err(),
+        "a cost of the wrong size is an error"
+    );
+}
+test_device!(
+    uot_matches_solver,
+    uot_matches_solver_cpu,
+    uot_matches_solver_cuda
+);
+
+/// The portable micro-kernel and dot kernels give the same top-k as the detected SIMD ones.
+#[test]
+fn scalar_kernels_agree_with_simd() {
+    let kernels: &'static simd::Kernels = Box::leak(Box::new(simd::scalar_kernels()));
+    let tile: &'static simd::TileKernel = Box::leak(Box::new(simd::scalar_tile_kernel()));
+    let (rows, dim, nq) = (700, 40, 19);
+    for metric in [Metric::Ip, Metric::L2] {
+        let (stored, q) = data(rows, dim, nq, metric, true, 11);
+        let scalar = CpuScorer::with_kernels(stored.view(), dim, metric, kernels, tile)
+            .top_k(&q, 7)
+            .unwrap();
+        check_top_k(metric, &stored.values(), dim, &q, &scalar, 2e-5);
+    }
+}
+
+#[test]
+fn bad_k_and_queries_are_errors() {
+    let (stored, q) = data(50, 8, 2, Metric::Ip, false, 1);
+    let s = CpuScorer::from_vectors(stored.view(), 8, Metric::Ip).unwrap();
+    assert!(s.top_k(&q, 0).is_err());
+    assert!(s.top_k(&q, 51).is_err());
+    assert!(s.top_k(&q[1..], 3).is_err());
+    let mut nan = q.clone();
+    nan[3] = f32::NAN;
+    assert!(s.top_k(&nan, 3).is_err());
+}
+
+/// Without a usable GPU, `--device cuda` is a clear error with exit code 4, not a panic, and
+/// `--device auto` falls back to the CPU.
+#[test]
+fn device_cuda_without_gpu_is_a_clear_error() {
+    if cuda::probe().is_ok() {
+        eprintln!("skipping: this machine has a usable GPU");
+        return;
+    }
+    let run = |device: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ptsel"))
+            .args([
+                "bench-score",
+                "--rows",
+                "300",
+                "--dim",
+                "16",
+                "--queries",
+                "3",
+                "--repeat",
+                "1",
+                "--device",
+                device,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run("cuda");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "stderr: {stderr}");
+    assert!(
+        stderr.contains("CUDA unavailable") && !stderr.contains("panicked"),
+        "stderr: {stderr}"
+    );
+    let out = run("auto");
+    assert!(
+        out.status.success(),
+        "auto must fall back to the CPU: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"backend\":\"cpu"));
+}
+
+/// Every kernel compiles with NVRTC when it is installed (CI installs it: see .ci/run).
+#[test]
+fn kernels_compile_with_nvrtc() {
+    if !cuda::nvrtc_present() {
+        eprintln!("skipping: NVRTC (libnvrtc.so) not found; .ci/run installs it");
+        return;
+    }
+    if let Err(e) = cuda::include_dir() {
+        eprintln!("skipping: {e}");
+        return;
+    }
+    for check in cuda::check_kernels() {
+        match check.result {
+            Ok(p) => assert!(
+                p.bytes > 0 && p.target == "sm_90",
+                "{}: target {}",
+                check.file,
+                p.target
+            ),
+            Err(e) => panic!("{}: {e}", check.file),
+        }
+    }
+}
