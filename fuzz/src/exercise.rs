@@ -39,6 +39,10 @@ pub fn index_file(path: &Path) {
             if let Ok(scorer) = ptsel::score::scorer_for(&index, ptsel::score::Device::Cpu) {
                 let _ = scorer.top_k(&row, 1);
             }
+            if let Ok(Some(graph)) = ptsel::hnsw::Graph::open(&index) {
+                let _ = graph.search(&row, 3, 16);
+            }
+            select_uot(&index, &row);
         }
     }
 }
@@ -85,6 +89,26 @@ pub fn fix_checksums(bytes: &mut [u8]) {
         table_checksum,
     };
     bytes[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+}
+
+/// A UOT class selection for a one-row target (labels or k-means pseudo-classes).
+fn select_uot(index: &Index, row: &[f32]) {
+    use ptsel::select::{select, SelectParams, Target, TargetKind};
+    let target = Target {
+        features: ptsel::npy::Matrix {
+            data: row.to_vec(),
+            rows: 1,
+            dim: row.len(),
+        },
+        kind: TargetKind::Means,
+        origin: "fuzz-target".into(),
+    };
+    let params = SelectParams {
+        amount: ptsel::select::Amount::Classes(2),
+        device: ptsel::score::Device::Cpu,
+        ..SelectParams::default()
+    };
+    let _ = select(index, &target, None, &params);
 }
 
 /// Read `path` as a feature matrix and as a label vector.
