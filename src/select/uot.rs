@@ -421,6 +421,7 @@ pub fn class_importance(
         )));
     }
     let (rows, cols) = (source.len() / dim, target.len() / dim);
+    check_size(rows, cols)?;
     let plan = solve(
         &cost_matrix(source, target, dim, p_m),
         &vec![1.0; rows],
@@ -428,6 +429,26 @@ pub fn class_importance(
         p,
     )?;
     Ok((plan.row_sums(), plan))
+}
+
+/// Most cells of a UOT problem (cost, kernel and plan are each `rows x cols` f64: 3 GiB here).
+pub const MAX_CELLS: usize = 1 << 27;
+
+/// Refuse a problem whose matrices would not fit in memory, saying what to do instead.
+fn check_size(rows: usize, cols: usize) -> Result<()> {
+    match rows.checked_mul(cols) {
+        Some(cells) if cells <= MAX_CELLS => Ok(()),
+        cells => Err(Error::invalid(format!(
+            "UOT over {rows} source classes x {cols} target units needs {} GiB for its three \
+             {rows} x {cols} matrices (at most {} GiB): give --target-labels or --target-means so \
+             that each target class is one unit, or cluster the corpus into fewer pseudo-classes",
+            cells.map_or("more than 2^64 bytes / 2^30".into(), |c| format!(
+                "{:.0}",
+                (c as f64) * 24.0 / f64::from(1u32 << 30)
+            )),
+            MAX_CELLS * 24 >> 30
+        ))),
+    }
 }
 
 /// Cost `M[i,j] = (1 - cos(src_i, tgt_j)) / p_m` between L2-normalised rows of `source`
@@ -451,6 +472,17 @@ pub fn cost_matrix(source: &[f64], target: &[f64], dim: usize, p_m: f64) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oversized_problems_are_refused_with_advice() {
+        let err = check_size(1_000_000, 1_000_000).unwrap_err().to_string();
+        assert!(
+            err.contains("22352 GiB") && err.contains("--target-labels"),
+            "{err}"
+        );
+        assert!(check_size(1 << 14, 1 << 13).is_ok());
+        assert!(check_size(usize::MAX, 2).is_err());
+    }
 
     #[test]
     fn dispatched_loops_match_the_portable_ones() {
