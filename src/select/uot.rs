@@ -446,7 +446,7 @@ fn check_size(rows: usize, cols: usize) -> Result<()> {
                 "{:.0}",
                 (c as f64) * 24.0 / f64::from(1u32 << 30)
             )),
-            MAX_CELLS * 24 >> 30
+            (MAX_CELLS * 24) >> 30
         ))),
     }
 }
