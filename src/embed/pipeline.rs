@@ -299,6 +299,12 @@ impl crate::RowSource for Embedder {
     }
 
     fn read_rows(&mut self, out: &mut [f32]) -> Result<usize> {
+        if out.len() < self.dim {
+            return Err(Error::invalid(format!(
+                "read_rows needs room for a row of {} values",
+                self.dim
+            )));
+        }
         while self.pending_from == self.pending.len() {
             if !self.next_batch()? {
                 return Ok(0);

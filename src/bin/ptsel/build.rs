@@ -12,8 +12,6 @@ pub struct Args {
     /// Features: a float16/32/64 .npy of shape [rows, dim], C order.
     #[arg(long, value_name = "F.npy", required_unless_present = "images")]
     pub features: Option<PathBuf>,
-    #[command(flatten)]
-    pub images: crate::embed::ImageSource,
     /// Labels: an integer .npy of shape [rows]; classes are 0..max+1.
     #[arg(long, value_name = "L.npy")]
     pub labels: Option<PathBuf>,
@@ -58,6 +56,9 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    // Last: its help heading applies to the arguments after it.
+    #[command(flatten)]
+    pub images: crate::embed::ImageSource,
 }
 
 impl Args {

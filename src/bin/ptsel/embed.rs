@@ -30,11 +30,12 @@ pub struct Args {
     /// Also write the class names (sub-folder names), one per line; needs class sub-folders.
     #[arg(long, value_name = "NAMES.txt")]
     pub class_names: Option<PathBuf>,
-    #[command(flatten)]
-    pub tuning: Tuning,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    // Last: its help heading applies to the arguments after it.
+    #[command(flatten)]
+    pub tuning: Tuning,
 }
 
 /// The image source of `ptsel build` (instead of --features).
