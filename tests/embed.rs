@@ -213,7 +213,8 @@ mod torch {
             .collect()
     }
 
-    /// The evaluation transform computed by hand in f64 from its definition.
+    /// The evaluation transform computed by hand in f64 from its definition, resizing as PIL
+    /// does: along the width first, rounded to 8 bits, then along the height.
     fn hand_transform(
         img: &RgbImage,
         rw: usize,
@@ -224,19 +225,38 @@ mod torch {
     ) -> Vec<f32> {
         let (w, h) = (img.width() as usize, img.height() as usize);
         let (wx, wy) = (triangle_weights(w, rw), triangle_weights(h, rh));
+        let round = |v: f64| v.round().clamp(0.0, 255.0);
         let mut out = vec![0f32; 3 * crop * crop];
         for c in 0..3 {
+            // wide[j][x]: row j of the image resized along the width.
+            let wide: Vec<Vec<f64>> = (0..h)
+                .map(|j| {
+                    (0..rw)
+                        .map(|x| {
+                            round(
+                                wx[x]
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, wi)| {
+                                        wi * f64::from(img.get_pixel(i as u32, j as u32).0[c])
+                                    })
+                                    .sum(),
+                            )
+                        })
+                        .collect()
+                })
+                .collect();
             for y in 0..crop {
                 for x in 0..crop {
-                    let mut v = 0.0;
-                    for (j, wyj) in wy[top + y].iter().enumerate() {
-                        for (i, wxi) in wx[left + x].iter().enumerate() {
-                            v += wyj * wxi * f64::from(img.get_pixel(i as u32, j as u32).0[c]);
-                        }
-                    }
-                    let level = v.round().clamp(0.0, 255.0) as u8;
+                    let v = round(
+                        wy[top + y]
+                            .iter()
+                            .zip(&wide)
+                            .map(|(wj, row)| wj * row[left + x])
+                            .sum(),
+                    );
                     out[c * crop * crop + y * crop + x] =
-                        (f32::from(level) / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+                        (v as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
                 }
             }
         }
