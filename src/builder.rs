@@ -29,6 +29,12 @@ pub trait RowSource {
     fn read_rows(&mut self, out: &mut [f32]) -> Result<usize>;
     /// Where the rows come from (a path), for metadata and errors.
     fn origin(&self) -> String;
+    /// Positions (ascending, among the [`rows`](RowSource::rows) announced) that the source
+    /// dropped instead of delivering, such as unreadable images under skip-bad. It must cover
+    /// every position before the last row delivered; the builder leaves out their labels and ids.
+    fn skipped(&self) -> &[usize] {
+        &[]
+    }
 }
 
 impl RowSource for MatrixReader {
@@ -68,10 +74,10 @@ pub struct BuildOptions {
     pub force: bool,
     /// Labels, one per row.
     pub labels: Option<Labels>,
-    /// Ids file: one id per line.
-    pub ids: Option<PathBuf>,
-    /// Class names file: one per line, one per class.
-    pub class_names: Option<PathBuf>,
+    /// Ids, one per row.
+    pub ids: Option<TextList>,
+    /// Class names, one per class.
+    pub class_names: Option<TextList>,
     /// Creation parameters recorded in the metadata.
     pub params: BTreeMap<String, String>,
     /// Derived sections to add.
@@ -111,6 +117,56 @@ impl Labels {
     }
 }
 
+/// A list of strings (ids, class names): a text file with one per line, or values in memory
+/// (an image folder's relative paths and class folder names).
+#[derive(Debug, Clone)]
+pub enum TextList {
+    /// A text file, one entry per line.
+    File(PathBuf),
+    /// Entries in memory.
+    List(Vec<String>),
+}
+
+impl From<PathBuf> for TextList {
+    fn from(path: PathBuf) -> Self {
+        TextList::File(path)
+    }
+}
+
+impl TextList {
+    /// The file, or a description of the in-memory list, for error messages.
+    fn origin(&self) -> &Path {
+        match self {
+            TextList::File(p) => p,
+            TextList::List(_) => Path::new("(list in memory)"),
+        }
+    }
+
+    /// Number of entries.
+    fn count(&self) -> Result<usize> {
+        match self {
+            TextList::File(p) => count_lines(p),
+            TextList::List(v) => Ok(v.len()),
+        }
+    }
+
+    /// Visit the entries in order with their line numbers (1-based), stopping at the first error.
+    fn for_each(&self, mut f: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
+        match self {
+            TextList::File(path) => {
+                let file = std::fs::File::open(path).at(path)?;
+                for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+                    let line =
+                        line.map_err(|e| Error::input(path, format!("line {}: {e}", i + 1)))?;
+                    f(i + 1, line.strip_suffix('\r').unwrap_or(&line))?;
+                }
+                Ok(())
+            }
+            TextList::List(values) => values.iter().enumerate().try_for_each(|(i, v)| f(i + 1, v)),
+        }
+    }
+}
+
 /// What a build produced.
 #[derive(Debug, Clone)]
 pub struct BuildReport {
@@ -144,13 +200,16 @@ pub fn build(
         )));
     }
     if let Some(ids) = &opts.ids {
-        let n = count_lines(ids)?;
+        let n = ids.count()?;
         if n != rows {
-            return Err(Error::input(ids, format!("{n} ids for {rows} rows")));
+            return Err(Error::input(
+                ids.origin(),
+                format!("{n} ids for {rows} rows"),
+            ));
         }
     }
     let class_names = match &opts.class_names {
-        Some(p) => read_class_names(p, classes)?,
+        Some(names) => read_class_names(names, classes)?,
         None => Vec::new(),
     };
 
@@ -165,9 +224,18 @@ pub fn build(
         classes,
         progress,
     )?;
+    let skipped = source.skipped();
+    if skipped.windows(2).any(|p| p[0] >= p[1]) || skipped.last().is_some_and(|&s| s >= rows) {
+        return Err(Error::invalid(format!(
+            "{}: skipped positions not ascending below {rows}",
+            source.origin()
+        )));
+    }
+    let rows = stats.norms.len();
     w.add_section(SectionKind::Norms, bytemuck::cast_slice(&stats.norms))?;
     if let Some(labels) = labels {
-        w.add_section(SectionKind::Labels, bytemuck::cast_slice(labels))?;
+        let kept = kept_labels(labels, skipped);
+        w.add_section(SectionKind::Labels, bytemuck::cast_slice(&kept))?;
         w.add_section(
             SectionKind::ClassCounts,
             bytemuck::cast_slice(&stats.counts),
@@ -184,7 +252,7 @@ pub fn build(
         w.add_section(SectionKind::ClassMeans, bytemuck::cast_slice(&means))?;
     }
     if let Some(ids) = &opts.ids {
-        write_ids(&mut w, ids, rows)?;
+        write_ids(&mut w, ids, skipped, rows)?;
     }
     let mut params = opts.params;
     params.insert("features".into(), source.origin());
@@ -236,6 +304,17 @@ fn rewind_meta(mut w: IndexWriter) -> Result<IndexWriter> {
     Ok(w)
 }
 
+/// The labels of the rows delivered: all but the `skipped` positions (ascending).
+fn kept_labels(labels: &[u32], skipped: &[usize]) -> Vec<u32> {
+    let mut next_skip = skipped.iter().peekable();
+    labels
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| next_skip.next_if_eq(&&i).is_none())
+        .map(|(_, &l)| l)
+        .collect()
+}
+
 fn check_labels(labels: Option<&Labels>, rows: usize) -> Result<usize> {
     let Some(l) = labels else { return Ok(0) };
     if l.values.len() != rows {
@@ -278,12 +357,24 @@ fn write_vectors(
     let mut block = vec![0f32; BLOCK_ROWS * dim];
     let mut half_block: Vec<f16> = Vec::new();
     let mut sink = w.section(SectionKind::Vectors)?;
-    let mut done = 0usize;
-    while done < rows {
+    // Rows delivered, and positions accounted for (delivered or skipped) among those announced.
+    let (mut done, mut position) = (0usize, 0usize);
+    let mut row_labels = Vec::with_capacity(BLOCK_ROWS);
+    loop {
         let n = source.read_rows(&mut block)?;
+        let skipped = source.skipped();
         if n == 0 {
+            if done + skipped.len() == rows {
+                break;
+            }
             return Err(Error::invalid(format!(
                 "{}: ended after {done} of {rows} rows",
+                source.origin()
+            )));
+        }
+        if done + n + skipped.len() > rows {
+            return Err(Error::invalid(format!(
+                "{}: delivered more than the {rows} rows announced",
                 source.origin()
             )));
         }
@@ -298,7 +389,18 @@ fn write_vectors(
             })
             .collect();
         if let Some(labels) = labels {
-            for (r, &l) in block.chunks_exact(dim).zip(&labels[done..done + n]) {
+            // The label of each delivered row: the next announced position that was not skipped.
+            row_labels.clear();
+            let mut skip = skipped.partition_point(|&s| s < position);
+            while row_labels.len() < n {
+                if skipped.get(skip) == Some(&position) {
+                    skip += 1;
+                } else {
+                    row_labels.push(labels[position]);
+                }
+                position += 1;
+            }
+            for (r, &l) in block.chunks_exact(dim).zip(&row_labels) {
                 let l = l as usize;
                 stats.counts[l] += 1;
                 stats.sums[l * dim..(l + 1) * dim]
@@ -343,20 +445,24 @@ fn count_lines(path: &Path) -> Result<usize> {
     Ok(n)
 }
 
-fn write_ids(w: &mut IndexWriter, path: &Path, rows: usize) -> Result<()> {
-    let f = std::fs::File::open(path).at(path)?;
+/// Write the ids of the delivered rows: every entry of `ids` except the `skipped` positions.
+fn write_ids(w: &mut IndexWriter, ids: &TextList, skipped: &[usize], rows: usize) -> Result<()> {
+    let path = ids.origin();
     let mut offsets: Vec<u64> = Vec::with_capacity(rows + 1);
     offsets.push(0);
     let mut sink = w.section(SectionKind::IdsBlob)?;
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| Error::input(path, format!("line {}: {e}", i + 1)))?;
-        let id = line.strip_suffix('\r').unwrap_or(&line);
+    let mut next_skip = skipped.iter().peekable();
+    ids.for_each(|line, id| {
+        if next_skip.next_if_eq(&&(line - 1)).is_some() {
+            return Ok(());
+        }
         if id.is_empty() {
-            return Err(Error::input(path, format!("line {} is an empty id", i + 1)));
+            return Err(Error::input(path, format!("line {line} is an empty id")));
         }
         sink.write_bytes(id.as_bytes())?;
         offsets.push(sink.len());
-    }
+        Ok(())
+    })?;
     sink.finish()?;
     if offsets.len() != rows + 1 {
         return Err(Error::input(
@@ -367,23 +473,123 @@ fn write_ids(w: &mut IndexWriter, path: &Path, rows: usize) -> Result<()> {
     w.add_section(SectionKind::IdsOffsets, bytemuck::cast_slice(&offsets))
 }
 
-fn read_class_names(path: &Path, classes: usize) -> Result<Vec<String>> {
+fn read_class_names(names: &TextList, classes: usize) -> Result<Vec<String>> {
+    let path = names.origin();
     if classes == 0 {
         return Err(Error::input(
             path,
             "class names given but the corpus has no labels",
         ));
     }
-    let text = std::fs::read_to_string(path).at(path)?;
-    let names: Vec<String> = text
-        .lines()
-        .map(|l| l.trim_end_matches('\r').to_string())
-        .collect();
-    if names.len() != classes {
+    let mut out = Vec::with_capacity(classes);
+    names.for_each(|_, name| {
+        out.push(name.to_string());
+        Ok(())
+    })?;
+    if out.len() != classes {
         return Err(Error::input(
             path,
-            format!("{} class names for {classes} classes", names.len()),
+            format!("{} class names for {classes} classes", out.len()),
         ));
     }
-    Ok(names)
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows `0..rows` of `dim` values `(row, row, ...)`, dropping the `skip` positions, delivered
+    /// at most two at a time.
+    struct Skipping {
+        rows: usize,
+        dim: usize,
+        skip: Vec<usize>,
+        next: usize,
+        skipped: Vec<usize>,
+    }
+
+    impl RowSource for Skipping {
+        fn rows(&self) -> usize {
+            self.rows
+        }
+        fn dim(&self) -> usize {
+            self.dim
+        }
+        fn read_rows(&mut self, out: &mut [f32]) -> Result<usize> {
+            let mut n = 0;
+            while n < 2 && self.next < self.rows {
+                if self.skip.contains(&self.next) {
+                    self.skipped.push(self.next);
+                } else {
+                    out[n * self.dim..(n + 1) * self.dim].fill(self.next as f32 + 1.0);
+                    n += 1;
+                }
+                self.next += 1;
+            }
+            Ok(n)
+        }
+        fn origin(&self) -> String {
+            "skipping".into()
+        }
+        fn skipped(&self) -> &[usize] {
+            &self.skipped
+        }
+    }
+
+    #[test]
+    fn skipped_rows_drop_their_labels_and_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("x.ptsel");
+        let mut source = Skipping {
+            rows: 7,
+            dim: 3,
+            skip: vec![0, 3, 4],
+            next: 0,
+            skipped: Vec::new(),
+        };
+        let opts = BuildOptions {
+            dtype: DType::F32,
+            metric: Metric::L2,
+            labels: Some(Labels {
+                values: vec![0, 0, 1, 1, 1, 2, 2],
+                origin: "labels".into(),
+            }),
+            ids: Some(TextList::List((0..7).map(|i| format!("img{i}")).collect())),
+            class_names: Some(TextList::List(vec!["a".into(), "b".into(), "c".into()])),
+            ..BuildOptions::default()
+        };
+        let report = build(&mut source, &out, opts, &|_, _, _| {}).unwrap();
+        assert_eq!((report.rows, report.classes), (4, 3));
+        let index = Index::open(&out).unwrap();
+        // Kept positions 1, 2, 5, 6: values 2, 3, 6, 7, labels 0, 1, 2, 2.
+        assert_eq!(index.labels().unwrap(), [0, 1, 2, 2]);
+        let ids: Vec<String> = (0..4).map(|r| index.id(r).unwrap().into_owned()).collect();
+        assert_eq!(ids, ["img1", "img2", "img5", "img6"]);
+        assert_eq!(index.class_counts(), [1, 1, 2]);
+        assert_eq!(
+            index.class_means(),
+            [2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 6.5, 6.5, 6.5]
+        );
+        assert_eq!(index.class_name(2), Some("c"));
+    }
+
+    #[test]
+    fn a_source_that_ends_early_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("x.ptsel");
+        // Announces 5 rows but delivers only the last 3, listing none as skipped.
+        let mut source = Skipping {
+            rows: 5,
+            dim: 2,
+            skip: vec![],
+            next: 2,
+            skipped: Vec::new(),
+        };
+        let err = build(&mut source, &out, BuildOptions::default(), &|_, _, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ended after 3 of 5 rows"), "{err}");
+        assert!(!out.exists());
+    }
 }

@@ -4,6 +4,7 @@
 //! (Liu et al., NeurIPS 2022). Data flows through the modules in this order:
 //!
 //! - [`format`]: the one-file index layout (header, section table, checksums, atomic writes);
+//! - [`embed`]: features computed by a TorchScript backbone over an image folder (feature `torch`);
 //! - [`builder`]: streaming features (from .npy or a backbone) into an index;
 //! - [`store`]: the memory-mapped, validated views of an index ([`Index`]);
 //! - [`hnsw`]: the HNSW graph section: construction, checks and repair, search in place;
@@ -13,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod builder;
+pub mod embed;
 pub mod error;
 pub mod format;
 pub mod hnsw;
@@ -23,7 +25,7 @@ pub mod select;
 pub mod store;
 pub mod synth;
 
-pub use builder::{build, BuildOptions, BuildReport, Labels, RowSource};
+pub use builder::{build, BuildOptions, BuildReport, Labels, RowSource, TextList};
 pub use error::{Error, Result};
 pub use format::{DType, Metric};
 pub use store::{Index, OpenOptions, Vectors};

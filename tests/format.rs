@@ -33,7 +33,7 @@ fn write_case(dir: &Path, c: &Case) -> PathBuf {
             values,
             origin: "labels".into(),
         }),
-        ids,
+        ids: ids.map(Into::into),
         force: true,
         ..BuildOptions::default()
     };

@@ -1,4 +1,4 @@
-//! `ptsel build`: features (.npy) into a one-file index.
+//! `ptsel build`: features (.npy, or computed from an image folder) into a one-file index.
 
 use crate::progress::Bars;
 use anyhow::Result;
@@ -10,8 +10,8 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     /// Features: a float16/32/64 .npy of shape [rows, dim], C order.
-    #[arg(long, value_name = "F.npy")]
-    pub features: PathBuf,
+    #[arg(long, value_name = "F.npy", required_unless_present = "images")]
+    pub features: Option<PathBuf>,
     /// Labels: an integer .npy of shape [rows]; classes are 0..max+1.
     #[arg(long, value_name = "L.npy")]
     pub labels: Option<PathBuf>,
@@ -56,6 +56,9 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    // Last: its help heading applies to the arguments after it.
+    #[command(flatten)]
+    pub images: crate::embed::ImageSource,
 }
 
 impl Args {
@@ -94,8 +97,8 @@ impl Args {
             metric: self.metric,
             force: self.force,
             labels,
-            ids: self.ids.clone(),
-            class_names: self.class_names.clone(),
+            ids: self.ids.clone().map(Into::into),
+            class_names: self.class_names.clone().map(Into::into),
             params,
             extensions,
         })
@@ -104,12 +107,17 @@ impl Args {
 
 /// Run `ptsel build`.
 pub fn run(args: Args) -> Result<()> {
-    let mut source = ptsel::npy::MatrixReader::open(&args.features)?;
     let opts = args.options()?;
     let bars = Bars::new(args.quiet);
-    let report = ptsel::build(&mut source, &args.out, opts, &|s, d, t| {
-        bars.update(s, d, t)
-    })?;
+    let report = match &args.features {
+        Some(features) => {
+            let mut source = ptsel::npy::MatrixReader::open(features)?;
+            ptsel::build(&mut source, &args.out, opts, &|s, d, t| {
+                bars.update(s, d, t)
+            })?
+        }
+        None => crate::embed::build_from_images(&args.images, &args.out, opts, &bars)?,
+    };
     bars.finish();
     eprintln!(
         "built {}: {} rows x {} dims, {} classes in {:.2} s ({:.0} rows/s)",

@@ -81,7 +81,8 @@ pub fn run(args: Args) -> Result<()> {
         out.display()
     );
     crate::build::run(crate::build::Args {
-        features,
+        features: Some(features),
+        images: Default::default(),
         labels: Some(labels),
         ids: None,
         class_names: None,

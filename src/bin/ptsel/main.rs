@@ -5,6 +5,7 @@ mod bench;
 mod bench_score;
 mod build;
 mod demo;
+mod embed;
 mod gpu_check;
 mod info;
 mod kernels;
@@ -26,8 +27,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build an index from a feature matrix (.npy) with optional labels, ids and class names.
+    /// Build an index from a feature matrix (.npy) with optional labels, ids and class names,
+    /// or from an image folder and a TorchScript backbone.
     Build(build::Args),
+    /// Compute features of an image folder with a TorchScript backbone into a .npy file.
+    Embed(embed::Args),
     /// Show an index's shape, dtype, classes, sections and creation parameters.
     Info(info::Args),
     /// Recompute every checksum of an index; exit 0 only if all match.
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(a) => build::run(a),
+        Command::Embed(a) => embed::run(a),
         Command::Info(a) => info::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Select(a) => select::run(a),
