@@ -25,6 +25,8 @@ const MAX_BATCH: usize = 256;
 const BATCH_FRACTION: usize = 16;
 /// Beam width of the self-recall check and of the searches that place repaired links.
 const CHECK_EF: usize = 32;
+/// Nodes a repair may take an in-link from (the closest ones a search reached).
+const LINK_CHOICES: usize = 8;
 /// Reachability repair rounds (a repair link may displace another point's only in-link).
 const REPAIR_ROUNDS: usize = 8;
 
@@ -107,7 +109,7 @@ fn select(space: &Space<'_>, cands: &[Cand], m: usize) -> Vec<u32> {
             break;
         }
         space.row(c.id as usize, &mut v);
-        if kept.iter().all(|s| space.dist(s.id as usize, &v) > c.d) {
+        if kept.iter().all(|s| space.dist(s.id as usize, &v) >= c.d) {
             kept.push(*c);
         }
     }
@@ -364,15 +366,26 @@ fn search_row(layers: &Layers, space: &Space<'_>, p: u32) -> Result<Vec<Cand>> {
     search_layer(layers, space, &q, &[top], CHECK_EF, 0, &internal)
 }
 
-/// Give `p` an in-link from `from` on level 0: a free slot, or the slot of `from`'s farthest
-/// neighbour.
-fn link(layers: &mut Layers, space: &Space<'_>, from: u32, p: u32) {
+/// Give `p` an in-link on level 0 from one of `near` (closest first): the closest with a free
+/// slot, else the closest, in place of its farthest neighbour (which may strand that one: the
+/// caller checks again).
+fn link(layers: &mut Layers, space: &Space<'_>, near: &[u32], p: u32) {
     let m0 = layers.m0;
-    let list = &layers.level0[from as usize * m0..(from as usize + 1) * m0];
-    if list.contains(&p) || from == p {
+    let list_of =
+        |layers: &Layers, n: u32| layers.level0[n as usize * m0..(n as usize + 1) * m0].to_vec();
+    let near: Vec<u32> = near.iter().copied().filter(|&n| n != p).collect();
+    if near.iter().any(|&n| list_of(layers, n).contains(&p)) {
         return;
     }
-    let n = used(list).len();
+    let free = near
+        .iter()
+        .copied()
+        .find(|&n| used(&list_of(layers, n)).len() < m0);
+    let Some(from) = free.or(near.first().copied()) else {
+        return;
+    };
+    let list = list_of(layers, from);
+    let n = used(&list).len();
     let slot = if n < m0 {
         n
     } else {
@@ -390,9 +403,9 @@ fn link(layers: &mut Layers, space: &Space<'_>, from: u32, p: u32) {
 }
 
 /// Link every point that no search from the entry point can reach on level 0 to its nearest
-/// reachable point; returns how many were found stranded (over all rounds).
+/// reachable point; returns how many distinct points were found stranded (over all rounds).
 fn repair_reachability(layers: &mut Layers, space: &Space<'_>) -> Result<u32> {
-    let mut found = 0u32;
+    let mut ever = vec![false; layers.rows];
     for _ in 0..REPAIR_ROUNDS {
         let seen = reachable(layers);
         let stranded: Vec<u32> = (0..layers.rows as u32)
@@ -401,32 +414,37 @@ fn repair_reachability(layers: &mut Layers, space: &Space<'_>) -> Result<u32> {
         if stranded.is_empty() {
             break;
         }
-        found += stranded.len() as u32;
-        let fixes: Vec<(u32, u32)> = {
+        stranded.iter().for_each(|&p| ever[p as usize] = true);
+        let fixes: Vec<(Vec<u32>, u32)> = {
             let layers = &*layers;
             stranded
                 .par_iter()
                 .map(|&p| {
                     let near = search_row(layers, space, p)?;
-                    let from = near
+                    let mut from: Vec<u32> = near
                         .iter()
-                        .find(|c| seen[c.id as usize] && c.id != p)
-                        .map_or(layers.entry, |c| c.id);
+                        .filter(|c| seen[c.id as usize] && c.id != p)
+                        .map(|c| c.id)
+                        .take(LINK_CHOICES)
+                        .collect();
+                    if from.is_empty() {
+                        from.push(layers.entry);
+                    }
                     Ok((from, p))
                 })
                 .collect::<Result<_>>()?
         };
         for (from, p) in fixes {
-            link(layers, space, from, p);
+            link(layers, space, &from, p);
         }
     }
-    Ok(found)
+    Ok(ever.iter().filter(|&&e| e).count() as u32)
 }
 
 /// Search every point's own vector; a point that is not found (and nothing at least as close
 /// is) gets an in-link from the nearest node the search reached. Returns the failures.
 fn repair_self_recall(layers: &mut Layers, space: &Space<'_>) -> Result<u32> {
-    let fixes: Vec<(u32, u32)> = {
+    let fixes: Vec<(Vec<u32>, u32)> = {
         let layers = &*layers;
         (0..layers.rows as u32)
             .into_par_iter()
@@ -436,7 +454,7 @@ fn repair_self_recall(layers: &mut Layers, space: &Space<'_>) -> Result<u32> {
                 space.row(p as usize, &mut q);
                 let own = space.dist(p as usize, &q);
                 let ok = near.iter().any(|c| c.id == p) || near.first().is_some_and(|c| c.d <= own);
-                Ok((!ok).then(|| near.first().map(|c| (c.id, p))).flatten())
+                Ok((!ok).then(|| (near.iter().map(|c| c.id).take(LINK_CHOICES).collect(), p)))
             })
             .collect::<Result<Vec<_>>>()?
             .into_iter()
@@ -445,7 +463,7 @@ fn repair_self_recall(layers: &mut Layers, space: &Space<'_>) -> Result<u32> {
     };
     let failures = fixes.len() as u32;
     for (from, p) in fixes {
-        link(layers, space, from, p);
+        link(layers, space, &from, p);
     }
     Ok(failures)
 }
