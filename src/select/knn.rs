@@ -8,8 +8,9 @@ use crate::score::{self, Device};
 use crate::store::Index;
 
 /// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) with `per_target`
-/// neighbours each; rows set in `mask` are skipped. Exact search on `device` (`exact` = false
-/// asks for the HNSW graph, which this build does not search yet: a note says so).
+/// neighbours each; rows set in `mask` are skipped. Neighbours come from the index's HNSW graph
+/// (beam width `ef`), or from exact search on `device` with `exact` or when the index has no
+/// graph (a note says so).
 pub fn select(
     index: &Index,
     queries: &[f32],
@@ -18,6 +19,7 @@ pub fn select(
     mask: Option<&[bool]>,
     device: Device,
     exact: bool,
+    ef: usize,
 ) -> Result<Selection> {
     if index.metric() == Metric::L2 {
         return Err(Error::invalid("--method knn sums similarities: it needs an index built with --metric cos or ip (this one is l2)"));
@@ -35,11 +37,20 @@ pub fn select(
         )));
     }
     let mut notes = Vec::new();
-    if !exact {
-        notes.push("kNN: this build has no HNSW search yet, so exact search was used".to_string());
-    }
-    let scorer = score::scorer_for(index, device)?;
-    let hits = scorer.top_k(queries, per_target)?;
+    let graph = if exact {
+        None
+    } else {
+        crate::hnsw::Graph::open(index)?
+    };
+    let hits = match graph {
+        Some(g) => g.search_batch(queries, per_target, ef)?,
+        None => {
+            if !exact {
+                notes.push("kNN: the index has no HNSW graph (built with --no-hnsw), so exact search was used".to_string());
+            }
+            score::scorer_for(index, device)?.top_k(queries, per_target)?
+        }
+    };
     // Sort (row, query order) pairs so the sums are taken in one fixed order.
     let mut pairs: Vec<(u32, f32)> = hits
         .ids
