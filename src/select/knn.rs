@@ -1,26 +1,24 @@
 //! Sample-level selection (Ge & Yu 2017, REACT, Neural Priming): every target sample retrieves
 //! its `k` nearest corpus rows, hits are aggregated by summed similarity, the best `N` are kept.
 
-use super::{Method, Pick, Selection};
+use super::{Method, Pick, SelectParams, Selection};
 use crate::error::{Error, Result};
 use crate::format::Metric;
-use crate::score::{self, Device};
+use crate::score;
 use crate::store::Index;
 
-/// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) with `per_target`
+/// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) with `p.per_target`
 /// neighbours each; rows set in `mask` are skipped. Neighbours come from the index's HNSW graph
 /// (beam width `ef`), or from exact search on `device` with `exact` or when the index has no
 /// graph (a note says so).
 pub fn select(
     index: &Index,
     queries: &[f32],
-    per_target: usize,
     budget: usize,
     mask: Option<&[bool]>,
-    device: Device,
-    exact: bool,
-    ef: usize,
+    p: &SelectParams,
 ) -> Result<Selection> {
+    let (per_target, device, exact, ef) = (p.per_target, p.device, p.exact, p.ef);
     if index.metric() == Metric::L2 {
         return Err(Error::invalid("--method knn sums similarities: it needs an index built with --metric cos or ip (this one is l2)"));
     }

@@ -433,16 +433,9 @@ pub fn select(
         .as_ref()
         .map_or(0, |m| m.iter().filter(|&&x| x).count());
     let mut sel = match (p.method, p.amount) {
-        (Method::Knn, Amount::Budget(n)) => knn::select(
-            index,
-            &target.features.data,
-            p.per_target,
-            n,
-            mask.as_deref(),
-            p.device,
-            p.exact,
-            p.ef,
-        )?,
+        (Method::Knn, Amount::Budget(n)) => {
+            knn::select(index, &target.features.data, n, mask.as_deref(), p)?
+        }
         (Method::Random, Amount::Budget(n)) => {
             baselines::random_rows(index, n, mask.as_deref(), p.seed)?
         }
