@@ -9,7 +9,7 @@ use crate::store::Index;
 
 /// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) with `p.per_target`
 /// neighbours each; rows set in `mask` are skipped. Neighbours come from the index's HNSW graph
-/// (beam width `ef`), or from exact search on `device` with `exact` or when the index has no
+/// (beam width `p.ef`), or from exact search on `p.device` with `p.exact` or when the index has no
 /// graph (a note says so).
 pub fn select(
     index: &Index,
