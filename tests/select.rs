@@ -40,8 +40,9 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A labelled corpus of 40 classes (labels optional), its index and a target drawn around
-/// `TRUE_CLASSES`. `extra` are more `ptsel build` arguments.
+/// A labelled corpus of 40 classes (labels optional), its index (without an HNSW graph unless
+/// `extra` sets `--hnsw-m`) and a target drawn around `TRUE_CLASSES`. `extra` are more
+/// `ptsel build` arguments.
 fn fixture(labelled: bool, dtype: &str, extra: &[&str]) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
@@ -71,6 +72,10 @@ fn fixture(labelled: bool, dtype: &str, extra: &[&str]) -> Fixture {
         args.extend(["--labels", s(&labels)]);
     }
     args.extend(extra);
+    // A graph only where a test asks for one (by setting its M): building it takes most of the time.
+    if !extra.contains(&"--hnsw-m") {
+        args.push("--no-hnsw");
+    }
     ok(&args);
     let (target_data, target_label_values) = synth::target_like(&corpus, &TRUE_CLASSES, 20, 1.0, 5);
     let target = dir.join("t.npy");
@@ -405,11 +410,11 @@ fn manifest_formats_agree() {
 
 #[test]
 fn knn_matches_brute_force() {
-    let f = fixture(true, "f32", &[]);
+    let f = fixture(true, "f32", &["--hnsw-m", "16"]);
     let out = f.path("knn.csv");
     let (k, budget) = (7usize, 90usize);
-    let stderr = f
-        .select_ok(&[
+    let knn = |extra: &[&str], out: &Path| {
+        let mut args = vec![
             "--method",
             "knn",
             "--per-target",
@@ -417,11 +422,56 @@ fn knn_matches_brute_force() {
             "--budget",
             "90",
             "--out",
-            s(&out),
-        ])
-        .stderr;
+            s(out),
+        ];
+        args.extend(extra);
+        String::from_utf8_lossy(&f.select_ok(&args).stderr).to_string()
+    };
     assert!(
-        String::from_utf8_lossy(&stderr).contains("exact"),
+        !knn(&["--exact"], &out).contains("note:"),
+        "exact search needs no note"
+    );
+    // Through the HNSW graph (built by default): nearly the same rows.
+    let approx = f.path("approx.csv");
+    assert!(
+        !knn(&[], &approx).contains("note:"),
+        "the index has a graph"
+    );
+    let exact: BTreeSet<usize> = read_csv(&out).iter().map(|r| r.1).collect();
+    let found = read_csv(&approx)
+        .iter()
+        .filter(|r| exact.contains(&r.1))
+        .count();
+    assert!(
+        found * 100 >= 90 * budget,
+        "the graph found {found} of the {budget} exact rows"
+    );
+    // Without a graph the exact fallback is reported.
+    let flat = f.path("flat.ptsel");
+    ok(&[
+        "build",
+        "--features",
+        s(&f.path("f.npy")),
+        "--out",
+        s(&flat),
+        "--no-hnsw",
+        "-q",
+    ]);
+    let res = ptsel(&[
+        "select",
+        "--index",
+        s(&flat),
+        "--target",
+        s(&f.target),
+        "--method",
+        "knn",
+        "--budget",
+        "10",
+        "--out",
+        s(&f.path("flat.csv")),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&res.stderr).contains("no HNSW graph"),
         "the exact fallback must be reported"
     );
     // Oracle: f64 cosines, top k per target sample, summed, top budget.
@@ -621,6 +671,7 @@ fn kmeans_pseudo_classes_serve_unlabelled_corpora() {
         "--seed",
         "4",
         "-q",
+        "--no-hnsw",
     ]);
     let (a, b) = (
         ptsel::Index::open(&f.index).unwrap(),
@@ -812,6 +863,7 @@ fn empty_classes_are_never_selected() {
         "--out",
         s(&ip),
         "-q",
+        "--no-hnsw",
     ]);
     let (out, sum) = (dir.path().join("o.csv"), dir.path().join("s.json"));
     ok(&[

@@ -1,24 +1,24 @@
 //! Sample-level selection (Ge & Yu 2017, REACT, Neural Priming): every target sample retrieves
 //! its `k` nearest corpus rows, hits are aggregated by summed similarity, the best `N` are kept.
 
-use super::{Method, Pick, Selection};
+use super::{Method, Pick, SelectParams, Selection};
 use crate::error::{Error, Result};
 use crate::format::Metric;
-use crate::score::{self, Device};
+use crate::score;
 use crate::store::Index;
 
-/// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) with `per_target`
-/// neighbours each; rows set in `mask` are skipped. Exact search on `device` (`exact` = false
-/// asks for the HNSW graph, which this build does not search yet: a note says so).
+/// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) with `p.per_target`
+/// neighbours each; rows set in `mask` are skipped. Neighbours come from the index's HNSW graph
+/// (beam width `p.ef`), or from exact search on `p.device` with `p.exact` or when the index has no
+/// graph (a note says so).
 pub fn select(
     index: &Index,
     queries: &[f32],
-    per_target: usize,
     budget: usize,
     mask: Option<&[bool]>,
-    device: Device,
-    exact: bool,
+    p: &SelectParams,
 ) -> Result<Selection> {
+    let (per_target, device, exact, ef) = (p.per_target, p.device, p.exact, p.ef);
     if index.metric() == Metric::L2 {
         return Err(Error::invalid("--method knn sums similarities: it needs an index built with --metric cos or ip (this one is l2)"));
     }
@@ -35,11 +35,20 @@ pub fn select(
         )));
     }
     let mut notes = Vec::new();
-    if !exact {
-        notes.push("kNN: this build has no HNSW search yet, so exact search was used".to_string());
-    }
-    let scorer = score::scorer_for(index, device)?;
-    let hits = scorer.top_k(queries, per_target)?;
+    let graph = if exact {
+        None
+    } else {
+        crate::hnsw::Graph::open(index)?
+    };
+    let hits = match graph {
+        Some(g) => g.search_batch(queries, per_target, ef)?,
+        None => {
+            if !exact {
+                notes.push("kNN: the index has no HNSW graph (built with --no-hnsw), so exact search was used".to_string());
+            }
+            score::scorer_for(index, device)?.top_k(queries, per_target)?
+        }
+    };
     // Sort (row, query order) pairs so the sums are taken in one fixed order.
     let mut pairs: Vec<(u32, f32)> = hits
         .ids

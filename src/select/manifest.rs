@@ -176,3 +176,24 @@ pub fn write_summary(path: &Path, summary: &serde_json::Value) -> Result<()> {
         w.write_all(b"\n")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_field("n01440764/img_1.JPEG"), "n01440764/img_1.JPEG");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn format_follows_the_extension() {
+        assert_eq!(Format::from_path(Path::new("s.jsonl")), Format::Jsonl);
+        assert_eq!(Format::from_path(Path::new("s.npy")), Format::Npy);
+        assert_eq!(Format::from_path(Path::new("s.csv")), Format::Csv);
+        assert_eq!(Format::from_path(Path::new("s")), Format::Csv);
+    }
+}

@@ -161,6 +161,8 @@ pub struct SelectParams {
     pub per_target: usize,
     /// Exact search for kNN (otherwise the index's HNSW graph when it has one).
     pub exact: bool,
+    /// HNSW beam width for kNN (raised to `per_target` when lower).
+    pub ef: usize,
     /// Seed (random baselines).
     pub seed: u64,
     /// Use k-means pseudo-classes even when the index has labels.
@@ -179,6 +181,7 @@ impl Default for SelectParams {
             uot: uot::UotParams::default(),
             per_target: 50,
             exact: false,
+            ef: 64,
             seed: 0,
             pseudo_classes: false,
             device: Device::Auto,
@@ -430,15 +433,9 @@ pub fn select(
         .as_ref()
         .map_or(0, |m| m.iter().filter(|&&x| x).count());
     let mut sel = match (p.method, p.amount) {
-        (Method::Knn, Amount::Budget(n)) => knn::select(
-            index,
-            &target.features.data,
-            p.per_target,
-            n,
-            mask.as_deref(),
-            p.device,
-            p.exact,
-        )?,
+        (Method::Knn, Amount::Budget(n)) => {
+            knn::select(index, &target.features.data, n, mask.as_deref(), p)?
+        }
         (Method::Random, Amount::Budget(n)) => {
             baselines::random_rows(index, n, mask.as_deref(), p.seed)?
         }

@@ -165,6 +165,8 @@ fn finish(raw: Raw, b: &[f64]) -> UotPlan {
 #[derive(Clone, Copy)]
 struct Loops {
     dot: fn(&[f64], &[f64]) -> f64,
+    /// One row against four (the cost matrix: each load of `x` serves four products).
+    dot4: fn(&[f64], [&[f64]; 4]) -> [f64; 4],
     axpy: fn(f64, &[f64], &mut [f64]),
 }
 
@@ -228,6 +230,35 @@ mod avx2 {
         sum4(_mm256_add_pd(s0, s1)) + tail
     }
 
+    /// `x . y[k]` for four rows `y[k]` over the common length.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot4(x: &[f64], y: [&[f64]; 4]) -> [f64; 4] {
+        let n = y.iter().fold(x.len(), |n, y| n.min(y.len()));
+        let mut acc = [_mm256_setzero_pd(); 4];
+        let mut i = 0;
+        // SAFETY (loads): i + 4 <= n, inside `x` and every `y[k]`.
+        while i + 4 <= n {
+            let xv = _mm256_loadu_pd(x.as_ptr().add(i));
+            for (a, yk) in acc.iter_mut().zip(&y) {
+                *a = _mm256_fmadd_pd(xv, _mm256_loadu_pd(yk.as_ptr().add(i)), *a);
+            }
+            i += 4;
+        }
+        let mut out = [0.0; 4];
+        for ((o, a), yk) in out.iter_mut().zip(acc).zip(&y) {
+            *o = sum4(a)
+                + x[i..n]
+                    .iter()
+                    .zip(&yk[i..n])
+                    .map(|(p, q)| p * q)
+                    .sum::<f64>();
+        }
+        out
+    }
+
     /// `y += alpha * x` over the common length.
     ///
     /// # Safety
@@ -262,6 +293,10 @@ fn loops() -> Loops {
                     // SAFETY: the CPU supports AVX2 and FMA (checked just above).
                     unsafe { avx2::dot(x, y) }
                 },
+                dot4: |x, y| {
+                    // SAFETY: as above.
+                    unsafe { avx2::dot4(x, y) }
+                },
                 axpy: |a, x, y| {
                     // SAFETY: as above.
                     unsafe { avx2::axpy(a, x, y) }
@@ -271,6 +306,7 @@ fn loops() -> Loops {
     }
     Loops {
         dot: dot_body,
+        dot4: |x, y| y.map(|y| dot_body(x, y)),
         axpy: axpy_body,
     }
 }
@@ -287,7 +323,7 @@ fn plain(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<Raw> {
     let mut v = vec![1.0 / cols as f64; cols];
     let (mut u_prev, mut v_prev) = (u.clone(), v.clone());
     let mut ktu = vec![0.0; cols];
-    let Loops { dot, axpy } = loops();
+    let Loops { dot, axpy, .. } = loops();
     let mut iterations = 0;
     let mut converged = false;
     for _ in 0..p.max_iter {
@@ -463,10 +499,25 @@ pub fn cost_matrix(source: &[f64], target: &[f64], dim: usize, p_m: f64) -> Vec<
             .collect()
     };
     let (s, t) = (normalise(source), normalise(target));
-    let dot = loops().dot;
-    s.chunks_exact(dim)
-        .flat_map(|si| t.chunks_exact(dim).map(move |tj| (1.0 - dot(si, tj)) / p_m))
-        .collect()
+    let Loops { dot, dot4, .. } = loops();
+    let cols = t.len() / dim;
+    let mut cost = Vec::with_capacity(s.len() / dim * cols);
+    for si in s.chunks_exact(dim) {
+        let mut quads = t.chunks_exact(4 * dim);
+        for q in quads.by_ref() {
+            let (r0, rest) = q.split_at(dim);
+            let (r1, rest) = rest.split_at(dim);
+            let (r2, r3) = rest.split_at(dim);
+            cost.extend(dot4(si, [r0, r1, r2, r3]).map(|c| (1.0 - c) / p_m));
+        }
+        cost.extend(
+            quads
+                .remainder()
+                .chunks_exact(dim)
+                .map(|tj| (1.0 - dot(si, tj)) / p_m),
+        );
+    }
+    cost
 }
 
 #[cfg(test)]
@@ -482,6 +533,24 @@ mod tests {
         );
         assert!(check_size(1 << 14, 1 << 13).is_ok());
         assert!(check_size(usize::MAX, 2).is_err());
+    }
+
+    #[test]
+    fn cost_matrix_is_one_minus_cosine_over_p_m() {
+        let (dim, rows, cols) = (5, 3, 7);
+        let src: Vec<f64> = (0..rows * dim)
+            .map(|i| (i as f64 * 0.7).sin() + 0.2)
+            .collect();
+        let tgt: Vec<f64> = (0..cols * dim).map(|i| (i as f64 * 0.3).cos()).collect();
+        let cost = cost_matrix(&src, &tgt, dim, 0.1);
+        for i in 0..rows {
+            for j in 0..cols {
+                let (s, t) = (&src[i * dim..(i + 1) * dim], &tgt[j * dim..(j + 1) * dim]);
+                let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                let cos = s.iter().zip(t).map(|(a, b)| a * b).sum::<f64>() / (norm(s) * norm(t));
+                assert!((cost[i * cols + j] - (1.0 - cos) / 0.1).abs() < 1e-12);
+            }
+        }
     }
 
     #[test]

@@ -74,9 +74,12 @@ pub struct Args {
     /// Neighbours per target sample (knn).
     #[arg(long, value_name = "K", default_value_t = 50)]
     pub per_target: usize,
-    /// Exact neighbour search (knn).
+    /// Exact neighbour search (knn); otherwise the index's HNSW graph when it has one.
     #[arg(long)]
     pub exact: bool,
+    /// HNSW beam width (knn; raised to --per-target when lower).
+    #[arg(long, default_value_t = 64)]
+    pub ef: usize,
     /// Use the index's k-means pseudo-classes even when it has labels.
     #[arg(long)]
     pub pseudo_classes: bool,
@@ -122,6 +125,7 @@ impl Args {
             uot_domain: Domain::Auto,
             per_target: 50,
             exact: false,
+            ef: 64,
             pseudo_classes: false,
             exclude_near: None,
             exclude_threshold: 0.95,
@@ -153,6 +157,7 @@ impl Args {
             },
             per_target: self.per_target,
             exact: self.exact,
+            ef: self.ef,
             seed: self.seed,
             pseudo_classes: self.pseudo_classes,
             device: self.device,
