@@ -9,6 +9,10 @@
 //! - [`store`]: the memory-mapped, validated views of an index ([`Index`]);
 //! - [`hnsw`]: the HNSW graph section: construction, checks and repair, search in place;
 //! - [`score`]: exact scoring behind the [`score::Scorer`] trait (SIMD CPU, CUDA);
+//! - [`select`]: the paper's UOT class selection, kNN selection, k-means pseudo-classes,
+//!   baselines and manifests;
+//! - [`embed`]: features computed by a TorchScript backbone over an image folder (cargo
+//!   feature `torch`);
 //! - [`npy`], [`output`]: reading inputs and writing results atomically;
 //! - [`synth`]: deterministic synthetic corpora for the demo, tests and benchmarks.
 #![deny(missing_docs)]
