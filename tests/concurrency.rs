@@ -49,6 +49,7 @@ fn readers_see_one_version_while_the_index_is_replaced() {
         )
     };
     assert!(build(0).status.success());
+    ptsel::npy::write_matrix(&d.join("q.npy"), &[1f32; 32], 1, 32).unwrap();
     let stop = AtomicBool::new(false);
     let reads = AtomicUsize::new(0);
     let rebuilds = AtomicUsize::new(0);
@@ -69,9 +70,48 @@ fn readers_see_one_version_while_the_index_is_replaced() {
             }
             stop.store(true, Ordering::Relaxed);
         });
-        for _ in 0..3 {
-            s.spawn(|| {
+        for reader in 0..3 {
+            let (failures, reads, stop) = (&failures, &reads, &stop);
+            s.spawn(move || {
+                let (nn, scores) = (format!("nn{reader}.npy"), format!("s{reader}.npy"));
                 while !stop.load(Ordering::Relaxed) {
+                    // A separate process searches whatever version it opened: every row of a
+                    // version is the same vector, so the 5 scores must all be that version's.
+                    let out = ptsel(
+                        d,
+                        &[
+                            "search",
+                            "--index",
+                            "x.ptsel",
+                            "--queries",
+                            "q.npy",
+                            "-k",
+                            "5",
+                            "--exact",
+                            "--device",
+                            "cpu",
+                            "--out",
+                            &nn,
+                            "--scores",
+                            &scores,
+                        ],
+                    );
+                    let got = out
+                        .status
+                        .success()
+                        .then(|| ptsel::npy::read_matrix(&d.join(&scores)).unwrap().data);
+                    match got {
+                        Some(s)
+                            if s.iter().all(|&x| x == s[0]) && (s[0] == 32.0 || s[0] == 64.0) => {}
+                        Some(s) => failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("search mixed versions: {s:?}")),
+                        None => failures
+                            .lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&out.stderr).into_owned()),
+                    }
                     // A separate process verifies every checksum of whatever version it opened.
                     let out = ptsel(d, &["verify", "x.ptsel"]);
                     if !out.status.success() {
@@ -92,7 +132,7 @@ fn readers_see_one_version_while_the_index_is_replaced() {
                             .unwrap()
                             .push(format!("mixed versions in one open (first value {first})"));
                     }
-                    reads.fetch_add(2, Ordering::Relaxed);
+                    reads.fetch_add(3, Ordering::Relaxed);
                 }
             });
         }
@@ -109,5 +149,5 @@ fn readers_see_one_version_while_the_index_is_replaced() {
         rebuilds >= 2 && reads >= 10,
         "too little overlap: {reads} reads, {rebuilds} rebuilds"
     );
-    eprintln!("{reads} reads during {rebuilds} rebuilds, 0 inconsistencies");
+    eprintln!("{reads} reads (searches, verifies, in-process scans) during {rebuilds} rebuilds, 0 inconsistencies");
 }
