@@ -720,7 +720,7 @@ impl Scorer for CudaScorer<'_> {
             return uot::solve(cost, a, b, p);
         }
         let stream = &self.dev.stream;
-        let kernel: Vec<f64> = cost.iter().map(|&m| (-m / p.eps).exp()).collect();
+        let kernel = uot::plain_kernel(cost, p.eps, max_scaled);
         let fi_s = p.tau_source / (p.tau_source + p.eps);
         let fi_t = p.tau_target / (p.tau_target + p.eps);
         let up = |v: &[f64]| stream.clone_htod(v).map_err(cuda_err("uploading UOT data"));
