@@ -438,7 +438,38 @@ fn repair_reachability(layers: &mut Layers, space: &Space<'_>) -> Result<u32> {
             link(layers, space, &from, p);
         }
     }
+    let seen = reachable(layers);
+    (0..layers.rows).for_each(|p| ever[p] |= !seen[p]);
+    link_to_free_slots(layers, &seen);
     Ok(ever.iter().filter(|&&e| e).count() as u32)
+}
+
+/// Last resort after the search-guided rounds: where distances tie (duplicate rows), every
+/// search returns the same few nodes, whose lists fill up and displace each other's repairs.
+/// Each point still stranded gets an in-link from a reachable node with a free level-0 slot
+/// (the points linked so far included), in order, so every point ends up reachable.
+fn link_to_free_slots(layers: &mut Layers, seen: &[bool]) {
+    let m0 = layers.m0;
+    let free = |layers: &Layers, n: u32| {
+        used(&layers.level0[n as usize * m0..(n as usize + 1) * m0]).len() < m0
+    };
+    let mut hosts: Vec<u32> = (0..layers.rows as u32)
+        .filter(|&n| seen[n as usize] && free(layers, n))
+        .rev()
+        .collect();
+    for p in (0..layers.rows as u32).filter(|&p| !seen[p as usize]) {
+        let Some(&host) = hosts.last() else {
+            return;
+        };
+        let n = used(&layers.level0[host as usize * m0..(host as usize + 1) * m0]).len();
+        layers.level0[host as usize * m0 + n] = p;
+        if !free(layers, host) {
+            hosts.pop();
+        }
+        if free(layers, p) {
+            hosts.push(p);
+        }
+    }
 }
 
 /// Search every point's own vector; a point that is not found (and nothing at least as close
@@ -513,6 +544,55 @@ mod tests {
     use super::*;
     use crate::synth::{clustered, Spec};
 
+    /// An index (no graph) over `rows x dim` values `data`, in `dir`.
+    fn index_of(dir: &std::path::Path, data: &[f32], rows: usize, dim: usize) -> Index {
+        let features = dir.join("f.npy");
+        crate::npy::write_matrix(&features, data, rows, dim).unwrap();
+        let mut source = crate::npy::MatrixReader::open(&features).unwrap();
+        let path = dir.join("x.ptsel");
+        crate::build(
+            &mut source,
+            &path,
+            crate::BuildOptions::default(),
+            &|_, _, _| {},
+        )
+        .unwrap();
+        Index::open(&path).unwrap()
+    }
+
+    #[test]
+    fn degenerate_data_leaves_no_point_stranded() {
+        // Every row identical (then every distance ties), and every row one of two points.
+        let (rows, dim) = (1500, 8);
+        let same: Vec<f32> = (0..rows * dim).map(|i| 1.0 + (i % dim) as f32).collect();
+        let two: Vec<f32> = (0..rows * dim)
+            .map(|i| {
+                if (i / dim) % 2 == 0 {
+                    1.0
+                } else {
+                    (i % dim) as f32
+                }
+            })
+            .collect();
+        for (what, data) in [("identical", same), ("two points", two)] {
+            let t = tempfile::tempdir().unwrap();
+            let index = index_of(t.path(), &data, rows, dim);
+            let space = Space::of(&index);
+            let params = Params {
+                m: 4,
+                ef_construction: 16,
+                seed: 1,
+            };
+            let mut layers = construct(&space, &params, &|_, _, _| {}).unwrap();
+            repair_reachability(&mut layers, &space).unwrap();
+            let stranded = reachable(&layers).iter().filter(|&&r| !r).count();
+            assert_eq!(
+                stranded, 0,
+                "{what}: {stranded} of {rows} points unreachable"
+            );
+        }
+    }
+
     #[test]
     fn stranded_points_are_relinked_and_find_themselves() {
         let t = tempfile::tempdir().unwrap();
@@ -523,18 +603,7 @@ mod tests {
             spread: 1.0,
             seed: 3,
         });
-        let features = t.path().join("f.npy");
-        crate::npy::write_matrix(&features, &c.data, c.rows, c.dim).unwrap();
-        let mut source = crate::npy::MatrixReader::open(&features).unwrap();
-        let path = t.path().join("x.ptsel");
-        crate::build(
-            &mut source,
-            &path,
-            crate::BuildOptions::default(),
-            &|_, _, _| {},
-        )
-        .unwrap();
-        let index = Index::open(&path).unwrap();
+        let index = index_of(t.path(), &c.data, c.rows, c.dim);
         let space = Space::of(&index);
         let mut layers = construct(
             &space,
