@@ -27,34 +27,23 @@ pub fn kernels() -> &'static Kernels {
 }
 
 fn detect() -> Kernels {
+    available_kernels()
+        .into_iter()
+        .next()
+        .unwrap_or_else(scalar_kernels)
+}
+
+/// The SIMD kernel sets this CPU supports, best first (tests check each against the scalar
+/// ones).
+pub fn available_kernels() -> Vec<Kernels> {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-        {
-            return Kernels {
-                isa: "avx2+fma+f16c",
-                dot_f32: |a, b| {
-                    // SAFETY: the CPU supports avx2, fma and f16c (checked just above).
-                    unsafe { avx2::dot_f32(a, b) }
-                },
-                dot_f16: |a, b| {
-                    // SAFETY: as above.
-                    unsafe { avx2::dot_f16(a, b) }
-                },
-                l2_f32: |a, b| {
-                    // SAFETY: as above.
-                    unsafe { avx2::l2_f32(a, b) }
-                },
-                l2_f16: |a, b| {
-                    // SAFETY: as above.
-                    unsafe { avx2::l2_f16(a, b) }
-                },
-            };
-        }
+        [x86::avx512(), x86::avx2()].into_iter().flatten().collect()
     }
-    scalar_kernels()
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Vec::new()
+    }
 }
 
 /// Portable kernels (also the reference the SIMD ones are tested against).
@@ -119,17 +108,17 @@ pub fn tile_kernel() -> &'static TileKernel {
             if is_x86_feature_detected!("avx512f") {
                 return TileKernel {
                     isa: "avx512f",
-                    mr: avx2::MR16,
-                    nr: avx2::NR16,
-                    tile: avx2::tile_avx512,
+                    mr: x86::MR16,
+                    nr: x86::NR16,
+                    tile: x86::tile_avx512,
                 };
             }
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                 return TileKernel {
                     isa: "avx2+fma",
-                    mr: avx2::MR8,
-                    nr: avx2::NR8,
-                    tile: avx2::tile_avx2,
+                    mr: x86::MR8,
+                    nr: x86::NR8,
+                    tile: x86::tile_avx2,
                 };
             }
         }
@@ -200,7 +189,7 @@ mod scalar {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+mod x86 {
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -225,37 +214,83 @@ mod avx2 {
         _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
     }
 
-    macro_rules! kernel {
-        ($name:ident, $t:ty, $load:ident, $scalar:path, |$acc:ident, $x:ident, $y:ident| $body:expr) => {
-            /// # Safety
-            /// The CPU must support avx2, fma and f16c. Slices are read only up to the shorter length.
-            #[target_feature(enable = "avx2,fma,f16c")]
-            pub unsafe fn $name(a: &[$t], b: &[f32]) -> f32 {
-                let n = a.len().min(b.len());
-                let (pa, pb) = (a.as_ptr(), b.as_ptr());
-                let mut acc = [_mm256_setzero_ps(); 4];
-                let mut i = 0;
-                // SAFETY (all loads): i + 32 <= n, resp. i + 8 <= n, bounds both slices.
-                while i + 32 <= n {
-                    for (j, slot) in acc.iter_mut().enumerate() {
-                        let $x = $load(pa.add(i + 8 * j));
-                        let $y = _mm256_loadu_ps(pb.add(i + 8 * j));
-                        let $acc = *slot;
-                        *slot = $body;
+    /// One step of a distance: `acc + x * y` (dot) or `acc + (x - y)^2` (l2).
+    macro_rules! step {
+        (dot, $fma:ident, $sub:ident, $acc:expr, $x:expr, $y:expr) => {
+            $fma($x, $y, $acc)
+        };
+        (l2, $fma:ident, $sub:ident, $acc:expr, $x:expr, $y:expr) => {{
+            let d = $sub($x, $y);
+            $fma(d, d, $acc)
+        }};
+    }
+
+    /// The distance kernels of one instruction set over `$lanes`-wide registers (four
+    /// independent accumulators, `4 * $lanes` values a step, then single registers, then the
+    /// scalar tail), and `$set()`: the [`Kernels`](super::Kernels) using them when the CPU has
+    /// the features of `$feat`.
+    macro_rules! kernel_set {
+        ($set:ident, $isa:literal, $has:expr, $feat:literal, $lanes:literal, $zero:ident, $add:ident, $sub:ident, $fma:ident, $hsum:ident, $load32:ident,
+         [$(($name:ident, $field:ident, $op:ident, $t:ty, $load:ident)),*]) => {
+            $(
+                /// # Safety
+                /// The CPU must support the features named in the attribute. Slices are read
+                /// only up to the shorter length.
+                #[target_feature(enable = $feat)]
+                pub unsafe fn $name(a: &[$t], b: &[f32]) -> f32 {
+                    let n = a.len().min(b.len());
+                    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+                    let mut acc = [$zero(); 4];
+                    let mut i = 0;
+                    // SAFETY (all loads): i + 4 * $lanes <= n, resp. i + $lanes <= n, bounds
+                    // both slices.
+                    while i + 4 * $lanes <= n {
+                        for (j, slot) in acc.iter_mut().enumerate() {
+                            let (x, y) = ($load(pa.add(i + $lanes * j)), $load32(pb.add(i + $lanes * j)));
+                            *slot = step!($op, $fma, $sub, *slot, x, y);
+                        }
+                        i += 4 * $lanes;
                     }
-                    i += 32;
+                    while i + $lanes <= n {
+                        let (x, y) = ($load(pa.add(i)), $load32(pb.add(i)));
+                        acc[0] = step!($op, $fma, $sub, acc[0], x, y);
+                        i += $lanes;
+                    }
+                    let s = $add($add(acc[0], acc[1]), $add(acc[2], acc[3]));
+                    $hsum(s) + super::scalar::$field(&a[i..n], &b[i..n])
                 }
-                while i + 8 <= n {
-                    let $x = $load(pa.add(i));
-                    let $y = _mm256_loadu_ps(pb.add(i));
-                    let $acc = acc[0];
-                    acc[0] = $body;
-                    i += 8;
-                }
-                let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-                hsum(s) + $scalar(&a[i..n], &b[i..n])
+            )*
+
+            pub fn $set() -> Option<super::Kernels> {
+                // SAFETY (every closure): built only when the CPU has the features of `$feat`.
+                $has.then_some(super::Kernels {
+                    isa: $isa,
+                    $($field: |a, b| unsafe { $name(a, b) },)*
+                })
             }
         };
+    }
+
+    /// Loads 16 f16 at `p` widened to f32.
+    ///
+    /// # Safety
+    /// `p` must point to 16 readable f16 values; the CPU must support avx512f.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_f16x16(p: *const f16) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_f32x16(p: *const f32) -> __m512 {
+        _mm512_loadu_ps(p)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn hsum16(v: __m512) -> f32 {
+        _mm512_reduce_add_ps(v)
     }
 
     #[inline]
@@ -364,28 +399,46 @@ mod avx2 {
         _mm256_fmadd_ps
     );
 
-    kernel!(
-        dot_f32,
-        f32,
+    kernel_set!(
+        avx2,
+        "avx2+fma+f16c",
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c"),
+        "avx2,fma,f16c",
+        8,
+        _mm256_setzero_ps,
+        _mm256_add_ps,
+        _mm256_sub_ps,
+        _mm256_fmadd_ps,
+        hsum,
         load_f32,
-        super::scalar::dot_f32,
-        |acc, x, y| _mm256_fmadd_ps(x, y, acc)
+        [
+            (dot_f32, dot_f32, dot, f32, load_f32),
+            (dot_f16, dot_f16, dot, f16, load_f16),
+            (l2_f32, l2_f32, l2, f32, load_f32),
+            (l2_f16, l2_f16, l2, f16, load_f16)
+        ]
     );
-    kernel!(
-        dot_f16,
-        f16,
-        load_f16,
-        super::scalar::dot_f16,
-        |acc, x, y| _mm256_fmadd_ps(x, y, acc)
+    kernel_set!(
+        avx512,
+        "avx512f",
+        is_x86_feature_detected!("avx512f"),
+        "avx512f",
+        16,
+        _mm512_setzero_ps,
+        _mm512_add_ps,
+        _mm512_sub_ps,
+        _mm512_fmadd_ps,
+        hsum16,
+        load_f32x16,
+        [
+            (dot_f32_avx512, dot_f32, dot, f32, load_f32x16),
+            (dot_f16_avx512, dot_f16, dot, f16, load_f16x16),
+            (l2_f32_avx512, l2_f32, l2, f32, load_f32x16),
+            (l2_f16_avx512, l2_f16, l2, f16, load_f16x16)
+        ]
     );
-    kernel!(l2_f32, f32, load_f32, super::scalar::l2_f32, |acc, x, y| {
-        let d = _mm256_sub_ps(x, y);
-        _mm256_fmadd_ps(d, d, acc)
-    });
-    kernel!(l2_f16, f16, load_f16, super::scalar::l2_f16, |acc, x, y| {
-        let d = _mm256_sub_ps(x, y);
-        _mm256_fmadd_ps(d, d, acc)
-    });
 }
 
 #[cfg(test)]
@@ -399,12 +452,14 @@ mod tests {
             let a: Vec<f32> = v.iter().map(|p| p.0).collect();
             let b: Vec<f32> = v.iter().map(|p| p.1).collect();
             let h: Vec<f16> = a.iter().map(|&x| f16::from_f32(x)).collect();
-            let (k, s) = (kernels(), scalar_kernels());
+            let s = scalar_kernels();
             let tol = 1e-4 * (1.0 + v.len() as f32);
-            prop_assert!(((k.dot_f32)(&a, &b) - (s.dot_f32)(&a, &b)).abs() <= tol);
-            prop_assert!(((k.dot_f16)(&h, &b) - (s.dot_f16)(&h, &b)).abs() <= tol);
-            prop_assert!(((k.l2_f32)(&a, &b) - (s.l2_f32)(&a, &b)).abs() <= tol * 4.0);
-            prop_assert!(((k.l2_f16)(&h, &b) - (s.l2_f16)(&h, &b)).abs() <= tol * 4.0);
+            for k in available_kernels() {
+                prop_assert!(((k.dot_f32)(&a, &b) - (s.dot_f32)(&a, &b)).abs() <= tol, "{}", k.isa);
+                prop_assert!(((k.dot_f16)(&h, &b) - (s.dot_f16)(&h, &b)).abs() <= tol, "{}", k.isa);
+                prop_assert!(((k.l2_f32)(&a, &b) - (s.l2_f32)(&a, &b)).abs() <= tol * 4.0, "{}", k.isa);
+                prop_assert!(((k.l2_f16)(&h, &b) - (s.l2_f16)(&h, &b)).abs() <= tol * 4.0, "{}", k.isa);
+            }
         }
     }
 }
