@@ -189,36 +189,96 @@ fn finish(raw: Raw, b: &[f64]) -> UotPlan {
     }
 }
 
-/// The f64 loops of the solver: AVX2+FMA intrinsics when the CPU has them (picked at run time,
-/// the scoring kernels' pattern), portable code otherwise. The two round differently (FMA), by
+/// The loops of the plain solver for one instruction set, picked at run time (the scoring
+/// kernels' pattern). The pass is one portable body compiled for each instruction set (the
+/// compiler vectorises it; FMA where the CPU has it), so the variants round differently, by
 /// far less than the solver's tolerance.
 #[derive(Clone, Copy)]
 struct Loops {
-    dot: fn(&[f64], &[f64]) -> f64,
-    /// One row against four (the cost matrix: each load of `x` serves four products).
-    dot4: fn(&[f64], [&[f64]; 4]) -> [f64; 4],
-    axpy: fn(f64, &[f64], &mut [f64]),
+    /// One pass of the iteration over the kernel, see [`pass_body`].
+    pass: PassFn,
     /// `out[i] = exp(-cost[i] / eps)` (the plain kernel `K`).
     kernel: fn(&[f64], f64, &mut [f64]),
 }
 
-/// Dot product with eight independent accumulators, so that the compiler vectorises it.
+/// `(kernel, v, a, fi, u, ktu)`, see [`pass_body`].
+type PassFn = fn(&[f64], &[f64], &[f64], f64, &mut [f64], &mut [f64]);
+
+/// `x * y + acc`, fused when `FMA` (instantiated only where the CPU has FMA).
 #[inline(always)]
-fn dot_body(x: &[f64], y: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
-    let tail: f64 = xc
-        .remainder()
-        .iter()
-        .zip(yc.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    for (a, b) in xc.zip(yc) {
-        for l in 0..8 {
-            acc[l] += a[l] * b[l];
+fn madd<const FMA: bool>(x: f64, y: f64, acc: f64) -> f64 {
+    if FMA {
+        x.mul_add(y, acc)
+    } else {
+        x * y + acc
+    }
+}
+
+/// `x . y` over `x.len() == y.len()` values, in 8 lanes the compiler keeps in one register.
+#[inline(always)]
+fn dot<const FMA: bool>(x: &[f64], y: &[f64]) -> f64 {
+    const LANES: usize = 8;
+    let mut acc = [0.0f64; LANES];
+    let (xc, yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+    // Loops, not closures, here and below: a closure does not inherit the caller's target
+    // features, and `mul_add` outside an FMA context is a libm call.
+    let mut tail = 0.0;
+    for (p, q) in xc.remainder().iter().zip(yc.remainder()) {
+        tail = madd::<FMA>(*p, *q, tail);
+    }
+    for (p, q) in xc.zip(yc) {
+        for l in 0..LANES {
+            acc[l] = madd::<FMA>(p[l], q[l], acc[l]);
         }
     }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    acc.iter().sum::<f64>() + tail
+}
+
+/// One pass of the plain iteration over `kernel` (`[rows, cols]`, `cols = v.len()`):
+/// `u_i = (a_i / K_i . v)^fi` for every row, then `ktu = K^T u`. Rows go four at a time: their
+/// four dot products are independent chains the core overlaps (one row at a time waits on each
+/// `u_i` before the next row), and `ktu` is read and written once per four rows.
+#[inline(always)]
+fn pass_body<const FMA: bool>(
+    kernel: &[f64],
+    v: &[f64],
+    a: &[f64],
+    fi: f64,
+    u: &mut [f64],
+    ktu: &mut [f64],
+) {
+    let cols = v.len();
+    assert!(cols > 0 && ktu.len() == cols && kernel.len() == a.len() * cols && u.len() == a.len());
+    ktu.fill(0.0);
+    for ((k, a), u) in kernel
+        .chunks(4 * cols)
+        .zip(a.chunks(4))
+        .zip(u.chunks_mut(4))
+    {
+        // A last group of fewer rows repeats its first row (and discards those results).
+        let rows: [&[f64]; 4] = std::array::from_fn(|r| {
+            let r = if r < a.len() { r } else { 0 };
+            &k[r * cols..(r + 1) * cols]
+        });
+        // Four independent dot products (the out-of-order core overlaps their chains).
+        let mut w = [0.0f64; 4];
+        for (w, row) in w.iter_mut().zip(&rows) {
+            *w = dot::<FMA>(row, v);
+        }
+        for ((ui, ai), wi) in u.iter_mut().zip(a).zip(w.iter_mut()) {
+            *ui = pow(ai / *wi, fi);
+            *wi = *ui;
+        }
+        // Weight 0 for the repeated rows of a short last group.
+        w[a.len()..].fill(0.0);
+        for j in 0..cols {
+            let mut s = ktu[j];
+            for (wr, row) in w.iter().zip(&rows) {
+                s = madd::<FMA>(*wr, row[j], s);
+            }
+            ktu[j] = s;
+        }
+    }
 }
 
 /// `out[i] = exp(-cost[i] / eps)`, one libm call per entry.
@@ -228,74 +288,40 @@ fn kernel_body(cost: &[f64], eps: f64, out: &mut [f64]) {
         .for_each(|(k, m)| *k = (-m / eps).exp());
 }
 
-/// `y += alpha * x`.
-#[inline(always)]
-fn axpy_body(alpha: f64, x: &[f64], y: &mut [f64]) {
-    y.iter_mut().zip(x).for_each(|(y, x)| *y += alpha * x);
-}
-
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+mod x86 {
     use std::arch::x86_64::*;
 
-    /// Horizontal sum of four lanes.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn sum4(v: __m256d) -> f64 {
-        let pair = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-        _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)))
+    /// [`super::pass_body`] compiled for AVX-512 (8-lane f64 registers).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn pass_avx512(
+        k: &[f64],
+        v: &[f64],
+        a: &[f64],
+        fi: f64,
+        u: &mut [f64],
+        ktu: &mut [f64],
+    ) {
+        super::pass_body::<true>(k, v, a, fi, u, ktu)
     }
 
-    /// `x . y` over the common length, 8 lanes per step in two FMA chains.
+    /// [`super::pass_body`] compiled for AVX2 and FMA.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot(x: &[f64], y: &[f64]) -> f64 {
-        let n = x.len().min(y.len());
-        let (xp, yp) = (x.as_ptr(), y.as_ptr());
-        let (mut s0, mut s1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
-        let mut i = 0;
-        // SAFETY (loads): i + 8 <= n, so every lane read lies inside both slices.
-        while i + 8 <= n {
-            s0 = _mm256_fmadd_pd(_mm256_loadu_pd(xp.add(i)), _mm256_loadu_pd(yp.add(i)), s0);
-            s1 = _mm256_fmadd_pd(
-                _mm256_loadu_pd(xp.add(i + 4)),
-                _mm256_loadu_pd(yp.add(i + 4)),
-                s1,
-            );
-            i += 8;
-        }
-        let tail: f64 = x[i..n].iter().zip(&y[i..n]).map(|(a, b)| a * b).sum();
-        sum4(_mm256_add_pd(s0, s1)) + tail
-    }
-
-    /// `x . y[k]` for four rows `y[k]` over the common length.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot4(x: &[f64], y: [&[f64]; 4]) -> [f64; 4] {
-        let n = y.iter().fold(x.len(), |n, y| n.min(y.len()));
-        let mut acc = [_mm256_setzero_pd(); 4];
-        let mut i = 0;
-        // SAFETY (loads): i + 4 <= n, inside `x` and every `y[k]`.
-        while i + 4 <= n {
-            let xv = _mm256_loadu_pd(x.as_ptr().add(i));
-            for (a, yk) in acc.iter_mut().zip(&y) {
-                *a = _mm256_fmadd_pd(xv, _mm256_loadu_pd(yk.as_ptr().add(i)), *a);
-            }
-            i += 4;
-        }
-        let mut out = [0.0; 4];
-        for ((o, a), yk) in out.iter_mut().zip(acc).zip(&y) {
-            *o = sum4(a)
-                + x[i..n]
-                    .iter()
-                    .zip(&yk[i..n])
-                    .map(|(p, q)| p * q)
-                    .sum::<f64>();
-        }
-        out
+    pub unsafe fn pass_avx2(
+        k: &[f64],
+        v: &[f64],
+        a: &[f64],
+        fi: f64,
+        u: &mut [f64],
+        ktu: &mut [f64],
+    ) {
+        super::pass_body::<true>(k, v, a, fi, u, ktu)
     }
 
     /// `exp(x)` for `|x| <= 708` (so that `2^n` below is a normal number), within 2 ulp:
@@ -349,62 +375,40 @@ mod avx2 {
         }
         super::kernel_body(&cost[i..n], eps, &mut out[i..n]);
     }
-
-    /// `y += alpha * x` over the common length.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
-        let n = x.len().min(y.len());
-        let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
-        let a = _mm256_set1_pd(alpha);
-        let mut i = 0;
-        // SAFETY (loads and stores): i + 4 <= n, inside both slices; `y` is borrowed mutably.
-        while i + 4 <= n {
-            _mm256_storeu_pd(
-                yp.add(i),
-                _mm256_fmadd_pd(a, _mm256_loadu_pd(xp.add(i)), _mm256_loadu_pd(yp.add(i))),
-            );
-            i += 4;
-        }
-        y[i..n]
-            .iter_mut()
-            .zip(&x[i..n])
-            .for_each(|(y, x)| *y += alpha * x);
-    }
 }
 
+/// The loops of the best instruction set this CPU has.
 fn loops() -> Loops {
+    available_loops()[0]
+}
+
+/// Every implementation of the loops this CPU can run, best first, the portable one last.
+fn available_loops() -> Vec<Loops> {
+    let mut all = Vec::new();
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Loops {
-                dot: |x, y| {
-                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                    unsafe { avx2::dot(x, y) }
-                },
-                dot4: |x, y| {
-                    // SAFETY: as above.
-                    unsafe { avx2::dot4(x, y) }
-                },
-                axpy: |a, x, y| {
-                    // SAFETY: as above.
-                    unsafe { avx2::axpy(a, x, y) }
-                },
-                kernel: |c, eps, out| {
-                    // SAFETY: as above; `plain` only builds kernels with |M/eps| <= PLAIN_LIMIT.
-                    unsafe { avx2::kernel(c, eps, out) }
-                },
-            };
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        // SAFETY (every closure below): it is built only when the CPU has the features its
+        // function needs (checked here); `plain` only builds kernels with |M/eps| <= PLAIN_LIMIT.
+        let kernel = |c: &[f64], eps, out: &mut [f64]| unsafe { x86::kernel(c, eps, out) };
+        if avx2 && is_x86_feature_detected!("avx512f") {
+            all.push(Loops {
+                pass: |k, v, a, fi, u, ktu| unsafe { x86::pass_avx512(k, v, a, fi, u, ktu) },
+                kernel,
+            });
+        }
+        if avx2 {
+            all.push(Loops {
+                pass: |k, v, a, fi, u, ktu| unsafe { x86::pass_avx2(k, v, a, fi, u, ktu) },
+                kernel,
+            });
         }
     }
-    Loops {
-        dot: dot_body,
-        dot4: |x, y| y.map(|y| dot_body(x, y)),
-        axpy: axpy_body,
+    all.push(Loops {
+        pass: |k, v, a, fi, u, ktu| pass_body::<false>(k, v, a, fi, u, ktu),
         kernel: kernel_body,
-    }
+    });
+    all
 }
 
 /// `K = exp(-M/eps)` for a cost whose largest `|M|/eps` is `max_scaled`: vectorised within
@@ -426,7 +430,7 @@ pub(crate) fn plain_kernel(cost: &[f64], eps: f64, max_scaled: f64) -> Vec<f64> 
 /// `0.5 * (|du|_inf / max(|u|_inf, |u_prev|_inf, 1) + same for v) < tol` (POT's rule).
 fn plain(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams, max_scaled: f64) -> Result<Raw> {
     let (rows, cols) = (a.len(), b.len());
-    let Loops { dot, axpy, .. } = loops();
+    let pass = loops().pass;
     let kernel = plain_kernel(cost, p.eps, max_scaled);
     let fi_s = p.tau_source / (p.tau_source + p.eps);
     let fi_t = p.tau_target / (p.tau_target + p.eps);
@@ -440,21 +444,7 @@ fn plain(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams, max_scaled: f64) -> 
         iterations += 1;
         u_prev.copy_from_slice(&u);
         v_prev.copy_from_slice(&v);
-        // One pass over K: row i gives (K v)_i, then u_i, then adds u_i K_i to K^T u while the
-        // row is still in cache. Passes alternate direction, so that the rows last read are
-        // read first again: the part of a larger kernel (1000 x 397 classes is 3.2 MB) still
-        // in L2 is used before it is evicted.
-        ktu.fill(0.0);
-        let mut row = |((ui, k), ai): ((&mut f64, &[f64]), &f64)| {
-            *ui = pow(ai / dot(k, &v), fi_s);
-            axpy(*ui, k, &mut ktu);
-        };
-        let pass = u.iter_mut().zip(kernel.chunks_exact(cols)).zip(a);
-        if iterations % 2 == 1 {
-            pass.for_each(&mut row);
-        } else {
-            pass.rev().for_each(&mut row);
-        }
+        pass(&kernel, &v, a, fi_s, &mut u, &mut ktu);
         for ((vj, kt), bj) in v.iter_mut().zip(&ktu).zip(b) {
             *vj = pow(bj / kt, fi_t);
         }
@@ -606,7 +596,8 @@ fn check_size(rows: usize, cols: usize) -> Result<()> {
 }
 
 /// Cost `M[i,j] = (1 - cos(src_i, tgt_j)) / p_m` between L2-normalised rows of `source`
-/// (`[rows, dim]`) and `target` (`[cols, dim]`). A zero row has cosine 0 to everything.
+/// (`[rows, dim]`) and `target` (`[cols, dim]`). A zero row has cosine 0 to everything. The
+/// cosines are one f64 matrix product (matrixmultiply's blocked, SIMD dgemm).
 pub fn cost_matrix(source: &[f64], target: &[f64], dim: usize, p_m: f64) -> Vec<f64> {
     let normalise = |m: &[f64]| -> Vec<f64> {
         m.chunks_exact(dim)
@@ -617,25 +608,33 @@ pub fn cost_matrix(source: &[f64], target: &[f64], dim: usize, p_m: f64) -> Vec<
             .collect()
     };
     let (s, t) = (normalise(source), normalise(target));
-    let Loops { dot, dot4, .. } = loops();
-    let cols = t.len() / dim;
-    let mut cost = Vec::with_capacity(s.len() / dim * cols);
-    for si in s.chunks_exact(dim) {
-        let mut quads = t.chunks_exact(4 * dim);
-        for q in quads.by_ref() {
-            let (r0, rest) = q.split_at(dim);
-            let (r1, rest) = rest.split_at(dim);
-            let (r2, r3) = rest.split_at(dim);
-            cost.extend(dot4(si, [r0, r1, r2, r3]).map(|c| (1.0 - c) / p_m));
+    let (rows, cols) = (s.len() / dim, t.len() / dim);
+    let mut cos = vec![0.0; rows * cols];
+    if rows > 0 && cols > 0 {
+        // SAFETY: `s` is rows x dim (row stride dim), `t` read as its transpose is dim x cols
+        // (row stride 1, column stride dim), `cos` is rows x cols (row stride cols): every
+        // index the product reads or writes lies inside the three buffers.
+        unsafe {
+            matrixmultiply::dgemm(
+                rows,
+                dim,
+                cols,
+                1.0,
+                s.as_ptr(),
+                dim as isize,
+                1,
+                t.as_ptr(),
+                1,
+                dim as isize,
+                0.0,
+                cos.as_mut_ptr(),
+                cols as isize,
+                1,
+            );
         }
-        cost.extend(
-            quads
-                .remainder()
-                .chunks_exact(dim)
-                .map(|tj| (1.0 - dot(si, tj)) / p_m),
-        );
     }
-    cost
+    cos.iter_mut().for_each(|c| *c = (1.0 - *c) / p_m);
+    cos
 }
 
 #[cfg(test)]
@@ -672,22 +671,39 @@ mod tests {
     }
 
     #[test]
-    fn dispatched_loops_match_the_portable_ones() {
-        let l = loops();
-        for n in [0usize, 1, 3, 4, 7, 8, 9, 31, 397] {
-            let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
-            let y: Vec<f64> = (0..n).map(|i| (i as f64 * 0.11).cos()).collect();
-            assert!(
-                (dot_body(&x, &y) - (l.dot)(&x, &y)).abs() <= 1e-12 * n.max(1) as f64,
-                "dot {n}"
-            );
-            let (mut a, mut b) = (y.clone(), y.clone());
-            axpy_body(0.3, &x, &mut a);
-            (l.axpy)(0.3, &x, &mut b);
-            assert!(
-                a.iter().zip(&b).all(|(p, q)| (p - q).abs() <= 1e-15),
-                "axpy {n}"
-            );
+    fn every_pass_matches_the_textbook_iteration() {
+        // Row counts around the groups of four, widths around the 8-lane chunks.
+        for (rows, cols) in [(1, 1), (3, 7), (4, 8), (5, 9), (8, 31), (9, 397), (13, 64)] {
+            let kernel: Vec<f64> = (0..rows * cols)
+                .map(|i| 0.1 + (i as f64 * 0.37).sin().abs())
+                .collect();
+            let v: Vec<f64> = (0..cols)
+                .map(|j| 0.5 + (j as f64 * 0.11).cos().abs())
+                .collect();
+            let a: Vec<f64> = (0..rows).map(|i| 1.0 + i as f64 / 7.0).collect();
+            for fi in [0.5, 100.0 / 101.0] {
+                let want_u: Vec<f64> = kernel
+                    .chunks_exact(cols)
+                    .zip(&a)
+                    .map(|(k, ai)| {
+                        (ai / k.iter().zip(&v).map(|(x, y)| x * y).sum::<f64>()).powf(fi)
+                    })
+                    .collect();
+                let want_ktu: Vec<f64> = (0..cols)
+                    .map(|j| (0..rows).map(|i| kernel[i * cols + j] * want_u[i]).sum())
+                    .collect();
+                for l in available_loops() {
+                    let (mut u, mut ktu) = (vec![f64::NAN; rows], vec![f64::NAN; cols]);
+                    (l.pass)(&kernel, &v, &a, fi, &mut u, &mut ktu);
+                    let close = |x: &[f64], y: &[f64]| {
+                        x.iter()
+                            .zip(y)
+                            .all(|(p, q)| (p - q).abs() <= 1e-13 * q.abs())
+                    };
+                    assert!(close(&u, &want_u), "u, {rows} x {cols}, fi {fi}");
+                    assert!(close(&ktu, &want_ktu), "K^T u, {rows} x {cols}, fi {fi}");
+                }
+            }
         }
     }
 
