@@ -11,6 +11,7 @@
 use crate::builder::Extension;
 use crate::error::{Error, Result};
 use crate::format::{Metric, SectionKind};
+use crate::score::{cpu::CpuScorer, Scorer};
 use crate::store::{Index, Vectors};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -20,6 +21,8 @@ use rayon::prelude::*;
 const SEED_SAMPLE: usize = 50_000;
 /// Rows converted to f32 per parallel task.
 const BLOCK: usize = 1024;
+/// Rows assigned per call of the scorer (its packing of the centroids is amortised over them).
+const ASSIGN_BLOCK: usize = 4096;
 
 /// Parameters of a k-means run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,30 +65,25 @@ pub(crate) fn raw_row(index: &Index, i: usize, out: &mut [f32]) {
     }
 }
 
-/// For each row, the best centroid and its cosine (ties go to the lower centroid).
-fn assign(index: &Index, centroids: &[f32], rows: &[u32]) -> Vec<(u32, f32)> {
+/// For each row, the best centroid and its cosine (ties go to the lower centroid): blocks of
+/// unit rows scored against the centroids by the exact CPU scorer (a blocked matrix product
+/// fused with the top-1), not one dot product at a time.
+fn assign(index: &Index, centroids: &[f32], rows: &[u32]) -> Result<Vec<(u32, f32)>> {
     let dim = index.dim();
     let vectors = index.vectors();
-    let dot = crate::score::simd::kernels().dot_f32;
-    rows.par_chunks(BLOCK)
-        .flat_map_iter(|block| {
-            let mut x = vec![0f32; dim];
-            block
-                .iter()
-                .map(|&r| {
-                    unit_row(&vectors, r as usize, dim, &mut x);
-                    let mut best = (0u32, f32::NEG_INFINITY);
-                    for (c, cen) in centroids.chunks_exact(dim).enumerate() {
-                        let s = dot(&x, cen);
-                        if s > best.1 {
-                            best = (c as u32, s);
-                        }
-                    }
-                    best
-                })
-                .collect::<Vec<_>>()
+    let scorer = CpuScorer::from_vectors(Vectors::F32(centroids), dim, Metric::Ip)?;
+    let blocks = rows
+        .par_chunks(ASSIGN_BLOCK)
+        .map(|block| {
+            let mut x = vec![0f32; block.len() * dim];
+            for (r, o) in block.iter().zip(x.chunks_exact_mut(dim)) {
+                unit_row(&vectors, *r as usize, dim, o);
+            }
+            let best = scorer.top_k(&x, 1)?;
+            Ok(best.ids.into_iter().zip(best.scores).collect::<Vec<_>>())
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok(blocks.concat())
 }
 
 /// k-means++ seeds drawn from `sample` (rows): the first uniformly, each next one with
@@ -194,7 +192,7 @@ pub fn kmeans(index: &Index, p: KmeansParams, progress: &dyn Fn(&str, u64, u64))
     let mut iterations = 0;
     for it in 0..p.iters {
         iterations += 1;
-        let best = assign(index, &centroids, &all);
+        let best = assign(index, &centroids, &all)?;
         let changed = best.iter().zip(&labels).filter(|(b, l)| b.0 != **l).count();
         labels.iter_mut().zip(&best).for_each(|(l, b)| *l = b.0);
         let groups = members(&labels, p.k);
