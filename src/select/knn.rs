@@ -7,6 +7,14 @@ use crate::format::Metric;
 use crate::score;
 use crate::store::Index;
 
+/// Default HNSW beam width for `per_target` neighbours: five times as wide (at least 64). On
+/// 10,000 targets with 50 neighbours each against 1M x 512 clustered rows, the selection of
+/// 100,000 rows agreed with exact search for 85.8% of rows at ef 64, 96.3% at ef 128, 99.5%
+/// at ef 256 and 99.9% at ef 512, for 2.3, 3.2, 3.3 and 4.2 s (exact search: 47 s).
+pub fn default_ef(per_target: usize) -> usize {
+    per_target.saturating_mul(5).max(64)
+}
+
 /// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) with `p.per_target`
 /// neighbours each; rows set in `mask` are skipped. Neighbours come from the index's HNSW graph
 /// (beam width `p.ef`), or from exact search on `p.device` with `p.exact` or when the index has no

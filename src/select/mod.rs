@@ -181,7 +181,7 @@ impl Default for SelectParams {
             uot: uot::UotParams::default(),
             per_target: 50,
             exact: false,
-            ef: 64,
+            ef: knn::default_ef(50),
             seed: 0,
             pseudo_classes: false,
             device: Device::Auto,

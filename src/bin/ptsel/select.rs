@@ -77,9 +77,10 @@ pub struct Args {
     /// Exact neighbour search (knn); otherwise the index's HNSW graph when it has one.
     #[arg(long)]
     pub exact: bool,
-    /// HNSW beam width (knn; raised to --per-target when lower).
-    #[arg(long, default_value_t = 64)]
-    pub ef: usize,
+    /// HNSW beam width (knn; raised to --per-target when lower) [default: 5 x --per-target,
+    /// at least 64]
+    #[arg(long)]
+    pub ef: Option<usize>,
     /// Use the index's k-means pseudo-classes even when it has labels.
     #[arg(long)]
     pub pseudo_classes: bool,
@@ -125,7 +126,7 @@ impl Args {
             uot_domain: Domain::Auto,
             per_target: 50,
             exact: false,
-            ef: 64,
+            ef: None,
             pseudo_classes: false,
             exclude_near: None,
             exclude_threshold: 0.95,
@@ -157,7 +158,9 @@ impl Args {
             },
             per_target: self.per_target,
             exact: self.exact,
-            ef: self.ef,
+            ef: self
+                .ef
+                .unwrap_or_else(|| ptsel::select::knn::default_ef(self.per_target)),
             seed: self.seed,
             pseudo_classes: self.pseudo_classes,
             device: self.device,
