@@ -292,37 +292,28 @@ fn kernel_body(cost: &[f64], eps: f64, out: &mut [f64]) {
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// [`super::pass_body`] compiled for AVX-512 (8-lane f64 registers).
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F, AVX2 and FMA.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub unsafe fn pass_avx512(
-        k: &[f64],
-        v: &[f64],
-        a: &[f64],
-        fi: f64,
-        u: &mut [f64],
-        ktu: &mut [f64],
-    ) {
-        super::pass_body::<true>(k, v, a, fi, u, ktu)
+    /// `$name`: [`super::pass_body`] compiled with the features `$feat` (and FMA).
+    macro_rules! pass_for {
+        ($name:ident, $feat:literal) => {
+            /// [`super::pass_body`] compiled for the features in the attribute.
+            ///
+            /// # Safety
+            /// The CPU must support the features in the attribute.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $name(
+                k: &[f64],
+                v: &[f64],
+                a: &[f64],
+                fi: f64,
+                u: &mut [f64],
+                ktu: &mut [f64],
+            ) {
+                super::pass_body::<true>(k, v, a, fi, u, ktu)
+            }
+        };
     }
-
-    /// [`super::pass_body`] compiled for AVX2 and FMA.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn pass_avx2(
-        k: &[f64],
-        v: &[f64],
-        a: &[f64],
-        fi: f64,
-        u: &mut [f64],
-        ktu: &mut [f64],
-    ) {
-        super::pass_body::<true>(k, v, a, fi, u, ktu)
-    }
+    pass_for!(pass_avx512, "avx512f,avx2,fma");
+    pass_for!(pass_avx2, "avx2,fma");
 
     /// `exp(x)` for `|x| <= 708` (so that `2^n` below is a normal number), within 2 ulp:
     /// `x = n ln 2 + r` with `|r| <= ln 2 / 2` (Cody-Waite, `ln 2` split in two), `exp(r)` by
