@@ -68,6 +68,12 @@ impl Layers {
         }
     }
 
+    /// The level-0 slots of `node` (used ones first, then `NO_NODE`).
+    fn level0_of(&self, node: u32) -> &[u32] {
+        let n = node as usize;
+        &self.level0[n * self.m0..(n + 1) * self.m0]
+    }
+
     fn set(&mut self, node: u32, level: u32, ids: &[u32]) {
         let list = self.list_mut(node, level);
         list.fill(NO_NODE);
@@ -340,8 +346,7 @@ pub(crate) fn reachable(layers: &Layers) -> Vec<bool> {
     let mut queue = std::collections::VecDeque::from([layers.entry]);
     seen[layers.entry as usize] = true;
     while let Some(n) = queue.pop_front() {
-        let n = n as usize;
-        for &j in used(&layers.level0[n * layers.m0..(n + 1) * layers.m0]) {
+        for &j in used(layers.level0_of(n)) {
             if !std::mem::replace(&mut seen[j as usize], true) {
                 queue.push_back(j);
             }
@@ -371,8 +376,7 @@ fn search_row(layers: &Layers, space: &Space<'_>, p: u32) -> Result<Vec<Cand>> {
 /// caller checks again).
 fn link(layers: &mut Layers, space: &Space<'_>, near: &[u32], p: u32) {
     let m0 = layers.m0;
-    let list_of =
-        |layers: &Layers, n: u32| layers.level0[n as usize * m0..(n as usize + 1) * m0].to_vec();
+    let list_of = |layers: &Layers, n: u32| layers.level0_of(n).to_vec();
     let near: Vec<u32> = near.iter().copied().filter(|&n| n != p).collect();
     if near.iter().any(|&n| list_of(layers, n).contains(&p)) {
         return;
@@ -450,9 +454,7 @@ fn repair_reachability(layers: &mut Layers, space: &Space<'_>) -> Result<u32> {
 /// (the points linked so far included), in order, so every point ends up reachable.
 fn link_to_free_slots(layers: &mut Layers, seen: &[bool]) {
     let m0 = layers.m0;
-    let free = |layers: &Layers, n: u32| {
-        used(&layers.level0[n as usize * m0..(n as usize + 1) * m0]).len() < m0
-    };
+    let free = |layers: &Layers, n: u32| used(layers.level0_of(n)).len() < m0;
     let mut hosts: Vec<u32> = (0..layers.rows as u32)
         .filter(|&n| seen[n as usize] && free(layers, n))
         .rev()
@@ -461,7 +463,7 @@ fn link_to_free_slots(layers: &mut Layers, seen: &[bool]) {
         let Some(&host) = hosts.last() else {
             return;
         };
-        let n = used(&layers.level0[host as usize * m0..(host as usize + 1) * m0]).len();
+        let n = used(layers.level0_of(host)).len();
         layers.level0[host as usize * m0 + n] = p;
         if !free(layers, host) {
             hosts.pop();
