@@ -4,7 +4,7 @@
 //! `cargo bench --bench search`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ptsel::hnsw::{build_graph, Graph, HnswExtension, Params};
+use ptsel::hnsw::{build_graph, Graph, Params};
 use ptsel::synth::{clustered, Spec};
 use ptsel::{BuildOptions, DType, Index, Metric};
 use std::path::{Path, PathBuf};
@@ -27,16 +27,11 @@ fn make_index(dir: &Path, data: &[f32], dtype: DType, hnsw: bool) -> PathBuf {
     ptsel::npy::write_matrix(&features, data, data.len() / DIM, DIM).unwrap();
     let out = dir.join(format!("{}-{hnsw}.ptsel", dtype.name()));
     let mut source = ptsel::npy::MatrixReader::open(&features).unwrap();
-    let extensions: Vec<Box<dyn ptsel::builder::Extension>> = if hnsw {
-        vec![Box::new(HnswExtension(Params::default()))]
-    } else {
-        Vec::new()
-    };
     let opts = BuildOptions {
         dtype,
         metric: Metric::Cos,
         force: true,
-        extensions,
+        hnsw: hnsw.then(Params::default),
         ..BuildOptions::default()
     };
     ptsel::build(&mut source, &out, opts, &|_, _, _| {}).unwrap();
@@ -77,7 +72,7 @@ fn construction(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(4_000));
     g.bench_function("ptsel", |b| {
-        b.iter(|| build_graph(&index, &Params::default(), &|_, _, _| {}).unwrap())
+        b.iter(|| build_graph(&index, &Params::default(), &|_, _, _| Ok(())).unwrap())
     });
     g.bench_function("hnsw_rs", |b| {
         b.iter(|| {

@@ -5,9 +5,9 @@
 //! `cargo bench --bench select`; compare with `python3 scripts/bench_uot_pot.py` (POT).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ptsel::select::uot::{class_importance, cost_matrix, solve, UotParams};
 use ptsel::select::{Amount, Method, SelectParams, Target, TargetKind};
 use ptsel::synth::{self, Spec};
+use ptsel::uot::{class_importance, cost_matrix, solve, UotParams};
 use std::hint::black_box;
 use std::path::PathBuf;
 
@@ -79,7 +79,7 @@ fn knn(c: &mut Criterion) {
         &|_, _, _| {},
     )
     .unwrap();
-    let index = ptsel::Index::open(&index_path).unwrap();
+    let engine = ptsel::Engine::open(&index_path).unwrap();
     let (data, _) = synth::target_like(&corpus, &[1, 2, 3, 4], 25, 1.0, 4);
     let target = Target {
         features: ptsel::npy::Matrix {
@@ -100,7 +100,7 @@ fn knn(c: &mut Criterion) {
     let mut g = c.benchmark_group("knn");
     g.sample_size(10);
     g.bench_function("select_100x50_of_50k", |bch| {
-        bch.iter(|| ptsel::select::select(&index, &target, None, &p).unwrap())
+        bch.iter(|| engine.select(&target, None, &p).unwrap())
     });
     g.finish();
 }

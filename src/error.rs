@@ -1,6 +1,8 @@
 //! Error types. Library code returns [`Error`]; every variant that concerns a file names it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -68,9 +70,52 @@ pub enum Error {
     /// A CUDA driver or NVRTC failure.
     #[error("cuda: {0}")]
     Cuda(String),
+    /// The operation was cancelled through its [`Cancel`] token; nothing was left behind.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
+}
+
+/// What kind of failure an [`Error`] is, for callers that map errors to their own types (exit
+/// codes, Python exceptions) without reading messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A file that does not exist.
+    NotFound,
+    /// Any other operating-system I/O failure.
+    Io,
+    /// A user-supplied input file with bad content.
+    Input,
+    /// An invalid parameter value.
+    Invalid,
+    /// A damaged, hostile or unsupported index file (corrupt, checksum mismatch, version).
+    Corrupt,
+    /// A backend that is not available here.
+    Unavailable,
+    /// A CUDA driver or NVRTC failure.
+    Cuda,
+    /// Cancelled by the caller.
+    Interrupted,
 }
 
 impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Corrupt { .. } | Error::Checksum { .. } | Error::Version { .. } => {
+                ErrorKind::Corrupt
+            }
+            Error::Input { .. } => ErrorKind::Input,
+            Error::Invalid(_) => ErrorKind::Invalid,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Cuda(_) => ErrorKind::Cuda,
+            Error::Interrupted(_) => ErrorKind::Interrupted,
+        }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
@@ -115,5 +160,31 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+/// A cancellation flag shared between a long operation and whoever may stop it (a signal
+/// handler, another thread). Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Ask the operation to stop at its next check.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`cancel`](Cancel::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `Err(Interrupted)` naming `what` once cancelled: the check a long loop makes.
+    pub fn check(&self, what: &str) -> Result<()> {
+        if self.is_cancelled() {
+            Err(Error::Interrupted(format!("{what} cancelled")))
+        } else {
+            Ok(())
+        }
     }
 }

@@ -14,11 +14,64 @@
 //! - [`embed`]: features computed by a TorchScript backbone over an image folder (cargo
 //!   feature `torch`);
 //! - [`npy`], [`output`]: reading inputs and writing results atomically;
-//! - [`synth`]: deterministic synthetic corpora for the demo, tests and benchmarks.
+//! - [`synth`]: deterministic synthetic corpora for the demo, tests and benchmarks;
+//! - [`uot`]: the entropic unbalanced OT solver (plain and log-domain Sinkhorn scaling);
+//! - [`engine`]: [`Engine`], an open index with its caches, the entry point for programs.
+//!
+//! Build once, then open and select as often as needed:
+//!
+//! ```
+//! use ptsel::select::{manifest, Amount, SelectParams, Target, TargetKind};
+//! use ptsel::synth::{clustered, Spec};
+//! use ptsel::{BuildOptions, Engine, Labels};
+//!
+//! # fn main() -> ptsel::Result<()> {
+//! let dir = tempfile::tempdir().map_err(|e| ptsel::Error::io("tempdir", e))?;
+//! // A labelled corpus of 2,000 rows in 20 classes, streamed from a .npy file.
+//! let corpus = clustered(Spec { rows: 2000, dim: 32, classes: 20, spread: 0.4, seed: 7 });
+//! let features = dir.path().join("features.npy");
+//! ptsel::npy::write_matrix(&features, &corpus.data, corpus.rows, corpus.dim)?;
+//! let mut rows = ptsel::npy::MatrixReader::open(&features)?;
+//! let labels = Labels { values: corpus.labels.clone(), origin: "labels".into() };
+//! let opts = BuildOptions { labels: Some(labels), ..Default::default() }; // with an HNSW graph
+//! let index = dir.path().join("corpus.ptsel");
+//! ptsel::build(&mut rows, &index, opts, &|_, _, _| {})?;
+//!
+//! // A target task whose samples resemble classes 3 and 11.
+//! let mut target = Vec::new();
+//! for c in [3, 11] {
+//!     for r in (0..corpus.rows).filter(|&r| corpus.labels[r] == c).take(10) {
+//!         target.extend_from_slice(&corpus.data[r * corpus.dim..(r + 1) * corpus.dim]);
+//!     }
+//! }
+//! let target = Target {
+//!     features: ptsel::npy::Matrix { rows: 20, dim: corpus.dim, data: target },
+//!     kind: TargetKind::Samples,
+//!     origin: "target".into(),
+//! };
+//!
+//! let engine = Engine::open(&index)?; // O(1): validates and maps the file
+//! let params = SelectParams { amount: Amount::Classes(2), ..Default::default() }; // UOT
+//! let selection = engine.select(&target, None, &params)?;
+//! let mut chosen = selection.selected_classes.clone();
+//! chosen.sort();
+//! assert_eq!(chosen, vec![3, 11]);
+//! let out = dir.path().join("selection.csv");
+//! manifest::write(&out, manifest::Format::Csv, engine.index(), &selection)?;
+//! // Every sample of the two classes, in rank order.
+//! let members = corpus.labels.iter().filter(|&&l| l == 3 || l == 11).count();
+//! assert_eq!(selection.picks.len(), members);
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
+
+#[macro_use]
+mod names;
 
 pub mod builder;
 pub mod embed;
+pub mod engine;
 pub mod error;
 pub mod format;
 pub mod hnsw;
@@ -28,8 +81,10 @@ pub mod score;
 pub mod select;
 pub mod store;
 pub mod synth;
+pub mod uot;
 
 pub use builder::{build, BuildOptions, BuildReport, Labels, RowSource, TextList};
-pub use error::{Error, Result};
+pub use engine::{Engine, SearchOpts};
+pub use error::{Cancel, Error, ErrorKind, Result};
 pub use format::{DType, Metric};
 pub use store::{Index, OpenOptions, Vectors};

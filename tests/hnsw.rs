@@ -3,7 +3,7 @@
 //! `ptsel bench` through the real binary.
 
 use ptsel::format::SectionKind;
-use ptsel::hnsw::{build_graph, Graph, HnswExtension, Params};
+use ptsel::hnsw::{build_graph, Graph, Params};
 use ptsel::score::{cpu::CpuScorer, Scorer};
 use ptsel::synth::{clustered, Spec};
 use ptsel::{BuildOptions, DType, Index, Metric};
@@ -49,15 +49,11 @@ fn make_index(
     ptsel::npy::write_matrix(&features, data, data.len() / DIM, DIM).unwrap();
     let out = dir.join(name);
     let mut source = ptsel::npy::MatrixReader::open(&features).unwrap();
-    let extensions: Vec<Box<dyn ptsel::builder::Extension>> = hnsw
-        .into_iter()
-        .map(|p| Box::new(HnswExtension(p)) as _)
-        .collect();
     let opts = BuildOptions {
         dtype,
         metric,
         force: true,
-        extensions,
+        hnsw,
         ..BuildOptions::default()
     };
     ptsel::build(&mut source, &out, opts, &|_, _, _| {}).unwrap();
@@ -202,7 +198,7 @@ fn section_round_trips_and_is_deterministic() {
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| build_graph(&index, &p, &|_, _, _| {}).unwrap())
+        pool.install(|| build_graph(&index, &p, &|_, _, _| Ok(())).unwrap())
     };
     let (h1, b1) = build(1, p);
     let (h2, b2) = build(2, p);

@@ -4,7 +4,6 @@
 
 use half::f16;
 use ptsel::score::{self, cpu::CpuScorer, cuda, simd, Device, Neighbors, Scorer};
-use ptsel::select::uot::{self, UotParams};
 use ptsel::{Metric, Vectors};
 
 /// Stored corpus in one of the two storage types.
@@ -231,37 +230,6 @@ test_device!(
     max_similarity_matches_oracle,
     max_similarity_matches_oracle_cpu,
     max_similarity_matches_oracle_cuda
-);
-
-fn uot_matches_solver(device: Device) {
-    let (rows, cols) = (40, 7);
-    let cost: Vec<f64> = ptsel::synth::gaussian_matrix(rows, cols, 9)
-        .iter()
-        .map(|&c| (1.0 + 0.3 * f64::from(c)).clamp(0.0, 2.0))
-        .collect();
-    let (a, b) = (vec![1.0 / rows as f64; rows], vec![1.0 / cols as f64; cols]);
-    let p = UotParams::default();
-    let want = uot::solve(&cost, &a, &b, &p).unwrap();
-    let corpus = vec![0.5f32; 8];
-    let scorer = score::scorer_for_vectors(Vectors::F32(&corpus), 8, Metric::Ip, device).unwrap();
-    let got = scorer.uot(&cost, &a, &b, &p).unwrap();
-    assert_eq!((got.rows, got.cols), (rows, cols));
-    let dev = want
-        .plan
-        .iter()
-        .zip(&got.plan)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
-    assert!(dev <= 1e-5, "plan deviates by {dev}");
-    assert!(
-        scorer.uot(&cost[1..], &a, &b, &p).is_err(),
-        "a cost of the wrong size is an error"
-    );
-}
-test_device!(
-    uot_matches_solver,
-    uot_matches_solver_cpu,
-    uot_matches_solver_cuda
 );
 
 /// The portable micro-kernel and dot kernels give the same top-k as the detected SIMD ones.

@@ -720,7 +720,7 @@ fn kmeans_recovers_separated_clusters() {
         seed: 1,
     };
     let opts = ptsel::BuildOptions {
-        extensions: vec![Box::new(ptsel::select::kmeans::KmeansExtension(params))],
+        kmeans: Some(params),
         ..Default::default()
     };
     ptsel::build(&mut source, &out, opts, &|_, _, _| {}).unwrap();
@@ -758,7 +758,7 @@ impl ptsel::builder::Extension for Raw {
     fn name(&self) -> &str {
         "raw"
     }
-    fn build(&self, _: &ptsel::Index, _: &dyn Fn(&str, u64, u64)) -> ptsel::Result<Sections> {
+    fn build(&self, _: &ptsel::Index, _: ptsel::builder::Step<'_>) -> ptsel::Result<Sections> {
         Ok(self.0.clone())
     }
 }
@@ -937,10 +937,10 @@ fn bad_values_are_clear_errors_and_write_nothing() {
             vec!["--classes", "41", "--out", o],
             "only 40 non-empty classes",
         ),
-        (vec!["--method", "knn", "--out", o], "needs --budget"),
+        (vec!["--method", "knn", "--out", o], "needs a budget"),
         (
             vec!["--method", "knn", "--classes", "3", "--out", o],
-            "not --classes",
+            "not a number of classes",
         ),
         (
             vec![
@@ -953,7 +953,7 @@ fn bad_values_are_clear_errors_and_write_nothing() {
                 "--out",
                 o,
             ],
-            "--per-target 0",
+            "per_target = 0",
         ),
         (
             vec!["--target-labels", s(&short_labels), "--out", o],
@@ -1011,7 +1011,7 @@ fn bad_values_are_clear_errors_and_write_nothing() {
     let err = String::from_utf8_lossy(&res.stderr);
     assert_eq!(res.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("the index has no labels") && err.contains("--kmeans"),
+        err.contains("the index has no labels") && err.contains("rebuild it with k-means"),
         "{err}"
     );
     let res = ptsel(&[
@@ -1025,7 +1025,7 @@ fn bad_values_are_clear_errors_and_write_nothing() {
         "-q",
     ]);
     assert_eq!(res.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&res.stderr).contains("--kmeans 0"));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("k-means k = 0"));
     assert!(!f.path("k0.ptsel").exists());
 }
 

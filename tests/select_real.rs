@@ -2,7 +2,7 @@
 //! CUB's most important ImageNet classes must be mostly birds, Stanford Dogs' nearly all dogs.
 //! Skipped, with a message, when the data is absent.
 
-use ptsel::select::uot::{class_importance, UotParams};
+use ptsel::uot::{class_importance, UotParams};
 use std::path::{Path, PathBuf};
 
 fn data_dir() -> Option<PathBuf> {

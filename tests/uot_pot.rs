@@ -2,7 +2,7 @@
 //! `scripts/gen_uot_fixtures.py` (POT's `sinkhorn_knopp_unbalanced` for the plain iteration,
 //! `sinkhorn_stabilized_unbalanced` run to convergence for a small eps).
 
-use ptsel::select::uot::{solve, Domain, UotParams, PLAIN_LIMIT};
+use ptsel::uot::{solve, Domain, UotParams, PLAIN_LIMIT};
 use serde::Deserialize;
 use std::path::PathBuf;
 

@@ -37,12 +37,13 @@ pub fn index_file(path: &Path) {
         }
         if index.rows() <= 4096 {
             if let Ok(scorer) = ptsel::score::scorer_for(&index, ptsel::score::Device::Cpu) {
+                use ptsel::score::Scorer;
                 let _ = scorer.top_k(&row, 1);
             }
             if let Ok(Some(graph)) = ptsel::hnsw::Graph::open(&index) {
                 let _ = graph.search(&row, 3, 16);
             }
-            select_uot(&index, &row);
+            select_uot(&ptsel::Engine::from_index(index), &row);
         }
     }
 }
@@ -92,8 +93,8 @@ pub fn fix_checksums(bytes: &mut [u8]) {
 }
 
 /// A UOT class selection for a one-row target (labels or k-means pseudo-classes).
-fn select_uot(index: &Index, row: &[f32]) {
-    use ptsel::select::{select, SelectParams, Target, TargetKind};
+fn select_uot(engine: &ptsel::Engine, row: &[f32]) {
+    use ptsel::select::{SelectParams, Target, TargetKind};
     let target = Target {
         features: ptsel::npy::Matrix {
             data: row.to_vec(),
@@ -108,7 +109,7 @@ fn select_uot(index: &Index, row: &[f32]) {
         device: ptsel::score::Device::Cpu,
         ..SelectParams::default()
     };
-    let _ = select(index, &target, None, &params);
+    let _ = engine.select(&target, None, &params);
 }
 
 /// Read `path` as a feature matrix and as a label vector.

@@ -21,6 +21,9 @@ mod disabled;
 mod pipeline;
 #[cfg(feature = "torch")]
 pub mod preprocess;
+mod sink;
+
+pub use sink::{build_from_images, write_features};
 
 #[cfg(not(feature = "torch"))]
 pub use disabled::Embedder;

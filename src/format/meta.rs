@@ -7,13 +7,16 @@ use std::collections::BTreeMap;
 pub const NO_LABEL: u32 = u32::MAX;
 
 /// Element type of the stored vectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum DType {
     /// IEEE half precision (default: half the size, recall within noise).
     F16,
     /// IEEE single precision.
     F32,
 }
+
+parse_by_name!(DType, "dtype", { "f16" => DType::F16, "f32" => DType::F32 });
 
 impl DType {
     /// Bytes per element.
@@ -35,7 +38,8 @@ impl DType {
 
 /// Similarity used for search. With `Cos` the stored vectors are unit-normalised (the raw
 /// norms stay in the norms section); with `Ip` and `L2` they are stored as given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Metric {
     /// Cosine similarity (higher is closer).
     Cos,
@@ -44,6 +48,8 @@ pub enum Metric {
     /// Squared Euclidean distance (lower is closer).
     L2,
 }
+
+parse_by_name!(Metric, "metric", { "cos" => Metric::Cos, "ip" => Metric::Ip, "l2" => Metric::L2 });
 
 impl Metric {
     /// Lower-case name.

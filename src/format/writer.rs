@@ -38,7 +38,7 @@ impl IndexWriter {
         }
         if dest.exists() && !overwrite {
             return Err(Error::invalid(format!(
-                "{}: output exists (pass --force to replace it)",
+                "{}: output exists (replacing it needs the force option)",
                 dest.display()
             )));
         }
@@ -168,7 +168,7 @@ impl IndexWriter {
         persisted.map_err(|e| {
             if e.error.kind() == std::io::ErrorKind::AlreadyExists {
                 Error::invalid(format!(
-                    "{}: output exists (pass --force to replace it)",
+                    "{}: output exists (replacing it needs the force option)",
                     dest.display()
                 ))
             } else {

@@ -1,5 +1,5 @@
-//! Deterministic parallel construction over the mapped vectors, the post-build checks
-//! (reachability, self-recall) with their repairs, and the export to the section layout.
+//! Deterministic parallel construction over the mapped vectors, then the post-build checks and
+//! repairs ([`super::repair`]) and the export to the section layout.
 //!
 //! Points are inserted in a seeded random order, in batches that grow with the graph (1 point at
 //! first, at most [`MAX_BATCH`]). Within a batch every point searches the graph as it stood at the
@@ -12,7 +12,9 @@
 use super::graph::{
     descend, search_layer, Adjacency, Cand, GraphHeader, Space, MAX_LEVEL, MAX_M, NO_NODE,
 };
+use super::repair::{repair_reachability, repair_self_recall};
 use super::Params;
+use crate::builder::Step;
 use crate::error::{Error, Result};
 use crate::store::Index;
 use rand::{Rng, SeedableRng};
@@ -23,23 +25,17 @@ use rayon::prelude::*;
 const MAX_BATCH: usize = 256;
 /// A batch holds at most this fraction of the points already inserted.
 const BATCH_FRACTION: usize = 16;
-/// Beam width of the self-recall check and of the searches that place repaired links.
-const CHECK_EF: usize = 32;
-/// Nodes a repair may take an in-link from (the closest ones a search reached).
-const LINK_CHOICES: usize = 8;
-/// Reachability repair rounds (a repair link may displace another point's only in-link).
-const REPAIR_ROUNDS: usize = 8;
 
 /// The graph while it is being built: level-0 lists in one flat array, upper levels per node.
 pub(crate) struct Layers {
-    m: usize,
-    m0: usize,
-    rows: usize,
-    level0: Vec<u32>,
-    levels: Vec<u8>,
-    upper: Vec<Vec<u32>>,
-    entry: u32,
-    max_level: u32,
+    pub(super) m: usize,
+    pub(super) m0: usize,
+    pub(super) rows: usize,
+    pub(super) level0: Vec<u32>,
+    pub(super) levels: Vec<u8>,
+    pub(super) upper: Vec<Vec<u32>>,
+    pub(super) entry: u32,
+    pub(super) max_level: u32,
 }
 
 impl Adjacency for Layers {
@@ -58,7 +54,7 @@ impl Adjacency for Layers {
 }
 
 impl Layers {
-    fn list_mut(&mut self, node: u32, level: u32) -> &mut [u32] {
+    pub(super) fn list_mut(&mut self, node: u32, level: u32) -> &mut [u32] {
         let n = node as usize;
         if level == 0 {
             &mut self.level0[n * self.m0..(n + 1) * self.m0]
@@ -69,18 +65,18 @@ impl Layers {
     }
 
     /// The level-0 slots of `node` (used ones first, then `NO_NODE`).
-    fn level0_of(&self, node: u32) -> &[u32] {
+    pub(super) fn level0_of(&self, node: u32) -> &[u32] {
         let n = node as usize;
         &self.level0[n * self.m0..(n + 1) * self.m0]
     }
 
-    fn set(&mut self, node: u32, level: u32, ids: &[u32]) {
+    pub(super) fn set(&mut self, node: u32, level: u32, ids: &[u32]) {
         let list = self.list_mut(node, level);
         list.fill(NO_NODE);
         list[..ids.len()].copy_from_slice(ids);
     }
 
-    fn cap(&self, level: u32) -> usize {
+    pub(super) fn cap(&self, level: u32) -> usize {
         if level == 0 {
             self.m0
         } else {
@@ -89,7 +85,7 @@ impl Layers {
     }
 }
 
-fn used(list: &[u32]) -> &[u32] {
+pub(super) fn used(list: &[u32]) -> &[u32] {
     &list[..list
         .iter()
         .position(|&x| x == NO_NODE)
@@ -97,7 +93,7 @@ fn used(list: &[u32]) -> &[u32] {
 }
 
 /// Errors of the graph under construction (a bug, not a file problem).
-fn internal(problem: String) -> Error {
+pub(super) fn internal(problem: String) -> Error {
     Error::invalid(format!("hnsw build: {problem}"))
 }
 
@@ -227,27 +223,27 @@ fn draw(rows: usize, m: usize, seed: u64) -> (Vec<u8>, Vec<u32>) {
 pub fn build_graph(
     index: &Index,
     params: &Params,
-    progress: &dyn Fn(&str, u64, u64),
+    step: Step<'_>,
 ) -> Result<(GraphHeader, Vec<u8>)> {
     if params.m < 2 || params.m > MAX_M as usize {
         return Err(Error::invalid(format!(
-            "--hnsw-m {} must be between 2 and {MAX_M}",
+            "HNSW M = {} must be between 2 and {MAX_M}",
             params.m
         )));
     }
     if params.ef_construction == 0 || params.ef_construction > 1 << 20 {
         return Err(Error::invalid(format!(
-            "--ef-construction {} must be between 1 and {}",
+            "HNSW ef_construction = {} must be between 1 and {}",
             params.ef_construction,
             1 << 20
         )));
     }
     let space = Space::of(index);
-    let mut layers = construct(&space, params, progress)?;
+    let mut layers = construct(&space, params, step)?;
     let unreachable = repair_reachability(&mut layers, &space)?;
-    progress("hnsw check", 1, 2);
+    step("hnsw check", 1, 2)?;
     let self_recall = repair_self_recall(&mut layers, &space)?;
-    progress("hnsw check", 2, 2);
+    step("hnsw check", 2, 2)?;
     Ok(export(
         &layers,
         params,
@@ -258,11 +254,7 @@ pub fn build_graph(
 }
 
 /// Insert every row (see the module docs).
-fn construct(
-    space: &Space<'_>,
-    params: &Params,
-    progress: &dyn Fn(&str, u64, u64),
-) -> Result<Layers> {
+pub(super) fn construct(space: &Space<'_>, params: &Params, step: Step<'_>) -> Result<Layers> {
     let rows = space.rows;
     let (levels, order) = draw(rows, params.m, params.seed);
     let (m, m0) = (params.m, 2 * params.m);
@@ -291,7 +283,7 @@ fn construct(
             params.ef_construction,
         )?;
         done += size;
-        progress("hnsw", done as u64, rows as u64);
+        step("hnsw", done as u64, rows as u64)?;
     }
     Ok(layers)
 }
@@ -340,167 +332,6 @@ fn insert_batch(layers: &mut Layers, space: &Space<'_>, batch: &[u32], ef: usize
     Ok(())
 }
 
-/// Points reachable from the entry point on level 0 (breadth-first).
-pub(crate) fn reachable(layers: &Layers) -> Vec<bool> {
-    let mut seen = vec![false; layers.rows];
-    let mut queue = std::collections::VecDeque::from([layers.entry]);
-    seen[layers.entry as usize] = true;
-    while let Some(n) = queue.pop_front() {
-        for &j in used(layers.level0_of(n)) {
-            if !std::mem::replace(&mut seen[j as usize], true) {
-                queue.push_back(j);
-            }
-        }
-    }
-    seen
-}
-
-/// The nearest nodes to row `p`'s own vector found by a normal search, closest first.
-fn search_row(layers: &Layers, space: &Space<'_>, p: u32) -> Result<Vec<Cand>> {
-    let mut q = vec![0f32; space.dim];
-    space.row(p as usize, &mut q);
-    let top = descend(
-        layers,
-        space,
-        &q,
-        layers.entry,
-        layers.max_level,
-        0,
-        &internal,
-    )?;
-    search_layer(layers, space, &q, &[top], CHECK_EF, 0, &internal)
-}
-
-/// Give `p` an in-link on level 0 from one of `near` (closest first): the closest with a free
-/// slot, else the closest, in place of its farthest neighbour (which may strand that one: the
-/// caller checks again).
-fn link(layers: &mut Layers, space: &Space<'_>, near: &[u32], p: u32) {
-    let m0 = layers.m0;
-    let list_of = |layers: &Layers, n: u32| layers.level0_of(n).to_vec();
-    let near: Vec<u32> = near.iter().copied().filter(|&n| n != p).collect();
-    if near.iter().any(|&n| list_of(layers, n).contains(&p)) {
-        return;
-    }
-    let free = near
-        .iter()
-        .copied()
-        .find(|&n| used(&list_of(layers, n)).len() < m0);
-    let Some(from) = free.or(near.first().copied()) else {
-        return;
-    };
-    let list = list_of(layers, from);
-    let n = used(&list).len();
-    let slot = if n < m0 {
-        n
-    } else {
-        let mut v = vec![0f32; space.dim];
-        space.row(from as usize, &mut v);
-        (0..m0)
-            .max_by(|&a, &b| {
-                space
-                    .dist(list[a] as usize, &v)
-                    .total_cmp(&space.dist(list[b] as usize, &v))
-            })
-            .unwrap_or(m0 - 1)
-    };
-    layers.level0[from as usize * m0 + slot] = p;
-}
-
-/// Link every point that no search from the entry point can reach on level 0 to its nearest
-/// reachable point; returns how many distinct points were found stranded (over all rounds).
-fn repair_reachability(layers: &mut Layers, space: &Space<'_>) -> Result<u32> {
-    let mut ever = vec![false; layers.rows];
-    for _ in 0..REPAIR_ROUNDS {
-        let seen = reachable(layers);
-        let stranded: Vec<u32> = (0..layers.rows as u32)
-            .filter(|&p| !seen[p as usize])
-            .collect();
-        if stranded.is_empty() {
-            break;
-        }
-        stranded.iter().for_each(|&p| ever[p as usize] = true);
-        let fixes: Vec<(Vec<u32>, u32)> = {
-            let layers = &*layers;
-            stranded
-                .par_iter()
-                .map(|&p| {
-                    let near = search_row(layers, space, p)?;
-                    let mut from: Vec<u32> = near
-                        .iter()
-                        .filter(|c| seen[c.id as usize] && c.id != p)
-                        .map(|c| c.id)
-                        .take(LINK_CHOICES)
-                        .collect();
-                    if from.is_empty() {
-                        from.push(layers.entry);
-                    }
-                    Ok((from, p))
-                })
-                .collect::<Result<_>>()?
-        };
-        for (from, p) in fixes {
-            link(layers, space, &from, p);
-        }
-    }
-    let seen = reachable(layers);
-    (0..layers.rows).for_each(|p| ever[p] |= !seen[p]);
-    link_to_free_slots(layers, &seen);
-    Ok(ever.iter().filter(|&&e| e).count() as u32)
-}
-
-/// Last resort after the search-guided rounds: where distances tie (duplicate rows), every
-/// search returns the same few nodes, whose lists fill up and displace each other's repairs.
-/// Each point still stranded gets an in-link from a reachable node with a free level-0 slot
-/// (the points linked so far included), in order, so every point ends up reachable.
-fn link_to_free_slots(layers: &mut Layers, seen: &[bool]) {
-    let m0 = layers.m0;
-    let free = |layers: &Layers, n: u32| used(layers.level0_of(n)).len() < m0;
-    let mut hosts: Vec<u32> = (0..layers.rows as u32)
-        .filter(|&n| seen[n as usize] && free(layers, n))
-        .rev()
-        .collect();
-    for p in (0..layers.rows as u32).filter(|&p| !seen[p as usize]) {
-        let Some(&host) = hosts.last() else {
-            return;
-        };
-        let n = used(layers.level0_of(host)).len();
-        layers.level0[host as usize * m0 + n] = p;
-        if !free(layers, host) {
-            hosts.pop();
-        }
-        if free(layers, p) {
-            hosts.push(p);
-        }
-    }
-}
-
-/// Search every point's own vector; a point that is not found (and nothing at least as close
-/// is) gets an in-link from the nearest node the search reached. Returns the failures.
-fn repair_self_recall(layers: &mut Layers, space: &Space<'_>) -> Result<u32> {
-    let fixes: Vec<(Vec<u32>, u32)> = {
-        let layers = &*layers;
-        (0..layers.rows as u32)
-            .into_par_iter()
-            .map(|p| {
-                let near = search_row(layers, space, p)?;
-                let mut q = vec![0f32; space.dim];
-                space.row(p as usize, &mut q);
-                let own = space.dist(p as usize, &q);
-                let ok = near.iter().any(|c| c.id == p) || near.first().is_some_and(|c| c.d <= own);
-                Ok((!ok).then(|| (near.iter().map(|c| c.id).take(LINK_CHOICES).collect(), p)))
-            })
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect()
-    };
-    let failures = fixes.len() as u32;
-    for (from, p) in fixes {
-        link(layers, space, &from, p);
-    }
-    Ok(failures)
-}
-
 fn export(
     layers: &Layers,
     params: &Params,
@@ -539,118 +370,4 @@ fn export(
         bytes.extend_from_slice(bytemuck::cast_slice(&layers.upper[p as usize]));
     }
     (header, bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::synth::{clustered, Spec};
-
-    /// An index (no graph) over `rows x dim` values `data`, in `dir`.
-    fn index_of(dir: &std::path::Path, data: &[f32], rows: usize, dim: usize) -> Index {
-        let features = dir.join("f.npy");
-        crate::npy::write_matrix(&features, data, rows, dim).unwrap();
-        let mut source = crate::npy::MatrixReader::open(&features).unwrap();
-        let path = dir.join("x.ptsel");
-        crate::build(
-            &mut source,
-            &path,
-            crate::BuildOptions::default(),
-            &|_, _, _| {},
-        )
-        .unwrap();
-        Index::open(&path).unwrap()
-    }
-
-    #[test]
-    fn degenerate_data_leaves_no_point_stranded() {
-        // Every row identical (then every distance ties), and every row one of two points.
-        let (rows, dim) = (1500, 8);
-        let same: Vec<f32> = (0..rows * dim).map(|i| 1.0 + (i % dim) as f32).collect();
-        let two: Vec<f32> = (0..rows * dim)
-            .map(|i| {
-                if (i / dim) % 2 == 0 {
-                    1.0
-                } else {
-                    (i % dim) as f32
-                }
-            })
-            .collect();
-        for (what, data) in [("identical", same), ("two points", two)] {
-            let t = tempfile::tempdir().unwrap();
-            let index = index_of(t.path(), &data, rows, dim);
-            let space = Space::of(&index);
-            let params = Params {
-                m: 4,
-                ef_construction: 16,
-                seed: 1,
-            };
-            let mut layers = construct(&space, &params, &|_, _, _| {}).unwrap();
-            repair_reachability(&mut layers, &space).unwrap();
-            let stranded = reachable(&layers).iter().filter(|&&r| !r).count();
-            assert_eq!(
-                stranded, 0,
-                "{what}: {stranded} of {rows} points unreachable"
-            );
-        }
-    }
-
-    #[test]
-    fn stranded_points_are_relinked_and_find_themselves() {
-        let t = tempfile::tempdir().unwrap();
-        let c = clustered(Spec {
-            rows: 800,
-            dim: 16,
-            classes: 10,
-            spread: 1.0,
-            seed: 3,
-        });
-        let index = index_of(t.path(), &c.data, c.rows, c.dim);
-        let space = Space::of(&index);
-        let mut layers = construct(
-            &space,
-            &Params {
-                m: 8,
-                ef_construction: 64,
-                seed: 2,
-            },
-            &|_, _, _| {},
-        )
-        .unwrap();
-        assert!(
-            reachable(&layers).iter().all(|&r| r),
-            "construction itself left points stranded"
-        );
-
-        // Strand five points: remove every level-0 link that leads to them.
-        let victims: Vec<u32> = (0..800u32)
-            .filter(|&p| p != layers.entry)
-            .step_by(150)
-            .collect();
-        for n in 0..800u32 {
-            let kept: Vec<u32> = used(layers.neighbours(n, 0).unwrap())
-                .iter()
-                .copied()
-                .filter(|x| !victims.contains(x))
-                .collect();
-            layers.set(n, 0, &kept);
-        }
-        let seen = reachable(&layers);
-        assert!(victims.iter().all(|&v| !seen[v as usize]));
-
-        let found = repair_reachability(&mut layers, &space).unwrap();
-        assert!(found as usize >= victims.len(), "found {found}");
-        assert!(reachable(&layers).iter().all(|&r| r));
-        // Each repaired point is now found by a search for its own vector.
-        repair_self_recall(&mut layers, &space).unwrap();
-        for &v in &victims {
-            assert!(
-                search_row(&layers, &space, v)
-                    .unwrap()
-                    .iter()
-                    .any(|c| c.id == v),
-                "{v} not found"
-            );
-        }
-    }
 }

@@ -5,7 +5,7 @@
 //!   index's metric) with parameters M, efConstruction and a seed, deterministically and across
 //!   threads, then checks that every point is reachable from the entry point on level 0 and finds
 //!   itself, repairs what is not, and exports the compact layout described in [`graph`].
-//!   [`HnswExtension`] runs it inside [`crate::build`].
+//!   [`crate::build`] runs it when [`crate::BuildOptions::hnsw`] is set (the default).
 //! - [`Graph::open`] validates the section in O(1); [`Graph::search`] and [`Graph::search_batch`]
 //!   run the beam search (SIMD distances, per-thread generation-stamped visited set, prefetch).
 //!
@@ -17,14 +17,11 @@
 
 mod build;
 pub mod graph;
+mod repair;
 
 pub use build::build_graph;
 pub use graph::{Graph, GraphHeader};
 
-use crate::builder::Extension;
-use crate::error::Result;
-use crate::format::SectionKind;
-use crate::store::Index;
 use std::collections::BTreeMap;
 
 /// Construction parameters.
@@ -57,24 +54,5 @@ impl Params {
             self.ef_construction.to_string(),
         );
         params.insert("hnsw_seed".into(), self.seed.to_string());
-    }
-}
-
-/// Builds the HNSW section during [`crate::build`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HnswExtension(pub Params);
-
-impl Extension for HnswExtension {
-    fn name(&self) -> &str {
-        "hnsw"
-    }
-
-    fn build(
-        &self,
-        index: &Index,
-        progress: &dyn Fn(&str, u64, u64),
-    ) -> Result<Vec<(SectionKind, Vec<u8>)>> {
-        let (_, bytes) = build_graph(index, &self.0, progress)?;
-        Ok(vec![(SectionKind::Hnsw, bytes)])
     }
 }

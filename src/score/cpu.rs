@@ -11,7 +11,6 @@
 use super::{prepare_queries, simd, Cand, Neighbors, Prepared, Scorer, TopK};
 use crate::error::{Error, Result};
 use crate::format::Metric;
-use crate::select::uot::{self, UotParams, UotPlan};
 use crate::store::{Index, Vectors};
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
@@ -64,12 +63,7 @@ impl<'a> CpuScorer<'a> {
 
     /// Scorer over `vectors` (`[rows, dim]` row-major, already normalised for cos).
     pub fn from_vectors(vectors: Vectors<'a>, dim: usize, metric: Metric) -> Result<Self> {
-        if dim == 0 || !vectors.len().is_multiple_of(dim) {
-            return Err(Error::invalid(format!(
-                "{} values are not a whole number of {dim}-d rows",
-                vectors.len()
-            )));
-        }
+        super::check_shape(&vectors, dim)?;
         Ok(Self::with_kernels(
             vectors,
             dim,
@@ -295,9 +289,5 @@ impl Scorer for CpuScorer<'_> {
                 });
             });
         Ok(out)
-    }
-
-    fn uot(&self, cost: &[f64], a: &[f64], b: &[f64], params: &UotParams) -> Result<UotPlan> {
-        uot::solve(cost, a, b, params)
     }
 }

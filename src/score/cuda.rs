@@ -6,11 +6,9 @@
 //! kernel reduces them. cudarc panics inside `CudaContext::new` and `compile_ptx` when libcuda
 //! or libnvrtc is missing, so every entry point checks `is_culib_present()` first.
 
-use super::{prepare_queries, Neighbors, Scorer};
+use super::{prepare_queries, Neighbors};
 use crate::error::{Error, Result};
 use crate::format::Metric;
-use crate::score::cpu::CpuScorer;
-use crate::select::uot::{self, Domain, UotParams, UotPlan, PLAIN_LIMIT};
 use crate::store::Vectors;
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
 use cudarc::driver::{
@@ -29,30 +27,23 @@ use std::sync::{Arc, Mutex, OnceLock};
 const COMMON: &str = include_str!("../../kernels/common.cuh");
 
 /// Kernel sources, one per family: (file, source, entry points).
-pub const SOURCES: &[(&str, &str, &[&str])] = &[
-    (
-        "topk.cu",
-        include_str!("../../kernels/topk.cu"),
-        &[
-            "topk_simt1_f16",
-            "topk_simt2_f16",
-            "topk_simt4_f16",
-            "topk_simt8_f16",
-            "topk_simt1_f32",
-            "topk_simt2_f32",
-            "topk_simt4_f32",
-            "topk_simt8_f32",
-            "topk_mma128_f16",
-            "topk_mma64_f16",
-            "topk_merge_f32",
-        ],
-    ),
-    (
-        "sinkhorn.cu",
-        include_str!("../../kernels/sinkhorn.cu"),
-        &["sinkhorn_rows_f64", "sinkhorn_cols_f64"],
-    ),
-];
+pub const SOURCES: &[(&str, &str, &[&str])] = &[(
+    "topk.cu",
+    include_str!("../../kernels/topk.cu"),
+    &[
+        "topk_simt1_f16",
+        "topk_simt2_f16",
+        "topk_simt4_f16",
+        "topk_simt8_f16",
+        "topk_simt1_f32",
+        "topk_simt2_f32",
+        "topk_simt4_f32",
+        "topk_simt8_f32",
+        "topk_mma128_f16",
+        "topk_mma64_f16",
+        "topk_merge_f32",
+    ],
+)];
 
 /// Virtual architecture of the PTX: sm_90 (H100). NVRTC 13.0 emits PTX ISA 9.0, the newest the
 /// 580 driver (CUDA 13.0) loads.
@@ -326,10 +317,10 @@ struct Launch {
     f16_queries: bool,
 }
 
-/// Exact scorer on a CUDA device. `max_similarity` and top-k with `k > TOPK_MAX` (or rows too
-/// wide for shared memory) run on the CPU scorer it holds.
-pub struct CudaScorer<'a> {
-    cpu: CpuScorer<'a>,
+/// The corpus on a CUDA device and the top-k kernels over it. It owns its device copy (no
+/// borrow of the index), so an [`crate::Engine`] uploads once and keeps it; batches the kernels
+/// cannot take are left to the CPU ([`super::Backend`]).
+pub struct CudaScorer {
     dev: Arc<Device>,
     rows_dev: DeviceRows,
     /// Squared row norms (l2).
@@ -377,10 +368,10 @@ fn i32_arg(v: usize, what: &str) -> Result<i32> {
     })
 }
 
-impl<'a> CudaScorer<'a> {
+impl CudaScorer {
     /// Uploads `vectors` (`[rows, dim]`, unit-normalised for cos) to device 0.
-    pub fn new(vectors: Vectors<'a>, dim: usize, metric: Metric) -> Result<Self> {
-        let cpu = CpuScorer::from_vectors(vectors, dim, metric)?;
+    pub fn new(vectors: Vectors<'_>, dim: usize, metric: Metric) -> Result<Self> {
+        super::check_shape(&vectors, dim)?;
         let dev = device(0)?;
         let rows = vectors.len() / dim;
         i32_arg(rows, "rows")?;
@@ -417,7 +408,6 @@ impl<'a> CudaScorer<'a> {
             .clone_htod(&norms2)
             .map_err(cuda_err("uploading norms"))?;
         Ok(CudaScorer {
-            cpu,
             dev,
             rows_dev,
             norms2,
@@ -653,18 +643,22 @@ impl<'a> CudaScorer<'a> {
     }
 }
 
-impl Scorer for CudaScorer<'_> {
-    fn describe(&self) -> String {
+impl CudaScorer {
+    /// Backend description for logs and reports.
+    pub fn describe(&self) -> String {
         format!("cuda {} ({} SMs)", self.dev.name, self.dev.sms)
     }
 
-    fn top_k(&self, queries: &[f32], k: usize) -> Result<Neighbors> {
+    /// The `k` best rows of each query (the [`super::Scorer::top_k`] contract), or `None` where the
+    /// kernels cannot take the batch (`k > TOPK_MAX`, rows too wide for shared memory) and the
+    /// CPU must score it.
+    pub fn top_k(&self, queries: &[f32], k: usize) -> Result<Option<Neighbors>> {
         let nq = queries.len() / self.dim.max(1);
         let Some(plan) = (k <= TOPK_MAX)
             .then(|| self.plan(nq.min(LAUNCH_QUERIES), k))
             .flatten()
         else {
-            return self.cpu.top_k(queries, k);
+            return Ok(None);
         };
         if k == 0 || k > self.rows {
             return Err(Error::invalid(format!(
@@ -688,125 +682,6 @@ impl Scorer for CudaScorer<'_> {
             );
             ids.extend(i);
         }
-        Ok(Neighbors { k, ids, scores })
+        Ok(Some(Neighbors { k, ids, scores }))
     }
-
-    fn max_similarity(&self, queries: &[f32]) -> Result<Vec<f32>> {
-        self.cpu.max_similarity(queries)
-    }
-
-    fn uot(&self, cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<UotPlan> {
-        let (rows, cols) = (a.len(), b.len());
-        // The device runs the plain scaling. Bad input (the solver words the error), the log
-        // domain, and a plain run that under- or overflows go to select::uot::solve, so the
-        // result is always the one it gives.
-        let valid = rows > 0
-            && cols > 0
-            && cost.len() == rows * cols
-            && p.eps > 0.0
-            && p.tau_source > 0.0
-            && p.tau_target > 0.0
-            && p.tol >= 0.0
-            && p.max_iter > 0
-            && a.iter().chain(b).all(|x| x.is_finite() && *x > 0.0)
-            && cost.iter().all(|c| c.is_finite());
-        let max_scaled = cost.iter().fold(0.0f64, |m, c| m.max(c.abs())) / p.eps;
-        let plain = match p.domain {
-            Domain::Plain => true,
-            Domain::Log => false,
-            Domain::Auto => max_scaled <= PLAIN_LIMIT,
-        };
-        if !valid || !plain {
-            return uot::solve(cost, a, b, p);
-        }
-        let stream = &self.dev.stream;
-        let kernel = uot::plain_kernel(cost, p.eps, max_scaled);
-        let fi_s = p.tau_source / (p.tau_source + p.eps);
-        let fi_t = p.tau_target / (p.tau_target + p.eps);
-        let up = |v: &[f64]| stream.clone_htod(v).map_err(cuda_err("uploading UOT data"));
-        let (kd, ad, bd) = (up(&kernel)?, up(a)?, up(b)?);
-        let mut u = vec![1.0 / rows as f64; rows];
-        let mut v = vec![1.0 / cols as f64; cols];
-        let (mut ud, mut vd, mut ktud) = (up(&u)?, up(&v)?, up(&v)?);
-        let (ri, ci) = (i32_arg(rows, "UOT rows")?, i32_arg(cols, "UOT cols")?);
-        let rows_cfg = LaunchConfig {
-            grid_dim: (rows.div_ceil(8) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let cols_cfg = LaunchConfig {
-            grid_dim: (cols.div_ceil(256) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let (mut iterations, mut converged) = (0, false);
-        for _ in 0..p.max_iter {
-            iterations += 1;
-            let mut br = stream.launch_builder(self.dev.function("sinkhorn_rows_f64")?);
-            br.arg(&kd)
-                .arg(&vd)
-                .arg(&ad)
-                .arg(&ri)
-                .arg(&ci)
-                .arg(&fi_s)
-                .arg(&mut ud);
-            // SAFETY: kd holds rows * cols f64, vd cols, ad and ud rows; one warp per row.
-            unsafe { br.launch(rows_cfg) }.map_err(cuda_err("sinkhorn_rows_f64"))?;
-            let mut bc = stream.launch_builder(self.dev.function("sinkhorn_cols_f64")?);
-            bc.arg(&kd)
-                .arg(&ud)
-                .arg(&bd)
-                .arg(&ri)
-                .arg(&ci)
-                .arg(&fi_t)
-                .arg(&mut vd)
-                .arg(&mut ktud);
-            // SAFETY: kd holds rows * cols f64, ud rows, bd, vd and ktud cols; one thread per column.
-            unsafe { bc.launch(cols_cfg) }.map_err(cuda_err("sinkhorn_cols_f64"))?;
-            let (u_prev, v_prev) = (std::mem::take(&mut u), std::mem::take(&mut v));
-            u = stream
-                .clone_dtoh(&ud)
-                .map_err(cuda_err("downloading UOT scalings"))?;
-            v = stream
-                .clone_dtoh(&vd)
-                .map_err(cuda_err("downloading UOT scalings"))?;
-            let ktu = stream
-                .clone_dtoh(&ktud)
-                .map_err(cuda_err("downloading UOT scalings"))?;
-            if u.iter().chain(&v).any(|x| !x.is_finite()) || ktu.contains(&0.0) {
-                return uot::solve(cost, a, b, p);
-            }
-            if 0.5 * (relative_change(&u, &u_prev) + relative_change(&v, &v_prev)) < p.tol {
-                converged = true;
-                break;
-            }
-        }
-        let plan: Vec<f64> = kernel
-            .chunks_exact(cols)
-            .zip(&u)
-            .flat_map(|(kr, ui)| kr.iter().zip(&v).map(move |(k, vj)| ui * k * vj))
-            .collect();
-        let marginal_error = (0..cols)
-            .map(|j| (plan.iter().skip(j).step_by(cols).sum::<f64>() - b[j]).abs())
-            .fold(0.0, f64::max);
-        Ok(UotPlan {
-            rows,
-            cols,
-            plan,
-            iterations,
-            converged,
-            marginal_error,
-            log_domain: false,
-        })
-    }
-}
-
-/// `max |x - prev| / max(max |x|, max |prev|, 1)`: the stopping rule of `select::uot::solve`.
-fn relative_change(x: &[f64], prev: &[f64]) -> f64 {
-    let (mut diff, mut scale) = (0.0f64, 1.0f64);
-    for (a, b) in x.iter().zip(prev) {
-        diff = diff.max((a - b).abs());
-        scale = scale.max(a.abs()).max(b.abs());
-    }
-    diff / scale
 }

@@ -1,6 +1,8 @@
-//! Exact scoring of query batches against an index's vectors, behind one trait with a CPU
-//! (SIMD, multi-threaded) and a CUDA implementation. The device is chosen once by
-//! [`scorer_for`]; nothing above that point asks which backend it has.
+//! Exact scoring of query batches against an index's vectors, behind one trait: [`Backend`]
+//! scores on the CPU (SIMD, multi-threaded) and, when it holds the corpus's GPU copy, sends the
+//! top-k batches the CUDA kernels take to the device. The device is chosen once by
+//! [`scorer_for`] (or an [`crate::Engine`], which keeps the GPU copy across calls); nothing
+//! above that point asks which backend it has.
 
 pub mod cpu;
 pub mod cuda;
@@ -8,14 +10,15 @@ pub mod simd;
 
 use crate::error::{Error, Result};
 use crate::format::Metric;
-use crate::select::uot::{UotParams, UotPlan};
 use crate::store::{Index, Vectors};
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 /// Which backend to score on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Device {
     /// CUDA when a device, its driver and NVRTC are present; the CPU otherwise.
     #[default]
@@ -25,6 +28,8 @@ pub enum Device {
     /// A CUDA GPU (an error when none is usable).
     Cuda,
 }
+
+parse_by_name!(Device, "device", { "auto" => Device::Auto, "cpu" => Device::Cpu, "cuda" => Device::Cuda });
 
 /// The k best corpus rows of each query in a batch, best first.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,11 +75,6 @@ pub trait Scorer: Send + Sync {
     /// For every corpus row, the highest similarity (cos or ip; negated squared distance for
     /// l2) to any of the queries. Used to exclude near-duplicates of an evaluation set.
     fn max_similarity(&self, queries: &[f32]) -> Result<Vec<f32>>;
-
-    /// Entropic unbalanced OT plan for `cost` (`[a.len(), b.len()]`) with the same contract and
-    /// result as [`crate::select::uot::solve`] (the CUDA backend runs the scaling steps on the
-    /// device in f64).
-    fn uot(&self, cost: &[f64], a: &[f64], b: &[f64], params: &UotParams) -> Result<UotPlan>;
 }
 
 /// A candidate neighbour, ordered so that the *worst* one is the greatest (the top of a
@@ -155,8 +155,74 @@ impl TopK {
     }
 }
 
-/// Build the scorer for `index` on `device`.
-pub fn scorer_for(index: &Index, device: Device) -> Result<Box<dyn Scorer + '_>> {
+/// The scorer of one device: the CPU scorer, plus the corpus's GPU copy when scoring on a GPU.
+/// Top-k batches go to the GPU where its kernels take them; everything else (large k,
+/// [`Scorer::max_similarity`]) runs on the CPU.
+pub struct Backend<'a> {
+    cpu: cpu::CpuScorer<'a>,
+    gpu: Option<Arc<cuda::CudaScorer>>,
+}
+
+impl<'a> Backend<'a> {
+    /// A backend over `vectors` (`[rows, dim]`, unit-normalised for cos) that uses `gpu` (a
+    /// copy of the same vectors) where it can.
+    pub fn new(
+        vectors: Vectors<'a>,
+        dim: usize,
+        metric: Metric,
+        gpu: Option<Arc<cuda::CudaScorer>>,
+    ) -> Result<Self> {
+        Ok(Backend {
+            cpu: cpu::CpuScorer::from_vectors(vectors, dim, metric)?,
+            gpu,
+        })
+    }
+}
+
+impl Scorer for Backend<'_> {
+    fn describe(&self) -> String {
+        match &self.gpu {
+            Some(g) => g.describe(),
+            None => self.cpu.describe(),
+        }
+    }
+
+    fn top_k(&self, queries: &[f32], k: usize) -> Result<Neighbors> {
+        if let Some(g) = &self.gpu {
+            if let Some(nn) = g.top_k(queries, k)? {
+                return Ok(nn);
+            }
+        }
+        self.cpu.top_k(queries, k)
+    }
+
+    fn max_similarity(&self, queries: &[f32]) -> Result<Vec<f32>> {
+        self.cpu.max_similarity(queries)
+    }
+}
+
+/// The GPU copy of `vectors` for `device`: `None` for the CPU, and for `Auto` when no GPU is
+/// usable; an error when `Cuda` was asked for and none is.
+pub fn upload(
+    vectors: Vectors<'_>,
+    dim: usize,
+    metric: Metric,
+    device: Device,
+) -> Result<Option<Arc<cuda::CudaScorer>>> {
+    match device {
+        Device::Cpu => Ok(None),
+        Device::Cuda => Ok(Some(Arc::new(cuda::CudaScorer::new(vectors, dim, metric)?))),
+        Device::Auto => match cuda::CudaScorer::new(vectors, dim, metric) {
+            Ok(s) => Ok(Some(Arc::new(s))),
+            Err(Error::Unavailable(_)) => Ok(None),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// Build the scorer for `index` on `device` (uploading the corpus for a GPU; an
+/// [`crate::Engine`] keeps that copy across calls instead).
+pub fn scorer_for(index: &Index, device: Device) -> Result<Backend<'_>> {
     scorer_for_vectors(index.vectors(), index.dim(), index.metric(), device)
 }
 
@@ -166,20 +232,20 @@ pub fn scorer_for_vectors(
     dim: usize,
     metric: Metric,
     device: Device,
-) -> Result<Box<dyn Scorer + '_>> {
-    match device {
-        Device::Cpu => Ok(Box::new(cpu::CpuScorer::from_vectors(
-            vectors, dim, metric,
-        )?)),
-        Device::Cuda => Ok(Box::new(cuda::CudaScorer::new(vectors, dim, metric)?)),
-        Device::Auto => match cuda::CudaScorer::new(vectors, dim, metric) {
-            Ok(s) => Ok(Box::new(s)),
-            Err(Error::Unavailable(_)) => Ok(Box::new(cpu::CpuScorer::from_vectors(
-                vectors, dim, metric,
-            )?)),
-            Err(e) => Err(e),
-        },
+) -> Result<Backend<'_>> {
+    let gpu = upload(vectors, dim, metric, device)?;
+    Backend::new(vectors, dim, metric, gpu)
+}
+
+/// Check that `vectors` hold whole `dim`-d rows.
+fn check_shape(vectors: &Vectors<'_>, dim: usize) -> Result<()> {
+    if dim == 0 || !vectors.len().is_multiple_of(dim) {
+        return Err(Error::invalid(format!(
+            "{} values are not a whole number of {dim}-d rows",
+            vectors.len()
+        )));
     }
+    Ok(())
 }
 
 /// A query batch ready for a backend: normalised for cos, rows `stride` apart (zero padded) and

@@ -1,7 +1,7 @@
 //! Baselines: classes ranked by cosine similarity to the target, and seeded random samples.
 
 use super::{Groups, Method, Pick, Selection};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::Index;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -51,12 +51,7 @@ pub fn random_rows(index: &Index, n: usize, mask: Option<&[bool]>, seed: u64) ->
     let eligible: Vec<u32> = (0..index.rows() as u32)
         .filter(|&r| !mask.is_some_and(|m| m[r as usize]))
         .collect();
-    if n > eligible.len() {
-        return Err(Error::invalid(format!(
-            "--budget {n} exceeds the {} selectable samples of the corpus",
-            eligible.len()
-        )));
-    }
+    super::check_budget(n, eligible.len())?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut rows: Vec<u32> = rand::seq::index::sample(&mut rng, eligible.len(), n)
         .into_iter()

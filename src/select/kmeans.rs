@@ -1,5 +1,5 @@
 //! Pseudo-classes for unlabelled corpora (DESIGN.md §1, step 6): spherical k-means with
-//! k-means++ seeding, computed at build time by [`KmeansExtension`] and stored as two sections:
+//! k-means++ seeding, computed at build time by [`crate::build`] and stored as two sections:
 //! `KmeansCentroids` (f32 `[k, dim]`, unit norm; `k` = section length / (4 dim)) and
 //! `KmeansAssign` (u32 `[rows]`). [`KmeansView::open`] validates them when they are first used.
 //!
@@ -8,7 +8,7 @@
 //! Every step is deterministic for a given seed whatever the thread count: per-row work is
 //! independent, and sums are taken per cluster in row order.
 
-use crate::builder::Extension;
+use crate::builder::Step;
 use crate::error::{Error, Result};
 use crate::format::{Metric, SectionKind};
 use crate::score::{cpu::CpuScorer, Scorer};
@@ -33,6 +33,15 @@ pub struct KmeansParams {
     pub iters: usize,
     /// Seed of the k-means++ sampling.
     pub seed: u64,
+}
+
+impl KmeansParams {
+    /// The parameters as recorded in the index metadata (`Meta.params`).
+    pub fn record(&self, params: &mut std::collections::BTreeMap<String, String>) {
+        params.insert("kmeans_k".into(), self.k.to_string());
+        params.insert("kmeans_iters".into(), self.iters.to_string());
+        params.insert("kmeans_seed".into(), self.seed.to_string());
+    }
 }
 
 /// Centroids and assignments.
@@ -167,17 +176,17 @@ fn update(index: &Index, members: &[Vec<u32>]) -> Vec<Option<Vec<f32>>> {
         .collect()
 }
 
-/// Spherical k-means over `index`'s vectors; `progress("kmeans", iteration, iters)`.
-pub fn kmeans(index: &Index, p: KmeansParams, progress: &dyn Fn(&str, u64, u64)) -> Result<Kmeans> {
+/// Spherical k-means over `index`'s vectors; `step("kmeans", iteration, iters)`.
+pub fn kmeans(index: &Index, p: KmeansParams, step: Step<'_>) -> Result<Kmeans> {
     let (rows, dim) = (index.rows(), index.dim());
     if p.k == 0 || p.k > rows {
         return Err(Error::invalid(format!(
-            "--kmeans {}: k must be between 1 and the number of rows ({rows})",
+            "k-means k = {} must be between 1 and the number of rows ({rows})",
             p.k
         )));
     }
     if p.iters == 0 {
-        return Err(Error::invalid("--kmeans-iters must be at least 1"));
+        return Err(Error::invalid("k-means iterations must be at least 1"));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     let sample_len = rows.min(SEED_SAMPLE.max(16 * p.k));
@@ -223,7 +232,7 @@ pub fn kmeans(index: &Index, p: KmeansParams, progress: &dyn Fn(&str, u64, u64))
                 }
             }
         }
-        progress("kmeans", it as u64 + 1, p.iters as u64);
+        step("kmeans", it as u64 + 1, p.iters as u64)?;
         if changed == 0 {
             break;
         }
@@ -235,30 +244,19 @@ pub fn kmeans(index: &Index, p: KmeansParams, progress: &dyn Fn(&str, u64, u64))
     })
 }
 
-/// Builder extension writing the k-means sections.
-pub struct KmeansExtension(pub KmeansParams);
-
-impl Extension for KmeansExtension {
-    fn name(&self) -> &str {
-        "kmeans"
-    }
-
-    fn build(
-        &self,
-        index: &Index,
-        progress: &dyn Fn(&str, u64, u64),
-    ) -> Result<Vec<(SectionKind, Vec<u8>)>> {
-        let km = kmeans(index, self.0, progress)?;
-        Ok(vec![
+impl Kmeans {
+    /// The two sections [`crate::build`] stores: centroids and assignments.
+    pub fn sections(&self) -> [(SectionKind, Vec<u8>); 2] {
+        [
             (
                 SectionKind::KmeansCentroids,
-                bytemuck::cast_slice(&km.centroids).to_vec(),
+                bytemuck::cast_slice(&self.centroids).to_vec(),
             ),
             (
                 SectionKind::KmeansAssign,
-                bytemuck::cast_slice(&km.assign).to_vec(),
+                bytemuck::cast_slice(&self.assign).to_vec(),
             ),
-        ])
+        ]
     }
 }
 

@@ -2,10 +2,9 @@
 //! its `k` nearest corpus rows, hits are aggregated by summed similarity, the best `N` are kept.
 
 use super::{Method, Pick, SelectParams, Selection};
+use crate::engine::{Engine, SearchOpts};
 use crate::error::{Error, Result};
 use crate::format::Metric;
-use crate::score;
-use crate::store::Index;
 
 /// Default HNSW beam width for `per_target` neighbours: five times as wide (at least 64). On
 /// 10,000 targets with 50 neighbours each against 1M x 512 clustered rows, the selection of
@@ -16,47 +15,43 @@ pub fn default_ef(per_target: usize) -> usize {
 }
 
 /// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) with `p.per_target`
-/// neighbours each; rows set in `mask` are skipped. Neighbours come from the index's HNSW graph
-/// (beam width `p.ef`), or from exact search on `p.device` with `p.exact` or when the index has no
-/// graph (a note says so).
+/// neighbours each; rows set in `mask` are skipped. Neighbours come from the engine's search:
+/// the HNSW graph (beam width `p.ef`), or exact scoring on `p.device` with `p.exact` or when the
+/// index has no graph (a note says so).
 pub fn select(
-    index: &Index,
+    engine: &Engine,
     queries: &[f32],
     budget: usize,
     mask: Option<&[bool]>,
     p: &SelectParams,
 ) -> Result<Selection> {
-    let (per_target, device, exact, ef) = (p.per_target, p.device, p.exact, p.ef);
+    let index = engine.index();
+    let per_target = p.per_target;
     if index.metric() == Metric::L2 {
-        return Err(Error::invalid("--method knn sums similarities: it needs an index built with --metric cos or ip (this one is l2)"));
+        return Err(Error::invalid("kNN selection sums similarities: it needs an index built with the cos or ip metric (this one is l2)"));
     }
     if per_target == 0 || per_target > index.rows() {
         return Err(Error::invalid(format!(
-            "--per-target {per_target} must be between 1 and the number of rows ({})",
+            "per_target = {per_target} neighbours must be between 1 and the number of rows ({})",
             index.rows()
         )));
     }
-    let available = mask.map_or(index.rows(), |m| m.iter().filter(|&&x| !x).count());
-    if budget > available {
-        return Err(Error::invalid(format!(
-            "--budget {budget} exceeds the {available} selectable samples of the corpus"
-        )));
-    }
+    super::check_budget(
+        budget,
+        mask.map_or(index.rows(), |m| m.iter().filter(|&&x| !x).count()),
+    )?;
     let mut notes = Vec::new();
-    let graph = if exact {
-        None
-    } else {
-        crate::hnsw::Graph::open(index)?
+    let exact = p.exact || engine.graph()?.is_none();
+    if exact && !p.exact {
+        notes.push("kNN: the index has no HNSW graph, so exact search was used".to_string());
+    }
+    let opts = SearchOpts {
+        ef: Some(p.ef),
+        exact,
+        threads: None,
+        device: p.device,
     };
-    let hits = match graph {
-        Some(g) => g.search_batch(queries, per_target, ef)?,
-        None => {
-            if !exact {
-                notes.push("kNN: the index has no HNSW graph (built with --no-hnsw), so exact search was used".to_string());
-            }
-            score::scorer_for(index, device)?.top_k(queries, per_target)?
-        }
-    };
+    let hits = engine.search(queries, per_target, &opts)?;
     // Sort (row, query order) pairs so the sums are taken in one fixed order.
     let mut pairs: Vec<(u32, f32)> = hits
         .ids
@@ -78,7 +73,7 @@ pub fn select(
     summed.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     if summed.len() < budget {
         notes.push(format!(
-            "kNN: only {} distinct corpus rows were retrieved for a budget of {budget}; raise --per-target to fill it",
+            "kNN: only {} distinct corpus rows were retrieved for a budget of {budget}; raise the neighbours per target to fill it",
             summed.len()
         ));
     }

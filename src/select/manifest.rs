@@ -15,7 +15,8 @@ use std::io::Write;
 use std::path::Path;
 
 /// Manifest file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// `rank,row,id,class,score` with a header line.
@@ -25,6 +26,8 @@ pub enum Format {
     /// The selected row numbers as a 1-D int64 .npy, in rank order.
     Npy,
 }
+
+parse_by_name!(Format, "manifest format", { "csv" => Format::Csv, "jsonl" => Format::Jsonl, "npy" => Format::Npy });
 
 impl Format {
     /// Format named by the extension of `path` (`.jsonl`, `.npy`), csv otherwise.

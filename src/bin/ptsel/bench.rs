@@ -1,10 +1,10 @@
 //! `ptsel bench`: recall@k against exact search, queries per second and latency for a list of
 //! beam widths, with the exact ground truth cached beside the index.
 
-use crate::search::{exact, load_queries, pool, require_graph, Input};
+use crate::search::{load_queries, Input};
 use anyhow::Result;
 use ptsel::score::Device;
-use ptsel::Index;
+use ptsel::Engine;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -49,56 +49,6 @@ struct Report {
     build_s: f64,
 }
 
-/// Where the exact neighbours of these queries are cached: keyed by the query bytes, k and the
-/// index identity (its table checksum, length and creation time change with every rebuild).
-fn truth_path(index: &Index, queries: &[f32], k: usize) -> PathBuf {
-    let h = index.header();
-    let mut key = Vec::with_capacity(queries.len() * 4 + 32);
-    key.extend_from_slice(bytemuck::cast_slice(queries));
-    for x in [
-        k as u64,
-        h.table_checksum,
-        h.file_len,
-        index.meta().created_unix,
-    ] {
-        key.extend_from_slice(&x.to_le_bytes());
-    }
-    let mut name = index.path().file_name().unwrap_or_default().to_os_string();
-    name.push(format!(
-        ".truth-{:016x}.npy",
-        xxhash_rust::xxh3::xxh3_64(&key)
-    ));
-    index.path().with_file_name(name)
-}
-
-/// Exact top-k ids, from the cache when it holds a valid entry.
-fn ground_truth(
-    index: &Index,
-    queries: &[f32],
-    nq: usize,
-    k: usize,
-    device: Device,
-) -> Result<Vec<u32>> {
-    let path = truth_path(index, queries, k);
-    if let Ok(ids) = ptsel::npy::read_labels(&path) {
-        if ids.len() == nq * k && ids.iter().all(|&i| (i as usize) < index.rows()) {
-            return Ok(ids);
-        }
-    }
-    let t = Instant::now();
-    let nn = exact(index, queries, k, device)?;
-    eprintln!(
-        "exact ground truth: {nq} queries in {:.2} s, cached in {}",
-        t.elapsed().as_secs_f64(),
-        path.display()
-    );
-    let ids: Vec<i64> = nn.ids.iter().map(|&i| i64::from(i)).collect();
-    if let Err(e) = ptsel::npy::write_vector(&path, &ids) {
-        eprintln!("warning: ground truth not cached: {e}");
-    }
-    Ok(nn.ids)
-}
-
 fn measure(
     graph: &ptsel::hnsw::Graph<'_>,
     queries: &[f32],
@@ -139,13 +89,36 @@ pub fn run(args: Args) -> Result<()> {
     if args.ef.is_empty() || args.ef.contains(&0) {
         return Err(ptsel::Error::invalid("--ef needs one or more beam widths >= 1").into());
     }
+    if args.threads == 0 {
+        return Err(ptsel::Error::invalid("--threads must be at least 1").into());
+    }
     let t = Instant::now();
-    let index = Index::open(&args.input.index)?;
-    let graph = require_graph(&index)?;
+    let engine = Engine::open(&args.input.index)?;
+    let index = engine.index();
+    let graph = engine.graph()?.ok_or_else(|| {
+        ptsel::Error::invalid(format!(
+            "{} has no HNSW graph (built with --no-hnsw): rebuild it without --no-hnsw to benchmark the search",
+            index.path().display()
+        ))
+    })?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
-    let q = load_queries(&index, &args.input.queries, args.input.k)?;
-    let truth = ground_truth(&index, &q.data, q.rows, args.input.k, args.device)?;
-    let pool = pool(Some(args.threads))?;
+    let q = load_queries(index, &args.input.queries)?;
+    let truth = engine.ground_truth(&q.data, args.input.k, args.device)?;
+    match truth.computed_s {
+        Some(s) => eprintln!(
+            "exact ground truth: {} queries in {s:.2} s, cached in {}",
+            q.rows,
+            truth.path.display()
+        ),
+        None => eprintln!("exact ground truth from {}", truth.path.display()),
+    }
+    if let Some(e) = &truth.cache_error {
+        eprintln!("warning: ground truth not cached: {e}");
+    }
+    let truth = truth.ids;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()?;
     let rows = pool.install(|| -> Result<Vec<Row>> {
         // Warm-up: page the graph and vectors in so the first ef is not charged for it.
         measure(&graph, &q.data, q.dim, &truth, args.input.k, args.ef[0])?;

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use ptsel::score::{self, Device};
+use ptsel::score::{self, Device, Scorer};
 use ptsel::{DType, Metric, Vectors};
 use serde::Serialize;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 
 use crate::progress::Bars;
 use anyhow::Result;
-use ptsel::select::kmeans::{KmeansExtension, KmeansParams};
+use ptsel::select::kmeans::KmeansParams;
 use ptsel::{BuildOptions, DType, Labels, Metric};
 use std::path::PathBuf;
 
@@ -64,43 +64,24 @@ pub struct Args {
 impl Args {
     /// Engine options for these arguments.
     pub fn options(&self) -> Result<BuildOptions> {
-        let labels = self.labels.as_deref().map(Labels::from_npy).transpose()?;
-        let mut params = std::collections::BTreeMap::new();
-        if let Some(l) = &self.labels {
-            params.insert("labels".into(), l.display().to_string());
-        }
-        if let Some(i) = &self.ids {
-            params.insert("ids".into(), i.display().to_string());
-        }
-        let mut extensions: Vec<Box<dyn ptsel::builder::Extension>> = Vec::new();
-        if !self.no_hnsw {
-            let hnsw = ptsel::hnsw::Params {
-                m: self.hnsw_m,
-                ef_construction: self.ef_construction,
-                seed: self.seed,
-            };
-            hnsw.record(&mut params);
-            extensions.push(Box::new(ptsel::hnsw::HnswExtension(hnsw)));
-        }
-        if let Some(k) = self.kmeans {
-            params.insert("kmeans_k".into(), k.to_string());
-            params.insert("kmeans_iters".into(), self.kmeans_iters.to_string());
-            params.insert("kmeans_seed".into(), self.seed.to_string());
-            extensions.push(Box::new(KmeansExtension(KmeansParams {
-                k,
-                iters: self.kmeans_iters,
-                seed: self.seed,
-            })));
-        }
         Ok(BuildOptions {
             dtype: self.dtype,
             metric: self.metric,
             force: self.force,
-            labels,
+            labels: self.labels.as_deref().map(Labels::from_npy).transpose()?,
             ids: self.ids.clone().map(Into::into),
             class_names: self.class_names.clone().map(Into::into),
-            params,
-            extensions,
+            hnsw: (!self.no_hnsw).then_some(ptsel::hnsw::Params {
+                m: self.hnsw_m,
+                ef_construction: self.ef_construction,
+                seed: self.seed,
+            }),
+            kmeans: self.kmeans.map(|k| KmeansParams {
+                k,
+                iters: self.kmeans_iters,
+                seed: self.seed,
+            }),
+            ..BuildOptions::default()
         })
     }
 }

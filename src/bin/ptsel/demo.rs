@@ -4,8 +4,8 @@
 //! ImageNet and 8 target sets when `../shared/data/classmeans-moco128` is present.
 
 use anyhow::{Context, Result};
-use ptsel::select::uot::{class_importance, UotParams};
 use ptsel::synth::{self, Spec};
+use ptsel::uot::{class_importance, UotParams};
 use std::path::{Path, PathBuf};
 
 /// Source classes the synthetic target is drawn from.

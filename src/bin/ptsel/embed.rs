@@ -2,11 +2,10 @@
 //! the image source of `ptsel build --images`.
 
 use crate::progress::Bars;
-use anyhow::{Context, Result};
-use npyz::WriterBuilder;
+use anyhow::Result;
 use ptsel::embed::{EmbedOptions, Embedder, ImageFolder};
-use ptsel::{BuildOptions, BuildReport, Labels, RowSource, TextList};
-use std::io::{BufReader, BufWriter, Read, Write};
+use ptsel::{BuildOptions, BuildReport};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `ptsel embed`.
@@ -143,7 +142,7 @@ impl Tuning {
 pub fn build_from_images(
     source: &ImageSource,
     out: &Path,
-    mut opts: BuildOptions,
+    opts: BuildOptions,
     bars: &Bars,
 ) -> Result<BuildReport> {
     let (Some(images), Some(model)) = (&source.images, &source.model) else {
@@ -153,23 +152,14 @@ pub fn build_from_images(
     };
     let tuning = &source.tuning;
     let mut embedder = tuning.embedder(model, images)?;
-    let folder = embedder.folder();
-    opts.labels = folder.labels().map(|l| Labels {
-        values: l.to_vec(),
-        origin: images.to_path_buf(),
-    });
-    opts.class_names =
-        (!folder.class_names().is_empty()).then(|| TextList::List(folder.class_names().to_vec()));
-    opts.ids = Some(TextList::List(folder.ids().to_vec()));
-    for (key, value) in [
-        ("images", images.display().to_string()),
-        ("model", model.display().to_string()),
-        ("resize", tuning.resize.to_string()),
-        ("crop", tuning.crop.to_string()),
-    ] {
-        opts.params.insert(key.into(), value);
-    }
-    let report = ptsel::build(&mut embedder, out, opts, &|s, d, t| bars.update(s, d, t))?;
+    let report = ptsel::embed::build_from_images(
+        &mut embedder,
+        model,
+        &tuning.options(),
+        out,
+        opts,
+        &|s, d, t| bars.update(s, d, t),
+    )?;
     bars.finish();
     tuning.finish(&embedder, out)?;
     Ok(report)
@@ -187,7 +177,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     let bars = Bars::new(args.quiet);
     let dim = embedder.dim();
-    let rows = write_features(&mut embedder, &args.out, &|d, t| bars.update("embed", d, t))?;
+    let rows =
+        ptsel::embed::write_features(&mut embedder, &args.out, &|d, t| bars.update("embed", d, t))?;
     bars.finish();
     // Labels and ids of the images embedded (the skipped ones left out).
     let folder = embedder.folder();
@@ -214,64 +205,6 @@ pub fn run(args: Args) -> Result<()> {
     args.tuning.finish(&embedder, &args.out)?;
     eprintln!("wrote {}: {rows} x {dim} float32", args.out.display());
     Ok(())
-}
-
-/// Stream every row of `source` into a float32 .npy at `out`, atomically. The row count is
-/// known only at the end (skipped images), so rows go to a scratch file beside `out` first.
-fn write_features(
-    source: &mut dyn RowSource,
-    out: &Path,
-    progress: &dyn Fn(u64, u64),
-) -> Result<usize> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let scratch = tempfile::Builder::new()
-        .prefix(".ptsel-embed.")
-        .tempfile_in(dir)
-        .with_context(|| format!("{}: cannot create a scratch file", dir.display()))?;
-    let dim = source.dim();
-    let total = source.rows() as u64;
-    let mut block = vec![0f32; 64 * dim];
-    let mut rows = 0usize;
-    {
-        let mut w = BufWriter::new(scratch.as_file());
-        loop {
-            let n = source.read_rows(&mut block)?;
-            if n == 0 {
-                break;
-            }
-            w.write_all(bytemuck::cast_slice(&block[..n * dim]))
-                .with_context(|| format!("{}: write", scratch.path().display()))?;
-            rows += n;
-            progress((rows + source.skipped().len()) as u64, total);
-        }
-        w.flush()
-            .with_context(|| format!("{}: write", scratch.path().display()))?;
-    }
-    if rows == 0 {
-        anyhow::bail!(ptsel::Error::invalid("no image could be embedded"));
-    }
-    let mut r = BufReader::new(
-        scratch
-            .reopen()
-            .with_context(|| format!("{}: reopen", scratch.path().display()))?,
-    );
-    ptsel::output::atomic_write(out, |w| {
-        let mut npy = npyz::WriteOptions::<f32>::new()
-            .default_dtype()
-            .shape(&[rows as u64, dim as u64])
-            .writer(w)
-            .begin_nd()?;
-        let mut bytes = [0u8; 4];
-        for _ in 0..rows * dim {
-            r.read_exact(&mut bytes)?;
-            npy.push(&f32::from_le_bytes(bytes))?;
-        }
-        npy.finish()
-    })?;
-    Ok(rows)
 }
 
 /// Write `lines` to `path`, one per line, atomically.

@@ -3,11 +3,10 @@
 //! everything to stdout and exits non-zero if a check fails.
 
 use crate::bench_score::Stored;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use ptsel::score::cpu::CpuScorer;
 use ptsel::score::cuda::{self, CudaScorer};
 use ptsel::score::{Neighbors, Scorer};
-use ptsel::select::uot::{self, UotParams};
 use ptsel::{DType, Metric};
 use std::time::Instant;
 
@@ -134,7 +133,9 @@ pub fn run(args: Args) -> Result<()> {
             queries[..d].copy_from_slice(&rows[3 * d..4 * d]);
             let c = cpu.top_k(&queries, k)?;
             let t = Instant::now();
-            let g = gpu.top_k(&queries, k)?;
+            let g = gpu
+                .top_k(&queries, k)?
+                .context("the kernels declined the batch")?;
             let gpu_s = t.elapsed().as_secs_f64();
             // fp16 queries (tensor-core path) and fp16/f32 summation order: relative 2^-9 of |q| |x|.
             let tol = |qi: usize| {
@@ -162,42 +163,6 @@ pub fn run(args: Args) -> Result<()> {
                 gpu.kernel_for(nq, k)
             );
         }
-    }
-
-    println!("== UOT: CUDA scaling steps vs select::uot::solve");
-    for (rows, cols) in [(100usize, 10usize), (1000, 100)] {
-        let cost: Vec<f64> = ptsel::synth::gaussian_matrix(rows, cols, args.seed ^ 7)
-            .iter()
-            .map(|&x| (1.0 + 0.3 * f64::from(x)).clamp(0.0, 2.0))
-            .collect();
-        let a = vec![1.0 / rows as f64; rows];
-        let b = vec![1.0 / cols as f64; cols];
-        let p = UotParams::default();
-        let cpu = uot::solve(&cost, &a, &b, &p)?;
-        let stored = Stored::new(vec![0.0; d], d, DType::F32, Metric::Ip);
-        let gpu_scorer = CudaScorer::new(stored.view(), d, Metric::Ip)?;
-        let t = Instant::now();
-        let gpu = gpu_scorer.uot(&cost, &a, &b, &p)?;
-        let secs = t.elapsed().as_secs_f64();
-        let dev = cpu
-            .plan
-            .iter()
-            .zip(&gpu.plan)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max);
-        let pass = dev <= 1e-5 && cpu.rows == gpu.rows && cpu.cols == gpu.cols;
-        failures += usize::from(!pass);
-        println!(
-            "{} {rows} x {cols}: max |plan dev| {dev:.2e}, iterations cpu {} gpu {}, converged {} {}, marginal error {:.2e} {:.2e}, gpu {:.1} ms",
-            if pass { "ok  " } else { "FAIL" },
-            cpu.iterations,
-            gpu.iterations,
-            cpu.converged,
-            gpu.converged,
-            cpu.marginal_error,
-            gpu.marginal_error,
-            secs * 1e3
-        );
     }
 
     println!("== throughput: {} x {d} f16, ip, k = {k}", args.rows);

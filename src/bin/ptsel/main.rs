@@ -87,14 +87,11 @@ fn main() -> ExitCode {
 
 /// 2 for bad input or parameters, 3 for a corrupt index, 4 for an unavailable backend, 1 otherwise.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    match e.downcast_ref::<ptsel::Error>() {
-        Some(ptsel::Error::Input { .. } | ptsel::Error::Invalid(_)) => 2,
-        Some(
-            ptsel::Error::Corrupt { .. }
-            | ptsel::Error::Checksum { .. }
-            | ptsel::Error::Version { .. },
-        ) => 3,
-        Some(ptsel::Error::Unavailable(_)) => 4,
+    use ptsel::ErrorKind;
+    match e.downcast_ref::<ptsel::Error>().map(ptsel::Error::kind) {
+        Some(ErrorKind::Input | ErrorKind::Invalid) => 2,
+        Some(ErrorKind::Corrupt) => 3,
+        Some(ErrorKind::Unavailable) => 4,
         _ => 1,
     }
 }

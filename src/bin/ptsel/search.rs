@@ -1,9 +1,8 @@
 //! `ptsel search`: k nearest rows of each query, through the HNSW graph or exactly.
 
 use anyhow::Result;
-use ptsel::hnsw::Graph;
-use ptsel::score::{scorer_for, Device, Neighbors};
-use ptsel::{Error, Index};
+use ptsel::score::Device;
+use ptsel::{Engine, Error, Index, SearchOpts};
 use std::path::{Path, PathBuf};
 
 /// The index, the queries and k: shared by `search` and `bench`.
@@ -26,7 +25,7 @@ pub struct Args {
     #[command(flatten)]
     pub input: Input,
     /// HNSW beam width (raised to k if lower): higher is slower and more exact.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ptsel::engine::DEFAULT_EF)]
     pub ef: usize,
     /// Exact search (brute force on --device) instead of the graph.
     #[arg(long)]
@@ -45,8 +44,8 @@ pub struct Args {
     pub scores: Option<PathBuf>,
 }
 
-/// Read a query batch and check it against the index and `k`.
-pub fn load_queries(index: &Index, path: &Path, k: usize) -> Result<ptsel::npy::Matrix> {
+/// Read a query batch and check it against the index.
+pub fn load_queries(index: &Index, path: &Path) -> Result<ptsel::npy::Matrix> {
     let q = ptsel::npy::read_matrix(path)?;
     if q.dim != index.dim() {
         return Err(Error::input(
@@ -63,51 +62,28 @@ pub fn load_queries(index: &Index, path: &Path, k: usize) -> Result<ptsel::npy::
     if q.rows == 0 {
         return Err(Error::input(path, "no queries").into());
     }
-    if k == 0 || k > index.rows() {
-        return Err(Error::invalid(format!(
-            "-k {k} must be between 1 and the number of rows ({})",
-            index.rows()
-        ))
-        .into());
-    }
     Ok(q)
-}
-
-/// The graph of `index`, or an error that says what to do without one.
-pub fn require_graph(index: &Index) -> Result<Graph<'_>> {
-    Graph::open(index)?.ok_or_else(|| {
-        Error::invalid(format!("{} has no HNSW graph (built with --no-hnsw): use --exact, or rebuild without --no-hnsw", index.path().display())).into()
-    })
-}
-
-/// A rayon pool of `threads` threads (all cores when `None`).
-pub fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
-    if threads == Some(0) {
-        return Err(Error::invalid("--threads must be at least 1").into());
-    }
-    Ok(rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.unwrap_or(0))
-        .build()?)
-}
-
-/// Exact neighbours of `queries` on `device`.
-pub fn exact(index: &Index, queries: &[f32], k: usize, device: Device) -> Result<Neighbors> {
-    Ok(scorer_for(index, device)?.top_k(queries, k)?)
 }
 
 /// Run `ptsel search`.
 pub fn run(args: Args) -> Result<()> {
     let Input { index, queries, k } = &args.input;
-    let index = Index::open(index)?;
-    let q = load_queries(&index, queries, *k)?;
-    let pool = pool(args.threads)?;
-    let nn = pool.install(|| -> Result<Neighbors> {
-        if args.exact {
-            exact(&index, &q.data, *k, args.device)
-        } else {
-            Ok(require_graph(&index)?.search_batch(&q.data, *k, args.ef)?)
-        }
-    })?;
+    let engine = Engine::open(index)?;
+    let q = load_queries(engine.index(), queries)?;
+    if !args.exact && engine.graph()?.is_none() {
+        return Err(Error::invalid(format!(
+            "{} has no HNSW graph (built with --no-hnsw): use --exact, or rebuild without --no-hnsw",
+            index.display()
+        ))
+        .into());
+    }
+    let opts = SearchOpts {
+        ef: Some(args.ef),
+        exact: args.exact,
+        threads: args.threads,
+        device: args.device,
+    };
+    let nn = engine.search(&q.data, *k, &opts)?;
     let ids: Vec<i64> = nn
         .ids
         .iter()

@@ -4,9 +4,9 @@ use anyhow::Result;
 use ptsel::npy::read_matrix;
 use ptsel::score::Device;
 use ptsel::select::manifest::{self, Format};
-use ptsel::select::uot::{Domain, UotParams};
 use ptsel::select::{Amount, Exclude, Method, SelectParams, Target, TargetKind};
-use ptsel::Index;
+use ptsel::uot::{Domain, UotParams};
+use ptsel::Engine;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -88,7 +88,7 @@ pub struct Args {
     #[arg(long, value_name = "TEST.npy")]
     pub exclude_near: Option<PathBuf>,
     /// Cosine at or above which a corpus sample counts as a near-duplicate.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = ptsel::select::DEFAULT_EXCLUDE_THRESHOLD)]
     pub exclude_threshold: f32,
     /// Scoring backend (knn, --exclude-near).
     #[arg(long, value_enum, default_value = "auto")]
@@ -129,24 +129,16 @@ impl Args {
             ef: None,
             pseudo_classes: false,
             exclude_near: None,
-            exclude_threshold: 0.95,
+            exclude_threshold: ptsel::select::DEFAULT_EXCLUDE_THRESHOLD,
             device: Device::Auto,
         }
     }
 
     /// Engine parameters for these arguments.
     fn params(&self) -> Result<SelectParams> {
-        let amount = match (self.classes, self.budget, self.method) {
-            (Some(k), _, _) => Amount::Classes(k),
-            (None, Some(n), _) => Amount::Budget(n),
-            (None, None, Method::Knn) => {
-                anyhow::bail!(ptsel::Error::invalid("--method knn needs --budget N"))
-            }
-            (None, None, _) => Amount::Classes(100),
-        };
         Ok(SelectParams {
             method: self.method,
-            amount,
+            amount: Amount::for_method(self.method, self.classes, self.budget)?,
             p_m: self.p_m,
             uot: UotParams {
                 eps: self.eps,
@@ -168,28 +160,16 @@ impl Args {
     }
 
     fn target(&self) -> Result<Target> {
-        let features = read_matrix(&self.target)?;
         let kind = match (&self.target_labels, self.target_means) {
-            (Some(l), _) => {
-                let labels = ptsel::npy::read_labels(l)?;
-                if labels.len() != features.rows {
-                    anyhow::bail!(ptsel::Error::input(
-                        l,
-                        format!(
-                            "{} target labels for the {} rows of {}",
-                            labels.len(),
-                            features.rows,
-                            self.target.display()
-                        )
-                    ));
-                }
-                TargetKind::Labelled(labels)
-            }
+            (Some(l), _) => TargetKind::Labelled {
+                labels: ptsel::npy::read_labels(l)?,
+                origin: l.clone(),
+            },
             (None, true) => TargetKind::Means,
             (None, false) => TargetKind::Samples,
         };
         Ok(Target {
-            features,
+            features: read_matrix(&self.target)?,
             kind,
             origin: self.target.clone(),
         })
@@ -200,7 +180,7 @@ impl Args {
 pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
     let params = args.params()?;
-    let index = Index::open(&args.index)?;
+    let engine = Engine::open(&args.index)?;
     let target = args.target()?;
     let exclude = match &args.exclude_near {
         Some(p) => Some(Exclude {
@@ -210,48 +190,20 @@ pub fn run(args: Args) -> Result<()> {
         }),
         None => None,
     };
-    let sel = ptsel::select::select(&index, &target, exclude.as_ref(), &params)?;
+    let sel = engine.select(&target, exclude.as_ref(), &params)?;
     let format = args.format.unwrap_or_else(|| Format::from_path(&args.out));
-    manifest::write(&args.out, format, &index, &sel)?;
+    manifest::write(&args.out, format, engine.index(), &sel)?;
     let seconds = start.elapsed().as_secs_f64();
     if let Some(path) = &args.summary {
-        let (classes, budget) = match params.amount {
-            Amount::Classes(k) => (Some(k), None),
-            Amount::Budget(n) => (None, Some(n)),
-        };
-        let mut parameters = serde_json::to_value(&params)?;
-        if let Some(map) = parameters.as_object_mut() {
-            let target_kind = match target.kind {
-                TargetKind::Samples => "samples",
-                TargetKind::Means => "means",
-                TargetKind::Labelled(_) => "labelled",
-            };
-            map.insert("classes".into(), classes.into());
-            map.insert("budget".into(), budget.into());
-            map.insert("target".into(), args.target.display().to_string().into());
-            map.insert("target_kind".into(), target_kind.into());
-            map.insert(
-                "target_labels".into(),
-                args.target_labels
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .into(),
-            );
-            map.insert(
-                "exclude_near".into(),
-                args.exclude_near
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .into(),
-            );
-            map.insert(
-                "exclude_threshold".into(),
-                f64::from(args.exclude_threshold).into(),
-            );
-        }
+        let parameters = ptsel::select::parameters(&target, exclude.as_ref(), &params);
         manifest::write_summary(
             path,
-            &manifest::summary(&index, &sel, parameters, args.timing.then_some(seconds)),
+            &manifest::summary(
+                engine.index(),
+                &sel,
+                parameters,
+                args.timing.then_some(seconds),
+            ),
         )?;
     }
     for note in &sel.notes {

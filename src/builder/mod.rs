@@ -1,17 +1,24 @@
 //! Building an index: rows stream from a [`RowSource`] into the vectors section while norms and
 //! per-class f64 sums accumulate; labels, class statistics, ids and metadata follow; then
-//! [`Extension`]s (HNSW graph, k-means) compute derived sections over the written vectors, and
-//! the file is committed atomically.
+//! derived sections (the HNSW graph, k-means pseudo-classes, any [`Extension`]) are computed over
+//! the written vectors, and the file is committed atomically. A [`Cancel`] token stops a build
+//! between blocks, leaving nothing behind.
 
-use crate::error::{Error, IoContext, Result};
+mod inputs;
+
+pub use inputs::{Labels, TextList};
+
+use crate::error::{Cancel, Error, Result};
 use crate::format::{DType, IndexWriter, Meta, Metric, SectionKind};
+use crate::hnsw;
 use crate::npy::MatrixReader;
-use crate::store::{Index, MAX_CLASSES};
+use crate::select::kmeans::{self, KmeansParams};
+use crate::store::Index;
 use half::f16;
+use inputs::{check_labels, kept_labels, read_class_names, write_ids};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// Rows converted per block while streaming.
@@ -56,12 +63,9 @@ impl RowSource for MatrixReader {
 pub trait Extension {
     /// Short name for progress messages.
     fn name(&self) -> &str;
-    /// Compute the sections to append, reading the partially built `index`.
-    fn build(
-        &self,
-        index: &Index,
-        progress: &dyn Fn(&str, u64, u64),
-    ) -> Result<Vec<(SectionKind, Vec<u8>)>>;
+    /// Compute the sections to append, reading the partially built `index`; `step` reports
+    /// progress and fails once the build is cancelled.
+    fn build(&self, index: &Index, step: Step<'_>) -> Result<Vec<(SectionKind, Vec<u8>)>>;
 }
 
 /// Options of a build.
@@ -78,10 +82,17 @@ pub struct BuildOptions {
     pub ids: Option<TextList>,
     /// Class names, one per class.
     pub class_names: Option<TextList>,
-    /// Creation parameters recorded in the metadata.
+    /// The HNSW graph to build (`None`: no graph; search then needs exact scoring).
+    pub hnsw: Option<hnsw::Params>,
+    /// k-means pseudo-classes to compute (for class-level selection on unlabelled corpora).
+    pub kmeans: Option<KmeansParams>,
+    /// Creation parameters recorded in the metadata besides the ones the build records itself
+    /// (the features, labels and ids files, the HNSW and k-means parameters).
     pub params: BTreeMap<String, String>,
-    /// Derived sections to add.
+    /// Further derived sections to add after the graph and the k-means ones.
     pub extensions: Vec<Box<dyn Extension>>,
+    /// Stops the build with an [`Error::Interrupted`], leaving nothing behind.
+    pub cancel: Cancel,
 }
 
 impl Default for BuildOptions {
@@ -93,76 +104,11 @@ impl Default for BuildOptions {
             labels: None,
             ids: None,
             class_names: None,
+            hnsw: Some(hnsw::Params::default()),
+            kmeans: None,
             params: BTreeMap::new(),
             extensions: Vec::new(),
-        }
-    }
-}
-
-/// Labels and the file they came from (for error messages).
-pub struct Labels {
-    /// One label per row.
-    pub values: Vec<u32>,
-    /// Source file, or a description.
-    pub origin: PathBuf,
-}
-
-impl Labels {
-    /// Read labels from an integer .npy file.
-    pub fn from_npy(path: &Path) -> Result<Self> {
-        Ok(Labels {
-            values: crate::npy::read_labels(path)?,
-            origin: path.to_path_buf(),
-        })
-    }
-}
-
-/// A list of strings (ids, class names): a text file with one per line, or values in memory
-/// (an image folder's relative paths and class folder names).
-#[derive(Debug, Clone)]
-pub enum TextList {
-    /// A text file, one entry per line.
-    File(PathBuf),
-    /// Entries in memory.
-    List(Vec<String>),
-}
-
-impl From<PathBuf> for TextList {
-    fn from(path: PathBuf) -> Self {
-        TextList::File(path)
-    }
-}
-
-impl TextList {
-    /// The file, or a description of the in-memory list, for error messages.
-    fn origin(&self) -> &Path {
-        match self {
-            TextList::File(p) => p,
-            TextList::List(_) => Path::new("(list in memory)"),
-        }
-    }
-
-    /// Number of entries.
-    fn count(&self) -> Result<usize> {
-        match self {
-            TextList::File(p) => count_lines(p),
-            TextList::List(v) => Ok(v.len()),
-        }
-    }
-
-    /// Visit the entries in order with their line numbers (1-based), stopping at the first error.
-    fn for_each(&self, mut f: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
-        match self {
-            TextList::File(path) => {
-                let file = std::fs::File::open(path).at(path)?;
-                for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-                    let line =
-                        line.map_err(|e| Error::input(path, format!("line {}: {e}", i + 1)))?;
-                    f(i + 1, line.strip_suffix('\r').unwrap_or(&line))?;
-                }
-                Ok(())
-            }
-            TextList::List(values) => values.iter().enumerate().try_for_each(|(i, v)| f(i + 1, v)),
+            cancel: Cancel::default(),
         }
     }
 }
@@ -183,6 +129,10 @@ pub struct BuildReport {
 /// Progress callback: (stage, done, total).
 pub type Progress<'a> = &'a dyn Fn(&str, u64, u64);
 
+/// A stage's progress report inside a build: (stage, done, total); an error once the build is
+/// cancelled, which the stage returns at once.
+pub type Step<'a> = &'a dyn Fn(&str, u64, u64) -> Result<()>;
+
 /// Build an index at `out` from `source`.
 pub fn build(
     source: &mut dyn RowSource,
@@ -191,6 +141,11 @@ pub fn build(
     progress: Progress<'_>,
 ) -> Result<BuildReport> {
     let start = Instant::now();
+    let step = |stage: &str, done: u64, total: u64| -> Result<()> {
+        opts.cancel.check("build")?;
+        progress(stage, done, total);
+        Ok(())
+    };
     let (rows, dim) = (source.rows(), source.dim());
     let classes = check_labels(opts.labels.as_ref(), rows)?;
     if (classes as u64) * (dim as u64) * 8 > MAX_CLASS_MEANS_BYTES {
@@ -222,7 +177,7 @@ pub fn build(
         opts.metric,
         labels,
         classes,
-        progress,
+        &step,
     )?;
     let skipped = source.skipped();
     if skipped.windows(2).any(|p| p[0] >= p[1]) || skipped.last().is_some_and(|&s| s >= rows) {
@@ -254,8 +209,7 @@ pub fn build(
     if let Some(ids) = &opts.ids {
         write_ids(&mut w, ids, skipped, rows)?;
     }
-    let mut params = opts.params;
-    params.insert("features".into(), source.origin());
+    let params = recorded_params(&opts, &source.origin());
     let mut meta = Meta {
         rows: rows as u64,
         dim: dim as u32,
@@ -272,13 +226,20 @@ pub fn build(
         params,
     };
     let mut ext_sections = Vec::new();
-    if !opts.extensions.is_empty() {
+    if opts.hnsw.is_some() || opts.kmeans.is_some() || !opts.extensions.is_empty() {
         // Derived sections read the vectors through a regular open of the temporary file.
         w.add_section(SectionKind::Meta, &meta.encode().map_err(Error::invalid)?)?;
         w.checkpoint()?;
         let partial = Index::open(w.temp_path())?;
+        if let Some(p) = &opts.hnsw {
+            let (_, bytes) = hnsw::build_graph(&partial, p, &step)?;
+            ext_sections.push((SectionKind::Hnsw, bytes));
+        }
+        if let Some(p) = opts.kmeans {
+            ext_sections.extend(kmeans::kmeans(&partial, p, &step)?.sections());
+        }
         for ext in &opts.extensions {
-            ext_sections.extend(ext.build(&partial, progress)?);
+            ext_sections.extend(ext.build(&partial, &step)?);
         }
         drop(partial);
         w = rewind_meta(w)?;
@@ -297,40 +258,31 @@ pub fn build(
     })
 }
 
+/// The creation parameters of a build: the caller's, then the inputs and the derived sections'
+/// parameters.
+fn recorded_params(opts: &BuildOptions, features: &str) -> BTreeMap<String, String> {
+    let mut params = opts.params.clone();
+    params.insert("features".into(), features.into());
+    if let Some(l) = &opts.labels {
+        params.insert("labels".into(), l.origin.display().to_string());
+    }
+    if let Some(TextList::File(ids)) = &opts.ids {
+        params.insert("ids".into(), ids.display().to_string());
+    }
+    if let Some(h) = &opts.hnsw {
+        h.record(&mut params);
+    }
+    if let Some(k) = &opts.kmeans {
+        k.record(&mut params);
+    }
+    params
+}
+
 /// Drop the provisional metadata section written for the checkpoint so the final one (with the
 /// build time) replaces it.
 fn rewind_meta(mut w: IndexWriter) -> Result<IndexWriter> {
     w.drop_last_section(SectionKind::Meta)?;
     Ok(w)
-}
-
-/// The labels of the rows delivered: all but the `skipped` positions (ascending).
-fn kept_labels(labels: &[u32], skipped: &[usize]) -> Vec<u32> {
-    let mut next_skip = skipped.iter().peekable();
-    labels
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| next_skip.next_if_eq(&&i).is_none())
-        .map(|(_, &l)| l)
-        .collect()
-}
-
-fn check_labels(labels: Option<&Labels>, rows: usize) -> Result<usize> {
-    let Some(l) = labels else { return Ok(0) };
-    if l.values.len() != rows {
-        return Err(Error::input(
-            &l.origin,
-            format!("{} labels for {rows} feature rows", l.values.len()),
-        ));
-    }
-    let max = l.values.iter().copied().max().unwrap_or(0);
-    if max >= MAX_CLASSES {
-        return Err(Error::input(
-            &l.origin,
-            format!("label {max} exceeds the maximum class {}", MAX_CLASSES - 1),
-        ));
-    }
-    Ok(max as usize + 1)
 }
 
 struct Stats {
@@ -346,7 +298,7 @@ fn write_vectors(
     metric: Metric,
     labels: Option<&[u32]>,
     classes: usize,
-    progress: Progress<'_>,
+    step: Step<'_>,
 ) -> Result<Stats> {
     let (rows, dim) = (source.rows(), source.dim());
     let mut stats = Stats {
@@ -429,70 +381,10 @@ fn write_vectors(
             }
         }
         done += n;
-        progress("vectors", done as u64, rows as u64);
+        step("vectors", done as u64, rows as u64)?;
     }
     sink.finish()?;
     Ok(stats)
-}
-
-fn count_lines(path: &Path) -> Result<usize> {
-    let f = std::fs::File::open(path).at(path)?;
-    let mut n = 0;
-    for line in std::io::BufReader::new(f).split(b'\n') {
-        line.at(path)?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// Write the ids of the delivered rows: every entry of `ids` except the `skipped` positions.
-fn write_ids(w: &mut IndexWriter, ids: &TextList, skipped: &[usize], rows: usize) -> Result<()> {
-    let path = ids.origin();
-    let mut offsets: Vec<u64> = Vec::with_capacity(rows + 1);
-    offsets.push(0);
-    let mut sink = w.section(SectionKind::IdsBlob)?;
-    let mut next_skip = skipped.iter().peekable();
-    ids.for_each(|line, id| {
-        if next_skip.next_if_eq(&&(line - 1)).is_some() {
-            return Ok(());
-        }
-        if id.is_empty() {
-            return Err(Error::input(path, format!("line {line} is an empty id")));
-        }
-        sink.write_bytes(id.as_bytes())?;
-        offsets.push(sink.len());
-        Ok(())
-    })?;
-    sink.finish()?;
-    if offsets.len() != rows + 1 {
-        return Err(Error::input(
-            path,
-            format!("{} ids for {rows} rows", offsets.len() - 1),
-        ));
-    }
-    w.add_section(SectionKind::IdsOffsets, bytemuck::cast_slice(&offsets))
-}
-
-fn read_class_names(names: &TextList, classes: usize) -> Result<Vec<String>> {
-    let path = names.origin();
-    if classes == 0 {
-        return Err(Error::input(
-            path,
-            "class names given but the corpus has no labels",
-        ));
-    }
-    let mut out = Vec::with_capacity(classes);
-    names.for_each(|_, name| {
-        out.push(name.to_string());
-        Ok(())
-    })?;
-    if out.len() != classes {
-        return Err(Error::input(
-            path,
-            format!("{} class names for {classes} classes", out.len()),
-        ));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,0 +1,122 @@
+//! What an index holds, as `ptsel info` prints it and `ptsel info --json` writes it.
+
+use super::Engine;
+use crate::error::Result;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One section of the file.
+#[derive(Debug, Clone, Serialize)]
+pub struct SectionInfo {
+    /// Section kind name.
+    pub kind: String,
+    /// Byte offset in the file.
+    pub offset: u64,
+    /// Length in bytes.
+    pub bytes: u64,
+}
+
+/// The HNSW graph's parameters and the counts of its post-build repairs.
+#[derive(Debug, Clone, Serialize)]
+pub struct HnswInfo {
+    /// Links per node above level 0 (level 0 keeps 2 M).
+    pub m: u32,
+    /// Beam width of construction.
+    pub ef_construction: u32,
+    /// Seed of the level draws and insertion order.
+    pub seed: u64,
+    /// Highest level.
+    pub max_level: u32,
+    /// Entry point.
+    pub entry: u32,
+    /// Points that were unreachable from the entry point and were linked in.
+    pub unreachable_repaired: u32,
+    /// Points that did not find themselves and were relinked.
+    pub self_recall_repaired: u32,
+}
+
+/// Shape, types, classes, sections and creation parameters of an index.
+#[derive(Debug, Clone, Serialize)]
+pub struct Info {
+    /// The index file.
+    pub path: String,
+    /// Format version in the header.
+    pub format_version: u32,
+    /// Rows.
+    pub rows: u64,
+    /// Vector dimension.
+    pub dim: u32,
+    /// Stored element type (`f16`, `f32`).
+    pub dtype: &'static str,
+    /// Metric (`cos`, `ip`, `l2`).
+    pub metric: &'static str,
+    /// Classes (0 when unlabelled).
+    pub classes: u32,
+    /// Whether the classes have names.
+    pub has_class_names: bool,
+    /// Whether rows have stored ids (otherwise a row's id is its number).
+    pub has_ids: bool,
+    /// File length.
+    pub file_bytes: u64,
+    /// Milliseconds the open took, when the engine opened the file itself.
+    pub open_ms: Option<f64>,
+    /// Creation time (Unix seconds).
+    pub created_unix: u64,
+    /// Build wall time.
+    pub build_seconds: f64,
+    /// Program that wrote the file.
+    pub writer: String,
+    /// Creation parameters.
+    pub params: BTreeMap<String, String>,
+    /// The graph, when there is one.
+    pub hnsw: Option<HnswInfo>,
+    /// Every section, in file order.
+    pub sections: Vec<SectionInfo>,
+}
+
+impl Engine {
+    /// What the index holds.
+    pub fn info(&self) -> Result<Info> {
+        let index = self.index();
+        let m = index.meta();
+        let hnsw = self.graph()?.map(|g| {
+            let h = g.header();
+            HnswInfo {
+                m: h.m,
+                ef_construction: h.ef_construction,
+                seed: h.seed,
+                max_level: h.max_level,
+                entry: h.entry,
+                unreachable_repaired: h.unreachable_repaired,
+                self_recall_repaired: h.self_recall_repaired,
+            }
+        });
+        Ok(Info {
+            path: index.path().display().to_string(),
+            format_version: index.header().version,
+            rows: m.rows,
+            dim: m.dim,
+            dtype: m.dtype.name(),
+            metric: m.metric.name(),
+            classes: m.classes,
+            has_class_names: !m.class_names.is_empty(),
+            has_ids: m.has_ids,
+            file_bytes: index.header().file_len,
+            open_ms: self.inner.opened_in.map(|d| d.as_secs_f64() * 1e3),
+            created_unix: m.created_unix,
+            build_seconds: m.build_seconds,
+            writer: m.writer.clone(),
+            params: m.params.clone(),
+            hnsw,
+            sections: index
+                .sections()
+                .iter()
+                .map(|e| SectionInfo {
+                    kind: e.kind.name(),
+                    offset: e.offset,
+                    bytes: e.len,
+                })
+                .collect(),
+        })
+    }
+}

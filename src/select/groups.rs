@@ -1,0 +1,156 @@
+//! The classes of a corpus for class-level methods: its labels, or its k-means pseudo-classes.
+
+use super::kmeans;
+use crate::error::{Error, Result};
+use crate::format::NO_LABEL;
+use crate::store::Index;
+use rayon::prelude::*;
+use std::borrow::Cow;
+
+/// Where class-level methods get their classes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Grouping {
+    /// The index's labels.
+    Labels,
+    /// The index's k-means pseudo-classes.
+    Kmeans,
+}
+
+/// The classes of a corpus: labels or k-means clusters, with counts and raw-feature means.
+pub struct Groups<'a> {
+    pub(super) index: &'a Index,
+    /// Labels or k-means.
+    pub grouping: Grouping,
+    assign: &'a [u32],
+    /// Samples per class.
+    pub counts: Cow<'a, [u64]>,
+    /// Means of the raw features, `[classes, dim]`.
+    pub means: Cow<'a, [f64]>,
+}
+
+impl<'a> Groups<'a> {
+    /// The index's labels, or its k-means pseudo-classes when it has no labels or when
+    /// `pseudo` is set; an error when neither is available.
+    pub fn resolve(index: &'a Index, pseudo: bool) -> Result<Self> {
+        if !pseudo {
+            if let Some(assign) = index.labels() {
+                let counts = Cow::Borrowed(index.class_counts());
+                return Ok(Groups {
+                    index,
+                    grouping: Grouping::Labels,
+                    assign,
+                    counts,
+                    means: Cow::Borrowed(index.class_means()),
+                });
+            }
+        }
+        let Some(km) = kmeans::KmeansView::open(index)? else {
+            let why = if pseudo {
+                "pseudo-classes were asked for"
+            } else {
+                "the index has no labels"
+            };
+            return Err(Error::invalid(format!(
+                "{}: class-level selection needs classes, but {why} and the index has no k-means pseudo-classes (rebuild it with k-means pseudo-classes, or select with kNN)",
+                index.path().display()
+            )));
+        };
+        if let Some((r, &c)) = km
+            .assign
+            .iter()
+            .enumerate()
+            .find(|(_, &c)| c as usize >= km.k)
+        {
+            return Err(Error::corrupt(
+                index.path(),
+                "kmeans_assign",
+                format!(
+                    "row {r} is assigned to cluster {c} but there are {} clusters",
+                    km.k
+                ),
+            ));
+        }
+        let members = kmeans::members(km.assign, km.k);
+        let dim = index.dim();
+        let counts: Vec<u64> = members.iter().map(|m| m.len() as u64).collect();
+        let means: Vec<f64> = members
+            .par_iter()
+            .flat_map_iter(|rows| {
+                let mut sum = vec![0f64; dim];
+                let mut x = vec![0f32; dim];
+                for &r in rows {
+                    kmeans::raw_row(index, r as usize, &mut x);
+                    sum.iter_mut()
+                        .zip(&x)
+                        .for_each(|(s, v)| *s += f64::from(*v));
+                }
+                let n = rows.len().max(1) as f64;
+                sum.into_iter().map(move |s| s / n)
+            })
+            .collect();
+        Ok(Groups {
+            index,
+            grouping: Grouping::Kmeans,
+            assign: km.assign,
+            counts: Cow::Owned(counts),
+            means: Cow::Owned(means),
+        })
+    }
+
+    /// Number of classes (some may be empty).
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Whether there are no classes.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Name of class `c` (labels with class names only).
+    pub fn name(&self, c: u32) -> Option<&'a str> {
+        match self.grouping {
+            Grouping::Labels => self.index.class_name(c as usize),
+            Grouping::Kmeans => None,
+        }
+    }
+
+    /// Classes with at least one sample, in class order.
+    pub fn non_empty(&self) -> Vec<u32> {
+        (0..self.len() as u32)
+            .filter(|&c| self.counts[c as usize] > 0)
+            .collect()
+    }
+
+    /// Rows of each of `classes` (in row order), validating every class value read.
+    pub fn members_of(&self, classes: &[u32]) -> Result<Vec<Vec<u32>>> {
+        let mut slot = vec![usize::MAX; self.len()];
+        for (i, &c) in classes.iter().enumerate() {
+            slot[c as usize] = i;
+        }
+        let mut out = vec![Vec::new(); classes.len()];
+        for (r, &c) in self.assign.iter().enumerate() {
+            if c == NO_LABEL && self.grouping == Grouping::Labels {
+                continue;
+            }
+            match slot.get(c as usize) {
+                Some(&usize::MAX) => {}
+                Some(&i) => out[i].push(r as u32),
+                None => {
+                    let section = if self.grouping == Grouping::Labels {
+                        "labels"
+                    } else {
+                        "kmeans_assign"
+                    };
+                    return Err(Error::corrupt(
+                        self.index.path(),
+                        section,
+                        format!("row {r} has class {c} but there are {} classes", self.len()),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
