@@ -1,4 +1,4 @@
-//! `ptsel info`: what an index holds.
+//! `ptsel info`: what an index or corpus holds.
 
 use anyhow::Result;
 use ptsel::Engine;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// Arguments of `ptsel info`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Index file.
+    /// Index file or corpus folder.
     pub path: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -21,7 +21,12 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
     }
-    println!("index     {}", info.path);
+    let what = if info.shards.is_empty() {
+        "index  "
+    } else {
+        "corpus "
+    };
+    println!("{what}   {}", info.path);
     println!(
         "format    v{}, written by {}",
         info.format_version, info.writer
@@ -57,12 +62,29 @@ pub fn run(args: Args) -> Result<()> {
             h.unreachable_repaired,
             h.self_recall_repaired
         ),
-        None => println!("hnsw      none (search needs --exact)"),
+        None if info.shards.is_empty() => println!("hnsw      none (search needs --exact)"),
+        None => {}
+    }
+    for s in &info.shards {
+        let graph = match &s.hnsw {
+            Some(h) => format!("hnsw M {}", h.m),
+            None => "no hnsw".into(),
+        };
+        println!(
+            "shard     {}: rows {}..{}, {:.1} MiB, {graph}, built in {:.2} s",
+            s.path,
+            s.first_row,
+            s.first_row + s.rows,
+            s.file_bytes as f64 / 1048576.0,
+            s.build_seconds
+        );
     }
     for (k, v) in &info.params {
         println!("param     {k} = {v}");
     }
-    println!("sections:");
+    if !info.sections.is_empty() {
+        println!("sections:");
+    }
     for s in &info.sections {
         println!(
             "  {:<18} offset {:>14}  {:>14} bytes",

@@ -13,7 +13,7 @@ use std::time::Instant;
 /// Arguments of `ptsel select`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Index file.
+    /// Index file or corpus folder.
     #[arg(long, value_name = "PATH")]
     pub index: PathBuf,
     /// Target features: a float .npy `[rows, dim]` (samples, or class means with --target-means).
@@ -192,18 +192,13 @@ pub fn run(args: Args) -> Result<()> {
     };
     let sel = engine.select(&target, exclude.as_ref(), &params)?;
     let format = args.format.unwrap_or_else(|| Format::from_path(&args.out));
-    manifest::write(&args.out, format, engine.index(), &sel)?;
+    manifest::write(&args.out, format, &engine, &sel)?;
     let seconds = start.elapsed().as_secs_f64();
     if let Some(path) = &args.summary {
         let parameters = ptsel::select::parameters(&target, exclude.as_ref(), &params);
         manifest::write_summary(
             path,
-            &manifest::summary(
-                engine.index(),
-                &sel,
-                parameters,
-                args.timing.then_some(seconds),
-            ),
+            &manifest::summary(&engine, &sel, parameters, args.timing.then_some(seconds)),
         )?;
     }
     for note in &sel.notes {
