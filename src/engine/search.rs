@@ -7,7 +7,7 @@ use super::{Engine, SearchOpts, DEFAULT_EF};
 use crate::error::{Error, Result};
 use crate::format::Metric;
 use crate::hnsw::{graph::NO_NODE, Graph};
-use crate::score::{self, Neighbors, Scorer};
+use crate::score::{self, cpu::CpuScorer, Neighbors, Scorer};
 use rayon::prelude::*;
 use std::ops::Range;
 use std::path::Path;
@@ -158,6 +158,9 @@ impl Engine {
         })
     }
 
+    /// Exact top-`k` over the shards `shards`. On the CPU they are scored as one pass over
+    /// their rows (each thread's top-k lists span every shard, so pruning works as in one
+    /// file); shards on a GPU are scored apart, each on its own copy, and merged.
     fn exact_top_k(
         &self,
         shards: Range<usize>,
@@ -167,6 +170,23 @@ impl Engine {
     ) -> Result<Neighbors> {
         if self.shards().len() == 1 {
             return self.scorer(0, opts.device)?.top_k(queries, k);
+        }
+        let on_gpu = shards
+            .clone()
+            .map(|i| Ok(self.gpu(i, opts.device)?.is_some()))
+            .collect::<Result<Vec<bool>>>()?;
+        if !on_gpu.contains(&true) {
+            let part = &self.shards()[shards];
+            let vectors: Vec<_> = part.iter().map(|s| s.index().vectors()).collect();
+            let rows = part.iter().map(|s| s.rows()).sum::<usize>();
+            let cpu = CpuScorer::from_segments(&vectors, self.dim(), self.metric())?;
+            let nn = offset(cpu.top_k(queries, k.min(rows))?, part[0].first_row() as u32);
+            // A part with fewer than k rows is padded.
+            return Ok(if k <= rows {
+                nn
+            } else {
+                merge(self.metric(), k, &[nn])
+            });
         }
         let parts = shards
             .into_par_iter()
