@@ -73,13 +73,13 @@ pub fn run(args: Args) -> Result<()> {
     ptsel::npy::write_matrix(&features, &corpus.data, corpus.rows, corpus.dim)?;
     ptsel::npy::write_labels(&labels, &corpus.labels)?;
     let out = args.dir.join("demo.ptsel");
-    println!(
+    outln!(
         "demo: {} synthetic rows x {} dims in {} classes -> {}",
         corpus.rows,
         corpus.dim,
         args.classes,
         out.display()
-    );
+    )?;
     crate::build::run(crate::build::Args {
         features: Some(features),
         images: Default::default(),
@@ -111,7 +111,7 @@ pub fn run(args: Args) -> Result<()> {
     ptsel::npy::write_labels(&target_labels_path, &target_labels)?;
     let summary = args.dir.join("demo-summary.json");
     let manifest = args.dir.join("demo-selection.csv");
-    println!("\ntarget: {} samples drawn around source classes {TARGET_CLASSES:?}; selecting 10 classes with UOT", target_labels.len());
+    outln!("\ntarget: {} samples drawn around source classes {TARGET_CLASSES:?}; selecting 10 classes with UOT", target_labels.len())?;
     crate::select::run(crate::select::Args::demo(
         out,
         target_path,
@@ -128,24 +128,24 @@ pub fn run(args: Args) -> Result<()> {
         .map(|a| a.iter().filter_map(|c| c["class"].as_u64()).collect())
         .unwrap_or_default();
     for c in s["selected_classes"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "  {:>2}. class {:>3}  importance {:.4}  {} samples",
             c["rank"],
             c["class"],
             c["importance"].as_f64().unwrap_or(0.0),
             c["samples"]
-        );
+        )?;
     }
     let mut first: Vec<u64> = chosen.iter().take(TARGET_CLASSES.len()).copied().collect();
     first.sort_unstable();
     let truth: Vec<u64> = TARGET_CLASSES.iter().map(|&c| c as u64).collect();
     let verdict = if first == truth { "yes" } else { "NO" };
-    println!("the target's source classes ranked first: {verdict}");
-    println!(
+    outln!("the target's source classes ranked first: {verdict}")?;
+    outln!(
         "manifest {}, summary {}",
         manifest.display(),
         summary.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -195,11 +195,11 @@ fn real(data: Option<&Path>) -> Result<()> {
             )
         })
         .collect();
-    println!(
+    outln!(
         "UOT over {} ImageNet class means ({dim}-d MoCo-v2) from {}",
         source.len() / dim,
         dir.display()
-    );
+    )?;
     for name in REAL_TARGETS {
         let (target, tdim) = read_means(&dir.join(format!("{name}.npy")))?;
         if tdim != dim {
@@ -230,14 +230,14 @@ fn real(data: Option<&Path>) -> Result<()> {
             .take(4)
             .map(|(c, n)| format!("{c} {n}"))
             .collect();
-        println!(
+        outln!(
             "\n{name}: {} target classes, {} iterations{}",
             target.len() / dim,
             plan.iterations,
             if plan.log_domain { " (log domain)" } else { "" }
-        );
-        println!("  top classes: {}", top.join(", "));
-        println!("  top-100 concepts: {}", mix.join(", "));
+        )?;
+        outln!("  top classes: {}", top.join(", "))?;
+        outln!("  top-100 concepts: {}", mix.join(", "))?;
     }
     Ok(())
 }

@@ -98,10 +98,11 @@ pub fn run(args: Args) -> Result<()> {
     cuda::probe()?;
     let (d, k) = (args.dim, args.k);
     let mut failures = 0;
-    println!(
+    outln!(
         "== correctness: CUDA vs CPU on {} x {d} (seed {}), k = {k}",
-        args.check_rows, args.seed
-    );
+        args.check_rows,
+        args.seed
+    )?;
     let last = args.check_rows - 1;
     // 300 dims: a row stride with padding and a partial last pipeline stage on the device.
     for (d, dtype, metric) in [
@@ -154,17 +155,17 @@ pub fn run(args: Args) -> Result<()> {
             let ties = g.ids_of(0)[..3] == [3, 17, last as u32];
             let pass = ok && ties;
             failures += usize::from(!pass);
-            println!(
+            outln!(
                 "{} {d}-d {dtype:?} {metric:?} batch {nq:>4}: ids identical {:>6.2}%, max |score dev| {worst:.2e}, exact ties 3,17,{last} in order: {ties}, gpu {:.2} ms (upload {upload:.2} s, {})",
                 if pass { "ok  " } else { "FAIL" },
                 100.0 * same,
                 gpu_s * 1e3,
                 gpu.kernel_for(nq, k)
-            );
+            )?;
         }
     }
 
-    println!("== UOT: CUDA scaling steps vs select::uot::solve");
+    outln!("== UOT: CUDA scaling steps vs select::uot::solve")?;
     for (rows, cols) in [(100usize, 10usize), (1000, 100)] {
         let cost: Vec<f64> = ptsel::synth::gaussian_matrix(rows, cols, args.seed ^ 7)
             .iter()
@@ -187,7 +188,7 @@ pub fn run(args: Args) -> Result<()> {
             .fold(0.0, f64::max);
         let pass = dev <= 1e-5 && cpu.rows == gpu.rows && cpu.cols == gpu.cols;
         failures += usize::from(!pass);
-        println!(
+        outln!(
             "{} {rows} x {cols}: max |plan dev| {dev:.2e}, iterations cpu {} gpu {}, converged {} {}, marginal error {:.2e} {:.2e}, gpu {:.1} ms",
             if pass { "ok  " } else { "FAIL" },
             cpu.iterations,
@@ -197,10 +198,10 @@ pub fn run(args: Args) -> Result<()> {
             cpu.marginal_error,
             gpu.marginal_error,
             secs * 1e3
-        );
+        )?;
     }
 
-    println!("== throughput: {} x {d} f16, ip, k = {k}", args.rows);
+    outln!("== throughput: {} x {d} f16, ip, k = {k}", args.rows)?;
     let t = Instant::now();
     let stored = Stored::new(
         ptsel::synth::gaussian_matrix(args.rows, d, args.seed),
@@ -208,14 +209,14 @@ pub fn run(args: Args) -> Result<()> {
         DType::F16,
         Metric::Ip,
     );
-    println!("generated in {:.1} s", t.elapsed().as_secs_f64());
+    outln!("generated in {:.1} s", t.elapsed().as_secs_f64())?;
     let t = Instant::now();
     let gpu = CudaScorer::new(stored.view(), d, Metric::Ip)?;
-    println!(
+    outln!(
         "uploaded in {:.2} s to {}",
         t.elapsed().as_secs_f64(),
         gpu.describe()
-    );
+    )?;
     {
         // Fixed cost of a call (allocations, copies, launches, merge) on a corpus of 1024 rows.
         let tiny = Stored::new(
@@ -234,10 +235,10 @@ pub fn run(args: Args) -> Result<()> {
             .collect::<ptsel::Result<Vec<f64>>>()?
             .into_iter()
             .fold(f64::INFINITY, f64::min);
-        println!(
+        outln!(
             "fixed cost of one top_k call (1 query, 1024 rows): {:.3} ms",
             best * 1e3
-        );
+        )?;
     }
     let bytes = (args.rows * d * 2) as f64;
     for &nq in &args.batches {
@@ -259,18 +260,18 @@ pub fn run(args: Args) -> Result<()> {
             ),
             None => "scored on the CPU".into(),
         };
-        println!(
+        outln!(
             "batch {nq:>5}: {:>10.1} queries/s, {:>8.3} ms per batch, corpus streamed {:>7.1} GB/s, {:>7.1} TFLOP/s  (best of {runs}, end to end, {}; {kernels})",
             nq as f64 / best,
             best * 1e3,
             bytes / best / 1e9,
             2.0 * (nq * args.rows * d) as f64 / best / 1e12,
             gpu.kernel_for(nq, k)
-        );
+        )?;
     }
     if failures > 0 {
         bail!("{failures} GPU check(s) failed");
     }
-    println!("all GPU checks passed");
+    outln!("all GPU checks passed")?;
     Ok(())
 }
