@@ -1053,15 +1053,23 @@ fn demo_finds_the_targets_source_classes() {
     );
 }
 
+/// `demo --real` runs from any directory on the class means built into the binary, and on a
+/// `--data` folder of the same layout (the shipped copy here).
 #[test]
 fn demo_real_names_the_chosen_imagenet_classes() {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/classmeans-moco128");
-    if !data.join("imagenet.npy").is_file() {
-        eprintln!("skipped: no real class means in {}", data.display());
-        return;
-    }
-    let out = ok(&["demo", "--real", "--data", s(&data)]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/classmeans-moco128");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let builtin = Command::new(env!("CARGO_BIN_EXE_ptsel"))
+        .current_dir(elsewhere.path())
+        .args(["demo", "--real"])
+        .output()
+        .unwrap();
+    assert!(
+        builtin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&builtin.stderr)
+    );
+    let text = String::from_utf8_lossy(&builtin.stdout);
     for target in [
         "cub", "cars", "aircraft", "dogs", "pets", "caltech", "dtd", "sun",
     ] {
@@ -1071,6 +1079,13 @@ fn demo_real_names_the_chosen_imagenet_classes() {
         );
     }
     assert!(text.contains("top-100 concepts: dog 100"), "{text}");
+    let from_dir = ok(&["demo", "--real", "--data", s(&data)]);
+    let strip_origin = |t: &str| t.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        strip_origin(&String::from_utf8_lossy(&from_dir.stdout)),
+        strip_origin(&text)
+    );
     let res = ptsel(&["demo", "--real", "--data", "/nonexistent-ptsel-data"]);
     assert!(!res.status.success());
+    assert!(String::from_utf8_lossy(&res.stderr).contains("/nonexistent-ptsel-data/imagenet.npy"));
 }
