@@ -1,8 +1,11 @@
 //! The UOT solver against the Python Optimal Transport package: fixtures written by
 //! `scripts/gen_uot_fixtures.py` (POT's `sinkhorn_knopp_unbalanced` for the plain iteration,
-//! `sinkhorn_stabilized_unbalanced` run to convergence for a small eps).
+//! `sinkhorn_stabilized_unbalanced` run to convergence for a small eps). The solver is checked
+//! directly and through each scoring backend's `Scorer::uot`.
 
+use ptsel::score::{scorer_for_vectors, Device};
 use ptsel::select::uot::{solve, Domain, UotParams, PLAIN_LIMIT};
+use ptsel::{Metric, Vectors};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -141,6 +144,39 @@ fn log_domain_reaches_the_plain_fixed_point() {
         );
         assert!((log.marginal_error - plain.marginal_error).abs() < 1e-9);
     }
+}
+
+/// `Scorer::uot` of `device` against POT on every fixture (the CUDA backend runs the plain
+/// scaling on the device, and hands the log domain to the CPU solver).
+fn scorer_uot_matches_pot(device: Device) {
+    let corpus = [0.5f32; 8];
+    let scorer = scorer_for_vectors(Vectors::F32(&corpus), 8, Metric::Ip, device).unwrap();
+    for f in fixtures() {
+        let plan = scorer
+            .uot(&f.cost, &f.a, &f.b, &params(&f, Domain::Auto))
+            .unwrap();
+        assert_eq!((plan.rows, plan.cols), (f.rows, f.cols), "{}", f.name);
+        assert_eq!(plan.log_domain, f.solver == "stabilized", "{}", f.name);
+        assert_matches_pot(&f, &plan.plan, "Scorer::uot differs from POT");
+        assert!(
+            scorer
+                .uot(&f.cost[1..], &f.a, &f.b, &params(&f, Domain::Auto))
+                .is_err(),
+            "a cost of the wrong size is an error"
+        );
+    }
+}
+
+#[test]
+fn scorer_uot_matches_pot_cpu() {
+    scorer_uot_matches_pot(Device::Cpu);
+}
+
+/// Run on a GPU machine with `cargo test -- --ignored`; fails there if CUDA is unusable.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn scorer_uot_matches_pot_cuda() {
+    scorer_uot_matches_pot(Device::Cuda);
 }
 
 #[test]
