@@ -18,12 +18,12 @@ pub fn run(args: Args) -> Result<()> {
     let index = Index::open_with(&args.path, OpenOptions { verify: true })?;
     let sections = index.sections();
     let bytes: u64 = sections.iter().map(|s| s.len).sum();
-    println!(
+    outln!(
         "{}: ok, {} sections, {:.1} MiB checked in {:.3} s",
         args.path.display(),
         sections.len(),
         bytes as f64 / 1048576.0,
         t.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }
