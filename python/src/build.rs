@@ -43,28 +43,41 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Progress {
 }
 
 impl Progress {
-    fn report(&self, py: Python<'_>, (stage, done, total): &(String, u64, u64)) -> PyResult<()> {
+    /// Report `now`; `before` is the last state reported (a new stage starts a new line).
+    fn report(
+        &self,
+        py: Python<'_>,
+        now: &(String, u64, u64),
+        before: Option<&(String, u64, u64)>,
+    ) -> PyResult<()> {
+        let (stage, done, total) = now;
         match self {
             Progress::Off => Ok(()),
             Progress::Stderr => {
-                let line = format!("\r{stage:>10} {done}/{total}");
-                py.import("sys")?
-                    .getattr("stderr")?
-                    .call_method1("write", (line,))?;
-                Ok(())
+                let newline = if before.is_some_and(|b| b.0 != *stage) {
+                    "\n"
+                } else {
+                    ""
+                };
+                stderr_write(py, &format!("{newline}\r{stage:>10} {done}/{total}"))
             }
             Progress::Callback(f) => f.call1(py, (stage, *done, *total)).map(drop),
         }
     }
 
     fn finish(&self, py: Python<'_>) -> PyResult<()> {
-        if let Progress::Stderr = self {
-            py.import("sys")?
-                .getattr("stderr")?
-                .call_method1("write", ("\n",))?;
+        match self {
+            Progress::Stderr => stderr_write(py, "\n"),
+            _ => Ok(()),
         }
-        Ok(())
     }
+}
+
+fn stderr_write(py: Python<'_>, text: &str) -> PyResult<()> {
+    py.import("sys")?
+        .getattr("stderr")?
+        .call_method1("write", (text,))
+        .map(drop)
 }
 
 /// Build an index of `features` at `out` and return it opened (see `ptsel build`).
@@ -164,7 +177,9 @@ pub fn build(
             let finished = worker.is_finished();
             let now = state.lock().map(|s| s.clone()).unwrap_or_default();
             let step = match now.filter(|now| shown.as_ref() != Some(now)) {
-                Some(now) => progress.report(py, &now).map(|()| shown = Some(now)),
+                Some(now) => progress
+                    .report(py, &now, shown.as_ref())
+                    .map(|()| shown = Some(now)),
                 None => Ok(()),
             };
             if let Err(e) = step.and_then(|()| py.check_signals()) {

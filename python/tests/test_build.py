@@ -72,6 +72,11 @@ def test_progress_reports_reach_the_end(corpus, tmp_path):
     assert stage.startswith("hnsw") and done == total
 
 
+def test_progress_on_stderr(corpus, tmp_path, capsys):
+    ptsel.build(corpus.x, tmp_path / "s.ptsel", hnsw=False)
+    assert capsys.readouterr().err.endswith("\r   vectors 3000/3000\n")
+
+
 def test_an_existing_output_needs_force(corpus, tmp_path):
     out = tmp_path / "f.ptsel"
     ptsel.build(corpus.x[:100], out, hnsw=False, progress=False)
