@@ -3,7 +3,9 @@
 
 Every engine gets the same .npy vectors (cosine metric), the same M and efConstruction, the same
 build threads, and one search thread; recall@k is computed against one exact ground truth (numpy,
-float64). ptsel runs through its CLI binary (`ptsel build`, `ptsel search`, `ptsel bench`).
+float64). ptsel runs through its CLI binary (`ptsel build`, `ptsel search`, `ptsel bench`), and
+as `ptsel-py` through its Python package (`pip install ./python`), in process like the peers'
+Python bindings: `Index.search` against `knn_query` and `search` on the same numpy queries.
 Prints one table: recall and QPS per ef per engine, build time, index size on disk, open time,
 and the ratio ptsel / best peer in QPS at matched recall. Also exact search: faiss IndexFlatIP
 against `ptsel search --exact` on the same query batch (QPS, all build threads).
@@ -12,6 +14,7 @@ against `ptsel search --exact` on the same query batch (QPS, all build threads).
     cargo build --release
     python3 benches/peers.py --rows 100000 --dim 512 --work /tmp/peers
     python3 benches/peers.py --data DIR   # DIR/base.npy and DIR/queries.npy
+    python3 benches/peers.py --engines ptsel-py,hnswlib,faiss   # Python against Python
 
 The data generator is benches/gen_data.py (overlapping clusters).
 """
@@ -126,6 +129,19 @@ def ptsel_engine(a, base_path, q_path, work):
     return Engine(name, b, os.path.getsize(path), open_ms, search)
 
 
+def ptsel_python_engine(a, base, queries, work):
+    import ptsel
+    path = os.path.join(work, f"ptsel-py-{a.dtype}.ptsel")
+    b = built(a, work, "ptsel python", path, lambda: ptsel.build(
+        base, path, dtype=a.dtype, m=a.m, ef_construction=a.efc, seed=1, progress=False, force=True))
+    idx, open_s = timed(lambda: ptsel.open(path))
+
+    def search(ef):
+        (labels, _), w, c = cpu_timed(lambda: idx.search(queries, k=a.k, ef=max(ef, a.k), threads=1))
+        return labels, w, c
+    return Engine("ptsel python", b, os.path.getsize(path), open_s * 1e3, search)
+
+
 def hnswlib_engine(a, base, queries, work):
     import hnswlib
     path = os.path.join(work, "hnswlib.bin")
@@ -229,6 +245,8 @@ def main():
     p.add_argument("--reuse", action="store_true", help="reuse indexes already built in --work (build figures from builds.json)")
     a = p.parse_args()
     a.ef = [int(x) for x in a.ef.split(",")]
+    # Build threads of the in-process ptsel package (its thread pool reads this once).
+    os.environ["RAYON_NUM_THREADS"] = str(a.build_threads)
     work = a.work or tempfile.mkdtemp(prefix="ptsel-peers-")
     os.makedirs(work, exist_ok=True)
     if a.data:
@@ -248,6 +266,8 @@ def main():
     for e in a.engines.split(","):
         if e == "ptsel":
             engines.append(ptsel_engine(a, base_path, q_path, work))
+        elif e == "ptsel-py":
+            engines.append(ptsel_python_engine(a, base, queries, work))
         elif e == "hnswlib":
             engines.append(hnswlib_engine(a, base, queries, work))
         elif e == "faiss":
@@ -287,7 +307,7 @@ def main():
                   f"CPU {ours[0].build_cpu:.1f} / {hl[0].build_cpu:.1f} s; throughput ratio (hnswlib time / ptsel time) "
                   f"wall {hl[0].build_s / ours[0].build_s:.2f}, CPU {hl[0].build_cpu / ours[0].build_cpu:.2f}")
 
-    if not a.no_exact and ours:
+    if not a.no_exact and any(r.name == f"ptsel {a.dtype}" for r in engines):
         import faiss
         faiss.omp_set_num_threads(a.build_threads)
         flat = faiss.IndexFlatIP(base_n.shape[1])

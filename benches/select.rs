@@ -1,6 +1,6 @@
-//! Selection benchmarks: the UOT solve of 1000 source x 397 target classes (the real SUN397
-//! class means when ../shared is present, synthetic means of the same shape otherwise) on one
-//! thread, and kNN selection over a synthetic index.
+//! Selection benchmarks: the UOT solve of ImageNet's 1000 source classes against SUN397's 397
+//! target classes (the MoCo-v2 class means shipped in data/classmeans-moco128) on one thread,
+//! and kNN selection over a synthetic index.
 //!
 //! `cargo bench --bench select`; compare with `python3 scripts/bench_uot_pot.py` (POT).
 
@@ -11,28 +11,20 @@ use ptsel::uot::{class_importance, cost_matrix, solve, UotParams};
 use std::hint::black_box;
 use std::path::PathBuf;
 
-/// ImageNet and SUN397 class means, or synthetic ones of the same shape.
-fn means() -> (Vec<f64>, Vec<f64>, usize, &'static str) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/classmeans-moco128");
-    let read = |name: &str| ptsel::npy::read_matrix(&dir.join(name)).ok();
-    if let (Some(s), Some(t)) = (read("imagenet.npy"), read("sun.npy")) {
-        let widen = |v: Vec<f32>| v.into_iter().map(f64::from).collect();
-        return (widen(s.data), widen(t.data), s.dim, "sun397");
-    }
-    let c = synth::clustered(Spec {
-        rows: 1000,
-        dim: 128,
-        classes: 1000,
-        spread: 0.0,
-        seed: 1,
-    });
-    let (t, _) = synth::target_like(&c, &(0..397).collect::<Vec<_>>(), 1, 0.5, 2);
-    let widen = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect();
-    (widen(&c.centres), widen(&t), 128, "synthetic")
+/// ImageNet's and SUN397's MoCo-v2 class means (shipped in data/classmeans-moco128).
+fn means() -> (Vec<f64>, Vec<f64>, usize) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/classmeans-moco128");
+    let read = |name: &str| {
+        let m = ptsel::npy::read_matrix(&dir.join(name)).unwrap();
+        (m.data.into_iter().map(f64::from).collect(), m.dim)
+    };
+    let ((s, dim), (t, _)) = (read("imagenet.npy"), read("sun.npy"));
+    (s, t, dim)
 }
 
 fn uot(c: &mut Criterion) {
-    let (source, target, dim, name) = means();
+    let (source, target, dim) = means();
+    let name = "sun397";
     let p = UotParams::default();
     let cost = cost_matrix(&source, &target, dim, 0.1);
     let (rows, cols) = (source.len() / dim, target.len() / dim);

@@ -34,6 +34,40 @@ __device__ __forceinline__ void ptsel_load8(const float* p, float* v) {
     v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
 }
 
+// The 8 products of v and q[0..8], summed in one fixed order with explicit roundings: every
+// kernel that scores a row with an f32 query (topk_simt, rescore) calls this, so a row's score
+// has the same bits whichever kernel computes it (no contraction left to the compiler).
+__device__ __forceinline__ float ptsel_dot8(const float* v, const float* q) {
+    const float4 a = *reinterpret_cast<const float4*>(q);
+    const float4 b = *reinterpret_cast<const float4*>(q + 4);
+    float t = __fmul_rn(v[0], a.x);
+    t = __fmaf_rn(v[1], a.y, t);
+    t = __fmaf_rn(v[2], a.z, t);
+    t = __fmaf_rn(v[3], a.w, t);
+    t = __fmaf_rn(v[4], b.x, t);
+    t = __fmaf_rn(v[5], b.y, t);
+    t = __fmaf_rn(v[6], b.z, t);
+    return __fmaf_rn(v[7], b.w, t);
+}
+
+// Inner product of row xr and query q (ld values each) as the 8 lanes part = 0..7 of a group
+// compute it: lane `part` sums columns part * 8 + 64 i in order, then a fixed butterfly; every
+// lane of the group returns the same value. The whole warp must call it.
+template <typename T>
+__device__ __forceinline__ float ptsel_row_dot(const T* xr, const float* q, int ld, int part, bool valid) {
+    float acc = 0.0f;
+    if (valid) {
+#pragma unroll 4
+        for (int c = part * 8; c < ld; c += 64) {
+            float v[8];
+            ptsel_load8(xr + c, v);
+            acc = __fadd_rn(acc, ptsel_dot8(v, q + c));
+        }
+    }
+    for (int o = 4; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(PTSEL_FULL_MASK, acc, o));
+    return acc;
+}
+
 // Shared memory: queries [NQ][ld] f32, scores [NQ][SIMT_TILE], lists [8][k] x 2. The grid is
 // (query groups, chunks) so that blocks running together read the same rows through L2.
 template <typename T, int NQ>
@@ -71,16 +105,13 @@ __device__ void topk_simt(const T* __restrict__ x, const float* __restrict__ xn,
                     float v[8];
                     ptsel_load8(xr + c, v);
 #pragma unroll
-                    for (int i = 0; i < NQ; ++i) {
-                        const float4 a = *reinterpret_cast<const float4*>(qs + i * ld + c);
-                        const float4 b = *reinterpret_cast<const float4*>(qs + i * ld + c + 4);
-                        acc[i] += v[0] * a.x + v[1] * a.y + v[2] * a.z + v[3] * a.w + v[4] * b.x + v[5] * b.y + v[6] * b.z + v[7] * b.w;
-                    }
+                    for (int i = 0; i < NQ; ++i) acc[i] = __fadd_rn(acc[i], ptsel_dot8(v, qs + i * ld + c));
                 }
             }
+            // The arithmetic of ptsel_row_dot (which cannot share this loop's row loads).
 #pragma unroll
             for (int i = 0; i < NQ; ++i)
-                for (int o = 4; o > 0; o >>= 1) acc[i] += __shfl_xor_sync(PTSEL_FULL_MASK, acc[i], o);
+                for (int o = 4; o > 0; o >>= 1) acc[i] = __fadd_rn(acc[i], __shfl_xor_sync(PTSEL_FULL_MASK, acc[i], o));
             if (part == 0) {
 #pragma unroll
                 for (int i = 0; i < NQ; ++i)
@@ -278,6 +309,36 @@ __device__ void topk_mma(const __half* __restrict__ x, const float* __restrict__
     }
 PTSEL_MMA(4, 128)
 PTSEL_MMA(2, 64)
+
+// ---- exact re-scoring of the tensor-core candidates ---------------------------------------------
+
+// topk_mma scores fp16-rounded queries; its candidates (ids [nq][kc] from topk_merge_f32, PTSEL_NO_ID
+// for none) are scored again here with the f32 query (q: [nq][ld], as topk_simt reads it) by
+// ptsel_row_dot, which gives topk_simt's bits. out[nq][kc]: the similarities (-inf for none);
+// src/score/rescore.rs then keeps the k best, or sends the query to topk_simt. Blocks of 256
+// threads, 8 lanes per (query, candidate) pair.
+template <typename T>
+__device__ void rescore(const T* __restrict__ x, const float* __restrict__ xn, int ld, const float* __restrict__ q,
+                        const float* __restrict__ qn, int nq, int l2, int kc, const unsigned* __restrict__ ids,
+                        float* __restrict__ out) {
+    const size_t pair = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 3;
+    const int part = threadIdx.x & 7;
+    // Lanes past the last pair still join the butterfly's shuffles.
+    const bool in = pair < (size_t)nq * kc;
+    const unsigned id = in ? ids[pair] : PTSEL_NO_ID;
+    const int qi = in ? (int)(pair / kc) : 0;
+    const float dot = ptsel_row_dot(x + (size_t)(id == PTSEL_NO_ID ? 0 : id) * ld, q + (size_t)qi * ld, ld, part, id != PTSEL_NO_ID);
+    if (in && part == 0) out[pair] = id == PTSEL_NO_ID ? PTSEL_NEG_INF : ptsel_sim(dot, l2, qn[qi], l2 ? xn[id] : 0.0f);
+}
+
+#define PTSEL_RESCORE(T, SUFFIX)                                                                                     \
+    extern "C" __global__ void __launch_bounds__(256) rescore_##SUFFIX(const T* x, const float* xn, int ld, const float* q,   \
+                                                                       const float* qn, int nq, int l2, int kc,       \
+                                                                       const unsigned* ids, float* out) {            \
+        rescore<T>(x, xn, ld, q, qn, nq, l2, kc, ids, out);                                                         \
+    }
+PTSEL_RESCORE(__half, f16)
+PTSEL_RESCORE(float, f32)
 
 // ---- merge ------------------------------------------------------------------------------------
 

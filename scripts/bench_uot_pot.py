@@ -15,7 +15,7 @@ import numpy as np
 import ot
 
 DATA = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "classmeans-moco128")
+    os.path.dirname(os.path.abspath(__file__)), "..", "data", "classmeans-moco128")
 
 
 def main():

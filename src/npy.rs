@@ -1,6 +1,7 @@
 //! Reading and writing NumPy `.npy` files. Headers are parsed with `npyz`; the data of large
 //! float matrices is then read in blocks straight from the file and converted to f32, so a
-//! corpus streams through with one block in memory.
+//! corpus streams through with one block in memory. In-memory files (data embedded in a
+//! binary) go through the same checks.
 
 // Parsing code: no panics on data read from files.
 #![cfg_attr(
@@ -12,7 +13,7 @@ use crate::error::{Error, IoContext, Result};
 use half::f16;
 use npyz::{DType as NpyDType, Endianness, TypeChar, WriterBuilder};
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Cursor, Read, Seek};
 use std::path::{Path, PathBuf};
 
 /// Element types accepted for feature matrices.
@@ -36,12 +37,21 @@ impl FloatType {
     }
 }
 
+/// Where .npy bytes come from: a buffered file or an in-memory copy.
+type Source = Box<dyn ReadSeek>;
+
+/// A readable, seekable byte source (seeking skips the rows before a shard).
+trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
 /// Parsed header of an .npy file and the reader positioned at its data.
 struct Opened {
     shape: Vec<u64>,
     type_char: TypeChar,
     size: u64,
-    reader: BufReader<File>,
+    /// Length of the whole file in bytes.
+    len: u64,
+    reader: Source,
 }
 
 /// Largest .npy header accepted (numpy writes a few hundred bytes).
@@ -50,8 +60,8 @@ const MAX_HEADER_LEN: u64 = 1 << 20;
 /// Screen the header before `npyz` parses it: a hostile file can claim a 4 GiB header (npyz
 /// allocates it) or nest brackets deeply (its Python-literal parser then backtracks for
 /// minutes). Headers of the plain dtypes ptsel reads have no lists and nest two levels deep.
-fn screen_header(path: &Path, file: &mut File) -> Result<()> {
-    use std::io::{Seek, SeekFrom};
+fn screen_header(path: &Path, file: &mut (impl Read + Seek), file_len: u64) -> Result<()> {
+    use std::io::SeekFrom;
     let bad = |problem: String| {
         Err(Error::input(
             path,
@@ -68,7 +78,6 @@ fn screen_header(path: &Path, file: &mut File) -> Result<()> {
         // Too short or an unknown version: npyz reports it.
         _ => return file.rewind().at(path),
     };
-    let file_len = file.metadata().at(path)?.len();
     if len > MAX_HEADER_LEN || len > file_len {
         return bad(format!(
             "header claims {len} bytes in a {file_len}-byte file"
@@ -98,8 +107,22 @@ fn screen_header(path: &Path, file: &mut File) -> Result<()> {
 
 fn open_npy(path: &Path) -> Result<Opened> {
     let mut file = File::open(path).at(path)?;
-    screen_header(path, &mut file)?;
-    let npy = npyz::NpyFile::new(BufReader::with_capacity(1 << 20, file))
+    let len = file.metadata().at(path)?.len();
+    screen_header(path, &mut file, len)?;
+    parse_npy(path, BufReader::with_capacity(1 << 20, file), len)
+}
+
+/// `bytes` as an .npy file; `origin` names it in errors.
+fn open_npy_bytes(origin: &Path, bytes: &[u8]) -> Result<Opened> {
+    let mut cursor = Cursor::new(bytes.to_vec());
+    let len = bytes.len() as u64;
+    screen_header(origin, &mut cursor, len)?;
+    parse_npy(origin, cursor, len)
+}
+
+/// Parses the header of a screened .npy of `len` bytes read from the start by `reader`.
+fn parse_npy(path: &Path, reader: impl Read + Seek + Send + 'static, len: u64) -> Result<Opened> {
+    let npy = npyz::NpyFile::new(reader)
         .map_err(|e| Error::input(path, format!("not a readable .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
         return Err(Error::input(
@@ -122,7 +145,8 @@ fn open_npy(path: &Path) -> Result<Opened> {
         shape,
         type_char: ts.type_char(),
         size: ts.size_field(),
-        reader: npy.into_inner(),
+        len,
+        reader: Box::new(npy.into_inner()),
     })
 }
 
@@ -138,7 +162,7 @@ pub struct MatrixReader {
     first: usize,
     end: usize,
     next_row: usize,
-    reader: BufReader<File>,
+    reader: Source,
     buf: Vec<u8>,
 }
 
@@ -146,7 +170,15 @@ impl MatrixReader {
     /// Open `path` and validate its header: rank 2, float dtype (f16, f32, f64), at least one row
     /// and one column.
     pub fn open(path: &Path) -> Result<Self> {
-        let o = open_npy(path)?;
+        Self::from_opened(path, open_npy(path)?)
+    }
+
+    /// [`MatrixReader::open`] for an .npy file held in memory; `origin` names it in errors.
+    pub fn from_bytes(origin: &Path, bytes: &[u8]) -> Result<Self> {
+        Self::from_opened(origin, open_npy_bytes(origin, bytes)?)
+    }
+
+    fn from_opened(path: &Path, o: Opened) -> Result<Self> {
         let elem = match (o.type_char, o.size) {
             (TypeChar::Float, 2) => FloatType::F16,
             (TypeChar::Float, 4) => FloatType::F32,
@@ -307,7 +339,15 @@ impl Matrix {
 
 /// Read a whole 2-D float matrix into memory (see [`MatrixReader::open`] for the checks).
 pub fn read_matrix(path: &Path) -> Result<Matrix> {
-    let mut r = MatrixReader::open(path)?;
+    read_all(MatrixReader::open(path)?)
+}
+
+/// [`read_matrix`] of an .npy file held in memory; `origin` names it in errors.
+pub fn read_matrix_bytes(origin: &Path, bytes: &[u8]) -> Result<Matrix> {
+    read_all(MatrixReader::from_bytes(origin, bytes)?)
+}
+
+fn read_all(mut r: MatrixReader) -> Result<Matrix> {
     let (rows, dim) = (r.rows(), r.dim());
     let mut data = vec![0f32; rows * dim];
     let mut filled = 0;
@@ -348,7 +388,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<u32>> {
     let bytes_len = n
         .checked_mul(size)
         .ok_or_else(|| Error::input(path, "too many labels"))?;
-    let file_len = std::fs::metadata(path).at(path)?.len();
+    let file_len = o.len;
     if bytes_len as u64 > file_len {
         return Err(Error::input(
             path,
@@ -454,4 +494,34 @@ where
         writer.extend(data.iter().copied())?;
         writer.finish()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_files_read_like_files_and_are_screened_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.npy");
+        let data: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+        write_matrix(&path, &data, 3, 4).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let origin = Path::new("embedded/m.npy");
+        assert_eq!(
+            read_matrix_bytes(origin, &bytes).unwrap(),
+            read_matrix(&path).unwrap()
+        );
+        let err = read_matrix_bytes(origin, &bytes[..bytes.len() - 4])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("embedded/m.npy: data ends early"), "{err}");
+        let hostile = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/regressions/npy_reader/oom-header-len-4gib"),
+        )
+        .unwrap();
+        let err = read_matrix_bytes(origin, &hostile).unwrap_err().to_string();
+        assert!(err.contains("header claims 4286251126 bytes"), "{err}");
+    }
 }

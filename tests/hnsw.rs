@@ -231,6 +231,22 @@ fn damaged(src: &Path, name: &str, at: usize, bytes: &[u8]) -> PathBuf {
     out
 }
 
+/// `dir/good.ptsel`: 500 rows in 32 dims with a graph of M = 8 (16 level-0 slots per row).
+fn small_graph_index(dir: &Path) -> PathBuf {
+    make_index(
+        dir,
+        "good.ptsel",
+        &corpus(500, 4),
+        DType::F16,
+        Metric::Cos,
+        Some(Params {
+            m: 8,
+            ef_construction: 32,
+            seed: 1,
+        }),
+    )
+}
+
 fn corrupt_err(e: ptsel::Error) {
     assert!(
         matches!(e, ptsel::Error::Corrupt { ref section, .. } if section == "hnsw"),
@@ -241,20 +257,8 @@ fn corrupt_err(e: ptsel::Error) {
 #[test]
 fn corrupted_graphs_are_errors_not_panics() {
     let t = tempfile::tempdir().unwrap();
-    let data = corpus(500, 4);
     let q = queries();
-    let good = make_index(
-        t.path(),
-        "good.ptsel",
-        &data,
-        DType::F16,
-        Metric::Cos,
-        Some(Params {
-            m: 8,
-            ef_construction: 32,
-            seed: 1,
-        }),
-    );
+    let good = small_graph_index(t.path());
     let (m0, rows) = (16usize, 500usize);
     // Header damage: magic, M, entry point, a count that no longer matches the length.
     for (name, at, bytes) in [
@@ -316,6 +320,68 @@ fn corrupted_graphs_are_errors_not_panics() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
+}
+
+/// A graph whose level-0 lists were wiped: no search can reach k rows. Searches and kNN
+/// selection fail with a corrupt-index error (exit 3) and write nothing, instead of padding the
+/// results with row 4294967295 (and NaN scores, which then ranked first).
+#[test]
+fn short_searches_on_a_damaged_graph_are_corrupt_index_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let rows = 500;
+    let good = small_graph_index(t.path());
+    let path = damaged(&good, "wiped.ptsel", 64, &vec![0xff; rows * 16 * 4]);
+    let index = Index::open(&path).unwrap();
+    let graph = Graph::open(&index).unwrap().unwrap();
+    let q = queries();
+    let e = graph.search_batch(&q, 5, 32).unwrap_err();
+    assert!(
+        e.to_string().contains("reachable from the entry point"),
+        "{e}"
+    );
+    corrupt_err(e);
+    // The undamaged graph gives k rows for every query.
+    let index = Index::open(&good).unwrap();
+    let nn = Graph::open(&index)
+        .unwrap()
+        .unwrap()
+        .search_batch(&q, 5, 32)
+        .unwrap();
+    assert!(nn.ids.iter().all(|&i| (i as usize) < rows));
+    let target = write_queries(t.path(), "target.npy", &q[..10 * DIM]);
+    for (index, code) in [("wiped.ptsel", Some(3)), ("good.ptsel", Some(0))] {
+        let out = ptsel(
+            t.path(),
+            &[
+                "select",
+                "--index",
+                index,
+                "--target",
+                &target,
+                "--method",
+                "knn",
+                "--budget",
+                "20",
+                "--per-target",
+                "5",
+                "--out",
+                "sel.npy",
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            code,
+            "{index}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            t.path().join("sel.npy").exists(),
+            code == Some(0),
+            "{index}"
+        );
+    }
+    let (_, rows_selected) = read_i64(&t.path().join("sel.npy"));
+    assert!(rows_selected.iter().all(|&r| (0..rows as i64).contains(&r)));
 }
 
 fn ptsel(dir: &Path, args: &[&str]) -> Output {

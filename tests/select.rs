@@ -211,7 +211,7 @@ fn uot_keeps_the_targets_source_classes_whole() {
     assert_eq!(summary["importance"].as_array().unwrap().len(), 40);
     assert_eq!(summary["solver"]["target_units"], 3);
     assert_eq!(summary["solver"]["converged"], true);
-    assert!(summary.get("seconds").is_none());
+    assert!(summary.get("timing").is_none());
     // Every sample of the chosen classes, nothing else, ranks 1..n.
     let rows = read_csv(&out);
     let want: BTreeSet<usize> = (0..f.corpus.rows)
@@ -291,11 +291,23 @@ fn same_inputs_give_byte_identical_outputs() {
         );
         assert_eq!(a.0.iter().filter(|&&c| c == b'\n').count(), 701, "{method}");
     }
-    let timed = run("timed", "uot", true);
-    assert!(read_json(&f.path("timed.json"))["seconds"]
-        .as_f64()
-        .is_some());
-    assert_eq!(timed.0, run("untimed", "uot", false).0);
+    for method in ["uot", "knn"] {
+        let timed = run(&format!("{method}-timed"), method, true);
+        assert_eq!(timed.0, run(&format!("{method}-untimed"), method, false).0);
+        // The breakdown: each phase, and a total that covers them.
+        let summary = read_json(&f.path(&format!("{method}-timed.json")));
+        let t = summary["timing"].as_object().unwrap();
+        let part = |k: &str| {
+            t[k].as_f64()
+                .unwrap_or_else(|| panic!("{method}: no {k} in {t:?}"))
+        };
+        let parts = ["open_s", "read_s", "select_s", "write_s"].map(part);
+        assert!(parts.iter().all(|&p| p >= 0.0), "{method}: {t:?}");
+        assert!(
+            (parts.iter().sum::<f64>() - part("total_s")).abs() < 1e-6,
+            "{method}: {t:?}"
+        );
+    }
 }
 
 #[test]
@@ -1053,15 +1065,23 @@ fn demo_finds_the_targets_source_classes() {
     );
 }
 
+/// `demo --real` runs from any directory on the class means built into the binary, and on a
+/// `--data` folder of the same layout (the shipped copy here).
 #[test]
 fn demo_real_names_the_chosen_imagenet_classes() {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/classmeans-moco128");
-    if !data.join("imagenet.npy").is_file() {
-        eprintln!("skipped: no real class means in {}", data.display());
-        return;
-    }
-    let out = ok(&["demo", "--real", "--data", s(&data)]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/classmeans-moco128");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let builtin = Command::new(env!("CARGO_BIN_EXE_ptsel"))
+        .current_dir(elsewhere.path())
+        .args(["demo", "--real"])
+        .output()
+        .unwrap();
+    assert!(
+        builtin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&builtin.stderr)
+    );
+    let text = String::from_utf8_lossy(&builtin.stdout);
     for target in [
         "cub", "cars", "aircraft", "dogs", "pets", "caltech", "dtd", "sun",
     ] {
@@ -1071,6 +1091,13 @@ fn demo_real_names_the_chosen_imagenet_classes() {
         );
     }
     assert!(text.contains("top-100 concepts: dog 100"), "{text}");
+    let from_dir = ok(&["demo", "--real", "--data", s(&data)]);
+    let strip_origin = |t: &str| t.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        strip_origin(&String::from_utf8_lossy(&from_dir.stdout)),
+        strip_origin(&text)
+    );
     let res = ptsel(&["demo", "--real", "--data", "/nonexistent-ptsel-data"]);
     assert!(!res.status.success());
+    assert!(String::from_utf8_lossy(&res.stderr).contains("/nonexistent-ptsel-data/imagenet.npy"));
 }

@@ -1,18 +1,18 @@
-//! The paper's selection on real MoCo-v2 class means (../shared/data/classmeans-moco128):
-//! CUB's most important ImageNet classes must be mostly birds, Stanford Dogs' nearly all dogs.
-//! Skipped, with a message, when the data is absent.
+//! The paper's selection on real MoCo-v2 class means (`data/classmeans-moco128`, shipped with
+//! the project): CUB's most important ImageNet classes must be mostly birds, Stanford Dogs'
+//! nearly all dogs. The data is part of every clone, so its absence is a failure.
 
 use ptsel::uot::{class_importance, UotParams};
 use std::path::{Path, PathBuf};
 
-fn data_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/classmeans-moco128");
-    if dir.join("imagenet.npy").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: no real class means in {}", dir.display());
-        None
-    }
+fn data_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/classmeans-moco128");
+    assert!(
+        dir.join("imagenet.npy").is_file(),
+        "no real class means in {} (they ship with the project)",
+        dir.display()
+    );
+    dir
 }
 
 fn means(path: PathBuf) -> (Vec<f64>, usize) {
@@ -50,7 +50,7 @@ fn top_concepts(dir: &Path, target: &str) -> Vec<String> {
 
 #[test]
 fn cub_selects_mostly_birds() {
-    let Some(dir) = data_dir() else { return };
+    let dir = data_dir();
     let birds = top_concepts(&dir, "cub")
         .iter()
         .filter(|c| *c == "bird")
@@ -61,7 +61,7 @@ fn cub_selects_mostly_birds() {
 
 #[test]
 fn dogs_selects_nearly_all_dogs() {
-    let Some(dir) = data_dir() else { return };
+    let dir = data_dir();
     let dogs = top_concepts(&dir, "dogs")
         .iter()
         .filter(|c| *c == "dog")
@@ -69,5 +69,35 @@ fn dogs_selects_nearly_all_dogs() {
     assert!(
         dogs >= 95,
         "only {dogs} dogs among Stanford Dogs' top 100 classes"
+    );
+}
+
+/// Nothing the project runs or tests reads from a `shared` folder beside the clone, which a
+/// user's clone does not have.
+#[test]
+fn nothing_reads_data_from_outside_the_clone() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut stack: Vec<PathBuf> = ["src", "tests", "benches", "scripts", "examples"]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+    let needle = ["..", "shared"].join("/");
+    let mut offenders = Vec::new();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if std::fs::read(&p)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+        {
+            offenders.push(p);
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:?} refer to {needle}");
+    let readme = std::fs::read_to_string(data_dir().join("README.md")).unwrap();
+    assert!(
+        readme.contains("Apache License 2.0") && readme.contains("Liu et al."),
+        "the data's README must keep its attribution and licence"
     );
 }

@@ -9,5 +9,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).unwrap();
-    exercise::ids_sections(dir.path(), data);
+    let _ = exercise::ids_sections(dir.path(), data);
 });

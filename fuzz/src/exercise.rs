@@ -126,11 +126,10 @@ pub fn npy_file(path: &Path) {
 }
 
 /// Build a valid 1-d index whose ids sections hold `data` (split into offsets and blob), with
-/// correct checksums so the open succeeds, then read every id.
-pub fn ids_sections(dir: &Path, data: &[u8]) {
-    let Some((&n, rest)) = data.split_first() else {
-        return;
-    };
+/// correct checksums so the open succeeds, then read every id (and one past the last). Returns
+/// the ids of the rows when the index was written and opened.
+pub fn ids_sections(dir: &Path, data: &[u8]) -> Option<Vec<ptsel::Result<String>>> {
+    let (&n, rest) = data.split_first()?;
     let rows = usize::from(n % 16) + 1;
     let split = ((rows + 1) * 8).min(rest.len());
     let (offsets, blob) = rest.split_at(split);
@@ -148,9 +147,7 @@ pub fn ids_sections(dir: &Path, data: &[u8]) {
         writer: "fuzz".into(),
         params: Default::default(),
     };
-    let Ok(mut w) = IndexWriter::create(&path, true) else {
-        return;
-    };
+    let mut w = IndexWriter::create(&path, true).ok()?;
     let ok = w
         .add_section(
             SectionKind::Vectors,
@@ -164,11 +161,14 @@ pub fn ids_sections(dir: &Path, data: &[u8]) {
         && meta
             .encode()
             .is_ok_and(|m| w.add_section(SectionKind::Meta, &m).is_ok());
-    if ok && w.commit().is_ok() {
-        if let Ok(index) = Index::open(&path) {
-            for r in 0..=rows {
-                let _ = index.id(r);
-            }
-        }
+    if !ok || w.commit().is_err() {
+        return None;
     }
+    let index = Index::open(&path).ok()?;
+    let _ = index.id(rows);
+    Some(
+        (0..rows)
+            .map(|r| index.id(r).map(|id| id.into_owned()))
+            .collect(),
+    )
 }

@@ -196,12 +196,17 @@ impl Engine {
             .map_or_else(|| self.first().classes(), |c| c.classes as usize)
     }
 
+    /// The class names (one per class), or none.
+    pub fn class_names(&self) -> &[String] {
+        match &self.inner.corpus {
+            Some(m) => &m.class_names,
+            None => &self.first().meta().class_names,
+        }
+    }
+
     /// Name of class `c`, when the index or corpus has class names.
     pub fn class_name(&self, c: usize) -> Option<&str> {
-        match &self.inner.corpus {
-            Some(m) => m.class_names.get(c).map(String::as_str),
-            None => self.first().class_name(c),
-        }
+        self.class_names().get(c).map(String::as_str)
     }
 
     /// Recompute every checksum of every shard (see [`Index::verify`]); the first problem is an

@@ -549,6 +549,8 @@ impl<'a> Graph<'a> {
 
     /// The `k` nearest rows of one raw query (`dim` values), best first, with scores in the
     /// metric's unit (see [`Neighbors`]). `ef` (raised to `k` if lower) trades speed for recall.
+    /// Always exactly `k` rows: a graph in which fewer than `k` rows can be reached from the
+    /// entry point (which the build's repair rules out) is an `Error::Corrupt`.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<(Vec<u32>, Vec<f32>)> {
         let sp = &self.space;
         if query.len() != sp.dim {
@@ -558,11 +560,36 @@ impl<'a> Graph<'a> {
                 sp.dim
             )));
         }
+        if k == 0 || k > sp.rows {
+            return Err(Error::invalid(format!(
+                "k = {k} must be between 1 and the number of rows ({})",
+                sp.rows
+            )));
+        }
         let q = sp.prepare(query);
         let corrupt = |p: String| self.corrupt(p);
         let h = &self.header;
         let top = descend(self, sp, &q, h.entry, h.max_level, 0, &corrupt)?;
-        let found = search_layer(self, sp, &q, &[top], ef.max(k), 0, &corrupt)?;
+        let mut found = search_layer(self, sp, &q, &[top], ef.max(k), 0, &corrupt)?;
+        if found.len() < k {
+            // A beam that is not full has visited everything reachable from `top`. Every row is
+            // reachable from the entry point, so start there too; if that is still short, the
+            // lists are damaged.
+            let e = checked_id(h.entry, sp.rows, &corrupt)?
+                .ok_or_else(|| corrupt("no entry point".into()))?;
+            let entry = Cand {
+                d: sp.dist(e, &q),
+                id: h.entry,
+            };
+            found = search_layer(self, sp, &q, &[top, entry], ef.max(k), 0, &corrupt)?;
+            if found.len() < k {
+                return Err(corrupt(format!(
+                    "only {} rows are reachable from the entry point {} on level 0, fewer than k = {k}",
+                    found.len(),
+                    h.entry
+                )));
+            }
+        }
         Ok(found.iter().take(k).map(|c| (c.id, sp.score(c.d))).unzip())
     }
 
@@ -570,12 +597,6 @@ impl<'a> Graph<'a> {
     /// infinite values, a batch that is not whole rows, `k` = 0 or `k` > rows, a corrupt graph.
     pub fn search_batch(&self, queries: &[f32], k: usize, ef: usize) -> Result<Neighbors> {
         let nq = crate::score::check_queries(queries, self.space.dim)?;
-        if k == 0 || k > self.space.rows {
-            return Err(Error::invalid(format!(
-                "k = {k} must be between 1 and the number of rows ({})",
-                self.space.rows
-            )));
-        }
         let per: Vec<(Vec<u32>, Vec<f32>)> = queries
             .par_chunks_exact(self.space.dim)
             .map(|q| self.search(q, k, ef))
@@ -583,13 +604,8 @@ impl<'a> Graph<'a> {
         let mut ids = Vec::with_capacity(nq * k);
         let mut scores = Vec::with_capacity(nq * k);
         for (i, s) in per {
-            // Fewer than k only in a graph with unreachable points (a corrupt file): pad so the
-            // shape stays [nq, k].
-            let end = ids.len() + k;
             ids.extend(i);
-            ids.resize(end, NO_NODE);
             scores.extend(s);
-            scores.resize(end, f32::NAN);
         }
         Ok(Neighbors { k, ids, scores })
     }

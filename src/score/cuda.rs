@@ -3,8 +3,11 @@
 //! NVRTC once per process and loaded once per device. The corpus moves to the device once per
 //! scorer; query batches stream: few queries take the bandwidth-bound SIMT kernel, larger fp16
 //! batches the tensor-core (mma.sync) kernel; both keep per-query top-k lists per block and a merge
-//! kernel reduces them. cudarc panics inside `CudaContext::new` and `compile_ptx` when libcuda
-//! or libnvrtc is missing, so every entry point checks `is_culib_present()` first.
+//! kernel reduces them. The tensor-core lists are candidates, re-scored exactly (`cuda/rescore.rs`).
+//! cudarc panics inside `CudaContext::new` and `compile_ptx` when libcuda or libnvrtc is
+//! missing, so every entry point checks `is_culib_present()` first.
+
+mod rescore;
 
 use super::{prepare_queries, Neighbors};
 use crate::error::{Error, Result};
@@ -42,6 +45,8 @@ pub const SOURCES: &[(&str, &str, &[&str])] = &[(
         "topk_mma128_f16",
         "topk_mma64_f16",
         "topk_merge_f32",
+        "rescore_f16",
+        "rescore_f32",
     ],
 )];
 
@@ -306,7 +311,8 @@ enum DeviceQueries {
 }
 
 /// How a batch is scored: kernel, queries per block, rows per tile, block size, shared memory,
-/// partial lists per query and chunk, fp16 queries.
+/// partial lists per query and chunk, fp16 queries (whose lists are candidates, re-scored), and
+/// the length of each query's list.
 struct Launch {
     kernel: &'static str,
     group: usize,
@@ -315,6 +321,7 @@ struct Launch {
     smem: usize,
     slices: usize,
     f16_queries: bool,
+    list: usize,
 }
 
 /// The corpus on a CUDA device and the top-k kernels over it. It owns its device copy (no
@@ -329,6 +336,10 @@ pub struct CudaScorer {
     dim: usize,
     ld: usize,
     metric: Metric,
+    /// Largest row norm, rounded up (for the fp16 error bound of the re-scoring).
+    max_norm: f64,
+    /// Queries the tensor-core path could not prove and scored again with f32 queries.
+    reruns: std::sync::atomic::AtomicUsize,
 }
 
 /// Copies `src` (`[rows, dim]`) to a zeroed device buffer of `rows_pad` rows of stride `ld`,
@@ -404,6 +415,9 @@ impl CudaScorer {
                 DeviceRows::F32(upload_padded(stream, v, dim, ld, rows_pad, |&x| x)?)
             }
         };
+        // The f32 sums of the squared norms are within dim 2^-24 of the exact ones.
+        let max_norm2 = norms2.iter().fold(0.0f32, |m, &n| m.max(n));
+        let max_norm = (f64::from(max_norm2) * (1.0 + dim as f64 * 2f64.powi(-23))).sqrt();
         let norms2 = stream
             .clone_htod(&norms2)
             .map_err(cuda_err("uploading norms"))?;
@@ -415,21 +429,25 @@ impl CudaScorer {
             dim,
             ld,
             metric,
+            max_norm,
+            reruns: Default::default(),
         })
     }
 
     /// The kernel for `nq` queries and `k`, with its launch shape.
     fn plan(&self, nq: usize, k: usize) -> Option<Launch> {
-        if matches!(self.rows_dev, DeviceRows::F16(_)) && nq > SIMT_MAX_QUERIES {
+        let tensor_cores = matches!(self.rows_dev, DeviceRows::F16(_)) && nq > SIMT_MAX_QUERIES;
+        if let Some(list) = super::rescore::candidates(k, TOPK_MAX).filter(|_| tensor_cores) {
             // Queries, two corpus stages of MMA_N x 128 halves (which then hold the scores), lists.
             let mma = |m: usize, kernel| Launch {
                 kernel,
                 group: m,
                 tile: MMA_N,
                 threads: 4 * m as u32,
-                smem: m * self.ld * 2 + 2 * MMA_N * 128 * 2 + 2 * m * k * 4,
+                smem: m * self.ld * 2 + 2 * MMA_N * 128 * 2 + 2 * m * list * 4,
                 slices: 1,
                 f16_queries: true,
+                list,
             };
             let candidates = if nq > 64 {
                 vec![mma(128, "topk_mma128_f16"), mma(64, "topk_mma64_f16")]
@@ -443,6 +461,11 @@ impl CudaScorer {
                 return Some(l);
             }
         }
+        self.simt_plan(nq, k)
+    }
+
+    /// The f32-query (SIMT) kernel for `nq` queries and `k`, with its launch shape.
+    fn simt_plan(&self, nq: usize, k: usize) -> Option<Launch> {
         let group = [1, 2, 4, 8]
             .into_iter()
             .find(|&g| g >= nq.min(8))
@@ -466,18 +489,15 @@ impl CudaScorer {
             smem,
             slices: 8 / group,
             f16_queries: false,
+            list: k,
         })
     }
 
-    /// Top-k of one launch's queries (`nq <= LAUNCH_QUERIES`) as (similarities, ids).
-    /// With `timing`, also the milliseconds of the scoring and of the merge kernel.
-    fn launch_top_k(
-        &self,
-        queries: &[f32],
-        k: usize,
-        plan: &Launch,
-        timing: bool,
-    ) -> Result<LaunchResult> {
+    /// The best `plan.list` rows of each of one launch's queries (`nq <= LAUNCH_QUERIES`) as
+    /// (similarities, ids). With `timing`, also the milliseconds of the scoring and of the merge
+    /// kernel.
+    fn launch_top_k(&self, queries: &[f32], plan: &Launch, timing: bool) -> Result<LaunchResult> {
+        let k = plan.list;
         let stream = &self.dev.stream;
         let event_err = cuda_err("timing event");
         let events = if timing {
@@ -613,7 +633,8 @@ impl CudaScorer {
     }
 
     /// Milliseconds of the scoring kernel and of the merge kernel for one batch (at most
-    /// `LAUNCH_QUERIES` queries), measured with CUDA events; `None` where the CPU scores it.
+    /// `LAUNCH_QUERIES` queries), measured with CUDA events; `None` where the CPU scores it. On
+    /// the tensor-core path these propose the candidates; their exact re-score is not included.
     pub fn kernel_times(&self, queries: &[f32], k: usize) -> Result<Option<[f32; 2]>> {
         super::check_queries(queries, self.dim)?;
         let nq = queries.len() / self.dim;
@@ -621,7 +642,7 @@ impl CudaScorer {
             .then(|| self.plan(nq, k))
             .flatten()
         {
-            Some(plan) => Ok(self.launch_top_k(queries, k, &plan, true)?.2),
+            Some(plan) => Ok(self.launch_top_k(queries, &plan, true)?.2),
             None => Ok(None),
         }
     }
@@ -640,6 +661,12 @@ impl CudaScorer {
     /// Name of the device.
     pub fn device_name(&self) -> &str {
         &self.dev.name
+    }
+
+    /// Queries so far that the tensor-core path could not prove exact and scored again with
+    /// f32 queries.
+    pub fn reruns(&self) -> usize {
+        self.reruns.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -670,7 +697,12 @@ impl CudaScorer {
         let mut ids = Vec::with_capacity(queries.len() / self.dim * k);
         let mut scores = Vec::with_capacity(ids.capacity());
         for batch in queries.chunks(LAUNCH_QUERIES * self.dim) {
-            let (s, i, _) = self.launch_top_k(batch, k, &plan, false)?;
+            let (s, i) = if plan.f16_queries {
+                self.top_k_rescored(batch, k, &plan)?
+            } else {
+                let (s, i, _) = self.launch_top_k(batch, &plan, false)?;
+                (s, i)
+            };
             if i.contains(&u32::MAX) {
                 return Err(Error::Cuda(
                     "top-k kernel returned fewer than k rows".into(),

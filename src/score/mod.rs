@@ -6,6 +6,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub(crate) mod rescore;
 pub mod simd;
 
 use crate::error::{Error, Result};
@@ -63,8 +64,10 @@ impl Neighbors {
 /// Exact scoring of queries against one index's vectors.
 ///
 /// Contract: `queries` is row-major `[nq, dim]` f32 in the caller's raw form; the scorer applies
-/// the metric (normalises queries for cos). Results are exact up to the storage precision and
-/// ties are broken by the lower row number, so every backend returns the same top-k.
+/// the metric (normalises queries for cos). Rows rank by an f32 score of the f32 query against
+/// the stored vector, ties broken by the lower row number. Backends (and the CPU's kernels for
+/// few and many queries) sum the products in different orders, so their top-k can differ only
+/// between rows whose exact scores are within that f32 rounding.
 pub trait Scorer: Send + Sync {
     /// Backend description for logs and benchmark reports (e.g. `cpu avx2+fma+f16c x2`).
     fn describe(&self) -> String;

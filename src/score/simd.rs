@@ -193,6 +193,10 @@ mod x86 {
     use half::f16;
     use std::arch::x86_64::*;
 
+    /// Sum of the 8 lanes of `v`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn hsum(v: __m256) -> f32 {
@@ -281,18 +285,30 @@ mod x86 {
         _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
     }
 
+    /// Loads 16 f32 at `p` (unaligned).
+    ///
+    /// # Safety
+    /// `p` must point to 16 readable f32 values; the CPU must support avx512f.
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn load_f32x16(p: *const f32) -> __m512 {
         _mm512_loadu_ps(p)
     }
 
+    /// Sum of the 16 lanes of `v`.
+    ///
+    /// # Safety
+    /// The CPU must support avx512f.
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn hsum16(v: __m512) -> f32 {
         _mm512_reduce_add_ps(v)
     }
 
+    /// Loads 8 f32 at `p` (unaligned).
+    ///
+    /// # Safety
+    /// `p` must point to 8 readable f32 values; the CPU must support AVX2.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load_f32(p: *const f32) -> __m256 {
@@ -318,6 +334,12 @@ mod x86 {
                 accumulate: bool,
             ) {
                 super::check_tile(($mr, $nr), kc, q, ldq, panel, c, ldc);
+                /// The micro-kernel loop over raw pointers.
+                ///
+                /// # Safety
+                /// The CPU must support the features named in the attribute; `q` must hold
+                /// `$mr` rows of `kc` values at stride `ldq`, `p` `kc * $nr` values and `c`
+                /// `$mr` rows of `$nr` values at stride `ldc` (what `check_tile` proves).
                 #[target_feature(enable = $feat)]
                 unsafe fn inner(
                     kc: usize,

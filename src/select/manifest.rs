@@ -5,7 +5,8 @@
 //! selection format: the ids, each 32 hex digits, as a sorted `.npy` of 128-bit uids, numpy
 //! dtype `"u8,u8"`, duplicates once). Rows are global row numbers of a corpus. Output depends
 //! only on the selection, so the same inputs and seed give byte-identical files; both are
-//! written atomically.
+//! written atomically. Run times enter the summary only when asked for, as a [`Timing`]
+//! breakdown.
 
 use super::{Grouping, Selection};
 use crate::engine::Engine;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::time::Instant;
 
 /// Manifest file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -153,14 +155,60 @@ struct SelectedClass<'a> {
     samples: usize,
 }
 
+/// Wall-clock seconds of the phases of one selection run, for the summary's `timing`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Timing {
+    /// Opening the index (O(1): header, section table, metadata).
+    pub open_s: f64,
+    /// Reading the target features (and the test features of `--exclude-near`).
+    pub read_s: f64,
+    /// The selection: class means, cost and UOT solve, or the neighbour search, and the ranking.
+    pub select_s: f64,
+    /// Writing the manifest, fsync and rename included.
+    pub write_s: f64,
+    /// From the start of the run to the end of the manifest (the summary is written after).
+    pub total_s: f64,
+}
+
+/// Measures consecutive phases of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch {
+    start: Instant,
+    last: Instant,
+}
+
+impl Stopwatch {
+    /// Starts the first phase now.
+    pub fn start() -> Self {
+        let now = Instant::now();
+        Stopwatch {
+            start: now,
+            last: now,
+        }
+    }
+
+    /// Seconds since the previous lap (or the start); the next phase starts now.
+    pub fn lap(&mut self) -> f64 {
+        let now = Instant::now();
+        let s = (now - self.last).as_secs_f64();
+        self.last = now;
+        s
+    }
+
+    /// Seconds from the start to the last lap.
+    pub fn total(&self) -> f64 {
+        (self.last - self.start).as_secs_f64()
+    }
+}
+
 /// The summary of `sel`: method, `parameters` (as given by the caller), class importance,
 /// selected classes (with names when the index or corpus has them), counts, solver statistics,
-/// notes, and `seconds` only when given (so that summaries stay byte-identical by default).
+/// notes, and `timing` only when given (so that summaries stay byte-identical by default).
 pub fn summary(
     engine: &Engine,
     sel: &Selection,
     parameters: serde_json::Value,
-    seconds: Option<f64>,
+    timing: Option<&Timing>,
 ) -> serde_json::Value {
     let mut per_class: BTreeMap<u32, usize> = BTreeMap::new();
     for p in &sel.picks {
@@ -199,8 +247,8 @@ pub fn summary(
         "excluded": sel.excluded,
         "notes": sel.notes,
     });
-    if let (Some(s), Some(map)) = (seconds, out.as_object_mut()) {
-        map.insert("seconds".into(), s.into());
+    if let (Some(t), Some(map)) = (timing, out.as_object_mut()) {
+        map.insert("timing".into(), serde_json::json!(t));
     }
     out
 }
@@ -236,6 +284,16 @@ mod tests {
         assert_eq!(uid("0123456789abcdef"), None);
         assert_eq!(uid("0123456789abcdef0000000000000g00"), None);
         assert_eq!(uid("+123456789abcdef0000000000000000"), None);
+    }
+
+    #[test]
+    fn stopwatch_laps_add_up_to_the_total() {
+        let mut clock = Stopwatch::start();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let first = clock.lap();
+        let second = clock.lap();
+        assert!(first >= 0.005 && second >= 0.0, "{first} {second}");
+        assert!((first + second - clock.total()).abs() < 1e-9);
     }
 
     #[test]

@@ -134,6 +134,9 @@ mod x86 {
     /// `x = n ln 2 + r` with `|r| <= ln 2 / 2` (Cody-Waite, `ln 2` split in two), `exp(r)` by
     /// its Taylor series to degree 13 (the first term left out is below 4e-18), times `2^n`
     /// built in the exponent bits.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn exp4(x: __m256d) -> __m256d {
         // fdlibm's split: the high part has 32 trailing zero bits, so `n * LN2_HI` is exact.

@@ -131,7 +131,7 @@ pub fn run(args: Args) -> Result<()> {
         open_ms,
         build_s: engine.info()?.build_seconds,
     };
-    println!(
+    outln!(
         "{}: {} rows x {} dims, {} queries, k {}, {} thread(s), opened in {:.3} ms, built in {:.1} s",
         args.input.index.display(),
         engine.rows(),
@@ -141,16 +141,24 @@ pub fn run(args: Args) -> Result<()> {
         args.threads,
         report.open_ms,
         report.build_s
-    );
-    println!(
+    )?;
+    outln!(
         "{:>6} {:>9} {:>11} {:>9} {:>9}",
-        "ef", "recall", "QPS", "mean ms", "p99 ms"
-    );
+        "ef",
+        "recall",
+        "QPS",
+        "mean ms",
+        "p99 ms"
+    )?;
     for r in &report.rows {
-        println!(
+        outln!(
             "{:>6} {:>9.4} {:>11.0} {:>9.4} {:>9.4}",
-            r.ef, r.recall, r.qps, r.mean_ms, r.p99_ms
-        );
+            r.ef,
+            r.recall,
+            r.qps,
+            r.mean_ms,
+            r.p99_ms
+        )?;
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;

@@ -146,6 +146,6 @@ pub fn run(args: Args) -> Result<()> {
         best_seconds: best,
         qps: nq as f64 / best,
     };
-    println!("{}", serde_json::to_string(&report)?);
+    outln!("{}", serde_json::to_string(&report)?)?;
     Ok(())
 }

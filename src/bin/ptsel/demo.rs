@@ -1,20 +1,63 @@
 //! `ptsel demo`: the main job on built-in synthetic data, no downloads: build an index, make a
 //! target task from a few known source classes, select for it with UOT and check that those
 //! classes come first. `--real` runs the paper's selection on the MoCo-v2 class means of
-//! ImageNet and 8 target sets when `../shared/data/classmeans-moco128` is present.
+//! ImageNet and 8 target sets shipped in `data/classmeans-moco128` and built into the binary.
 
 use anyhow::{Context, Result};
+use ptsel::npy::Matrix;
 use ptsel::synth::{self, Spec};
 use ptsel::uot::{class_importance, UotParams};
 use std::path::{Path, PathBuf};
 
 /// Source classes the synthetic target is drawn from.
 const TARGET_CLASSES: [usize; 3] = [3, 17, 42];
-/// Where the real class means live, relative to the working directory or the crate.
-const REAL_DATA: &str = "../shared/data/classmeans-moco128";
 /// Target sets of the real data, in the paper's order.
 const REAL_TARGETS: [&str; 8] = [
     "cub", "cars", "aircraft", "dogs", "pets", "caltech", "dtd", "sun",
+];
+/// The files of `data/classmeans-moco128` that `--real` reads, built into the binary so that it
+/// runs from any directory (see that folder's README for their origin and licence).
+const EMBEDDED: [(&str, &[u8]); 10] = [
+    (
+        "imagenet.npy",
+        include_bytes!("../../../data/classmeans-moco128/imagenet.npy"),
+    ),
+    (
+        "imagenet_classes.tsv",
+        include_bytes!("../../../data/classmeans-moco128/imagenet_classes.tsv"),
+    ),
+    (
+        "cub.npy",
+        include_bytes!("../../../data/classmeans-moco128/cub.npy"),
+    ),
+    (
+        "cars.npy",
+        include_bytes!("../../../data/classmeans-moco128/cars.npy"),
+    ),
+    (
+        "aircraft.npy",
+        include_bytes!("../../../data/classmeans-moco128/aircraft.npy"),
+    ),
+    (
+        "dogs.npy",
+        include_bytes!("../../../data/classmeans-moco128/dogs.npy"),
+    ),
+    (
+        "pets.npy",
+        include_bytes!("../../../data/classmeans-moco128/pets.npy"),
+    ),
+    (
+        "caltech.npy",
+        include_bytes!("../../../data/classmeans-moco128/caltech.npy"),
+    ),
+    (
+        "dtd.npy",
+        include_bytes!("../../../data/classmeans-moco128/dtd.npy"),
+    ),
+    (
+        "sun.npy",
+        include_bytes!("../../../data/classmeans-moco128/sun.npy"),
+    ),
 ];
 
 /// Arguments of `ptsel demo`.
@@ -35,11 +78,11 @@ pub struct Args {
     /// Seed of the synthetic data.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Instead: the classes chosen for the 8 real target sets (needs the class means).
+    /// Instead: the classes chosen for the 8 real target sets (MoCo-v2 class means).
     #[arg(long)]
     pub real: bool,
-    /// Directory of the real class means (default: ../shared/data/classmeans-moco128 from the
-    /// current directory or from the crate).
+    /// Directory of the real class means, in the layout of data/classmeans-moco128 (default:
+    /// the copy built into the binary).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// No progress bar.
@@ -73,13 +116,13 @@ pub fn run(args: Args) -> Result<()> {
     ptsel::npy::write_matrix(&features, &corpus.data, corpus.rows, corpus.dim)?;
     ptsel::npy::write_labels(&labels, &corpus.labels)?;
     let out = args.dir.join("demo.ptsel");
-    println!(
+    outln!(
         "demo: {} synthetic rows x {} dims in {} classes -> {}",
         corpus.rows,
         corpus.dim,
         args.classes,
         out.display()
-    );
+    )?;
     crate::build::run(crate::build::Args {
         features: Some(features),
         images: Default::default(),
@@ -112,7 +155,7 @@ pub fn run(args: Args) -> Result<()> {
     ptsel::npy::write_labels(&target_labels_path, &target_labels)?;
     let summary = args.dir.join("demo-summary.json");
     let manifest = args.dir.join("demo-selection.csv");
-    println!("\ntarget: {} samples drawn around source classes {TARGET_CLASSES:?}; selecting 10 classes with UOT", target_labels.len());
+    outln!("\ntarget: {} samples drawn around source classes {TARGET_CLASSES:?}; selecting 10 classes with UOT", target_labels.len())?;
     crate::select::run(crate::select::Args::demo(
         out,
         target_path,
@@ -129,56 +172,70 @@ pub fn run(args: Args) -> Result<()> {
         .map(|a| a.iter().filter_map(|c| c["class"].as_u64()).collect())
         .unwrap_or_default();
     for c in s["selected_classes"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "  {:>2}. class {:>3}  importance {:.4}  {} samples",
             c["rank"],
             c["class"],
             c["importance"].as_f64().unwrap_or(0.0),
             c["samples"]
-        );
+        )?;
     }
     let mut first: Vec<u64> = chosen.iter().take(TARGET_CLASSES.len()).copied().collect();
     first.sort_unstable();
     let truth: Vec<u64> = TARGET_CLASSES.iter().map(|&c| c as u64).collect();
     let verdict = if first == truth { "yes" } else { "NO" };
-    println!("the target's source classes ranked first: {verdict}");
-    println!(
+    outln!("the target's source classes ranked first: {verdict}")?;
+    outln!(
         "manifest {}, summary {}",
         manifest.display(),
         summary.display()
-    );
+    )?;
     Ok(())
 }
 
-/// The real class means directory: `--data`, or `REAL_DATA` from the working directory or the
-/// crate directory.
-fn real_dir(data: Option<&Path>) -> Result<PathBuf> {
-    if let Some(d) = data {
-        return Ok(d.to_path_buf());
-    }
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(REAL_DATA);
-    [PathBuf::from(REAL_DATA), crate_dir]
-        .into_iter()
-        .find(|p| p.join("imagenet.npy").is_file())
-        .ok_or_else(|| {
-            ptsel::Error::Unavailable(format!(
-                "demo --real: no class means in {REAL_DATA} (pass --data DIR)"
-            ))
-            .into()
-        })
+/// The real class means: the files of a `--data` directory, or the copy built into the binary.
+enum RealData<'a> {
+    Dir(&'a Path),
+    Embedded,
 }
 
-fn read_means(path: &Path) -> Result<(Vec<f64>, usize)> {
-    let m = ptsel::npy::read_matrix(path)?;
-    Ok((m.data.iter().map(|&x| f64::from(x)).collect(), m.dim))
+impl RealData<'_> {
+    /// Where the files come from, for messages.
+    fn origin(&self) -> PathBuf {
+        match self {
+            RealData::Dir(d) => d.to_path_buf(),
+            RealData::Embedded => PathBuf::from("data/classmeans-moco128 (built in)"),
+        }
+    }
+
+    fn bytes(&self, name: &str) -> Result<Vec<u8>> {
+        match self {
+            RealData::Dir(d) => {
+                let path = d.join(name);
+                std::fs::read(&path).map_err(|e| ptsel::Error::io(path, e).into())
+            }
+            RealData::Embedded => EMBEDDED
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| b.to_vec())
+                .ok_or_else(|| anyhow::anyhow!("{name} is not built into this binary")),
+        }
+    }
+
+    /// Class means `name` widened to f64, with their dimension.
+    fn means(&self, name: &str) -> Result<(Vec<f64>, usize)> {
+        let Matrix { data, dim, .. } =
+            ptsel::npy::read_matrix_bytes(&self.origin().join(name), &self.bytes(name)?)?;
+        Ok((data.iter().map(|&x| f64::from(x)).collect(), dim))
+    }
 }
 
 fn real(data: Option<&Path>) -> Result<()> {
-    let dir = real_dir(data)?;
-    let (source, dim) = read_means(&dir.join("imagenet.npy"))?;
-    let tsv = dir.join("imagenet_classes.tsv");
-    let text =
-        std::fs::read_to_string(&tsv).with_context(|| format!("reading {}", tsv.display()))?;
+    let data = data.map_or(RealData::Embedded, RealData::Dir);
+    let (source, dim) = data.means("imagenet.npy")?;
+    let tsv = data.origin().join("imagenet_classes.tsv");
+    let text = String::from_utf8(data.bytes("imagenet_classes.tsv")?)
+        .map_err(|_| ptsel::Error::input(&tsv, "not UTF-8 text"))?;
     // Columns: index, wnid, concept, name; the first line is a header.
     let classes: Vec<(String, String)> = text
         .lines()
@@ -196,16 +253,17 @@ fn real(data: Option<&Path>) -> Result<()> {
             )
         })
         .collect();
-    println!(
+    outln!(
         "UOT over {} ImageNet class means ({dim}-d MoCo-v2) from {}",
         source.len() / dim,
-        dir.display()
-    );
+        data.origin().display()
+    )?;
     for name in REAL_TARGETS {
-        let (target, tdim) = read_means(&dir.join(format!("{name}.npy")))?;
+        let file = format!("{name}.npy");
+        let (target, tdim) = data.means(&file)?;
         if tdim != dim {
             anyhow::bail!(ptsel::Error::input(
-                dir.join(format!("{name}.npy")),
+                data.origin().join(file),
                 format!("{tdim}-d means, ImageNet's are {dim}-d")
             ));
         }
@@ -231,14 +289,14 @@ fn real(data: Option<&Path>) -> Result<()> {
             .take(4)
             .map(|(c, n)| format!("{c} {n}"))
             .collect();
-        println!(
+        outln!(
             "\n{name}: {} target classes, {} iterations{}",
             target.len() / dim,
             plan.iterations,
             if plan.log_domain { " (log domain)" } else { "" }
-        );
-        println!("  top classes: {}", top.join(", "));
-        println!("  top-100 concepts: {}", mix.join(", "));
+        )?;
+        outln!("  top classes: {}", top.join(", "))?;
+        outln!("  top-100 concepts: {}", mix.join(", "))?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let info = Engine::open(&args.path)?.info()?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        outln!("{}", serde_json::to_string_pretty(&info)?)?;
         return Ok(());
     }
     let what = if info.shards.is_empty() {
@@ -26,34 +26,38 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         "corpus "
     };
-    println!("{what}   {}", info.path);
-    println!(
+    outln!("{what}   {}", info.path)?;
+    outln!(
         "format    v{}, written by {}",
-        info.format_version, info.writer
-    );
-    println!(
+        info.format_version,
+        info.writer
+    )?;
+    outln!(
         "shape     {} rows x {} dims, {} vectors, metric {}",
-        info.rows, info.dim, info.dtype, info.metric
-    );
+        info.rows,
+        info.dim,
+        info.dtype,
+        info.metric
+    )?;
     let names = if info.has_class_names { ", named" } else { "" };
-    println!("classes   {}{names}", info.classes);
-    println!(
+    outln!("classes   {}{names}", info.classes)?;
+    outln!(
         "ids       {}",
         if info.has_ids {
             "stored"
         } else {
             "row numbers"
         }
-    );
-    println!(
+    )?;
+    outln!(
         "size      {} ({:.1} MiB), opened in {:.3} ms, built in {:.2} s",
         info.file_bytes,
         info.file_bytes as f64 / 1048576.0,
         info.open_ms.unwrap_or_default(),
         info.build_seconds
-    );
+    )?;
     match &info.hnsw {
-        Some(h) => println!(
+        Some(h) => outln!(
             "hnsw      M {}, ef_construction {}, seed {}, {} levels; repaired {} unreachable, {} self-recall failures",
             h.m,
             h.ef_construction,
@@ -61,8 +65,8 @@ pub fn run(args: Args) -> Result<()> {
             h.max_level + 1,
             h.unreachable_repaired,
             h.self_recall_repaired
-        ),
-        None if info.shards.is_empty() => println!("hnsw      none (search needs --exact)"),
+        )?,
+        None if info.shards.is_empty() => outln!("hnsw      none (search needs --exact)")?,
         None => {}
     }
     for s in &info.shards {
@@ -70,26 +74,28 @@ pub fn run(args: Args) -> Result<()> {
             Some(h) => format!("hnsw M {}", h.m),
             None => "no hnsw".into(),
         };
-        println!(
+        outln!(
             "shard     {}: rows {}..{}, {:.1} MiB, {graph}, built in {:.2} s",
             s.path,
             s.first_row,
             s.first_row + s.rows,
             s.file_bytes as f64 / 1048576.0,
             s.build_seconds
-        );
+        )?;
     }
     for (k, v) in &info.params {
-        println!("param     {k} = {v}");
+        outln!("param     {k} = {v}")?;
     }
     if !info.sections.is_empty() {
-        println!("sections:");
+        outln!("sections:")?;
     }
     for s in &info.sections {
-        println!(
+        outln!(
             "  {:<18} offset {:>14}  {:>14} bytes",
-            s.kind, s.offset, s.bytes
-        );
+            s.kind,
+            s.offset,
+            s.bytes
+        )?;
     }
     Ok(())
 }

@@ -16,28 +16,28 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     if !args.check {
         for (file, _, entries) in cuda::SOURCES {
-            println!("{file:<12} {}", entries.join(" "));
+            outln!("{file:<12} {}", entries.join(" "))?;
         }
         return Ok(());
     }
     if !cuda::nvrtc_present() {
         return Err(ptsel::Error::Unavailable("NVRTC (libnvrtc.so) not found: pip install nvidia-cuda-nvrtc==13.0.88 and add its nvidia/cu13/lib folder to LD_LIBRARY_PATH".into()).into());
     }
-    println!("include   {}", cuda::include_dir()?.display());
+    outln!("include   {}", cuda::include_dir()?.display())?;
     let mut failed = 0;
     for check in cuda::check_kernels() {
         match check.result {
-            Ok(p) => println!(
+            Ok(p) => outln!(
                 "ok        {:<12} {:>8} bytes of PTX ISA {} for {}  ({})",
                 check.file,
                 p.bytes,
                 p.isa,
                 p.target,
                 check.entries.join(" ")
-            ),
+            )?,
             Err(e) => {
                 failed += 1;
-                println!("FAILED    {:<12} {e}", check.file);
+                outln!("FAILED    {:<12} {e}", check.file)?;
             }
         }
     }

@@ -1,6 +1,15 @@
 //! The `ptsel` command line. Each subcommand lives in its own module with its clap arguments and
 //! a `run` function; `main` is one match on the command.
 
+/// `println!` that returns the write error instead of panicking, so that a closed pipe
+/// (`ptsel ... | head -1`) ends the command quietly (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod bench;
 mod bench_score;
 mod build;
@@ -72,17 +81,25 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): the usual ending, not a failure.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
-                return ExitCode::SUCCESS;
-            }
             eprintln!("error: {e:#}");
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// Whether `e` is, or was caused by, a write to a closed pipe (bare, or inside
+/// `ptsel::Error::Io`, which shows its I/O error in its message instead of chaining it).
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let io = match c.downcast_ref::<ptsel::Error>() {
+            Some(ptsel::Error::Io { error, .. }) => Some(error),
+            _ => c.downcast_ref::<std::io::Error>(),
+        };
+        io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// 2 for bad input or parameters, 3 for a corrupt index, 4 for an unavailable backend, 1 otherwise.

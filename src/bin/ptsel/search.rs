@@ -84,17 +84,7 @@ pub fn run(args: Args) -> Result<()> {
         device: args.device,
     };
     let nn = engine.search(&q.data, *k, &opts)?;
-    let ids: Vec<i64> = nn
-        .ids
-        .iter()
-        .map(|&i| {
-            if i == ptsel::hnsw::graph::NO_NODE {
-                -1
-            } else {
-                i64::from(i)
-            }
-        })
-        .collect();
+    let ids: Vec<i64> = nn.ids.iter().map(|&i| i64::from(i)).collect();
     ptsel::npy::write_matrix(&args.out, &ids, q.rows, *k)?;
     if let Some(s) = &args.scores {
         ptsel::npy::write_matrix(s, &nn.scores, q.rows, *k)?;

@@ -8,7 +8,6 @@ use ptsel::select::{Amount, Exclude, Method, SelectParams, Target, TargetKind};
 use ptsel::uot::{Domain, UotParams};
 use ptsel::Engine;
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Arguments of `ptsel select`.
 #[derive(clap::Args)]
@@ -44,7 +43,8 @@ pub struct Args {
     /// Summary JSON to write.
     #[arg(long, value_name = "SUM.json")]
     pub summary: Option<PathBuf>,
-    /// Put the run time in the summary (it is then no longer byte-identical between runs).
+    /// Put the run time of each phase (open, read, select, write) in the summary (it is then no
+    /// longer byte-identical between runs).
     #[arg(long)]
     pub timing: bool,
     /// Seed of the random baselines.
@@ -178,9 +178,11 @@ impl Args {
 
 /// Run `ptsel select`.
 pub fn run(args: Args) -> Result<()> {
-    let start = Instant::now();
+    let mut clock = manifest::Stopwatch::start();
+    let mut timing = manifest::Timing::default();
     let params = args.params()?;
     let engine = Engine::open(&args.index)?;
+    timing.open_s = clock.lap();
     let target = args.target()?;
     let exclude = match &args.exclude_near {
         Some(p) => Some(Exclude {
@@ -190,15 +192,18 @@ pub fn run(args: Args) -> Result<()> {
         }),
         None => None,
     };
+    timing.read_s = clock.lap();
     let sel = engine.select(&target, exclude.as_ref(), &params)?;
+    timing.select_s = clock.lap();
     let format = args.format.unwrap_or_else(|| Format::from_path(&args.out));
     manifest::write(&args.out, format, &engine, &sel)?;
-    let seconds = start.elapsed().as_secs_f64();
+    timing.write_s = clock.lap();
+    timing.total_s = clock.total();
     if let Some(path) = &args.summary {
         let parameters = ptsel::select::parameters(&target, exclude.as_ref(), &params);
         manifest::write_summary(
             path,
-            &manifest::summary(&engine, &sel, parameters, args.timing.then_some(seconds)),
+            &manifest::summary(&engine, &sel, parameters, args.timing.then_some(&timing)),
         )?;
     }
     for note in &sel.notes {
@@ -215,8 +220,9 @@ pub fn run(args: Args) -> Result<()> {
         String::new()
     };
     eprintln!(
-        "selected {} samples{classes}{excluded} in {seconds:.3} s -> {}",
+        "selected {} samples{classes}{excluded} in {:.3} s -> {}",
         sel.picks.len(),
+        timing.total_s,
         args.out.display()
     );
     Ok(())

@@ -21,11 +21,11 @@ pub fn run(args: Args) -> Result<()> {
         Some(c) => format!("{} shards", c.shards.len()),
         None => format!("{} sections", engine.index()?.sections().len()),
     };
-    println!(
+    outln!(
         "{}: ok, {parts}, {:.1} MiB checked in {:.3} s",
         args.path.display(),
         bytes as f64 / 1048576.0,
         t.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }

@@ -1,0 +1,12 @@
+"""ptsel: select the pre-training data worth re-using when fine-tuning on a new target task.
+
+Build an index of a pre-training corpus's features once (:func:`build`), open it in
+microseconds (:func:`open`), then select for each target task (:meth:`Index.select`: the
+paper's unbalanced optimal transport between class means, kNN, baselines) or search it
+(:meth:`Index.search`). The index's arrays are read-only numpy views of the mapped file.
+:mod:`ptsel.torch` turns a :class:`Selection` into PyTorch datasets and samplers.
+"""
+
+from ptsel._ptsel import CorruptIndexError, Index, Selection, __version__, build, open
+
+__all__ = ["CorruptIndexError", "Index", "Selection", "__version__", "build", "open"]

@@ -1,0 +1,132 @@
+"""Type stubs of the Rust extension module ``ptsel._ptsel`` (re-exported by ``ptsel``)."""
+
+import os
+import pathlib
+from typing import Any, Callable, Literal, Optional, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_Path = Union[str, os.PathLike[str]]
+_Floats = Union[npt.NDArray[np.float16], npt.NDArray[np.float32], npt.NDArray[np.float64]]
+_Device = Literal["auto", "cpu", "cuda"]
+
+class CorruptIndexError(ValueError):
+    """A damaged, truncated or unsupported index file (a subclass of ValueError)."""
+
+class Index:
+    """An open index: memory-mapped and validated, O(1) to open. The array properties are
+    read-only numpy views into the mapping (no copy); each keeps the index alive."""
+
+    def __len__(self) -> int: ...
+    @property
+    def path(self) -> pathlib.Path: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def dtype(self) -> Literal["f16", "f32"]: ...
+    @property
+    def metric(self) -> Literal["cos", "ip", "l2"]: ...
+    @property
+    def classes(self) -> int:
+        """Number of classes (0 when the corpus has no labels)."""
+    @property
+    def class_names(self) -> Optional[list[str]]: ...
+    @property
+    def vectors(self) -> Union[npt.NDArray[np.float16], npt.NDArray[np.float32]]:
+        """``[rows, dim]`` stored vectors (unit-normalised for metric "cos"), read-only view."""
+    @property
+    def norms(self) -> npt.NDArray[np.float32]:
+        """``[rows]`` L2 norms of the raw input vectors, read-only view."""
+    @property
+    def labels(self) -> Optional[npt.NDArray[np.uint32]]:
+        """``[rows]`` class of every row, read-only view; None when unlabelled."""
+    @property
+    def class_counts(self) -> Optional[npt.NDArray[np.uint64]]:
+        """``[classes]`` samples per class, read-only view; None when unlabelled."""
+    @property
+    def class_means(self) -> Optional[npt.NDArray[np.float64]]:
+        """``[classes, dim]`` means of the raw features, read-only view; None when unlabelled."""
+    @property
+    def ids(self) -> list[str]:
+        """The id of every row (row numbers as strings when built without ids)."""
+    def info(self) -> dict[str, Any]:
+        """What ``ptsel info --json`` prints."""
+    def search(
+        self,
+        queries: _Floats,
+        k: int = 10,
+        ef: Optional[int] = None,
+        exact: bool = False,
+        threads: Optional[int] = None,
+        device: _Device = "auto",
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """``(ids, scores)``, ``[n, k]`` int64 and float32, best first; the GIL is released."""
+    def select(
+        self,
+        target: Union[_Floats, _Path],
+        labels: Union[npt.NDArray[np.integer], _Path, None] = None,
+        means: bool = False,
+        method: Literal["uot", "knn", "similarity", "random"] = "uot",
+        classes: Optional[int] = None,
+        budget: Optional[int] = None,
+        exclude_near: Union[_Floats, _Path, None] = None,
+        exclude_threshold: float = 0.95,
+        per_target: int = 50,
+        exact: bool = False,
+        ef: Optional[int] = None,
+        seed: int = 0,
+        p_m: float = 0.1,
+        eps: float = 1.0,
+        tau_source: float = 1.0,
+        tau_target: float = 100.0,
+        max_iter: int = 1000,
+        tol: float = 1e-6,
+        uot_domain: Literal["auto", "plain", "log"] = "auto",
+        pseudo_classes: bool = False,
+        device: _Device = "auto",
+    ) -> Selection:
+        """The pre-training samples worth re-using for ``target`` (``ptsel select``)."""
+
+class Selection:
+    """The pre-training samples chosen for a target task, best first."""
+
+    def __len__(self) -> int: ...
+    @property
+    def rows(self) -> npt.NDArray[np.int64]:
+        """Selected corpus rows in manifest (rank) order."""
+    @property
+    def classes(self) -> list[int]:
+        """Selected source classes in order of importance (class-level methods)."""
+    @property
+    def importance(self) -> Optional[npt.NDArray[np.float64]]:
+        """Importance of every source class (uot, similarity), or None."""
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The summary ``ptsel select --summary`` writes."""
+    def save(self, path: _Path, format: Optional[Literal["csv", "jsonl", "npy"]] = None) -> None:
+        """Write the manifest as ``ptsel select --out`` does."""
+
+def open(path: _Path) -> Index:
+    """Open an index file (FileNotFoundError, CorruptIndexError)."""
+
+def build(
+    features: Union[_Floats, _Path],
+    out: _Path,
+    labels: Union[npt.NDArray[np.integer], _Path, None] = None,
+    ids: Union[Sequence[str], _Path, None] = None,
+    class_names: Union[Sequence[str], _Path, None] = None,
+    dtype: Literal["f16", "f32"] = "f16",
+    metric: Literal["cos", "ip", "l2"] = "cos",
+    hnsw: bool = True,
+    m: int = 16,
+    ef_construction: int = 200,
+    kmeans: Optional[int] = None,
+    kmeans_iters: int = 20,
+    seed: int = 0,
+    progress: Union[bool, Callable[[str, int, int], Any]] = True,
+    force: bool = False,
+) -> Index:
+    """Build an index of ``features`` at ``out`` and return it opened (``ptsel build``)."""

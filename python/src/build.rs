@@ -1,0 +1,203 @@
+//! `ptsel.build`: features (a numpy array or a `.npy` path) into an index file. The build runs
+//! on a worker thread; the calling thread waits without the GIL, reports progress and checks for
+//! Ctrl-C, which cancels the build through the library's [`Cancel`] token.
+
+use crate::arrays::{self, ArraySource, FloatArray};
+use crate::errors::OrRaise;
+use crate::index::PyIndex;
+use ptsel::select::kmeans::KmeansParams;
+use ptsel::{BuildOptions, Cancel, Labels, RowSource};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How often the waiting thread reports progress and checks for signals.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The `progress` argument: off, a line on `sys.stderr`, or a callable `(stage, done, total)`.
+pub enum Progress {
+    /// No reports.
+    Off,
+    /// `stage done/total` rewritten in place on `sys.stderr`.
+    Stderr,
+    /// Called with `(stage, done, total)`.
+    Callback(Py<PyAny>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Progress {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(on) = ob.extract::<bool>() {
+            Ok(if on { Progress::Stderr } else { Progress::Off })
+        } else if ob.is_callable() {
+            Ok(Progress::Callback(ob.to_owned().unbind()))
+        } else {
+            Err(PyTypeError::new_err(
+                "progress: expected a bool or a callable (stage, done, total)",
+            ))
+        }
+    }
+}
+
+impl Progress {
+    /// Report `now`; `before` is the last state reported (a new stage starts a new line).
+    fn report(
+        &self,
+        py: Python<'_>,
+        now: &(String, u64, u64),
+        before: Option<&(String, u64, u64)>,
+    ) -> PyResult<()> {
+        let (stage, done, total) = now;
+        match self {
+            Progress::Off => Ok(()),
+            Progress::Stderr => {
+                let newline = if before.is_some_and(|b| b.0 != *stage) {
+                    "\n"
+                } else {
+                    ""
+                };
+                stderr_write(py, &format!("{newline}\r{stage:>10} {done}/{total}"))
+            }
+            Progress::Callback(f) => f.call1(py, (stage, *done, *total)).map(drop),
+        }
+    }
+
+    fn finish(&self, py: Python<'_>) -> PyResult<()> {
+        match self {
+            Progress::Stderr => stderr_write(py, "\n"),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn stderr_write(py: Python<'_>, text: &str) -> PyResult<()> {
+    py.import("sys")?
+        .getattr("stderr")?
+        .call_method1("write", (text,))
+        .map(drop)
+}
+
+/// Build an index of `features` at `out` and return it opened (see `ptsel build`).
+///
+/// `features`: `[rows, dim]` float16/32/64 array in any memory order (streamed in blocks, no
+/// full copy) or a `.npy` path. `labels`: integer array or `.npy` path, one per row. `ids` and
+/// `class_names`: sequences of str or text files with one per line. `dtype` "f16" or "f32",
+/// `metric` "cos", "ip" or "l2". An HNSW graph (`m`, `ef_construction`, `seed`) is built unless
+/// `hnsw=False`; `kmeans=K` adds K pseudo-classes (spherical k-means, at most `kmeans_iters`
+/// Lloyd iterations). `progress`: True (a line on stderr), False,
+/// or a callable `(stage, done, total)`. An existing `out` is refused unless `force=True`.
+/// Ctrl-C stops the build and leaves nothing behind.
+#[pyfunction]
+#[pyo3(signature = (
+    features, out, labels=None, ids=None, class_names=None, dtype="f16", metric="cos",
+    hnsw=true, m=16, ef_construction=200, kmeans=None, kmeans_iters=20, seed=0, progress=Progress::Stderr,
+    force=false
+), text_signature = "(features, out, labels=None, ids=None, class_names=None, dtype='f16', \
+    metric='cos', hnsw=True, m=16, ef_construction=200, kmeans=None, kmeans_iters=20, seed=0, \
+    progress=True, force=False)")]
+#[allow(clippy::too_many_arguments)]
+pub fn build(
+    py: Python<'_>,
+    features: &Bound<'_, PyAny>,
+    out: PathBuf,
+    labels: Option<&Bound<'_, PyAny>>,
+    ids: Option<&Bound<'_, PyAny>>,
+    class_names: Option<&Bound<'_, PyAny>>,
+    dtype: &str,
+    metric: &str,
+    hnsw: bool,
+    m: usize,
+    ef_construction: usize,
+    kmeans: Option<usize>,
+    kmeans_iters: usize,
+    seed: u64,
+    progress: Progress,
+    force: bool,
+) -> PyResult<PyIndex> {
+    let (dtype, metric) = (dtype.parse().or_raise()?, metric.parse().or_raise()?);
+    let hnsw = hnsw.then_some(ptsel::hnsw::Params {
+        m,
+        ef_construction,
+        seed,
+    });
+    let kmeans = kmeans.map(|k| KmeansParams {
+        k,
+        iters: kmeans_iters,
+        seed,
+    });
+    let labels = labels
+        .map(|l| -> PyResult<Labels> {
+            let (values, origin) = arrays::labels(l, "labels")?;
+            Ok(Labels { values, origin })
+        })
+        .transpose()?;
+    let ids = ids.map(|v| arrays::text_list(v, "ids")).transpose()?;
+    let class_names = class_names
+        .map(|v| arrays::text_list(v, "class_names"))
+        .transpose()?;
+    let array;
+    let mut source: Box<dyn RowSource + Send + '_> = match arrays::as_path(features)? {
+        Some(p) => Box::new(ptsel::npy::MatrixReader::open(&p).or_raise()?),
+        None => {
+            array = FloatArray::extract(features, "features")?;
+            Box::new(ArraySource::new(&array))
+        }
+    };
+    let cancel = Cancel::default();
+    let state = Mutex::new(None::<(String, u64, u64)>);
+    let caller = std::thread::current();
+    let result = std::thread::scope(|s| -> PyResult<ptsel::Result<ptsel::BuildReport>> {
+        let worker = s.spawn(|| {
+            let opts = BuildOptions {
+                dtype,
+                metric,
+                force,
+                labels,
+                ids,
+                class_names,
+                hnsw,
+                kmeans,
+                cancel: cancel.clone(),
+                ..BuildOptions::default()
+            };
+            let note = |stage: &str, done: u64, total: u64| {
+                if let Ok(mut st) = state.lock() {
+                    *st = Some((stage.to_string(), done, total));
+                }
+            };
+            let report = ptsel::build(&mut *source, &out, opts, &note);
+            caller.unpark();
+            report
+        });
+        let mut shown = None;
+        loop {
+            let finished = worker.is_finished();
+            let now = state.lock().map(|s| s.clone()).unwrap_or_default();
+            let step = match now.filter(|now| shown.as_ref() != Some(now)) {
+                Some(now) => progress
+                    .report(py, &now, shown.as_ref())
+                    .map(|()| shown = Some(now)),
+                None => Ok(()),
+            };
+            if let Err(e) = step.and_then(|()| py.check_signals()) {
+                // Ctrl-C (or a failing progress callback): stop the build, wait for it to
+                // clean up, then raise.
+                cancel.cancel();
+                let _ = py.detach(|| worker.join());
+                return Err(e);
+            }
+            if finished {
+                progress.finish(py)?;
+                return worker
+                    .join()
+                    .map_err(|_| PyRuntimeError::new_err("the build thread panicked"));
+            }
+            py.detach(|| std::thread::park_timeout(POLL));
+        }
+    })?;
+    result.or_raise()?;
+    crate::index::open(py, out)
+}

@@ -1,0 +1,357 @@
+//! `ptsel.open` and the `Index` class: an open index whose arrays are read-only views into the
+//! memory-mapped file, with batch search and selection.
+
+use crate::arrays::{self, FloatArray};
+use crate::errors::{bad_arg, CorruptIndexError, OrRaise};
+use crate::selection::PySelection;
+use numpy::ndarray::{Array2, ArrayView, Dimension, Ix1, Ix2};
+use numpy::{Element, IntoPyArray, PyArray, PyArray2, PyArrayMethods};
+use ptsel::hnsw::graph::NO_NODE;
+use ptsel::select::{self, Amount, Exclude, SelectParams, Target, TargetKind};
+use ptsel::{Engine, SearchOpts, Vectors};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use std::path::PathBuf;
+
+/// An open index: memory-mapped and validated, O(1) to open. The array properties are
+/// read-only numpy views into the mapping (no copy); each keeps the index alive.
+#[pyclass(frozen, module = "ptsel", name = "Index")]
+pub struct PyIndex {
+    pub(crate) engine: Engine,
+}
+
+/// Open the index file or corpus folder at `path` (validated, memory-mapped; nothing is read in
+/// bulk; a corpus opens each shard and checks it against its corpus file).
+///
+/// Raises FileNotFoundError when it does not exist and CorruptIndexError when it (or a shard)
+/// is damaged, missing or swapped.
+#[pyfunction]
+pub fn open(py: Python<'_>, path: PathBuf) -> PyResult<PyIndex> {
+    let engine = py.detach(|| Engine::open(&path)).or_raise()?;
+    Ok(PyIndex { engine })
+}
+
+/// A read-only numpy array over `data` (`shape`), owned by the index object `this`.
+fn view<'py, T: Element, D: Dimension>(
+    this: &Bound<'py, PyIndex>,
+    data: &[T],
+    shape: D,
+) -> PyResult<Bound<'py, PyArray<T, D>>> {
+    let array = ArrayView::from_shape(shape, data).map_err(|e| {
+        CorruptIndexError::new_err(format!(
+            "section of unexpected size: {e} (not caught at open)"
+        ))
+    })?;
+    // SAFETY: `data` lies in the index's read-only file mapping (or its metadata, or the
+    // corpus's merged class statistics, made once and never changed), owned by the `Engine`
+    // inside `this`. The mapping is never remapped, resized or dropped while the
+    // `PyIndex` lives, and `this` becomes the array's base object, so it outlives the array.
+    let array = unsafe { PyArray::borrow_from_array(&array, this.clone().into_any()) };
+    // A write into the read-only mapping would be a SIGSEGV: numpy must refuse it instead.
+    let readonly = array.try_readwrite()?.make_nonwriteable();
+    Ok((*readonly).clone())
+}
+
+/// What `Index.search` returns: ids (int64) and scores (float32), both `[n, k]`.
+type Neighbors<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
+
+impl PyIndex {
+    /// The index file of a single-file engine; a ValueError for a corpus folder, whose shards
+    /// are separate mappings (the per-row arrays have no one view).
+    fn index(&self) -> PyResult<&ptsel::Index> {
+        self.engine.index().map(|ix| &**ix).or_raise()
+    }
+}
+
+#[pymethods]
+impl PyIndex {
+    /// Number of rows (of every shard, for a corpus).
+    fn __len__(&self) -> usize {
+        self.engine.rows()
+    }
+
+    fn __repr__(&self) -> String {
+        let e = &self.engine;
+        let shards = match e.corpus() {
+            Some(c) => format!(", shards={}", c.shards.len()),
+            None => String::new(),
+        };
+        format!(
+            "Index('{}', rows={}, dim={}, dtype='{}', metric='{}', classes={}{shards})",
+            e.path().display(),
+            e.rows(),
+            e.dim(),
+            e.dtype().name(),
+            e.metric().name(),
+            e.classes()
+        )
+    }
+
+    /// Path the index file or corpus folder was opened from.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.engine.path().to_path_buf()
+    }
+
+    /// Number of shards: 1 for an index file, the shard count of a corpus folder.
+    #[getter]
+    fn shards(&self) -> usize {
+        self.engine.shards().len()
+    }
+
+    /// Vector dimension.
+    #[getter]
+    fn dim(&self) -> usize {
+        self.engine.dim()
+    }
+
+    /// Element type of the stored vectors: "f16" or "f32".
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.engine.dtype().name()
+    }
+
+    /// Search metric: "cos", "ip" or "l2".
+    #[getter]
+    fn metric(&self) -> &'static str {
+        self.engine.metric().name()
+    }
+
+    /// Number of classes (0 when the corpus has no labels).
+    #[getter]
+    fn classes(&self) -> usize {
+        self.engine.classes()
+    }
+
+    /// Class names (one per class), or None when the index has none.
+    #[getter]
+    fn class_names(&self) -> Option<Vec<String>> {
+        let names = self.engine.class_names();
+        (!names.is_empty()).then(|| names.to_vec())
+    }
+
+    /// What `ptsel info --json` prints: shape, sections, creation parameters, HNSW checks.
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let info = self.engine.info().or_raise()?;
+        let info =
+            serde_json::to_value(info).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        crate::selection::json_to_py(py, &info)
+    }
+
+    /// The stored vectors, `[rows, dim]` float16 or float32 (unit-normalised for metric "cos"):
+    /// a read-only view of the mapped file (of an index file only: ValueError for a corpus).
+    #[getter]
+    fn vectors<'py>(this: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let ix = this.get().index()?;
+        let shape = Ix2(ix.rows(), ix.dim());
+        Ok(match ix.vectors() {
+            Vectors::F16(v) => view(this, v, shape)?.into_any(),
+            Vectors::F32(v) => view(this, v, shape)?.into_any(),
+        })
+    }
+
+    /// L2 norms of the raw input vectors, `[rows]` float32 (read-only view; index file only).
+    #[getter]
+    fn norms<'py>(this: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let ix = this.get().index()?;
+        Ok(view(this, ix.norms(), Ix1(ix.rows()))?.into_any())
+    }
+
+    /// Class of every row, `[rows]` uint32 (read-only view; index file only), or None when
+    /// unlabelled.
+    #[getter]
+    fn labels<'py>(this: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let ix = this.get().index()?;
+        ix.labels()
+            .map(|l| Ok(view(this, l, Ix1(ix.rows()))?.into_any()))
+            .transpose()
+    }
+
+    /// Samples per class, `[classes]` uint64 (read-only view; merged over the shards of a
+    /// corpus), or None when unlabelled.
+    #[getter]
+    fn class_counts<'py>(this: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let e = &this.get().engine;
+        if e.classes() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(
+            view(this, e.class_stats().0, Ix1(e.classes()))?.into_any(),
+        ))
+    }
+
+    /// Means of the raw (unnormalised) features per class, `[classes, dim]` float64 (read-only
+    /// view; merged over the shards of a corpus), or None when unlabelled.
+    #[getter]
+    fn class_means<'py>(this: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let e = &this.get().engine;
+        if e.classes() == 0 {
+            return Ok(None);
+        }
+        let shape = Ix2(e.classes(), e.dim());
+        Ok(Some(view(this, e.class_stats().1, shape)?.into_any()))
+    }
+
+    /// The id of every row (the stored strings, or the global row numbers where none are
+    /// stored).
+    #[getter]
+    fn ids(&self) -> PyResult<Vec<String>> {
+        let e = &self.engine;
+        (0..e.rows())
+            .map(|r| e.id(r).map(|id| id.into_owned()))
+            .collect::<ptsel::Result<_>>()
+            .or_raise()
+    }
+
+    /// The `k` nearest rows of each query: `(ids, scores)`, int64 and float32 `[n, k]`, best
+    /// first (scores: cosine similarity for "cos", inner product for "ip", squared distance
+    /// for "l2").
+    ///
+    /// Through the HNSW graph with beam width `ef` (default 64, raised to `k`), or by exact
+    /// scoring on `device` ("auto", "cpu", "cuda") with `exact=True`. `queries` is `[n, dim]`
+    /// of any float dtype and memory order; `threads` defaults to all cores. The GIL is released
+    /// while searching.
+    #[pyo3(signature = (queries, k=10, ef=None, exact=false, threads=None, device="auto"))]
+    #[allow(clippy::too_many_arguments)]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+        k: usize,
+        ef: Option<usize>,
+        exact: bool,
+        threads: Option<usize>,
+        device: &str,
+    ) -> PyResult<Neighbors<'py>> {
+        let q = FloatArray::extract(queries, "queries")?.view().to_matrix();
+        if q.dim != self.engine.dim() {
+            return Err(bad_arg(
+                "queries",
+                format!("{}-d, but the index is {}-d", q.dim, self.engine.dim()),
+            ));
+        }
+        let opts = SearchOpts {
+            ef,
+            exact,
+            threads,
+            device: device.parse().or_raise()?,
+        };
+        let nn = py
+            .detach(|| self.engine.search(&q.data, k, &opts))
+            .or_raise()?;
+        let ids: Vec<i64> = nn
+            .ids
+            .iter()
+            .map(|&i| if i == NO_NODE { -1 } else { i64::from(i) })
+            .collect();
+        let shape = (q.rows, k);
+        let ids = Array2::from_shape_vec(shape, ids).map_err(|e| bad_arg("k", e))?;
+        let scores = Array2::from_shape_vec(shape, nn.scores).map_err(|e| bad_arg("k", e))?;
+        Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+    }
+
+    /// Choose the pre-training samples worth re-using for a target task (`ptsel select`).
+    ///
+    /// `target`: target features `[n, dim]` (array or `.npy` path): samples, each one unit of
+    /// mass; with `labels` (array or path) one unit per target class; with `means=True` the rows
+    /// are class means. `method`: "uot" (the paper), "knn", "similarity" or "random". Keep the
+    /// `classes` best classes (default 100 for class-level methods) or `budget` samples (knn
+    /// needs it). `exclude_near` (array or path) drops corpus rows whose cosine to any of those
+    /// test features reaches `exclude_threshold`. The other parameters are the CLI's, with its
+    /// defaults. The GIL is released while selecting.
+    #[pyo3(signature = (
+        target, labels=None, means=false, method="uot", classes=None, budget=None,
+        exclude_near=None, exclude_threshold=0.95, per_target=50, exact=false, ef=None, seed=0,
+        p_m=0.1, eps=1.0, tau_source=1.0, tau_target=100.0, max_iter=1000, tol=1e-6,
+        uot_domain="auto", pseudo_classes=false, device="auto"
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn select(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        labels: Option<&Bound<'_, PyAny>>,
+        means: bool,
+        method: &str,
+        classes: Option<usize>,
+        budget: Option<usize>,
+        exclude_near: Option<&Bound<'_, PyAny>>,
+        exclude_threshold: f32,
+        per_target: usize,
+        exact: bool,
+        ef: Option<usize>,
+        seed: u64,
+        p_m: f64,
+        eps: f64,
+        tau_source: f64,
+        tau_target: f64,
+        max_iter: usize,
+        tol: f64,
+        uot_domain: &str,
+        pseudo_classes: bool,
+        device: &str,
+    ) -> PyResult<PySelection> {
+        if classes.is_some() && budget.is_some() {
+            return Err(bad_arg("budget", "give classes or budget, not both"));
+        }
+        let method = method.parse().or_raise()?;
+        let params = SelectParams {
+            method,
+            amount: Amount::for_method(method, classes, budget).or_raise()?,
+            p_m,
+            uot: ptsel::uot::UotParams {
+                eps,
+                tau_source,
+                tau_target,
+                max_iter,
+                tol,
+                domain: uot_domain.parse().or_raise()?,
+            },
+            per_target,
+            exact,
+            ef: ef.unwrap_or_else(|| select::knn::default_ef(per_target)),
+            seed,
+            pseudo_classes,
+            device: device.parse().or_raise()?,
+        };
+        let (features, origin) = arrays::matrix(target, "target")?;
+        let kind = match (labels, means) {
+            (Some(_), true) => {
+                return Err(bad_arg(
+                    "means",
+                    "give target labels or means=True, not both",
+                ))
+            }
+            (Some(l), false) => {
+                let (labels, origin) = arrays::labels(l, "labels")?;
+                TargetKind::Labelled { labels, origin }
+            }
+            (None, true) => TargetKind::Means,
+            (None, false) => TargetKind::Samples,
+        };
+        let target = Target {
+            features,
+            kind,
+            origin,
+        };
+        let exclude = exclude_near
+            .map(|e| -> PyResult<Exclude> {
+                let (test, origin) = arrays::matrix(e, "exclude_near")?;
+                Ok(Exclude {
+                    test,
+                    origin,
+                    threshold: exclude_threshold,
+                })
+            })
+            .transpose()?;
+        let engine = &self.engine;
+        let (sel, summary) = py
+            .detach(|| {
+                let sel = engine.select(&target, exclude.as_ref(), &params)?;
+                let summary = engine.summary(&target, exclude.as_ref(), &params, &sel);
+                Ok((sel, summary))
+            })
+            .or_raise()?;
+        PySelection::new(py, engine.clone(), sel, summary)
+    }
+}

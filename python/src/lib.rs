@@ -1,0 +1,35 @@
+//! Python bindings of ptsel: the extension module `ptsel._ptsel`, re-exported by the pure-Python
+//! package `ptsel` (`python/ptsel/`). A thin shell over the library's [`ptsel::Engine`]:
+//!
+//! - [`index`]: `ptsel.open` and the `Index` class (read-only zero-copy numpy views of the
+//!   mapped file, batch search, selection);
+//! - [`build`]: `ptsel.build` from numpy arrays or `.npy` files, on a worker thread that Ctrl-C
+//!   cancels;
+//! - [`selection`]: the `Selection` class (rows, importance, summary, manifests);
+//! - [`arrays`]: numpy inputs (any float dtype and layout) converted once or streamed;
+//! - [`errors`]: library errors mapped to Python exceptions by [`ptsel::ErrorKind`].
+#![deny(missing_docs)]
+
+mod arrays;
+mod build;
+mod errors;
+mod index;
+mod selection;
+
+use pyo3::prelude::*;
+
+/// The extension module `ptsel._ptsel`.
+#[pymodule]
+fn _ptsel(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add(
+        "CorruptIndexError",
+        py.get_type::<errors::CorruptIndexError>(),
+    )?;
+    m.add_class::<index::PyIndex>()?;
+    m.add_class::<selection::PySelection>()?;
+    m.add_function(wrap_pyfunction!(index::open, m)?)?;
+    m.add_function(wrap_pyfunction!(build::build, m)?)?;
+    Ok(())
+}

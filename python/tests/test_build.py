@@ -1,0 +1,85 @@
+"""Building from numpy arrays and from files, with the CLI's outputs and creation parameters."""
+
+import subprocess
+
+import numpy as np
+import pytest
+
+import ptsel
+
+
+def test_same_index_as_the_cli(corpus, cli, tmp_path):
+    out = tmp_path / "cli.ptsel"
+    subprocess.run([cli, "build", "--features", corpus.x_npy, "--labels", corpus.labels_npy,
+                    "--ids", corpus.ids_txt, "--out", out, "--quiet"], check=True)
+    theirs, ours = ptsel.open(out), ptsel.open(corpus.index_path)
+    assert theirs.info()["params"] == ours.info()["params"]
+    for name in ["vectors", "norms", "labels", "class_counts", "class_means"]:
+        np.testing.assert_array_equal(getattr(theirs, name), getattr(ours, name), err_msg=name)
+    assert theirs.ids == ours.ids
+    assert ([s["bytes"] for s in theirs.info()["sections"]]
+            == [s["bytes"] for s in ours.info()["sections"]])
+    q = corpus.queries
+    for a, b in zip(theirs.search(q, k=5), ours.search(q, k=5)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_any_float_dtype_and_order(corpus, tmp_path, dtype, order):
+    x = np.asarray(corpus.x.astype(dtype), order=order)
+    reference = corpus.x.astype(dtype).astype(np.float32)
+    index = ptsel.build(x, tmp_path / "a.ptsel", labels=corpus.labels, dtype="f32",
+                        metric="ip", hnsw=False, progress=False)
+    np.testing.assert_array_equal(index.vectors, reference)
+    np.testing.assert_array_equal(index.labels, corpus.labels)
+    assert index.info()["params"]["features"] == f"numpy {np.dtype(dtype).name} array [3000, 32]"
+
+
+def test_a_strided_view_is_read_as_such(tmp_path):
+    base = np.arange(5 * 8, dtype=np.float32).reshape(5, 8) + 1
+    view = base[::2, 1::3]
+    index = ptsel.build(view, tmp_path / "v.ptsel", dtype="f32", metric="l2", hnsw=False,
+                        progress=False)
+    np.testing.assert_array_equal(index.vectors, view)
+
+
+def test_labels_ids_and_class_names_from_memory(corpus, tmp_path):
+    names = [f"class {c}" for c in range(40)]
+    index = ptsel.build(corpus.x, tmp_path / "m.ptsel", labels=corpus.labels.astype(np.uint8),
+                        ids=corpus.ids, class_names=names, kmeans=5, progress=False)
+    assert index.class_names == names and index.ids == corpus.ids
+    np.testing.assert_array_equal(index.labels, corpus.labels)
+    params = index.info()["params"]
+    assert params["kmeans_k"] == "5" and params["kmeans_iters"] == "20"
+    assert "ids" not in params and params["hnsw_m"] == "16"
+
+
+def test_build_parameters_are_recorded(corpus, tmp_path):
+    index = ptsel.build(corpus.x, tmp_path / "p.ptsel", m=8, ef_construction=50, seed=3,
+                        progress=False)
+    params = index.info()["params"]
+    assert (params["hnsw_m"], params["hnsw_ef_construction"], params["hnsw_seed"]) == ("8", "50", "3")
+    assert index.info()["hnsw"]["m"] == 8
+    assert ptsel.build(corpus.x, tmp_path / "n.ptsel", hnsw=False, progress=False).info()["hnsw"] is None
+
+
+def test_progress_reports_reach_the_end(corpus, tmp_path):
+    # Reports are snapshots taken while the caller waits: a short build may show only its end.
+    seen = []
+    ptsel.build(corpus.x, tmp_path / "r.ptsel", progress=lambda *a: seen.append(a))
+    stage, done, total = seen[-1]
+    assert stage.startswith("hnsw") and done == total
+
+
+def test_progress_on_stderr(corpus, tmp_path, capsys):
+    ptsel.build(corpus.x, tmp_path / "s.ptsel", hnsw=False)
+    assert capsys.readouterr().err.endswith("\r   vectors 3000/3000\n")
+
+
+def test_an_existing_output_needs_force(corpus, tmp_path):
+    out = tmp_path / "f.ptsel"
+    ptsel.build(corpus.x[:100], out, hnsw=False, progress=False)
+    with pytest.raises(ValueError, match="exists"):
+        ptsel.build(corpus.x, out, hnsw=False, progress=False)
+    assert len(ptsel.build(corpus.x, out, hnsw=False, progress=False, force=True)) == 3000

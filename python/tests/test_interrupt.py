@@ -1,0 +1,27 @@
+"""Ctrl-C during a build raises KeyboardInterrupt promptly and leaves nothing behind."""
+
+import _thread
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import ptsel
+
+
+@pytest.mark.parametrize("delay", [0.2, 1.5])  # while writing vectors, while building the graph
+def test_ctrl_c_cancels_a_build(tmp_path, delay):
+    x = np.random.default_rng(0).normal(size=(300000, 48)).astype(np.float32)
+    seen = []
+    timer = threading.Timer(delay, _thread.interrupt_main)
+    start = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ptsel.build(x, tmp_path / "big.ptsel", progress=lambda s, d, t: seen.append(s))
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - start < delay + 2, "the build did not stop promptly"
+    assert list(tmp_path.iterdir()) == []
+    assert seen

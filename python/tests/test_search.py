@@ -1,0 +1,69 @@
+"""Batch search against numpy brute force, input conversions, and the GIL released."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from conftest import brute_force, recall
+
+
+def test_exact_search_is_numpy_brute_force(index, corpus):
+    ids, scores = index.search(corpus.queries, k=10, exact=True, device="cpu")
+    truth, sims = brute_force(corpus.x, corpus.queries, 10)
+    assert ids.dtype == np.int64 and scores.dtype == np.float32 and ids.shape == (200, 10)
+    # Stored vectors are f16: near-ties may swap, so compare scores, then most ids.
+    expected = np.take_along_axis(sims, truth, axis=1)
+    np.testing.assert_allclose(scores, expected, atol=2e-3)
+    assert recall(ids, truth) > 0.98
+    assert np.all(np.diff(scores, axis=1) <= 0)
+
+
+def test_hnsw_search_recall(index, corpus):
+    truth, _ = brute_force(corpus.x, corpus.queries, 10)
+    ids, _ = index.search(corpus.queries, k=10, ef=64)
+    assert recall(ids, truth) > 0.95
+    one, _ = index.search(corpus.queries, k=10, ef=64, threads=1)
+    np.testing.assert_array_equal(ids, one)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_queries_in_any_float_dtype_and_order(index, corpus, dtype, order):
+    q = np.asarray(corpus.queries.astype(dtype), order=order)
+    reference = index.search(q.astype(np.float32), k=5, exact=True)
+    for a, b in zip(index.search(q, k=5, exact=True), reference):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_list_of_lists_is_accepted(index, corpus):
+    q = corpus.queries[:3]
+    for a, b in zip(index.search(q.tolist(), k=3), index.search(q, k=3)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_search_releases_the_gil(index):
+    """A second thread keeps ticking while a long search runs (it could not if the search held
+    the GIL)."""
+    q = np.random.default_rng(1).normal(size=(40000, 32)).astype(np.float32)
+    ticks, stop = [], threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.002)
+
+    t = threading.Thread(target=tick)
+    t.start()
+    try:
+        time.sleep(0.02)
+        start = time.perf_counter()
+        index.search(q, k=10, exact=True, device="cpu", threads=1)
+        end = time.perf_counter()
+    finally:
+        stop.set()
+        t.join()
+    assert end - start > 0.1, "the search was too short to tell"
+    inside = [x for x in ticks if start + 0.02 < x < end - 0.02]
+    assert len(inside) >= 5, f"{len(inside)} ticks during a {end - start:.2f} s search"

@@ -1,0 +1,149 @@
+//! Format compatibility: an index written by each released format version is committed under
+//! `tests/fixtures/format/` (made once by `make_v<N>.py` and `ptsel build`, never rebuilt) and
+//! must keep opening, verifying and answering the same. The expected values below were read
+//! from the fixture when it was made and are written out here, so a reader that changes how it
+//! interprets old bytes fails, instead of agreeing with itself.
+
+use ptsel::format::{DType, Metric, SectionKind};
+use ptsel::hnsw::Graph;
+use ptsel::score::{cpu::CpuScorer, Scorer};
+use ptsel::select::kmeans::KmeansView;
+use ptsel::{Index, OpenOptions};
+use std::path::Path;
+
+fn fixture(name: &str) -> Index {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/format")
+        .join(name);
+    Index::open_with(&path, OpenOptions { verify: true })
+        .unwrap_or_else(|e| panic!("{} no longer opens: {e}", path.display()))
+}
+
+fn close(got: &[f32], want: &[f32], tol: f32) -> bool {
+    got.len() == want.len() && got.iter().zip(want).all(|(g, w)| (g - w).abs() <= tol)
+}
+
+#[test]
+fn format_v1_fixture_keeps_opening_with_its_values() {
+    let index = fixture("v1.ptsel");
+    index.verify().unwrap();
+    assert_eq!(index.header().version, 1);
+    let meta = index.meta();
+    assert_eq!((index.rows(), index.dim(), index.classes()), (48, 8, 4));
+    assert_eq!((meta.dtype, index.metric()), (DType::F16, Metric::Cos));
+    assert_eq!(meta.class_names, ["alpha", "beta", "gamma", "delta"]);
+    let kinds: Vec<SectionKind> = index.sections().iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            SectionKind::Vectors,
+            SectionKind::Norms,
+            SectionKind::Labels,
+            SectionKind::ClassCounts,
+            SectionKind::ClassMeans,
+            SectionKind::IdsBlob,
+            SectionKind::IdsOffsets,
+            SectionKind::Hnsw,
+            SectionKind::KmeansCentroids,
+            SectionKind::KmeansAssign,
+            SectionKind::Meta,
+        ]
+    );
+
+    // Rows: stored unit vectors (f16 values, exactly), raw norms, labels, ids.
+    let mut row = [0f32; 8];
+    for (r, vector, norm, label) in [
+        (
+            0,
+            [
+                0.61083984,
+                0.7519531,
+                0.14099121,
+                -0.04699707,
+                0.09399414,
+                -0.09399414,
+                0.04699707,
+                -0.14099121,
+            ],
+            1.3302373,
+            0,
+        ),
+        (
+            13,
+            [
+                -0.044311523,
+                0.08862305,
+                0.62060547,
+                0.75341797,
+                -0.13293457,
+                0.0,
+                0.13293457,
+                -0.044311523,
+            ],
+            1.4100642,
+            1,
+        ),
+    ] {
+        index.vectors().row_into(r, 8, &mut row);
+        assert_eq!(row, vector, "row {r}");
+        assert_eq!(index.norms()[r], norm, "norm of row {r}");
+        assert_eq!(index.label(r).unwrap(), Some(label));
+        assert_eq!(index.id(r).unwrap(), format!("img/{r:03}.jpg"));
+    }
+    assert_eq!(index.class_counts(), [12, 12, 12, 12]);
+    // Means of the raw features (sixteenths averaged over 12 rows: multiples of 1/192).
+    let means: [[f64; 8]; 4] = [
+        [195.0, 189.0, 5.0, -1.0, 0.0, 1.0, -5.0, 3.0],
+        [0.0, 1.0, 187.0, 195.0, -3.0, 5.0, -1.0, 0.0],
+        [-3.0, 5.0, -1.0, 0.0, 193.0, 187.0, 3.0, -3.0],
+        [1.0, -5.0, 3.0, -3.0, 5.0, -1.0, 192.0, 193.0],
+    ];
+    for (c, (got, want)) in index.class_means().chunks(8).zip(means).enumerate() {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w / 192.0).abs() < 1e-12, "class {c}: {got:?}");
+        }
+    }
+
+    // The HNSW graph: its header and a search (rows 8 and 36 are duplicates: the lower id first).
+    let graph = Graph::open(&index).unwrap().unwrap();
+    let h = graph.header();
+    assert_eq!(
+        (
+            h.m,
+            h.m0,
+            h.ef_construction,
+            h.seed,
+            h.entry,
+            h.max_level,
+            h.rows
+        ),
+        (4, 8, 32, 5, 6, 3, 48)
+    );
+    let q = [1.0f32, 0.9, 0.1, 0.0, 0.0, 0.2, 0.0, 0.0];
+    let (ids, scores) = graph.search(&q, 4, 16).unwrap();
+    assert_eq!(ids, [8, 36, 12, 40]);
+    let want_scores = [0.98406136, 0.98406136, 0.97690755, 0.97690755];
+    assert!(close(&scores, &want_scores, 1e-5), "{scores:?}");
+    let exact = CpuScorer::new(&index).top_k(&q, 4).unwrap();
+    assert_eq!(exact.ids, ids);
+
+    // k-means: 3 centroids and the assignment of every row.
+    let km = KmeansView::open(&index).unwrap().unwrap();
+    assert_eq!(km.k, 3);
+    assert_eq!(&km.assign[..12], [0, 2, 1, 2, 0, 2, 1, 2, 0, 2, 1, 2]);
+    assert!(close(&km.centroids[..2], &[0.7176477, 0.695841], 1e-6));
+    assert!(close(
+        &km.centroids[16..],
+        &[
+            -0.00011551497,
+            -0.008612763,
+            0.4973377,
+            0.5044171,
+            0.006466355,
+            0.011142723,
+            0.49834284,
+            0.49963272
+        ],
+        1e-6
+    ));
+}
