@@ -5,9 +5,12 @@ use crate::arrays::{self, FloatArray};
 use crate::errors::{bad_arg, CorruptIndexError, OrRaise};
 use crate::selection::PySelection;
 use numpy::ndarray::{Array2, ArrayView, Dimension, Ix1, Ix2};
-use numpy::{Element, IntoPyArray, PyArray, PyArray2, PyArrayMethods};
+use numpy::{
+    Element, IntoPyArray, PyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1,
+    PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use ptsel::hnsw::graph::NO_NODE;
-use ptsel::select::{self, Amount, Exclude, SelectParams, Target, TargetKind};
+use ptsel::select::{self, Amount, Exclude, Found, SelectParams, Target, TargetKind};
 use ptsel::{Engine, SearchOpts, Vectors};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -56,6 +59,11 @@ fn view<'py, T: Element, D: Dimension>(
 type Neighbors<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
 
 impl PyIndex {
+    /// The shards `(start, stop)`, all of them by default.
+    fn shard_range(&self, shards: Option<(usize, usize)>) -> std::ops::Range<usize> {
+        shards.map_or(0..self.engine.shards().len(), |(a, b)| a..b)
+    }
+
     /// The index file of a single-file engine; a ValueError for a corpus folder, whose shards
     /// are separate mappings (the per-row arrays have no one view).
     fn index(&self) -> PyResult<&ptsel::Index> {
@@ -128,6 +136,18 @@ impl PyIndex {
     fn class_names(&self) -> Option<Vec<String>> {
         let names = self.engine.class_names();
         (!names.is_empty()).then(|| names.to_vec())
+    }
+
+    /// Whether every shard has an HNSW graph (otherwise search needs `exact=True`).
+    #[getter]
+    fn has_graph(&self) -> PyResult<bool> {
+        Ok(self.engine.graphs().or_raise()?.is_some())
+    }
+
+    /// Recompute every checksum (of every shard of a corpus), as `ptsel verify` does; raises
+    /// CorruptIndexError naming the file at fault. Returns the bytes checked.
+    fn verify(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.engine.verify()).or_raise()
     }
 
     /// What `ptsel info --json` prints: shape, sections, creation parameters, HNSW checks.
@@ -209,9 +229,11 @@ impl PyIndex {
     ///
     /// Through the HNSW graph with beam width `ef` (default 64, raised to `k`), or by exact
     /// scoring on `device` ("auto", "cpu", "cuda") with `exact=True`. `queries` is `[n, dim]`
-    /// of any float dtype and memory order; `threads` defaults to all cores. The GIL is released
-    /// while searching.
-    #[pyo3(signature = (queries, k=10, ef=None, exact=false, threads=None, device="auto"))]
+    /// of any float dtype and memory order; `threads` defaults to all cores. Rows are global
+    /// rows of a corpus; `shards=(start, stop)` searches only those shards (one task's part:
+    /// padded with -1 where they hold fewer than `k` rows). The GIL is released while
+    /// searching.
+    #[pyo3(signature = (queries, k=10, ef=None, exact=false, threads=None, device="auto", shards=None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -222,6 +244,7 @@ impl PyIndex {
         exact: bool,
         threads: Option<usize>,
         device: &str,
+        shards: Option<(usize, usize)>,
     ) -> PyResult<Neighbors<'py>> {
         let q = FloatArray::extract(queries, "queries")?.view().to_matrix();
         if q.dim != self.engine.dim() {
@@ -236,8 +259,9 @@ impl PyIndex {
             threads,
             device: device.parse().or_raise()?,
         };
+        let shards = self.shard_range(shards);
         let nn = py
-            .detach(|| self.engine.search(&q.data, k, &opts))
+            .detach(|| self.engine.search_shards(shards, &q.data, k, &opts))
             .or_raise()?;
         let ids: Vec<i64> = nn
             .ids
@@ -250,6 +274,35 @@ impl PyIndex {
         Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
     }
 
+    /// The rows whose cosine to some row of `test` (`[n, dim]` array or `.npy` path) reaches
+    /// `threshold`, ascending int64: what `select(exclude_near=test)` leaves out, over the shards
+    /// `shards=(start, stop)` only when given (one task's part).
+    #[pyo3(signature = (test, threshold=0.95, shards=None))]
+    fn near_duplicates<'py>(
+        &self,
+        py: Python<'py>,
+        test: &Bound<'py, PyAny>,
+        threshold: f32,
+        shards: Option<(usize, usize)>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let (test, _) = arrays::matrix(test, "test")?;
+        if test.dim != self.engine.dim() {
+            return Err(bad_arg(
+                "test",
+                format!("{}-d, but the index is {}-d", test.dim, self.engine.dim()),
+            ));
+        }
+        let shards = self.shard_range(shards);
+        let rows = py
+            .detach(|| self.engine.near_duplicates(shards, &test.data, threshold))
+            .or_raise()?;
+        Ok(rows
+            .into_iter()
+            .map(i64::from)
+            .collect::<Vec<_>>()
+            .into_pyarray(py))
+    }
+
     /// Choose the pre-training samples worth re-using for a target task (`ptsel select`).
     ///
     /// `target`: target features `[n, dim]` (array or `.npy` path): samples, each one unit of
@@ -258,12 +311,16 @@ impl PyIndex {
     /// `classes` best classes (default 100 for class-level methods) or `budget` samples (knn
     /// needs it). `exclude_near` (array or path) drops corpus rows whose cosine to any of those
     /// test features reaches `exclude_threshold`. The other parameters are the CLI's, with its
-    /// defaults. The GIL is released while selecting.
+    /// defaults. `neighbors` (a list of `(ids, scores)` from `search(target, per_target, ...,
+    /// shards=...)` covering every shard) and `excluded` (a list of `near_duplicates(...)`
+    /// arrays) are those scans done elsewhere, one task per group of shards: they are merged
+    /// and the corpus is not scanned again (`ptsel.spark.select`). The GIL is released while
+    /// selecting.
     #[pyo3(signature = (
         target, labels=None, means=false, method="uot", classes=None, budget=None,
         exclude_near=None, exclude_threshold=0.95, per_target=50, exact=false, ef=None, seed=0,
         p_m=0.1, eps=1.0, tau_source=1.0, tau_target=100.0, max_iter=1000, tol=1e-6,
-        uot_domain="auto", pseudo_classes=false, device="auto"
+        uot_domain="auto", pseudo_classes=false, device="auto", neighbors=None, excluded=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn select(
@@ -290,6 +347,8 @@ impl PyIndex {
         uot_domain: &str,
         pseudo_classes: bool,
         device: &str,
+        neighbors: Option<Vec<(PyReadonlyArray2<'_, i64>, PyReadonlyArray2<'_, f32>)>>,
+        excluded: Option<Vec<PyReadonlyArray1<'_, i64>>>,
     ) -> PyResult<PySelection> {
         if classes.is_some() && budget.is_some() {
             return Err(bad_arg("budget", "give classes or budget, not both"));
@@ -344,14 +403,64 @@ impl PyIndex {
                 })
             })
             .transpose()?;
+        let found = Found {
+            neighbors: neighbors
+                .unwrap_or_default()
+                .iter()
+                .map(|(ids, scores)| found_neighbors(ids, scores))
+                .collect::<PyResult<_>>()?,
+            excluded: excluded
+                .unwrap_or_default()
+                .iter()
+                .map(|rows| global_rows(rows.as_slice()?, "excluded"))
+                .collect::<PyResult<_>>()?,
+        };
         let engine = &self.engine;
         let (sel, summary) = py
             .detach(|| {
-                let sel = engine.select(&target, exclude.as_ref(), &params)?;
+                let sel = engine.select_found(&target, exclude.as_ref(), &params, found)?;
                 let summary = engine.summary(&target, exclude.as_ref(), &params, &sel);
                 Ok((sel, summary))
             })
             .or_raise()?;
         PySelection::new(py, engine.clone(), sel, summary)
     }
+}
+
+/// Global rows given back from Python (`name` for errors): -1 (padding) becomes [`NO_NODE`].
+fn global_rows(rows: &[i64], name: &str) -> PyResult<Vec<u32>> {
+    rows.iter()
+        .map(|&r| match r {
+            -1 => Ok(NO_NODE),
+            r => u32::try_from(r)
+                .ok()
+                .filter(|&r| r != NO_NODE)
+                .ok_or_else(|| bad_arg(name, format!("{r} is not a row"))),
+        })
+        .collect()
+}
+
+/// One part's `search` answer given back from Python, as the library's neighbour lists.
+fn found_neighbors(
+    ids: &PyReadonlyArray2<'_, i64>,
+    scores: &PyReadonlyArray2<'_, f32>,
+) -> PyResult<ptsel::score::Neighbors> {
+    if ids.shape() != scores.shape() {
+        return Err(bad_arg(
+            "neighbors",
+            format!(
+                "ids {:?} and scores {:?} differ in shape",
+                ids.shape(),
+                scores.shape()
+            ),
+        ));
+    }
+    Ok(ptsel::score::Neighbors {
+        k: ids.shape()[1],
+        ids: global_rows(
+            &ids.as_array().iter().copied().collect::<Vec<_>>(),
+            "neighbors",
+        )?,
+        scores: scores.as_array().iter().copied().collect(),
+    })
 }

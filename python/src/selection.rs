@@ -90,7 +90,8 @@ impl PySelection {
     }
 
     /// Write the manifest to `path` as `ptsel select --out` does: "csv" (`rank,row,id,class,
-    /// score`), "jsonl" or "npy" (the rows, int64); by default from the extension, csv otherwise.
+    /// score`), "jsonl", "npy" (the rows, int64) or "uids" (DataComp's sorted 128-bit uids of
+    /// ids of 32 hex digits); by default from the extension, csv otherwise.
     #[pyo3(signature = (path, format=None))]
     fn save(&self, py: Python<'_>, path: PathBuf, format: Option<&str>) -> PyResult<()> {
         let format = match format {

@@ -45,12 +45,13 @@ pub struct ShardOutcome {
 /// rows' own). With `resume`, a file already at `out` that verifies and was built from the same
 /// source (its origin, and the creation parameters of `opts`, such as the rows of a larger
 /// file it holds) with the same options is kept, so a retried or rerun task does not build its
-/// shard twice; any other file there is replaced.
+/// shard twice; any other file there is replaced. `progress` is the build's.
 pub fn build_shard(
     source: &mut dyn RowSource,
     out: &Path,
     mut opts: BuildOptions,
     resume: bool,
+    progress: Progress<'_>,
 ) -> Result<ShardOutcome> {
     let start = Instant::now();
     if resume && out.exists() {
@@ -71,7 +72,7 @@ pub fn build_shard(
         }
         opts.force = true;
     }
-    let report = crate::build(source, out, opts, &|_, _, _| {})?;
+    let report = crate::build(source, out, opts, progress)?;
     Ok(ShardOutcome {
         rows: report.rows,
         kept: false,
@@ -165,9 +166,14 @@ pub fn build(
             "source_rows".into(),
             format!("{}..{}", range.start, range.end),
         );
-        build_shard(&mut source, &dir.join(shard_file(i)), shard, !opts.force)
+        build_shard(
+            &mut source,
+            &dir.join(shard_file(i)),
+            shard,
+            !opts.force,
+            &|_, _, _| {},
+        )
     })?;
-    remove_stale_shards(dir, n)?;
     let files: Vec<String> = (0..n).map(shard_file).collect();
     assemble(dir, &files, class_names, Some(classes), params)?;
     Ok(CorpusReport {
@@ -202,15 +208,16 @@ fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
     std::fs::create_dir_all(dir).at(dir)
 }
 
-/// Remove shard files numbered `n` and above (left by an earlier build with more shards).
-fn remove_stale_shards(dir: &Path, n: usize) -> Result<()> {
+/// Remove the files named like shards (`shard-NNNNN.ptsel`) that `files` does not list: left
+/// by an earlier build of the folder with more shards.
+fn remove_stale_shards(dir: &Path, files: &[String]) -> Result<()> {
     for entry in std::fs::read_dir(dir).at(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let number = name
             .strip_prefix("shard-")
             .and_then(|s| s.strip_suffix(".ptsel"))
             .and_then(|s| s.parse::<usize>().ok());
-        if number.is_some_and(|k| k >= n && name == shard_file(k)) {
+        if number.is_some_and(|k| name == shard_file(k) && !files.contains(&name)) {
             std::fs::remove_file(entry.path()).at(&entry.path())?;
         }
     }
@@ -266,6 +273,7 @@ fn in_parallel<T: Send>(
 /// largest shard's when `None`), `class_names` its names (or none), `params` how the corpus was
 /// made. Shards must agree in dim, dtype and metric, and all be labelled or all not. Callers
 /// verify the shards first ([`build_shard`] verifies a kept one; a fresh build is complete).
+/// Files named like shards that `files` does not list (an earlier build's) are removed.
 pub fn assemble(
     dir: &Path,
     files: &[String],
@@ -330,6 +338,7 @@ pub fn assemble(
     for (index, entry) in indexes.iter().zip(&meta.shards) {
         super::check_shard(index, &meta, entry.rows)?;
     }
+    remove_stale_shards(dir, files)?;
     write(dir, &meta)?;
     Ok(meta)
 }
