@@ -10,6 +10,7 @@ with Spark tasks.
 """
 
 from ptsel._ptsel import (CorruptIndexError, Index, Selection, __version__, assemble, build,
-                          open)
+                          merge_neighbors, open)
 
-__all__ = ["CorruptIndexError", "Index", "Selection", "__version__", "assemble", "build", "open"]
+__all__ = ["CorruptIndexError", "Index", "Selection", "__version__", "assemble", "build",
+           "merge_neighbors", "open"]

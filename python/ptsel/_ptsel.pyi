@@ -158,6 +158,14 @@ def build(
 ) -> Index:
     """Build an index of ``features`` at ``out`` and return it opened (``ptsel build``)."""
 
+def merge_neighbors(
+    parts: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
+    k: int,
+    metric: Literal["cos", "ip", "l2"],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Per query the ``k`` best global rows of searches over different shards, ties to the
+    lower row (exact, in any order)."""
+
 def assemble(
     out: _Path,
     files: Sequence[str],

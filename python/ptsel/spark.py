@@ -11,8 +11,8 @@ what an object store would change).
   corpus file only once every shard is complete, so a failed or retried task never leaves a
   corpus that names a half-written shard; a rerun keeps the shards already complete.
 - :func:`select`: the kNN search of the target samples (and the near-duplicate scan of
-  ``exclude_near``) as one task per group of shards, each returning its candidates, merged on
-  the driver; UOT and the other class-level methods run on the driver from the merged class
+  ``exclude_near``) as one task per group of shards, each returning its candidates, merged in a
+  tree on the executors (the driver receives one list of candidates per target sample); UOT and the other class-level methods run on the driver from the merged class
   statistics. The result is the :class:`ptsel.Selection` that :meth:`ptsel.Index.select` gives
   on the same corpus, and ``Selection.save`` writes the CLI's manifests.
 """
@@ -206,8 +206,9 @@ def select(spark, path, target, labels=None, *, shards_per_task: int = 1,
 
     With ``method="knn"`` each task searches ``shards_per_task`` shards for every target
     sample's ``per_target`` neighbours (through the shards' graphs, or exactly), and with
-    ``exclude_near`` it lists their near-duplicates of the test set; the driver merges the
-    candidates (per query, by score, ties to the lower global row) and ranks them. UOT and
+    ``exclude_near`` it lists their near-duplicates of the test set; the candidates merge per
+    query (by score, ties to the lower global row) in a tree over the executors, and the
+    driver ranks them. UOT and
     the other class-level methods need no scan: the driver solves on the merged class means.
     Returns the same :class:`ptsel.Selection` as ``ptsel.open(path).select(target, labels,
     **select_options)``.
@@ -235,16 +236,24 @@ def select(spark, path, target, labels=None, *, shards_per_task: int = 1,
     test = sc.broadcast(None if exclude is None else _matrix(exclude))
     knn = method == "knn"
 
+    metric = index.metric
+
     def task(shards):
         corpus = _open(path)
         found = corpus.search(queries.value, shards=shards, **search) if knn else None
         near = (None if test.value is None
                 else corpus.near_duplicates(test.value, threshold, shards=shards))
-        return shards, found, near
+        return found, near
+
+    def combine(a, b):
+        # Exact top-k merges and unions of rows: any order gives the same result, so the
+        # executors merge in a tree and the driver receives one part.
+        found = ptsel.merge_neighbors([a[0], b[0]], per_target, metric) if knn else None
+        near = None if a[1] is None else np.concatenate([a[1], b[1]])
+        return found, near
 
     n = index.shards
     groups = [(a, min(a + shards_per_task, n)) for a in range(0, n, shards_per_task)]
-    parts = sorted(sc.parallelize(groups, len(groups)).map(task).collect(), key=lambda p: p[0])
-    return index.select(target, labels, neighbors=[p[1] for p in parts] if knn else None,
-                        excluded=None if exclude is None else [p[2] for p in parts],
-                        **select_options)
+    found, near = sc.parallelize(groups, len(groups)).map(task).treeReduce(combine)
+    return index.select(target, labels, neighbors=[found] if knn else None,
+                        excluded=None if exclude is None else [near], **select_options)

@@ -263,15 +263,7 @@ impl PyIndex {
         let nn = py
             .detach(|| self.engine.search_shards(shards, &q.data, k, &opts))
             .or_raise()?;
-        let ids: Vec<i64> = nn
-            .ids
-            .iter()
-            .map(|&i| if i == NO_NODE { -1 } else { i64::from(i) })
-            .collect();
-        let shape = (q.rows, k);
-        let ids = Array2::from_shape_vec(shape, ids).map_err(|e| bad_arg("k", e))?;
-        let scores = Array2::from_shape_vec(shape, nn.scores).map_err(|e| bad_arg("k", e))?;
-        Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+        to_numpy(py, nn)
     }
 
     /// The rows whose cosine to some row of `test` (`[n, dim]` array or `.npy` path) reaches
@@ -425,6 +417,41 @@ impl PyIndex {
             .or_raise()?;
         PySelection::new(py, engine.clone(), sel, summary)
     }
+}
+
+/// `nn` as numpy `(ids, scores)`, `[n, k]` int64 and float32, padding as -1.
+fn to_numpy(py: Python<'_>, nn: ptsel::score::Neighbors) -> PyResult<Neighbors<'_>> {
+    let ids: Vec<i64> = nn
+        .ids
+        .iter()
+        .map(|&i| if i == NO_NODE { -1 } else { i64::from(i) })
+        .collect();
+    let shape = (nn.queries(), nn.k);
+    let ids = Array2::from_shape_vec(shape, ids).map_err(|e| bad_arg("k", e))?;
+    let scores = Array2::from_shape_vec(shape, nn.scores).map_err(|e| bad_arg("k", e))?;
+    Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+}
+
+/// Merge `(ids, scores)` answers of `Index.search` over different shards of one corpus for the
+/// same queries: per query the `k` best global rows under `metric` ("cos", "ip", "l2"), ties to
+/// the lower row, padded with -1. Merging is exact and in any order gives the same result
+/// (ptsel.spark merges task results in a tree).
+#[pyfunction]
+pub fn merge_neighbors<'py>(
+    py: Python<'py>,
+    parts: Vec<(PyReadonlyArray2<'py, i64>, PyReadonlyArray2<'py, f32>)>,
+    k: usize,
+    metric: &str,
+) -> PyResult<Neighbors<'py>> {
+    let metric = metric.parse().or_raise()?;
+    let parts = parts
+        .iter()
+        .map(|(ids, scores)| found_neighbors(ids, scores))
+        .collect::<PyResult<Vec<_>>>()?;
+    let nn = py
+        .detach(|| ptsel::engine::merge_neighbors(metric, k, &parts))
+        .or_raise()?;
+    to_numpy(py, nn)
 }
 
 /// Global rows given back from Python (`name` for errors): -1 (padding) becomes [`NO_NODE`].

@@ -30,6 +30,7 @@ fn _ptsel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<index::PyIndex>()?;
     m.add_class::<selection::PySelection>()?;
     m.add_function(wrap_pyfunction!(index::open, m)?)?;
+    m.add_function(wrap_pyfunction!(index::merge_neighbors, m)?)?;
     m.add_function(wrap_pyfunction!(build::build, m)?)?;
     m.add_function(wrap_pyfunction!(build::assemble, m)?)?;
     Ok(())
