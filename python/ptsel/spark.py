@@ -61,16 +61,20 @@ def _read_ids(path: Optional[str], id_column: str) -> Union[str, list, None]:
     return [str(v) for v in table.column(id_column).to_pylist()]
 
 
-def _peak_rss_mib() -> float:
-    """The peak resident memory of this (executor's Python worker) process, MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _clock() -> tuple:
+    """Wall and CPU seconds (all threads) of this process, for a task's report."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), usage.ru_utime + usage.ru_stime
 
 
-def _built(k: int, index: "ptsel.Index", start: float) -> dict:
-    """What a build task reports: the shard verified, its size, time and the worker's memory."""
+def _built(k: int, index: "ptsel.Index", start: tuple) -> dict:
+    """What a build task reports: the shard verified, its rows, wall and CPU seconds, and the
+    peak resident memory of the executor's Python worker (MiB)."""
     index.verify()
-    return {"shard": k, "file": _shard_file(k), "rows": len(index), "seconds":
-            time.perf_counter() - start, "peak_rss_mib": _peak_rss_mib()}
+    wall, cpu = _clock()
+    return {"shard": k, "file": _shard_file(k), "rows": len(index), "seconds": wall - start[0],
+            "cpu_seconds": cpu - start[1],
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def _build_files(spark, out, features, labels, ids, id_column, options):
@@ -85,7 +89,7 @@ def _build_files(spark, out, features, labels, ids, id_column, options):
 
     def task(job):
         k, f, lab, idf = job
-        start = time.perf_counter()
+        start = _clock()
         index = ptsel.build(f, os.path.join(out, _shard_file(k)), labels=lab,
                             ids=_read_ids(idf, id_column), force=True, **options)
         return _built(k, index, start)
@@ -107,7 +111,7 @@ def _build_dataframe(df, out, vector_column, label_column, id_column, options):
         raise ValueError(f"no column {missing[0]!r} in the DataFrame (columns: {df.columns})")
 
     def task(k, rows):
-        start = time.perf_counter()
+        start = _clock()
         vectors, classes, ids = [], [], []
         for row in rows:
             v = row[vector_column]
@@ -168,8 +172,8 @@ def build(spark, features, out, labels: Optional[_Paths] = None, ids: Optional[_
         params["features"] = f"DataFrame column {vector_column}"
     shards = sorted(shards, key=lambda s: s["shard"])
     for s in shards:
-        log.info("shard %s: %d rows in %.2f s, worker peak RSS %.0f MiB", s["file"], s["rows"],
-                 s["seconds"], s["peak_rss_mib"])
+        log.info("shard %s: %d rows in %.2f s (%.2f CPU s), worker peak RSS %.0f MiB",
+                 s["file"], s["rows"], s["seconds"], s["cpu_seconds"], s["peak_rss_mib"])
     if isinstance(class_names, (str, os.PathLike)):
         with open(class_names, encoding="utf-8") as f:
             class_names = f.read().splitlines()
