@@ -70,6 +70,7 @@
 mod names;
 
 pub mod builder;
+pub mod data;
 pub mod embed;
 pub mod engine;
 pub mod error;
