@@ -181,17 +181,26 @@ impl Engine {
                 index.rows()
             )));
         }
-        self.on_threads(opts.threads, || {
-            if opts.exact {
-                return self.scorer(opts.device)?.top_k(queries, k);
-            }
-            let graph = self.graph()?.ok_or_else(|| {
+        let graph = || {
+            self.graph()?.ok_or_else(|| {
                 Error::invalid(format!(
                     "{} has no HNSW graph (it was built without one): search exactly, or rebuild it with a graph",
                     index.path().display()
                 ))
-            })?;
-            graph.search_batch(queries, k, opts.ef.unwrap_or(DEFAULT_EF).max(k))
+            })
+        };
+        let ef = opts.ef.unwrap_or(DEFAULT_EF).max(k);
+        if !opts.exact && queries.len() == index.dim() {
+            // One query: searched on the calling thread, without a hand-off to a pool.
+            let (ids, scores) = graph()?.search(queries, k, ef)?;
+            return Ok(Neighbors { k, ids, scores });
+        }
+        self.on_threads(opts.threads, || {
+            if opts.exact {
+                self.scorer(opts.device)?.top_k(queries, k)
+            } else {
+                graph()?.search_batch(queries, k, ef)
+            }
         })
     }
 
