@@ -6,6 +6,8 @@
 //! - [`format`]: the one-file index layout (header, section table, checksums, atomic writes);
 //! - [`embed`]: features computed by a TorchScript backbone over an image folder (feature `torch`);
 //! - [`builder`]: streaming features (from .npy or a backbone) into an index;
+//! - [`corpus`]: sharded corpora: a folder of index files and the corpus file listing them,
+//!   built shard by shard in parallel;
 //! - [`store`]: the memory-mapped, validated views of an index ([`Index`]);
 //! - [`hnsw`]: the HNSW graph section: construction, checks and repair, search in place;
 //! - [`score`]: exact scoring behind the [`score::Scorer`] trait (SIMD CPU, CUDA);
@@ -16,7 +18,8 @@
 //! - [`npy`], [`output`]: reading inputs and writing results atomically;
 //! - [`synth`]: deterministic synthetic corpora for the demo, tests and benchmarks;
 //! - [`uot`]: the entropic unbalanced OT solver (plain and log-domain Sinkhorn scaling);
-//! - [`engine`]: [`Engine`], an open index with its caches, the entry point for programs.
+//! - [`engine`]: [`Engine`], an open index or corpus with its caches, the entry point for
+//!   programs.
 //!
 //! Build once, then open and select as often as needed:
 //!
@@ -57,7 +60,7 @@
 //! chosen.sort();
 //! assert_eq!(chosen, vec![3, 11]);
 //! let out = dir.path().join("selection.csv");
-//! manifest::write(&out, manifest::Format::Csv, engine.index(), &selection)?;
+//! manifest::write(&out, manifest::Format::Csv, &engine, &selection)?;
 //! // Every sample of the two classes, in rank order.
 //! let members = corpus.labels.iter().filter(|&&l| l == 3 || l == 11).count();
 //! assert_eq!(selection.picks.len(), members);
@@ -70,6 +73,7 @@
 mod names;
 
 pub mod builder;
+pub mod corpus;
 pub mod data;
 pub mod embed;
 pub mod engine;

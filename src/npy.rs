@@ -38,7 +38,11 @@ impl FloatType {
 }
 
 /// Where .npy bytes come from: a buffered file or an in-memory copy.
-type Source = Box<dyn Read + Send>;
+type Source = Box<dyn ReadSeek>;
+
+/// A readable, seekable byte source (seeking skips the rows before a shard).
+trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
 
 /// Parsed header of an .npy file and the reader positioned at its data.
 struct Opened {
@@ -117,7 +121,7 @@ fn open_npy_bytes(origin: &Path, bytes: &[u8]) -> Result<Opened> {
 }
 
 /// Parses the header of a screened .npy of `len` bytes read from the start by `reader`.
-fn parse_npy(path: &Path, reader: impl Read + Send + 'static, len: u64) -> Result<Opened> {
+fn parse_npy(path: &Path, reader: impl Read + Seek + Send + 'static, len: u64) -> Result<Opened> {
     let npy = npyz::NpyFile::new(reader)
         .map_err(|e| Error::input(path, format!("not a readable .npy file: {e}")))?;
     if npy.order() != npyz::Order::C {
@@ -146,12 +150,17 @@ fn parse_npy(path: &Path, reader: impl Read + Send + 'static, len: u64) -> Resul
     })
 }
 
-/// Streams the rows of a 2-D float `.npy` matrix as f32, checking that every value is finite.
+/// Streams the rows of a 2-D float `.npy` matrix (or of a range of its rows) as f32, checking
+/// that every value is finite.
 pub struct MatrixReader {
     path: PathBuf,
+    /// Rows in the file.
     rows: usize,
     dim: usize,
     elem: FloatType,
+    /// The rows delivered: `first..end` of the file.
+    first: usize,
+    end: usize,
     next_row: usize,
     reader: Source,
     buf: Vec<u8>,
@@ -213,15 +222,38 @@ impl MatrixReader {
             rows: rows as usize,
             dim: dim as usize,
             elem,
+            first: 0,
+            end: rows as usize,
             next_row: 0,
             reader: o.reader,
             buf: Vec::new(),
         })
     }
 
-    /// Number of rows.
+    /// Open `path` to deliver only its rows `rows` (a shard of a larger matrix): the reader
+    /// seeks past the rows before them.
+    pub fn open_rows(path: &Path, rows: std::ops::Range<usize>) -> Result<Self> {
+        let mut r = Self::open(path)?;
+        if rows.is_empty() || rows.end > r.rows {
+            return Err(Error::input(
+                path,
+                format!(
+                    "rows {}..{} are not a non-empty range within its {} rows",
+                    rows.start, rows.end, r.rows
+                ),
+            ));
+        }
+        let skip = rows.start as u64 * r.dim as u64 * r.elem.size() as u64;
+        let skip = i64::try_from(skip)
+            .map_err(|_| Error::input(path, format!("cannot seek to row {}", rows.start)))?;
+        r.reader.seek_relative(skip).at(path)?;
+        (r.first, r.end, r.next_row) = (rows.start, rows.end, rows.start);
+        Ok(r)
+    }
+
+    /// Number of rows delivered (all the file's, or the range opened).
     pub fn rows(&self) -> usize {
-        self.rows
+        self.end - self.first
     }
 
     /// Number of columns.
@@ -237,7 +269,7 @@ impl MatrixReader {
     /// Fill `out` (a multiple of `dim` long) with the next rows; returns how many rows were read
     /// (0 at the end). A short file or a NaN/Inf value is an error naming the row.
     pub fn read_rows(&mut self, out: &mut [f32]) -> Result<usize> {
-        let want = (out.len() / self.dim).min(self.rows - self.next_row);
+        let want = (out.len() / self.dim).min(self.end - self.next_row);
         let n = want * self.dim;
         let size = self.elem.size();
         self.buf.resize(n * size, 0);
@@ -420,6 +452,33 @@ pub fn write_labels(path: &Path, labels: &[u32]) -> Result<()> {
         path,
         &labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>(),
     )
+}
+
+/// Write 128-bit uids as a 1-D `.npy` of numpy dtype `"u8,u8"` (fields `f0`, `f1`: the high
+/// and low 64 bits), the selection format of DataComp, atomically.
+pub fn write_uids(path: &Path, uids: &[(u64, u64)]) -> Result<()> {
+    use std::io::Write;
+    let dict = format!(
+        "{{'descr': [('f0', '<u8'), ('f1', '<u8')], 'fortran_order': False, 'shape': ({},), }}",
+        uids.len()
+    );
+    // Magic (6) + version (2) + header length (2) + dict, padded with spaces and a final
+    // newline to a multiple of 64 bytes, as numpy writes format 1.0.
+    let padded = (10 + dict.len() + 1).div_ceil(64) * 64 - 10;
+    let mut header = dict.into_bytes();
+    header.resize(padded - 1, b' ');
+    header.push(b'\n');
+    let len = u16::try_from(header.len()).map_err(|_| Error::invalid("npy header too long"))?;
+    crate::output::atomic_write(path, |w| {
+        w.write_all(b"\x93NUMPY\x01\x00")?;
+        w.write_all(&len.to_le_bytes())?;
+        w.write_all(&header)?;
+        for (hi, lo) in uids {
+            w.write_all(&hi.to_le_bytes())?;
+            w.write_all(&lo.to_le_bytes())?;
+        }
+        Ok(())
+    })
 }
 
 fn write_array<T>(path: &Path, data: &[T], shape: &[u64]) -> Result<()>

@@ -24,6 +24,12 @@ class Index:
     @property
     def path(self) -> pathlib.Path: ...
     @property
+    def shards(self) -> int:
+        """1 for an index file; the number of shards of a corpus folder."""
+    @property
+    def has_graph(self) -> bool:
+        """Whether every shard has an HNSW graph."""
+    @property
     def dim(self) -> int: ...
     @property
     def dtype(self) -> Literal["f16", "f32"]: ...
@@ -36,24 +42,31 @@ class Index:
     def class_names(self) -> Optional[list[str]]: ...
     @property
     def vectors(self) -> Union[npt.NDArray[np.float16], npt.NDArray[np.float32]]:
-        """``[rows, dim]`` stored vectors (unit-normalised for metric "cos"), read-only view."""
+        """``[rows, dim]`` stored vectors (unit-normalised for metric "cos"), read-only view
+        (index files only: ValueError for a corpus)."""
     @property
     def norms(self) -> npt.NDArray[np.float32]:
-        """``[rows]`` L2 norms of the raw input vectors, read-only view."""
+        """``[rows]`` L2 norms of the raw input vectors, read-only view (index files only)."""
     @property
     def labels(self) -> Optional[npt.NDArray[np.uint32]]:
-        """``[rows]`` class of every row, read-only view; None when unlabelled."""
+        """``[rows]`` class of every row, read-only view (index files only); None when
+        unlabelled."""
     @property
     def class_counts(self) -> Optional[npt.NDArray[np.uint64]]:
-        """``[classes]`` samples per class, read-only view; None when unlabelled."""
+        """``[classes]`` samples per class (merged over a corpus's shards), read-only view;
+        None when unlabelled."""
     @property
     def class_means(self) -> Optional[npt.NDArray[np.float64]]:
-        """``[classes, dim]`` means of the raw features, read-only view; None when unlabelled."""
+        """``[classes, dim]`` means of the raw features (merged over a corpus's shards),
+        read-only view; None when unlabelled."""
     @property
     def ids(self) -> list[str]:
-        """The id of every row (row numbers as strings when built without ids)."""
+        """The id of every row (global row numbers as strings where none are stored)."""
     def info(self) -> dict[str, Any]:
         """What ``ptsel info --json`` prints."""
+    def verify(self) -> int:
+        """Recompute every checksum of every shard (CorruptIndexError naming the file at
+        fault); returns the bytes checked."""
     def search(
         self,
         queries: _Floats,
@@ -62,8 +75,17 @@ class Index:
         exact: bool = False,
         threads: Optional[int] = None,
         device: _Device = "auto",
+        shards: Optional[tuple[int, int]] = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """``(ids, scores)``, ``[n, k]`` int64 and float32, best first; the GIL is released."""
+        """``(ids, scores)``, ``[n, k]`` int64 and float32, best first (global rows; only the
+        shards ``(start, stop)`` when given, padded with -1); the GIL is released."""
+    def near_duplicates(
+        self,
+        test: Union[_Floats, _Path],
+        threshold: float = 0.95,
+        shards: Optional[tuple[int, int]] = None,
+    ) -> npt.NDArray[np.int64]:
+        """Rows whose cosine to some test row reaches ``threshold``, ascending."""
     def select(
         self,
         target: Union[_Floats, _Path],
@@ -87,6 +109,8 @@ class Index:
         uot_domain: Literal["auto", "plain", "log"] = "auto",
         pseudo_classes: bool = False,
         device: _Device = "auto",
+        neighbors: Optional[Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]] = None,
+        excluded: Optional[Sequence[npt.NDArray[np.int64]]] = None,
     ) -> Selection:
         """The pre-training samples worth re-using for ``target`` (``ptsel select``)."""
 
@@ -106,11 +130,13 @@ class Selection:
     @property
     def summary(self) -> dict[str, Any]:
         """The summary ``ptsel select --summary`` writes."""
-    def save(self, path: _Path, format: Optional[Literal["csv", "jsonl", "npy"]] = None) -> None:
+    def save(
+        self, path: _Path, format: Optional[Literal["csv", "jsonl", "npy", "uids"]] = None
+    ) -> None:
         """Write the manifest as ``ptsel select --out`` does."""
 
 def open(path: _Path) -> Index:
-    """Open an index file (FileNotFoundError, CorruptIndexError)."""
+    """Open an index file or corpus folder (FileNotFoundError, CorruptIndexError)."""
 
 def build(
     features: Union[_Floats, _Path],
@@ -128,5 +154,23 @@ def build(
     seed: int = 0,
     progress: Union[bool, Callable[[str, int, int], Any]] = True,
     force: bool = False,
+    resume: bool = False,
 ) -> Index:
     """Build an index of ``features`` at ``out`` and return it opened (``ptsel build``)."""
+
+def merge_neighbors(
+    parts: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],
+    k: int,
+    metric: Literal["cos", "ip", "l2"],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Per query the ``k`` best global rows of searches over different shards, ties to the
+    lower row (exact, in any order)."""
+
+def assemble(
+    out: _Path,
+    files: Sequence[str],
+    class_names: Optional[Sequence[str]] = None,
+    classes: Optional[int] = None,
+    params: Optional[dict[str, str]] = None,
+) -> Index:
+    """Write the corpus file of the folder ``out`` for its shard ``files`` and open it."""

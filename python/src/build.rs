@@ -3,7 +3,7 @@
 //! Ctrl-C, which cancels the build through the library's [`Cancel`] token.
 
 use crate::arrays::{self, ArraySource, FloatArray};
-use crate::errors::OrRaise;
+use crate::errors::{bad_arg, OrRaise};
 use crate::index::PyIndex;
 use ptsel::select::kmeans::KmeansParams;
 use ptsel::{BuildOptions, Cancel, Labels, RowSource};
@@ -88,16 +88,18 @@ fn stderr_write(py: Python<'_>, text: &str) -> PyResult<()> {
 /// `metric` "cos", "ip" or "l2". An HNSW graph (`m`, `ef_construction`, `seed`) is built unless
 /// `hnsw=False`; `kmeans=K` adds K pseudo-classes (spherical k-means, at most `kmeans_iters`
 /// Lloyd iterations). `progress`: True (a line on stderr), False,
-/// or a callable `(stage, done, total)`. An existing `out` is refused unless `force=True`.
-/// Ctrl-C stops the build and leaves nothing behind.
+/// or a callable `(stage, done, total)`. An existing `out` is refused unless `force=True`;
+/// with `resume=True` (features from a file) an existing `out` that verifies and was built from
+/// the same file with the same options is kept, and any other replaced (a retried Spark task
+/// does not build its shard twice). Ctrl-C stops the build and leaves nothing behind.
 #[pyfunction]
 #[pyo3(signature = (
     features, out, labels=None, ids=None, class_names=None, dtype="f16", metric="cos",
     hnsw=true, m=16, ef_construction=200, kmeans=None, kmeans_iters=20, seed=0, progress=Progress::Stderr,
-    force=false
+    force=false, resume=false
 ), text_signature = "(features, out, labels=None, ids=None, class_names=None, dtype='f16', \
     metric='cos', hnsw=True, m=16, ef_construction=200, kmeans=None, kmeans_iters=20, seed=0, \
-    progress=True, force=False)")]
+    progress=True, force=False, resume=False)")]
 #[allow(clippy::too_many_arguments)]
 pub fn build(
     py: Python<'_>,
@@ -116,6 +118,7 @@ pub fn build(
     seed: u64,
     progress: Progress,
     force: bool,
+    resume: bool,
 ) -> PyResult<PyIndex> {
     let (dtype, metric) = (dtype.parse().or_raise()?, metric.parse().or_raise()?);
     let hnsw = hnsw.then_some(ptsel::hnsw::Params {
@@ -141,6 +144,12 @@ pub fn build(
     let array;
     let mut source: Box<dyn RowSource + Send + '_> = match arrays::as_path(features)? {
         Some(p) => Box::new(ptsel::npy::MatrixReader::open(&p).or_raise()?),
+        None if resume => {
+            return Err(bad_arg(
+                "resume",
+                "needs features from a .npy file (an array cannot be compared with the file built from it)",
+            ))
+        }
         None => {
             array = FloatArray::extract(features, "features")?;
             Box::new(ArraySource::new(&array))
@@ -149,55 +158,85 @@ pub fn build(
     let cancel = Cancel::default();
     let state = Mutex::new(None::<(String, u64, u64)>);
     let caller = std::thread::current();
-    let result = std::thread::scope(|s| -> PyResult<ptsel::Result<ptsel::BuildReport>> {
-        let worker = s.spawn(|| {
-            let opts = BuildOptions {
-                dtype,
-                metric,
-                force,
-                labels,
-                ids,
-                class_names,
-                hnsw,
-                kmeans,
-                cancel: cancel.clone(),
-                ..BuildOptions::default()
-            };
-            let note = |stage: &str, done: u64, total: u64| {
-                if let Ok(mut st) = state.lock() {
-                    *st = Some((stage.to_string(), done, total));
+    let result = std::thread::scope(
+        |s| -> PyResult<ptsel::Result<ptsel::corpus::ShardOutcome>> {
+            let worker = s.spawn(|| {
+                let opts = BuildOptions {
+                    dtype,
+                    metric,
+                    force,
+                    labels,
+                    ids,
+                    class_names,
+                    hnsw,
+                    kmeans,
+                    cancel: cancel.clone(),
+                    ..BuildOptions::default()
+                };
+                let note = |stage: &str, done: u64, total: u64| {
+                    if let Ok(mut st) = state.lock() {
+                        *st = Some((stage.to_string(), done, total));
+                    }
+                };
+                let report = ptsel::corpus::build_shard(&mut *source, &out, opts, resume, &note);
+                caller.unpark();
+                report
+            });
+            let mut shown = None;
+            loop {
+                let finished = worker.is_finished();
+                let now = state.lock().map(|s| s.clone()).unwrap_or_default();
+                let step = match now.filter(|now| shown.as_ref() != Some(now)) {
+                    Some(now) => progress
+                        .report(py, &now, shown.as_ref())
+                        .map(|()| shown = Some(now)),
+                    None => Ok(()),
+                };
+                if let Err(e) = step.and_then(|()| py.check_signals()) {
+                    // Ctrl-C (or a failing progress callback): stop the build, wait for it to
+                    // clean up, then raise.
+                    cancel.cancel();
+                    let _ = py.detach(|| worker.join());
+                    return Err(e);
                 }
-            };
-            let report = ptsel::build(&mut *source, &out, opts, &note);
-            caller.unpark();
-            report
-        });
-        let mut shown = None;
-        loop {
-            let finished = worker.is_finished();
-            let now = state.lock().map(|s| s.clone()).unwrap_or_default();
-            let step = match now.filter(|now| shown.as_ref() != Some(now)) {
-                Some(now) => progress
-                    .report(py, &now, shown.as_ref())
-                    .map(|()| shown = Some(now)),
-                None => Ok(()),
-            };
-            if let Err(e) = step.and_then(|()| py.check_signals()) {
-                // Ctrl-C (or a failing progress callback): stop the build, wait for it to
-                // clean up, then raise.
-                cancel.cancel();
-                let _ = py.detach(|| worker.join());
-                return Err(e);
+                if finished {
+                    progress.finish(py)?;
+                    return worker
+                        .join()
+                        .map_err(|_| PyRuntimeError::new_err("the build thread panicked"));
+                }
+                py.detach(|| std::thread::park_timeout(POLL));
             }
-            if finished {
-                progress.finish(py)?;
-                return worker
-                    .join()
-                    .map_err(|_| PyRuntimeError::new_err("the build thread panicked"));
-            }
-            py.detach(|| std::thread::park_timeout(POLL));
-        }
-    })?;
+        },
+    )?;
     result.or_raise()?;
+    crate::index::open(py, out)
+}
+
+/// Write the corpus file of the folder `out` for the shards `files` (names inside it, in row
+/// order), built elsewhere (one Spark task each), and return the corpus opened. `classes` is
+/// the global class count (the largest shard's by default) and `class_names` its names;
+/// `params` (str to str) records how the corpus was made. Shards must agree in dim, dtype and
+/// metric; verify them first (a retried task's resumed shard is verified by `build`).
+#[pyfunction]
+#[pyo3(signature = (out, files, class_names=None, classes=None, params=None))]
+pub fn assemble(
+    py: Python<'_>,
+    out: PathBuf,
+    files: Vec<String>,
+    class_names: Option<Vec<String>>,
+    classes: Option<usize>,
+    params: Option<std::collections::BTreeMap<String, String>>,
+) -> PyResult<PyIndex> {
+    py.detach(|| {
+        ptsel::corpus::assemble(
+            &out,
+            &files,
+            class_names.unwrap_or_default(),
+            classes,
+            params.unwrap_or_default(),
+        )
+    })
+    .or_raise()?;
     crate::index::open(py, out)
 }

@@ -5,9 +5,12 @@ use crate::arrays::{self, FloatArray};
 use crate::errors::{bad_arg, CorruptIndexError, OrRaise};
 use crate::selection::PySelection;
 use numpy::ndarray::{Array2, ArrayView, Dimension, Ix1, Ix2};
-use numpy::{Element, IntoPyArray, PyArray, PyArray2, PyArrayMethods};
+use numpy::{
+    Element, IntoPyArray, PyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1,
+    PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use ptsel::hnsw::graph::NO_NODE;
-use ptsel::select::{self, Amount, Exclude, SelectParams, Target, TargetKind};
+use ptsel::select::{self, Amount, Exclude, Found, SelectParams, Target, TargetKind};
 use ptsel::{Engine, SearchOpts, Vectors};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -20,9 +23,11 @@ pub struct PyIndex {
     pub(crate) engine: Engine,
 }
 
-/// Open the index file at `path` (validated, memory-mapped; nothing is read in bulk).
+/// Open the index file or corpus folder at `path` (validated, memory-mapped; nothing is read in
+/// bulk; a corpus opens each shard and checks it against its corpus file).
 ///
-/// Raises FileNotFoundError when it does not exist and CorruptIndexError when it is damaged.
+/// Raises FileNotFoundError when it does not exist and CorruptIndexError when it (or a shard)
+/// is damaged, missing or swapped.
 #[pyfunction]
 pub fn open(py: Python<'_>, path: PathBuf) -> PyResult<PyIndex> {
     let engine = py.detach(|| Engine::open(&path)).or_raise()?;
@@ -40,8 +45,9 @@ fn view<'py, T: Element, D: Dimension>(
             "section of unexpected size: {e} (not caught at open)"
         ))
     })?;
-    // SAFETY: `data` lies in the index's read-only file mapping (or its metadata), owned by the
-    // `Engine` inside `this`. The mapping is never remapped, resized or dropped while the
+    // SAFETY: `data` lies in the index's read-only file mapping (or its metadata, or the
+    // corpus's merged class statistics, made once and never changed), owned by the `Engine`
+    // inside `this`. The mapping is never remapped, resized or dropped while the
     // `PyIndex` lives, and `this` becomes the array's base object, so it outlives the array.
     let array = unsafe { PyArray::borrow_from_array(&array, this.clone().into_any()) };
     // A write into the read-only mapping would be a SIGSEGV: numpy must refuse it instead.
@@ -53,66 +59,95 @@ fn view<'py, T: Element, D: Dimension>(
 type Neighbors<'py> = (Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>);
 
 impl PyIndex {
-    fn index(&self) -> &ptsel::Index {
-        self.engine.index()
+    /// The shards `(start, stop)`, all of them by default.
+    fn shard_range(&self, shards: Option<(usize, usize)>) -> std::ops::Range<usize> {
+        shards.map_or(0..self.engine.shards().len(), |(a, b)| a..b)
+    }
+
+    /// The index file of a single-file engine; a ValueError for a corpus folder, whose shards
+    /// are separate mappings (the per-row arrays have no one view).
+    fn index(&self) -> PyResult<&ptsel::Index> {
+        self.engine.index().map(|ix| &**ix).or_raise()
     }
 }
 
 #[pymethods]
 impl PyIndex {
-    /// Number of rows.
+    /// Number of rows (of every shard, for a corpus).
     fn __len__(&self) -> usize {
-        self.index().rows()
+        self.engine.rows()
     }
 
     fn __repr__(&self) -> String {
-        let ix = self.index();
+        let e = &self.engine;
+        let shards = match e.corpus() {
+            Some(c) => format!(", shards={}", c.shards.len()),
+            None => String::new(),
+        };
         format!(
-            "Index('{}', rows={}, dim={}, dtype='{}', metric='{}', classes={})",
-            ix.path().display(),
-            ix.rows(),
-            ix.dim(),
-            ix.meta().dtype.name(),
-            ix.metric().name(),
-            ix.classes()
+            "Index('{}', rows={}, dim={}, dtype='{}', metric='{}', classes={}{shards})",
+            e.path().display(),
+            e.rows(),
+            e.dim(),
+            e.dtype().name(),
+            e.metric().name(),
+            e.classes()
         )
     }
 
-    /// Path the index was opened from.
+    /// Path the index file or corpus folder was opened from.
     #[getter]
     fn path(&self) -> PathBuf {
-        self.index().path().to_path_buf()
+        self.engine.path().to_path_buf()
+    }
+
+    /// Number of shards: 1 for an index file, the shard count of a corpus folder.
+    #[getter]
+    fn shards(&self) -> usize {
+        self.engine.shards().len()
     }
 
     /// Vector dimension.
     #[getter]
     fn dim(&self) -> usize {
-        self.index().dim()
+        self.engine.dim()
     }
 
     /// Element type of the stored vectors: "f16" or "f32".
     #[getter]
     fn dtype(&self) -> &'static str {
-        self.index().meta().dtype.name()
+        self.engine.dtype().name()
     }
 
     /// Search metric: "cos", "ip" or "l2".
     #[getter]
     fn metric(&self) -> &'static str {
-        self.index().metric().name()
+        self.engine.metric().name()
     }
 
     /// Number of classes (0 when the corpus has no labels).
     #[getter]
     fn classes(&self) -> usize {
-        self.index().classes()
+        self.engine.classes()
     }
 
     /// Class names (one per class), or None when the index has none.
     #[getter]
     fn class_names(&self) -> Option<Vec<String>> {
-        let names = &self.index().meta().class_names;
-        (!names.is_empty()).then(|| names.clone())
+        let names = self.engine.class_names();
+        (!names.is_empty()).then(|| names.to_vec())
+    }
+
+    /// Whether every shard has an HNSW graph (otherwise search needs `exact=True`).
+    #[getter]
+    fn has_graph(&self) -> PyResult<bool> {
+        Ok(self.engine.graphs().or_raise()?.is_some())
+    }
+
+    /// Recompute every checksum (of every shard of a corpus), as `ptsel verify` does; raises
+    /// CorruptIndexError naming the file at fault. Returns the bytes checked.
+    fn verify(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.engine.verify()).or_raise()
     }
 
     /// What `ptsel info --json` prints: shape, sections, creation parameters, HNSW checks.
@@ -124,10 +159,10 @@ impl PyIndex {
     }
 
     /// The stored vectors, `[rows, dim]` float16 or float32 (unit-normalised for metric "cos"):
-    /// a read-only view of the mapped file.
+    /// a read-only view of the mapped file (of an index file only: ValueError for a corpus).
     #[getter]
     fn vectors<'py>(this: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let ix = this.get().index();
+        let ix = this.get().index()?;
         let shape = Ix2(ix.rows(), ix.dim());
         Ok(match ix.vectors() {
             Vectors::F16(v) => view(this, v, shape)?.into_any(),
@@ -135,52 +170,55 @@ impl PyIndex {
         })
     }
 
-    /// L2 norms of the raw input vectors, `[rows]` float32 (read-only view).
+    /// L2 norms of the raw input vectors, `[rows]` float32 (read-only view; index file only).
     #[getter]
     fn norms<'py>(this: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let ix = this.get().index();
+        let ix = this.get().index()?;
         Ok(view(this, ix.norms(), Ix1(ix.rows()))?.into_any())
     }
 
-    /// Class of every row, `[rows]` uint32 (read-only view), or None when unlabelled.
+    /// Class of every row, `[rows]` uint32 (read-only view; index file only), or None when
+    /// unlabelled.
     #[getter]
     fn labels<'py>(this: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let ix = this.get().index();
+        let ix = this.get().index()?;
         ix.labels()
             .map(|l| Ok(view(this, l, Ix1(ix.rows()))?.into_any()))
             .transpose()
     }
 
-    /// Samples per class, `[classes]` uint64 (read-only view), or None when unlabelled.
+    /// Samples per class, `[classes]` uint64 (read-only view; merged over the shards of a
+    /// corpus), or None when unlabelled.
     #[getter]
     fn class_counts<'py>(this: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let ix = this.get().index();
-        if ix.classes() == 0 {
+        let e = &this.get().engine;
+        if e.classes() == 0 {
             return Ok(None);
         }
         Ok(Some(
-            view(this, ix.class_counts(), Ix1(ix.classes()))?.into_any(),
+            view(this, e.class_stats().0, Ix1(e.classes()))?.into_any(),
         ))
     }
 
     /// Means of the raw (unnormalised) features per class, `[classes, dim]` float64 (read-only
-    /// view), or None when unlabelled.
+    /// view; merged over the shards of a corpus), or None when unlabelled.
     #[getter]
     fn class_means<'py>(this: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let ix = this.get().index();
-        if ix.classes() == 0 {
+        let e = &this.get().engine;
+        if e.classes() == 0 {
             return Ok(None);
         }
-        let shape = Ix2(ix.classes(), ix.dim());
-        Ok(Some(view(this, ix.class_means(), shape)?.into_any()))
+        let shape = Ix2(e.classes(), e.dim());
+        Ok(Some(view(this, e.class_stats().1, shape)?.into_any()))
     }
 
-    /// The id of every row (the stored strings, or the row numbers when built without ids).
+    /// The id of every row (the stored strings, or the global row numbers where none are
+    /// stored).
     #[getter]
     fn ids(&self) -> PyResult<Vec<String>> {
-        let ix = self.index();
-        (0..ix.rows())
-            .map(|r| ix.id(r).map(|id| id.into_owned()))
+        let e = &self.engine;
+        (0..e.rows())
+            .map(|r| e.id(r).map(|id| id.into_owned()))
             .collect::<ptsel::Result<_>>()
             .or_raise()
     }
@@ -191,9 +229,11 @@ impl PyIndex {
     ///
     /// Through the HNSW graph with beam width `ef` (default 64, raised to `k`), or by exact
     /// scoring on `device` ("auto", "cpu", "cuda") with `exact=True`. `queries` is `[n, dim]`
-    /// of any float dtype and memory order; `threads` defaults to all cores. The GIL is released
-    /// while searching.
-    #[pyo3(signature = (queries, k=10, ef=None, exact=false, threads=None, device="auto"))]
+    /// of any float dtype and memory order; `threads` defaults to all cores. Rows are global
+    /// rows of a corpus; `shards=(start, stop)` searches only those shards (one task's part:
+    /// padded with -1 where they hold fewer than `k` rows). The GIL is released while
+    /// searching.
+    #[pyo3(signature = (queries, k=10, ef=None, exact=false, threads=None, device="auto", shards=None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -204,12 +244,13 @@ impl PyIndex {
         exact: bool,
         threads: Option<usize>,
         device: &str,
+        shards: Option<(usize, usize)>,
     ) -> PyResult<Neighbors<'py>> {
         let q = FloatArray::extract(queries, "queries")?.view().to_matrix();
-        if q.dim != self.index().dim() {
+        if q.dim != self.engine.dim() {
             return Err(bad_arg(
                 "queries",
-                format!("{}-d, but the index is {}-d", q.dim, self.index().dim()),
+                format!("{}-d, but the index is {}-d", q.dim, self.engine.dim()),
             ));
         }
         let opts = SearchOpts {
@@ -218,18 +259,40 @@ impl PyIndex {
             threads,
             device: device.parse().or_raise()?,
         };
+        let shards = self.shard_range(shards);
         let nn = py
-            .detach(|| self.engine.search(&q.data, k, &opts))
+            .detach(|| self.engine.search_shards(shards, &q.data, k, &opts))
             .or_raise()?;
-        let ids: Vec<i64> = nn
-            .ids
-            .iter()
-            .map(|&i| if i == NO_NODE { -1 } else { i64::from(i) })
-            .collect();
-        let shape = (q.rows, k);
-        let ids = Array2::from_shape_vec(shape, ids).map_err(|e| bad_arg("k", e))?;
-        let scores = Array2::from_shape_vec(shape, nn.scores).map_err(|e| bad_arg("k", e))?;
-        Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+        to_numpy(py, nn)
+    }
+
+    /// The rows whose cosine to some row of `test` (`[n, dim]` array or `.npy` path) reaches
+    /// `threshold`, ascending int64: what `select(exclude_near=test)` leaves out, over the shards
+    /// `shards=(start, stop)` only when given (one task's part).
+    #[pyo3(signature = (test, threshold=0.95, shards=None))]
+    fn near_duplicates<'py>(
+        &self,
+        py: Python<'py>,
+        test: &Bound<'py, PyAny>,
+        threshold: f32,
+        shards: Option<(usize, usize)>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let (test, _) = arrays::matrix(test, "test")?;
+        if test.dim != self.engine.dim() {
+            return Err(bad_arg(
+                "test",
+                format!("{}-d, but the index is {}-d", test.dim, self.engine.dim()),
+            ));
+        }
+        let shards = self.shard_range(shards);
+        let rows = py
+            .detach(|| self.engine.near_duplicates(shards, &test.data, threshold))
+            .or_raise()?;
+        Ok(rows
+            .into_iter()
+            .map(i64::from)
+            .collect::<Vec<_>>()
+            .into_pyarray(py))
     }
 
     /// Choose the pre-training samples worth re-using for a target task (`ptsel select`).
@@ -240,12 +303,16 @@ impl PyIndex {
     /// `classes` best classes (default 100 for class-level methods) or `budget` samples (knn
     /// needs it). `exclude_near` (array or path) drops corpus rows whose cosine to any of those
     /// test features reaches `exclude_threshold`. The other parameters are the CLI's, with its
-    /// defaults. The GIL is released while selecting.
+    /// defaults. `neighbors` (a list of `(ids, scores)` from `search(target, per_target, ...,
+    /// shards=...)` covering every shard) and `excluded` (a list of `near_duplicates(...)`
+    /// arrays) are those scans done elsewhere, one task per group of shards: they are merged
+    /// and the corpus is not scanned again (`ptsel.spark.select`). The GIL is released while
+    /// selecting.
     #[pyo3(signature = (
         target, labels=None, means=false, method="uot", classes=None, budget=None,
         exclude_near=None, exclude_threshold=0.95, per_target=50, exact=false, ef=None, seed=0,
         p_m=0.1, eps=1.0, tau_source=1.0, tau_target=100.0, max_iter=1000, tol=1e-6,
-        uot_domain="auto", pseudo_classes=false, device="auto"
+        uot_domain="auto", pseudo_classes=false, device="auto", neighbors=None, excluded=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn select(
@@ -272,6 +339,8 @@ impl PyIndex {
         uot_domain: &str,
         pseudo_classes: bool,
         device: &str,
+        neighbors: Option<Vec<(PyReadonlyArray2<'_, i64>, PyReadonlyArray2<'_, f32>)>>,
+        excluded: Option<Vec<PyReadonlyArray1<'_, i64>>>,
     ) -> PyResult<PySelection> {
         if classes.is_some() && budget.is_some() {
             return Err(bad_arg("budget", "give classes or budget, not both"));
@@ -326,14 +395,99 @@ impl PyIndex {
                 })
             })
             .transpose()?;
+        let found = Found {
+            neighbors: neighbors
+                .unwrap_or_default()
+                .iter()
+                .map(|(ids, scores)| found_neighbors(ids, scores))
+                .collect::<PyResult<_>>()?,
+            excluded: excluded
+                .unwrap_or_default()
+                .iter()
+                .map(|rows| global_rows(rows.as_slice()?, "excluded"))
+                .collect::<PyResult<_>>()?,
+        };
         let engine = &self.engine;
         let (sel, summary) = py
             .detach(|| {
-                let sel = engine.select(&target, exclude.as_ref(), &params)?;
+                let sel = engine.select_found(&target, exclude.as_ref(), &params, found)?;
                 let summary = engine.summary(&target, exclude.as_ref(), &params, &sel);
                 Ok((sel, summary))
             })
             .or_raise()?;
         PySelection::new(py, engine.clone(), sel, summary)
     }
+}
+
+/// `nn` as numpy `(ids, scores)`, `[n, k]` int64 and float32, padding as -1.
+fn to_numpy(py: Python<'_>, nn: ptsel::score::Neighbors) -> PyResult<Neighbors<'_>> {
+    let ids: Vec<i64> = nn
+        .ids
+        .iter()
+        .map(|&i| if i == NO_NODE { -1 } else { i64::from(i) })
+        .collect();
+    let shape = (nn.queries(), nn.k);
+    let ids = Array2::from_shape_vec(shape, ids).map_err(|e| bad_arg("k", e))?;
+    let scores = Array2::from_shape_vec(shape, nn.scores).map_err(|e| bad_arg("k", e))?;
+    Ok((ids.into_pyarray(py), scores.into_pyarray(py)))
+}
+
+/// Merge `(ids, scores)` answers of `Index.search` over different shards of one corpus for the
+/// same queries: per query the `k` best global rows under `metric` ("cos", "ip", "l2"), ties to
+/// the lower row, padded with -1. Merging is exact and in any order gives the same result
+/// (ptsel.spark merges task results in a tree).
+#[pyfunction]
+pub fn merge_neighbors<'py>(
+    py: Python<'py>,
+    parts: Vec<(PyReadonlyArray2<'py, i64>, PyReadonlyArray2<'py, f32>)>,
+    k: usize,
+    metric: &str,
+) -> PyResult<Neighbors<'py>> {
+    let metric = metric.parse().or_raise()?;
+    let parts = parts
+        .iter()
+        .map(|(ids, scores)| found_neighbors(ids, scores))
+        .collect::<PyResult<Vec<_>>>()?;
+    let nn = py
+        .detach(|| ptsel::engine::merge_neighbors(metric, k, &parts))
+        .or_raise()?;
+    to_numpy(py, nn)
+}
+
+/// Global rows given back from Python (`name` for errors): -1 (padding) becomes [`NO_NODE`].
+fn global_rows(rows: &[i64], name: &str) -> PyResult<Vec<u32>> {
+    rows.iter()
+        .map(|&r| match r {
+            -1 => Ok(NO_NODE),
+            r => u32::try_from(r)
+                .ok()
+                .filter(|&r| r != NO_NODE)
+                .ok_or_else(|| bad_arg(name, format!("{r} is not a row"))),
+        })
+        .collect()
+}
+
+/// One part's `search` answer given back from Python, as the library's neighbour lists.
+fn found_neighbors(
+    ids: &PyReadonlyArray2<'_, i64>,
+    scores: &PyReadonlyArray2<'_, f32>,
+) -> PyResult<ptsel::score::Neighbors> {
+    if ids.shape() != scores.shape() {
+        return Err(bad_arg(
+            "neighbors",
+            format!(
+                "ids {:?} and scores {:?} differ in shape",
+                ids.shape(),
+                scores.shape()
+            ),
+        ));
+    }
+    Ok(ptsel::score::Neighbors {
+        k: ids.shape()[1],
+        ids: global_rows(
+            &ids.as_array().iter().copied().collect::<Vec<_>>(),
+            "neighbors",
+        )?,
+        scores: scores.as_array().iter().copied().collect(),
+    })
 }

@@ -4,7 +4,7 @@
 //! - [`index`]: `ptsel.open` and the `Index` class (read-only zero-copy numpy views of the
 //!   mapped file, batch search, selection);
 //! - [`build`]: `ptsel.build` from numpy arrays or `.npy` files, on a worker thread that Ctrl-C
-//!   cancels;
+//!   cancels, and `ptsel.assemble`, the corpus file of shards built elsewhere;
 //! - [`selection`]: the `Selection` class (rows, importance, summary, manifests);
 //! - [`arrays`]: numpy inputs (any float dtype and layout) converted once or streamed;
 //! - [`errors`]: library errors mapped to Python exceptions by [`ptsel::ErrorKind`].
@@ -30,6 +30,8 @@ fn _ptsel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<index::PyIndex>()?;
     m.add_class::<selection::PySelection>()?;
     m.add_function(wrap_pyfunction!(index::open, m)?)?;
+    m.add_function(wrap_pyfunction!(index::merge_neighbors, m)?)?;
     m.add_function(wrap_pyfunction!(build::build, m)?)?;
+    m.add_function(wrap_pyfunction!(build::assemble, m)?)?;
     Ok(())
 }

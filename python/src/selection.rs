@@ -90,14 +90,15 @@ impl PySelection {
     }
 
     /// Write the manifest to `path` as `ptsel select --out` does: "csv" (`rank,row,id,class,
-    /// score`), "jsonl" or "npy" (the rows, int64); by default from the extension, csv otherwise.
+    /// score`), "jsonl", "npy" (the rows, int64) or "uids" (DataComp's sorted 128-bit uids of
+    /// ids of 32 hex digits); by default from the extension, csv otherwise.
     #[pyo3(signature = (path, format=None))]
     fn save(&self, py: Python<'_>, path: PathBuf, format: Option<&str>) -> PyResult<()> {
         let format = match format {
             Some(f) => f.parse().or_raise()?,
             None => Format::from_path(&path),
         };
-        py.detach(|| manifest::write(&path, format, self.engine.index(), &self.sel))
+        py.detach(|| manifest::write(&path, format, &self.engine, &self.sel))
             .or_raise()
     }
 }

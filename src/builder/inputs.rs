@@ -43,7 +43,7 @@ impl From<PathBuf> for TextList {
 
 impl TextList {
     /// The file, or a description of the in-memory list, for error messages.
-    pub(super) fn origin(&self) -> &Path {
+    pub(crate) fn origin(&self) -> &Path {
         match self {
             TextList::File(p) => p,
             TextList::List(_) => Path::new("(list in memory)"),
@@ -56,6 +56,23 @@ impl TextList {
             TextList::File(p) => count_lines(p),
             TextList::List(v) => Ok(v.len()),
         }
+    }
+
+    /// Every entry as an id, read into memory (a sharded build hands each shard its slice); an
+    /// empty entry is an error naming its line.
+    pub(crate) fn read_ids(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        self.for_each(|line, v| {
+            if v.is_empty() {
+                return Err(Error::input(
+                    self.origin(),
+                    format!("line {line} is an empty id"),
+                ));
+            }
+            out.push(v.to_string());
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Visit the entries in order with their line numbers (1-based), stopping at the first error.
@@ -86,7 +103,7 @@ pub(super) fn kept_labels(labels: &[u32], skipped: &[usize]) -> Vec<u32> {
         .collect()
 }
 
-pub(super) fn check_labels(labels: Option<&Labels>, rows: usize) -> Result<usize> {
+pub(crate) fn check_labels(labels: Option<&Labels>, rows: usize) -> Result<usize> {
     let Some(l) = labels else { return Ok(0) };
     if l.values.len() != rows {
         return Err(Error::input(
@@ -147,7 +164,7 @@ pub(super) fn write_ids(
     w.add_section(SectionKind::IdsOffsets, bytemuck::cast_slice(&offsets))
 }
 
-pub(super) fn read_class_names(names: &TextList, classes: usize) -> Result<Vec<String>> {
+pub(crate) fn read_class_names(names: &TextList, classes: usize) -> Result<Vec<String>> {
     let path = names.origin();
     if classes == 0 {
         return Err(Error::input(

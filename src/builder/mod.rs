@@ -15,7 +15,8 @@ use crate::npy::MatrixReader;
 use crate::select::kmeans::{self, KmeansParams};
 use crate::store::Index;
 use half::f16;
-use inputs::{check_labels, kept_labels, read_class_names, write_ids};
+pub(crate) use inputs::{check_labels, read_class_names};
+use inputs::{kept_labels, write_ids};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -260,7 +261,7 @@ pub fn build(
 
 /// The creation parameters of a build: the caller's, then the inputs and the derived sections'
 /// parameters.
-fn recorded_params(opts: &BuildOptions, features: &str) -> BTreeMap<String, String> {
+pub(crate) fn recorded_params(opts: &BuildOptions, features: &str) -> BTreeMap<String, String> {
     let mut params = opts.params.clone();
     params.insert("features".into(), features.into());
     if let Some(l) = &opts.labels {

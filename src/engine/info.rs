@@ -1,4 +1,4 @@
-//! What an index holds, as `ptsel info` prints it and `ptsel info --json` writes it.
+//! What an index or corpus holds, as `ptsel info` prints it and `ptsel info --json` writes it.
 
 use super::Engine;
 use crate::error::Result;
@@ -35,12 +35,32 @@ pub struct HnswInfo {
     pub self_recall_repaired: u32,
 }
 
-/// Shape, types, classes, sections and creation parameters of an index.
+/// One shard of a corpus.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardInfo {
+    /// The shard's index file.
+    pub path: String,
+    /// Global row of its first row.
+    pub first_row: u64,
+    /// Rows.
+    pub rows: u64,
+    /// File length.
+    pub file_bytes: u64,
+    /// Build wall time.
+    pub build_seconds: f64,
+    /// Its graph, when it has one.
+    pub hnsw: Option<HnswInfo>,
+}
+
+/// Shape, types, classes, sections and creation parameters of an index or corpus. For a corpus,
+/// the per-file fields (`sections`, `hnsw`) are empty and each shard is described in `shards`;
+/// `created_unix`, `writer` and `params` are the corpus file's and `build_seconds` the shards'
+/// total.
 #[derive(Debug, Clone, Serialize)]
 pub struct Info {
-    /// The index file.
+    /// The index file or corpus folder.
     pub path: String,
-    /// Format version in the header.
+    /// Format version in the header (the corpus file's version for a corpus).
     pub format_version: u32,
     /// Rows.
     pub rows: u64,
@@ -54,9 +74,10 @@ pub struct Info {
     pub classes: u32,
     /// Whether the classes have names.
     pub has_class_names: bool,
-    /// Whether rows have stored ids (otherwise a row's id is its number).
+    /// Whether rows have stored ids (every shard's, for a corpus; otherwise a row's id is its
+    /// global row number).
     pub has_ids: bool,
-    /// File length.
+    /// File length (all shards' for a corpus).
     pub file_bytes: u64,
     /// Milliseconds the open took, when the engine opened the file itself.
     pub open_ms: Option<f64>,
@@ -72,51 +93,96 @@ pub struct Info {
     pub hnsw: Option<HnswInfo>,
     /// Every section, in file order.
     pub sections: Vec<SectionInfo>,
+    /// The shards of a corpus in row order (empty for a single file).
+    pub shards: Vec<ShardInfo>,
+}
+
+/// The graph header of `index`, when it has a graph.
+fn hnsw(index: &crate::Index) -> Result<Option<HnswInfo>> {
+    Ok(crate::hnsw::Graph::open(index)?.map(|g| {
+        let h = g.header();
+        HnswInfo {
+            m: h.m,
+            ef_construction: h.ef_construction,
+            seed: h.seed,
+            max_level: h.max_level,
+            entry: h.entry,
+            unreachable_repaired: h.unreachable_repaired,
+            self_recall_repaired: h.self_recall_repaired,
+        }
+    }))
 }
 
 impl Engine {
-    /// What the index holds.
+    /// What the index or corpus holds.
     pub fn info(&self) -> Result<Info> {
-        let index = self.index();
-        let m = index.meta();
-        let hnsw = self.graph()?.map(|g| {
-            let h = g.header();
-            HnswInfo {
-                m: h.m,
-                ef_construction: h.ef_construction,
-                seed: h.seed,
-                max_level: h.max_level,
-                entry: h.entry,
-                unreachable_repaired: h.unreachable_repaired,
-                self_recall_repaired: h.self_recall_repaired,
-            }
-        });
-        Ok(Info {
-            path: index.path().display().to_string(),
-            format_version: index.header().version,
-            rows: m.rows,
-            dim: m.dim,
-            dtype: m.dtype.name(),
-            metric: m.metric.name(),
-            classes: m.classes,
-            has_class_names: !m.class_names.is_empty(),
-            has_ids: m.has_ids,
-            file_bytes: index.header().file_len,
-            open_ms: self.inner.opened_in.map(|d| d.as_secs_f64() * 1e3),
-            created_unix: m.created_unix,
-            build_seconds: m.build_seconds,
-            writer: m.writer.clone(),
-            params: m.params.clone(),
-            hnsw,
-            sections: index
-                .sections()
-                .iter()
-                .map(|e| SectionInfo {
-                    kind: e.kind.name(),
-                    offset: e.offset,
-                    bytes: e.len,
+        let open_ms = self.inner.opened_in.map(|d| d.as_secs_f64() * 1e3);
+        let Some(c) = self.corpus() else {
+            let index = self.first();
+            let m = index.meta();
+            return Ok(Info {
+                path: index.path().display().to_string(),
+                format_version: index.header().version,
+                rows: m.rows,
+                dim: m.dim,
+                dtype: m.dtype.name(),
+                metric: m.metric.name(),
+                classes: m.classes,
+                has_class_names: !m.class_names.is_empty(),
+                has_ids: m.has_ids,
+                file_bytes: index.header().file_len,
+                open_ms,
+                created_unix: m.created_unix,
+                build_seconds: m.build_seconds,
+                writer: m.writer.clone(),
+                params: m.params.clone(),
+                hnsw: hnsw(index)?,
+                sections: index
+                    .sections()
+                    .iter()
+                    .map(|e| SectionInfo {
+                        kind: e.kind.name(),
+                        offset: e.offset,
+                        bytes: e.len,
+                    })
+                    .collect(),
+                shards: Vec::new(),
+            });
+        };
+        let shards = self
+            .shards()
+            .iter()
+            .map(|s| {
+                let index = s.index();
+                Ok(ShardInfo {
+                    path: index.path().display().to_string(),
+                    first_row: s.first_row() as u64,
+                    rows: index.meta().rows,
+                    file_bytes: index.header().file_len,
+                    build_seconds: index.meta().build_seconds,
+                    hnsw: hnsw(index)?,
                 })
-                .collect(),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Info {
+            path: self.path().display().to_string(),
+            format_version: crate::corpus::CORPUS_VERSION,
+            rows: c.rows,
+            dim: c.dim,
+            dtype: c.dtype.name(),
+            metric: c.metric.name(),
+            classes: c.classes,
+            has_class_names: !c.class_names.is_empty(),
+            has_ids: self.shards().iter().all(|s| s.index().meta().has_ids),
+            file_bytes: shards.iter().map(|s| s.file_bytes).sum(),
+            open_ms,
+            created_unix: c.created_unix,
+            build_seconds: shards.iter().map(|s| s.build_seconds).sum(),
+            writer: c.writer.clone(),
+            params: c.params.clone(),
+            hnsw: None,
+            sections: Vec::new(),
+            shards,
         })
     }
 }

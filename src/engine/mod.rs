@@ -1,26 +1,37 @@
-//! [`Engine`]: an open index with everything its calls need, owned and shareable, so that a
-//! program (the CLI, the Python package, a server) opens an index once and calls it many times.
+//! [`Engine`]: an open index or sharded corpus with everything its calls need, owned and
+//! shareable, so that a program (the CLI, the Python package, a server) opens it once and calls
+//! it many times.
 //!
-//! It holds the index behind an `Arc` (views borrowed from it stay valid while any clone
-//! lives), opens the mapped HNSW graph in place per call (O(1): a header check), keeps the GPU
-//! copy of the vectors once the first GPU call has uploaded it (a select with
-//! `exclude` and exact kNN uploads at most once), and keeps one rayon pool per thread count
-//! asked for. Every CLI subcommand is glue over these methods.
+//! An engine is a list of shards: one index file is one shard at row 0; a corpus folder
+//! ([`crate::corpus`]) is its shards in row order. Rows in every answer are global row numbers.
+//! Searches fan out over the shards in parallel and merge per query ([`merge_neighbors`]);
+//! selection works on the merged class statistics ([`Engine::class_stats`]) and global rows
+//! ([`Engine::locate`]). The engine holds each
+//! shard's index behind an `Arc` (views borrowed from it stay valid while any clone lives),
+//! opens the mapped HNSW graphs in place per call (O(1): a header check), keeps each shard's GPU
+//! copy once the first GPU call has uploaded it (a select with `exclude` and exact kNN uploads
+//! at most once), and keeps one rayon pool per thread count asked for. Every CLI subcommand is
+//! glue over these methods.
 
 mod info;
+mod rows;
+mod search;
 mod truth;
 
-pub use info::{HnswInfo, Info, SectionInfo};
+pub use info::{HnswInfo, Info, SectionInfo, ShardInfo};
+pub use search::{merge_neighbors, Graphs};
 pub use truth::GroundTruth;
 
+use crate::corpus::{self, CorpusMeta, Shard};
 use crate::error::{Error, Result};
-use crate::hnsw::Graph;
-use crate::score::{self, cuda::CudaScorer, Backend, Device, Neighbors, Scorer};
+use crate::format::{DType, Metric};
+use crate::score::{self, cuda::CudaScorer, Backend, Device};
 use crate::select::{self, Exclude, SelectParams, Selection, Target};
 use crate::store::Index;
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// HNSW beam width of a search when none is given (raised to `k` when lower).
@@ -39,17 +50,23 @@ pub struct SearchOpts {
     pub device: Device,
 }
 
-/// An open index and its cached resources. Cheap to clone (clones share everything).
+/// An open index or corpus and its cached resources. Cheap to clone (clones share everything).
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    index: Arc<Index>,
+    /// The index file, or the corpus folder.
+    path: PathBuf,
+    /// The corpus file of a corpus folder; `None` for a single index file.
+    corpus: Option<CorpusMeta>,
+    shards: Vec<Shard>,
+    /// Merged class counts and means of a corpus, made on first use.
+    class_stats: OnceLock<(Vec<u64>, Vec<f64>)>,
     opened_in: Option<Duration>,
-    /// The GPU copy of the vectors once a GPU call made it, or why there is none.
-    gpu: Mutex<Option<Gpu>>,
+    /// Per shard: its GPU copy once a GPU call made it, or why there is none.
+    gpu: Mutex<Vec<Option<Gpu>>>,
     pools: Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>,
 }
 
@@ -62,77 +79,199 @@ enum Gpu {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("index", &self.inner.index)
+            .field("path", &self.inner.path)
+            .field("shards", &self.inner.shards.len())
             .finish()
     }
 }
 
 impl Engine {
-    /// Open and validate the index at `path` (O(1) in its size).
+    /// Open and validate the index file or corpus folder at `path`: O(1) for a file, one O(1)
+    /// open per shard for a corpus (each checked against the corpus file).
     pub fn open(path: impl AsRef<Path>) -> Result<Engine> {
+        let path = path.as_ref();
         let t = Instant::now();
+        if corpus::is_corpus(path) {
+            let meta = corpus::read(path)?;
+            let shards = corpus::open_shards(path, &meta)?;
+            return Ok(Self::with(path, Some(meta), shards, Some(t.elapsed())));
+        }
         let index = Index::open(path)?;
-        Ok(Self::with(index, Some(t.elapsed())))
+        Ok(Self::with(
+            path,
+            None,
+            vec![Shard::new(Arc::new(index), 0)],
+            Some(t.elapsed()),
+        ))
     }
 
     /// An engine over an index opened by the caller.
     pub fn from_index(index: Index) -> Engine {
-        Self::with(index, None)
+        let path = index.path().to_path_buf();
+        Self::with(&path, None, vec![Shard::new(Arc::new(index), 0)], None)
     }
 
-    fn with(index: Index, opened_in: Option<Duration>) -> Engine {
+    fn with(
+        path: &Path,
+        corpus: Option<CorpusMeta>,
+        shards: Vec<Shard>,
+        opened_in: Option<Duration>,
+    ) -> Engine {
         Engine {
             inner: Arc::new(Inner {
-                index: Arc::new(index),
+                path: path.to_path_buf(),
+                corpus,
+                gpu: Mutex::new(vec![None; shards.len()]),
+                shards,
+                class_stats: OnceLock::new(),
                 opened_in,
-                gpu: Mutex::new(None),
                 pools: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// The index (clone the `Arc` to keep its mapping alive independently).
-    pub fn index(&self) -> &Arc<Index> {
-        &self.inner.index
+    /// The index file or corpus folder the engine was opened from.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
     }
 
-    /// The mapped HNSW graph, `None` when the index was built without one.
-    pub fn graph(&self) -> Result<Option<Graph<'_>>> {
-        Graph::open(self.index())
+    /// The corpus file of a corpus folder; `None` for a single index file.
+    pub fn corpus(&self) -> Option<&CorpusMeta> {
+        self.inner.corpus.as_ref()
     }
 
-    /// The exact scorer on `device`. The GPU copy of the vectors is made on the first call that
-    /// needs it and kept; `Auto` falls back to the CPU when no GPU is usable, `Cuda` is then an
-    /// [`Error::Unavailable`].
-    pub fn scorer(&self, device: Device) -> Result<Backend<'_>> {
-        let index = self.index();
+    /// The shards in row order (one, at row 0, for a single index file).
+    pub fn shards(&self) -> &[Shard] {
+        &self.inner.shards
+    }
+
+    /// The index of a single-file engine (clone the `Arc` to keep its mapping alive
+    /// independently). A corpus has no one index: this is an [`Error::Invalid`] for it, and
+    /// whole-corpus questions go through the engine's own methods (or [`Engine::shards`]).
+    pub fn index(&self) -> Result<&Arc<Index>> {
+        match (&self.inner.corpus, self.inner.shards.as_slice()) {
+            (None, [shard]) => Ok(shard.index()),
+            _ => Err(Error::invalid(format!(
+                "{} is a corpus of {} shards, not one index file: use the engine's corpus-wide calls, or its shards",
+                self.path().display(),
+                self.inner.shards.len()
+            ))),
+        }
+    }
+
+    /// The first shard's index: the source of what all shards share (dim, dtype, metric).
+    fn first(&self) -> &Index {
+        // `open` and `from_index` make at least one shard.
+        self.inner.shards[0].index()
+    }
+
+    /// Rows (all shards).
+    pub fn rows(&self) -> usize {
+        self.inner
+            .corpus
+            .as_ref()
+            .map_or_else(|| self.first().rows(), |c| c.rows as usize)
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.first().dim()
+    }
+
+    /// Stored element type.
+    pub fn dtype(&self) -> DType {
+        self.first().meta().dtype
+    }
+
+    /// Search metric.
+    pub fn metric(&self) -> Metric {
+        self.first().metric()
+    }
+
+    /// Number of classes (0 when unlabelled); a corpus's global count.
+    pub fn classes(&self) -> usize {
+        self.inner
+            .corpus
+            .as_ref()
+            .map_or_else(|| self.first().classes(), |c| c.classes as usize)
+    }
+
+    /// The class names (one per class), or none.
+    pub fn class_names(&self) -> &[String] {
+        match &self.inner.corpus {
+            Some(m) => &m.class_names,
+            None => &self.first().meta().class_names,
+        }
+    }
+
+    /// Name of class `c`, when the index or corpus has class names.
+    pub fn class_name(&self, c: usize) -> Option<&str> {
+        self.class_names().get(c).map(String::as_str)
+    }
+
+    /// Recompute every checksum of every shard (see [`Index::verify`]); the first problem is an
+    /// error naming its file. Returns the bytes checked.
+    pub fn verify(&self) -> Result<u64> {
+        self.inner.shards.iter().try_fold(0u64, |bytes, s| {
+            s.index().verify()?;
+            Ok(bytes + s.index().header().file_len)
+        })
+    }
+
+    /// The exact scorer of shard `shard` on `device` (rows local to the shard). The GPU copy of
+    /// its vectors is made on the first call that needs it and kept; `Auto` falls back to the
+    /// CPU when no GPU is usable, `Cuda` is then an [`Error::Unavailable`].
+    pub fn scorer(&self, shard: usize, device: Device) -> Result<Backend<'_>> {
+        let index = self.shard(shard)?.index();
         Backend::new(
             index.vectors(),
             index.dim(),
             index.metric(),
-            self.gpu(device)?,
+            self.gpu(shard, device)?,
         )
     }
 
-    fn gpu(&self, device: Device) -> Result<Option<Arc<CudaScorer>>> {
+    /// `shards` checked against the shard count.
+    fn shard_range(&self, shards: Range<usize>) -> Result<Range<usize>> {
+        let n = self.inner.shards.len();
+        if shards.is_empty() || shards.end > n {
+            return Err(Error::invalid(format!(
+                "shards {}..{} are not a non-empty range of the {n} shards",
+                shards.start, shards.end
+            )));
+        }
+        Ok(shards)
+    }
+
+    fn shard(&self, shard: usize) -> Result<&Shard> {
+        self.inner.shards.get(shard).ok_or_else(|| {
+            Error::invalid(format!(
+                "shard {shard} out of range ({} shards)",
+                self.inner.shards.len()
+            ))
+        })
+    }
+
+    fn gpu(&self, shard: usize, device: Device) -> Result<Option<Arc<CudaScorer>>> {
         if device == Device::Cpu {
             return Ok(None);
         }
+        let index = self.shard(shard)?.index();
         let mut cached = self
             .inner
             .gpu
             .lock()
             .map_err(|_| Error::Cuda("GPU cache poisoned by a panic".into()))?;
-        if cached.is_none() {
-            let index = self.index();
-            *cached =
-                match score::upload(index.vectors(), index.dim(), index.metric(), Device::Cuda) {
-                    Ok(g) => g.map(Gpu::Ready),
-                    Err(Error::Unavailable(why)) => Some(Gpu::Unavailable(why)),
-                    Err(e) => return Err(e),
-                };
+        let slot = &mut cached[shard];
+        if slot.is_none() {
+            *slot = match score::upload(index.vectors(), index.dim(), index.metric(), Device::Cuda)
+            {
+                Ok(g) => g.map(Gpu::Ready),
+                Err(Error::Unavailable(why)) => Some(Gpu::Unavailable(why)),
+                Err(e) => return Err(e),
+            };
         }
-        match (cached.clone(), device) {
+        match (slot.clone(), device) {
             (Some(Gpu::Ready(g)), _) => Ok(Some(g)),
             (Some(Gpu::Unavailable(why)), Device::Cuda) => Err(Error::Unavailable(why)),
             _ => Ok(None),
@@ -170,40 +309,6 @@ impl Engine {
         pool.install(f)
     }
 
-    /// The `k` nearest rows of each query of `queries` (row-major `[nq, dim]`, raw features),
-    /// best first: through the HNSW graph, or exactly with `opts.exact`.
-    pub fn search(&self, queries: &[f32], k: usize, opts: &SearchOpts) -> Result<Neighbors> {
-        let index = self.index();
-        score::check_queries(queries, index.dim())?;
-        if k == 0 || k > index.rows() {
-            return Err(Error::invalid(format!(
-                "k = {k} must be between 1 and the number of rows ({})",
-                index.rows()
-            )));
-        }
-        let graph = || {
-            self.graph()?.ok_or_else(|| {
-                Error::invalid(format!(
-                    "{} has no HNSW graph (it was built without one): search exactly, or rebuild it with a graph",
-                    index.path().display()
-                ))
-            })
-        };
-        let ef = opts.ef.unwrap_or(DEFAULT_EF).max(k);
-        if !opts.exact && queries.len() == index.dim() {
-            // One query: searched on the calling thread, without a hand-off to a pool.
-            let (ids, scores) = graph()?.search(queries, k, ef)?;
-            return Ok(Neighbors { k, ids, scores });
-        }
-        self.on_threads(opts.threads, || {
-            if opts.exact {
-                self.scorer(opts.device)?.top_k(queries, k)
-            } else {
-                graph()?.search_batch(queries, k, ef)
-            }
-        })
-    }
-
     /// Run the selection `params` for `target`, leaving out near-duplicates of `exclude`.
     pub fn select(
         &self,
@@ -211,7 +316,21 @@ impl Engine {
         exclude: Option<&Exclude>,
         params: &SelectParams,
     ) -> Result<Selection> {
-        select::run(self, target, exclude, params)
+        select::run(self, target, exclude, params, select::Found::default())
+    }
+
+    /// [`Engine::select`] with the corpus-wide scans already done elsewhere and their parts
+    /// in `found` (the kNN searches of [`Engine::search_shards`], the near-duplicates of
+    /// [`Engine::near_duplicates`]): what a driver runs after one task per group of shards. The
+    /// result is the one [`Engine::select`] gives when the parts cover every shard.
+    pub fn select_found(
+        &self,
+        target: &Target,
+        exclude: Option<&Exclude>,
+        params: &SelectParams,
+        found: select::Found,
+    ) -> Result<Selection> {
+        select::run(self, target, exclude, params, found)
     }
 
     /// The summary of a selection, as `ptsel select --summary` writes it (without timing).
@@ -222,18 +341,14 @@ impl Engine {
         params: &SelectParams,
         sel: &Selection,
     ) -> serde_json::Value {
-        select::manifest::summary(
-            self.index(),
-            sel,
-            select::parameters(target, exclude, params),
-            None,
-        )
+        select::manifest::summary(self, sel, select::parameters(target, exclude, params), None)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::score::Scorer;
     use crate::synth::{clustered, Spec};
 
     fn engine(dir: &Path, hnsw: bool) -> Engine {
@@ -291,7 +406,7 @@ mod tests {
     fn clones_share_the_index_and_outlive_the_original() {
         let dir = tempfile::tempdir().unwrap();
         let e = engine(dir.path(), true);
-        let index = e.index().clone();
+        let index = e.index().unwrap().clone();
         let copy = e.clone();
         drop(e);
         let q = index.vectors();
@@ -306,22 +421,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = engine(dir.path(), false);
         if crate::score::cuda::probe().is_ok() {
-            let first = e.gpu(Device::Cuda).unwrap().unwrap();
-            let second = e.gpu(Device::Auto).unwrap().unwrap();
+            let first = e.gpu(0, Device::Cuda).unwrap().unwrap();
+            let second = e.gpu(0, Device::Auto).unwrap().unwrap();
             assert!(Arc::ptr_eq(&first, &second), "uploaded twice");
         } else {
-            let err = e.scorer(Device::Cuda).err().expect("no GPU here");
+            let err = e.scorer(0, Device::Cuda).err().expect("no GPU here");
             assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
             assert!(matches!(
-                *e.inner.gpu.lock().unwrap(),
-                Some(Gpu::Unavailable(_))
+                e.inner.gpu.lock().unwrap()[..],
+                [Some(Gpu::Unavailable(_))]
             ));
             assert!(e
-                .scorer(Device::Auto)
+                .scorer(0, Device::Auto)
                 .unwrap()
                 .describe()
                 .starts_with("cpu"));
         }
-        assert!(e.gpu(Device::Cpu).unwrap().is_none());
+        assert!(e.gpu(0, Device::Cpu).unwrap().is_none());
     }
 }

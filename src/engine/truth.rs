@@ -1,4 +1,5 @@
-//! Exact ground truth for recall measurements, cached beside the index.
+//! Exact ground truth for recall measurements, cached beside the index (or in the corpus
+//! folder, beside its corpus file).
 
 use super::{Engine, SearchOpts};
 use crate::error::Result;
@@ -11,7 +12,7 @@ use std::time::Instant;
 pub struct GroundTruth {
     /// `[nq, k]` row ids, best first.
     pub ids: Vec<u32>,
-    /// The cache file beside the index.
+    /// The cache file.
     pub path: PathBuf,
     /// Seconds the exact search took; `None` when the cache held a valid entry.
     pub computed_s: Option<f64>,
@@ -21,34 +22,36 @@ pub struct GroundTruth {
 
 impl Engine {
     /// Where the exact neighbours of `queries` are cached: keyed by the query bytes, k and the
-    /// index identity (its table checksum, length and creation time change with every rebuild).
+    /// identity of every shard (its table checksum, length and creation time change with every
+    /// rebuild), beside the index file or the corpus file.
     fn truth_path(&self, queries: &[f32], k: usize) -> PathBuf {
-        let index = self.index();
-        let h = index.header();
         let mut key = Vec::with_capacity(queries.len() * 4 + 32);
         key.extend_from_slice(bytemuck::cast_slice(queries));
-        for x in [
-            k as u64,
-            h.table_checksum,
-            h.file_len,
-            index.meta().created_unix,
-        ] {
-            key.extend_from_slice(&x.to_le_bytes());
+        key.extend_from_slice(&(k as u64).to_le_bytes());
+        for s in self.shards() {
+            let h = s.index().header();
+            for x in [h.table_checksum, h.file_len, s.index().meta().created_unix] {
+                key.extend_from_slice(&x.to_le_bytes());
+            }
         }
-        let mut name = index.path().file_name().unwrap_or_default().to_os_string();
+        let beside = match self.corpus() {
+            Some(_) => crate::corpus::corpus_file(self.path()),
+            None => self.path().to_path_buf(),
+        };
+        let mut name = beside.file_name().unwrap_or_default().to_os_string();
         name.push(format!(
             ".truth-{:016x}.npy",
             xxhash_rust::xxh3::xxh3_64(&key)
         ));
-        index.path().with_file_name(name)
+        beside.with_file_name(name)
     }
 
     /// Exact top-`k` ids of `queries` on `device`, from the cache beside the index when it
     /// holds a valid entry; a computed result is cached for the next call.
     pub fn ground_truth(&self, queries: &[f32], k: usize, device: Device) -> Result<GroundTruth> {
         let path = self.truth_path(queries, k);
-        let nq = crate::score::check_queries(queries, self.index().dim())?;
-        let rows = self.index().rows();
+        let nq = crate::score::check_queries(queries, self.dim())?;
+        let rows = self.rows();
         if let Ok(ids) = crate::npy::read_labels(&path) {
             if ids.len() == nq * k && ids.iter().all(|&i| (i as usize) < rows) {
                 return Ok(GroundTruth {

@@ -9,6 +9,7 @@ pub const NO_LABEL: u32 = u32::MAX;
 /// Element type of the stored vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
 pub enum DType {
     /// IEEE half precision (default: half the size, recall within noise).
     F16,
@@ -40,6 +41,7 @@ impl DType {
 /// norms stay in the norms section); with `Ip` and `L2` they are stored as given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
 pub enum Metric {
     /// Cosine similarity (higher is closer).
     Cos,

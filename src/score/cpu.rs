@@ -7,6 +7,10 @@
 //! are spread over threads with rayon; each thread keeps its own top-k lists, merged at the end.
 //! Batches of a few queries skip the packing (it would cost more than the products) and use the
 //! SIMD dot kernels row by row.
+//!
+//! The rows may lie in several segments (the shards of a corpus, numbered globally one after
+//! the other): tiles never cross a segment, and every thread's top-k lists span all segments, so
+//! a corpus is scored in one pass with the pruning of one file.
 
 use super::{prepare_queries, simd, Cand, Neighbors, Prepared, Scorer, TopK};
 use crate::error::{Error, Result};
@@ -28,9 +32,11 @@ const TILE_BYTES: usize = 384 << 10;
 /// Queries scored per pass over the corpus: bounds the per-thread top-k lists.
 const OUTER_BATCH: usize = 4096;
 
-/// CPU scorer over a borrowed set of vectors (an index's mapped ones, or any slice).
+/// CPU scorer over borrowed vectors (an index's mapped ones, several shards' in turn, or any
+/// slice).
 pub struct CpuScorer<'a> {
-    vectors: Vectors<'a>,
+    /// The segments of rows, each `[rows_i, dim]` and numbered from `first_i`.
+    segments: Vec<Segment<'a>>,
     dim: usize,
     rows: usize,
     metric: Metric,
@@ -38,6 +44,20 @@ pub struct CpuScorer<'a> {
     tile: &'static simd::TileKernel,
     /// Corpus rows per tile (a multiple of `tile.nr`).
     tile_rows: usize,
+}
+
+/// Rows `first..first + vectors.len() / dim` of the scorer.
+#[derive(Clone, Copy)]
+struct Segment<'a> {
+    vectors: Vectors<'a>,
+    first: usize,
+}
+
+/// A tile: rows `rows` (local) of segment `segment`.
+#[derive(Clone)]
+struct Tile {
+    segment: usize,
+    rows: Range<usize>,
 }
 
 /// Per-thread buffers, reused across tiles.
@@ -73,6 +93,21 @@ impl<'a> CpuScorer<'a> {
         ))
     }
 
+    /// Scorer over `segments` of vectors in turn (each `[rows_i, dim]`, already normalised for
+    /// cos): the rows of segment `i` are numbered after those of the segments before it.
+    pub fn from_segments(segments: &[Vectors<'a>], dim: usize, metric: Metric) -> Result<Self> {
+        segments
+            .iter()
+            .try_for_each(|v| super::check_shape(v, dim))?;
+        Ok(Self::segmented(
+            segments,
+            dim,
+            metric,
+            simd::kernels(),
+            simd::tile_kernel(),
+        ))
+    }
+
     /// Scorer with explicit kernels (tests pin the portable ones to check the SIMD ones).
     pub fn with_kernels(
         vectors: Vectors<'a>,
@@ -81,10 +116,28 @@ impl<'a> CpuScorer<'a> {
         kernels: &'static simd::Kernels,
         tile: &'static simd::TileKernel,
     ) -> Self {
-        let rows = vectors.len().checked_div(dim).unwrap_or(0);
+        Self::segmented(&[vectors], dim, metric, kernels, tile)
+    }
+
+    fn segmented(
+        vectors: &[Vectors<'a>],
+        dim: usize,
+        metric: Metric,
+        kernels: &'static simd::Kernels,
+        tile: &'static simd::TileKernel,
+    ) -> Self {
+        let mut rows = 0;
+        let segments = vectors
+            .iter()
+            .map(|&v| {
+                let first = rows;
+                rows += v.len().checked_div(dim).unwrap_or(0);
+                Segment { vectors: v, first }
+            })
+            .collect();
         let tile_rows = (TILE_BYTES / (4 * dim.max(1)) / tile.nr).max(1) * tile.nr;
         CpuScorer {
-            vectors,
+            segments,
             dim,
             rows,
             metric,
@@ -98,10 +151,16 @@ impl<'a> CpuScorer<'a> {
         prepare_queries(queries, self.dim, self.metric, self.dim, self.tile.mr)
     }
 
-    /// Rows `rows` widened to f32: borrowed when stored as f32, else converted into `out`.
-    fn rows_f32<'b>(&'b self, rows: Range<usize>, out: &'b mut Vec<f32>) -> &'b [f32] {
+    /// Rows `rows` of `vectors` widened to f32: borrowed when stored as f32, else converted
+    /// into `out`.
+    fn rows_f32<'b>(
+        &self,
+        vectors: Vectors<'b>,
+        rows: Range<usize>,
+        out: &'b mut Vec<f32>,
+    ) -> &'b [f32] {
         let r = rows.start * self.dim..rows.end * self.dim;
-        match self.vectors {
+        match vectors {
             Vectors::F32(v) => &v[r],
             Vectors::F16(v) => {
                 out.resize(r.len(), 0.0);
@@ -112,15 +171,17 @@ impl<'a> CpuScorer<'a> {
     }
 
     /// Calls `f(query, sims)` for every query of `q` and the similarities (higher is better;
-    /// negated squared distance for l2) of the corpus rows `rows` to it.
+    /// negated squared distance for l2) of the corpus rows of `tile` to it.
     fn score_tile(
         &self,
         q: &Prepared,
         queries: Range<usize>,
-        rows: Range<usize>,
+        tile: &Tile,
         ws: &mut Workspace,
         mut f: impl FnMut(usize, &[f32]),
     ) {
+        let vectors = self.segments[tile.segment].vectors;
+        let rows = tile.rows.clone();
         let (d, n) = (self.dim, rows.len());
         if queries.len() < DIRECT_MAX_QUERIES {
             ws.scores.resize(n, 0.0);
@@ -129,7 +190,7 @@ impl<'a> CpuScorer<'a> {
                 let k = self.kernels;
                 for (s, i) in ws.scores.iter_mut().zip(rows.clone()) {
                     let r = i * d..(i + 1) * d;
-                    *s = match (self.vectors, self.metric) {
+                    *s = match (vectors, self.metric) {
                         (Vectors::F16(v), Metric::L2) => -(k.l2_f16)(&v[r], query),
                         (Vectors::F32(v), Metric::L2) => -(k.l2_f32)(&v[r], query),
                         (Vectors::F16(v), _) => (k.dot_f16)(&v[r], query),
@@ -143,7 +204,7 @@ impl<'a> CpuScorer<'a> {
         let (mr, nr) = (self.tile.mr, self.tile.nr);
         let panels = n.div_ceil(nr);
         let ldc = panels * nr;
-        self.pack(rows, ws);
+        self.pack(vectors, rows, ws);
         let qb = QUERY_BLOCK.div_ceil(mr) * mr;
         let mut q0 = queries.start;
         while q0 < queries.end {
@@ -185,7 +246,7 @@ impl<'a> CpuScorer<'a> {
 
     /// Widens the corpus rows `rows` to f32 and packs them into `nr`-row panels, each
     /// dimension-major (`panel[k * nr + j]`), zero-padding the last panel; records squared norms.
-    fn pack(&self, rows: Range<usize>, ws: &mut Workspace) {
+    fn pack(&self, vectors: Vectors<'_>, rows: Range<usize>, ws: &mut Workspace) {
         let (d, nr) = (self.dim, self.tile.nr);
         let panels = rows.len().div_ceil(nr);
         ws.panels.clear();
@@ -197,7 +258,7 @@ impl<'a> CpuScorer<'a> {
             let m = nr.min(rows.end - r0);
             // Widen the panel's rows contiguously (SIMD), then transpose with sequential
             // writes: the strided reads stay within m rows, a few KiB of L1.
-            let x = self.rows_f32(r0..r0 + m, &mut buf);
+            let x = self.rows_f32(vectors, r0..r0 + m, &mut buf);
             ws.row_norms2
                 .extend(x.chunks_exact(d).map(|r| (self.kernels.dot_f32)(r, r)));
             for (k, out) in panel.chunks_exact_mut(nr).enumerate() {
@@ -209,12 +270,18 @@ impl<'a> CpuScorer<'a> {
         ws.row = buf;
     }
 
-    /// Tiles of corpus rows.
-    fn tiles(&self) -> impl IndexedParallelIterator<Item = Range<usize>> + '_ {
+    /// Tiles of corpus rows, segment by segment.
+    fn tiles(&self) -> Vec<Tile> {
         let step = self.tile_rows;
-        (0..self.rows.div_ceil(step))
-            .into_par_iter()
-            .map(move |t| t * step..((t + 1) * step).min(self.rows))
+        let mut tiles = Vec::new();
+        for (segment, s) in self.segments.iter().enumerate() {
+            let rows = s.vectors.len().checked_div(self.dim).unwrap_or(0);
+            tiles.extend((0..rows.div_ceil(step)).map(|t| Tile {
+                segment,
+                rows: t * step..((t + 1) * step).min(rows),
+            }));
+        }
+        tiles
     }
 
     fn to_metric(&self, sim: f32) -> f32 {
@@ -244,17 +311,18 @@ impl Scorer for CpuScorer<'_> {
             )));
         }
         let q = self.prepare(queries)?;
+        let tiles = self.tiles();
         let mut ids = Vec::with_capacity(q.count * k);
         let mut scores = Vec::with_capacity(q.count * k);
         for start in (0..q.count).step_by(OUTER_BATCH) {
             let batch = start..(start + OUTER_BATCH).min(q.count);
-            let lists = self
-                .tiles()
+            let lists = tiles
+                .par_iter()
                 .fold(
                     || (Workspace::default(), vec![TopK::new(k); batch.len()]),
-                    |(mut ws, mut lists), rows| {
-                        let first = rows.start as u32;
-                        self.score_tile(&q, batch.clone(), rows, &mut ws, |qi, sims| {
+                    |(mut ws, mut lists), tile| {
+                        let first = (self.segments[tile.segment].first + tile.rows.start) as u32;
+                        self.score_tile(&q, batch.clone(), tile, &mut ws, |qi, sims| {
                             lists[qi - batch.start].extend(first, sims)
                         });
                         (ws, lists)
@@ -279,12 +347,17 @@ impl Scorer for CpuScorer<'_> {
     fn max_similarity(&self, queries: &[f32]) -> Result<Vec<f32>> {
         let q = self.prepare(queries)?;
         let mut out = vec![f32::NEG_INFINITY; self.rows];
-        let step = self.tile_rows;
-        out.par_chunks_mut(step)
-            .enumerate()
-            .for_each_init(Workspace::default, |ws, (t, best)| {
-                let rows = t * step..t * step + best.len();
-                self.score_tile(&q, 0..q.count, rows, ws, |_, sims| {
+        // Each tile's slice of `out`: tiles follow one another through the rows.
+        let mut rest = out.as_mut_slice();
+        let mut jobs = Vec::new();
+        for tile in self.tiles() {
+            let (best, tail) = rest.split_at_mut(tile.rows.len());
+            jobs.push((tile, best));
+            rest = tail;
+        }
+        jobs.into_par_iter()
+            .for_each_init(Workspace::default, |ws, (tile, best)| {
+                self.score_tile(&q, 0..q.count, &tile, ws, |_, sims| {
                     best.iter_mut().zip(sims).for_each(|(b, &s)| *b = b.max(s))
                 });
             });

@@ -1,8 +1,8 @@
 //! Baselines: classes ranked by cosine similarity to the target, and seeded random samples.
 
-use super::{Groups, Method, Pick, Selection};
+use super::{Excluded, Groups, Method, Pick, Selection};
+use crate::engine::Engine;
 use crate::error::Result;
-use crate::store::Index;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -18,7 +18,7 @@ fn unit(v: &[f64]) -> Vec<f64> {
 /// L2-normalised target units, so every target class weighs the same (as in UOT's `b = 1`).
 /// Empty classes get 0.
 pub fn similarity_importance(groups: &Groups<'_>, target_units: &[f64]) -> Vec<f64> {
-    let dim = groups.index.dim();
+    let dim = groups.engine.dim();
     let mut centre = vec![0.0; dim];
     for t in target_units.chunks_exact(dim) {
         centre.iter_mut().zip(unit(t)).for_each(|(c, x)| *c += x);
@@ -45,11 +45,16 @@ pub fn random_classes(groups: &Groups<'_>, seed: u64) -> Vec<u32> {
     order
 }
 
-/// A seeded uniform sample of `n` rows without replacement (skipping rows set in `mask`), in
-/// row order.
-pub fn random_rows(index: &Index, n: usize, mask: Option<&[bool]>, seed: u64) -> Result<Selection> {
-    let eligible: Vec<u32> = (0..index.rows() as u32)
-        .filter(|&r| !mask.is_some_and(|m| m[r as usize]))
+/// A seeded uniform sample of `n` global rows without replacement (skipping rows set in
+/// `mask`), in row order.
+pub(super) fn random_rows(
+    engine: &Engine,
+    n: usize,
+    mask: Option<&Excluded>,
+    seed: u64,
+) -> Result<Selection> {
+    let eligible: Vec<u32> = (0..engine.rows() as u32)
+        .filter(|&r| !mask.is_some_and(|m| m.contains(r)))
         .collect();
     super::check_budget(n, eligible.len())?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -63,7 +68,7 @@ pub fn random_rows(index: &Index, n: usize, mask: Option<&[bool]>, seed: u64) ->
         .map(|row| {
             Ok(Pick {
                 row,
-                class: index.label(row as usize)?,
+                class: engine.label(row as usize)?,
                 score: 0.0,
             })
         })

@@ -2,25 +2,26 @@
 //! whole classes until the amount is reached.
 
 use super::{
-    baselines, kmeans, Amount, Groups, Method, Pick, SelectParams, Selection, SolverStats, Target,
+    baselines, kmeans, Amount, Excluded, Groups, Method, Pick, SelectParams, Selection,
+    SolverStats, Target,
 };
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::score;
-use crate::store::Index;
 use crate::uot;
 use rayon::prelude::*;
 
-/// Rank the classes of `index` by `method` for `target` and keep whole classes up to `amount`
-/// (rows set in `mask` left out).
+/// Rank the classes of the engine's index or corpus by `method` for `target` and keep whole
+/// classes up to `amount` (rows set in `mask` left out).
 pub(super) fn select(
-    index: &Index,
+    engine: &Engine,
     target: &Target,
     method: Method,
     amount: Amount,
-    mask: Option<&[bool]>,
+    mask: Option<&Excluded>,
     p: &SelectParams,
 ) -> Result<Selection> {
-    let groups = Groups::resolve(index, p.pseudo_classes)?;
+    let groups = Groups::resolve(engine, p.pseudo_classes)?;
     let units = target.units();
     let (order, importance, solver) = match method {
         Method::Uot => {
@@ -55,12 +56,12 @@ pub fn uot_importance(
     target_units: &[f64],
     p: &SelectParams,
 ) -> Result<(Vec<f64>, SolverStats)> {
-    let dim = groups.index.dim();
+    let dim = groups.engine.dim();
     let classes = groups.non_empty();
     if classes.is_empty() {
         return Err(Error::invalid(format!(
             "{}: every class is empty",
-            groups.index.path().display()
+            groups.engine.path().display()
         )));
     }
     let means: Vec<f64> = classes
@@ -105,10 +106,10 @@ fn take_classes(
     order: &[u32],
     score: &dyn Fn(u32) -> f64,
     amount: Amount,
-    mask: Option<&[bool]>,
+    mask: Option<&Excluded>,
     target_units: &[f64],
 ) -> Result<(Vec<Pick>, Vec<u32>)> {
-    let kept = |r: &u32| !mask.is_some_and(|m| m[*r as usize]);
+    let kept = |r: &u32| !mask.is_some_and(|m| m.contains(*r));
     let chosen: Vec<u32> = match amount {
         Amount::Classes(k) => {
             if k > order.len() {
@@ -152,7 +153,7 @@ fn take_classes(
         let rows: Vec<u32> = rows.iter().copied().filter(kept).collect();
         let left = budget - picks.len();
         let rows = if rows.len() > left {
-            closest(groups.index, &rows, target_units, left)
+            closest(groups.engine, &rows, target_units, left)?
         } else {
             rows
         };
@@ -167,8 +168,8 @@ fn take_classes(
 
 /// The `n` rows of `rows` with the highest cosine to their nearest target unit, best first
 /// (ties: lower row first).
-fn closest(index: &Index, rows: &[u32], target_units: &[f64], n: usize) -> Vec<u32> {
-    let dim = index.dim();
+fn closest(engine: &Engine, rows: &[u32], target_units: &[f64], n: usize) -> Result<Vec<u32>> {
+    let dim = engine.dim();
     let units: Vec<f32> = target_units
         .chunks_exact(dim)
         .flat_map(|t| {
@@ -178,23 +179,23 @@ fn closest(index: &Index, rows: &[u32], target_units: &[f64], n: usize) -> Vec<u
         })
         .collect();
     let dot = score::simd::kernels().dot_f32;
-    let vectors = index.vectors();
     let mut scored: Vec<(f32, u32)> = rows
         .par_iter()
         .map_init(
             || vec![0f32; dim],
             |x, &r| {
-                kmeans::unit_row(&vectors, r as usize, dim, x);
-                (
+                let (shard, local) = engine.locate(r as usize)?;
+                kmeans::unit_row(&shard.index().vectors(), local, dim, x);
+                Ok((
                     units
                         .chunks_exact(dim)
                         .map(|t| dot(x, t))
                         .fold(f32::NEG_INFINITY, f32::max),
                     r,
-                )
+                ))
             },
         )
-        .collect();
+        .collect::<Result<_>>()?;
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    scored.into_iter().take(n).map(|(_, r)| r).collect()
+    Ok(scored.into_iter().take(n).map(|(_, r)| r).collect())
 }

@@ -1,10 +1,11 @@
 //! Sample-level selection (Ge & Yu 2017, REACT, Neural Priming): every target sample retrieves
 //! its `k` nearest corpus rows, hits are aggregated by summed similarity, the best `N` are kept.
 
-use super::{Method, Pick, SelectParams, Selection};
+use super::{Excluded, Method, Pick, SelectParams, Selection};
 use crate::engine::{Engine, SearchOpts};
 use crate::error::{Error, Result};
 use crate::format::Metric;
+use crate::score::Neighbors;
 
 /// Default HNSW beam width for `per_target` neighbours: five times as wide (at least 64). On
 /// 10,000 targets with 50 neighbours each against 1M x 512 clustered rows, the selection of
@@ -15,35 +16,35 @@ pub fn default_ef(per_target: usize) -> usize {
 }
 
 /// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) with `p.per_target`
-/// neighbours each; rows set in `mask` are skipped. Neighbours come from the engine's search:
-/// the HNSW graph (beam width `p.ef`), or exact scoring on `p.device` with `p.exact` or when the
-/// index has no graph (a note says so).
-pub fn select(
+/// neighbours each; rows in `mask` are skipped. Neighbours are `hits` when a search elsewhere
+/// found them, else the engine's search: the HNSW graph (beam width `p.ef`), or exact scoring on
+/// `p.device` with `p.exact` or when the index has no graph (a note says so).
+pub(super) fn select(
     engine: &Engine,
     queries: &[f32],
     budget: usize,
-    mask: Option<&[bool]>,
+    mask: Option<&Excluded>,
     p: &SelectParams,
+    hits: Option<Neighbors>,
 ) -> Result<Selection> {
-    let index = engine.index();
     let per_target = p.per_target;
-    if index.metric() == Metric::L2 {
+    if engine.metric() == Metric::L2 {
         return Err(Error::invalid("kNN selection sums similarities: it needs an index built with the cos or ip metric (this one is l2)"));
     }
-    if per_target == 0 || per_target > index.rows() {
+    if per_target == 0 || per_target > engine.rows() {
         return Err(Error::invalid(format!(
             "per_target = {per_target} neighbours must be between 1 and the number of rows ({})",
-            index.rows()
+            engine.rows()
         )));
     }
-    super::check_budget(
-        budget,
-        mask.map_or(index.rows(), |m| m.iter().filter(|&&x| !x).count()),
-    )?;
+    super::check_budget(budget, engine.rows() - mask.map_or(0, Excluded::len))?;
     let mut notes = Vec::new();
-    let exact = p.exact || engine.graph()?.is_none();
+    let exact = p.exact || engine.graphs()?.is_none();
     if exact && !p.exact {
-        notes.push("kNN: the index has no HNSW graph, so exact search was used".to_string());
+        notes.push(
+            "kNN: the index (or a shard of the corpus) has no HNSW graph, so exact search was used"
+                .to_string(),
+        );
     }
     let opts = SearchOpts {
         ef: Some(p.ef),
@@ -51,7 +52,10 @@ pub fn select(
         threads: None,
         device: p.device,
     };
-    let hits = engine.search(queries, per_target, &opts)?;
+    let hits = match hits {
+        Some(hits) => hits,
+        None => engine.search(queries, per_target, &opts)?,
+    };
     // Sort (row, query order) pairs so the sums are taken in one fixed order.
     let mut pairs: Vec<(u32, f32)> = hits
         .ids
@@ -62,7 +66,7 @@ pub fn select(
     pairs.sort_by_key(|&(row, _)| row);
     let mut summed: Vec<(u32, f64)> = Vec::new();
     for (row, s) in pairs {
-        if mask.is_some_and(|m| m.get(row as usize).copied().unwrap_or(true)) {
+        if mask.is_some_and(|m| m.contains(row)) {
             continue;
         }
         match summed.last_mut() {
@@ -83,7 +87,7 @@ pub fn select(
         .map(|(row, score)| {
             Ok(Pick {
                 row,
-                class: index.label(row as usize)?,
+                class: engine.label(row as usize)?,
                 score,
             })
         })

@@ -1,14 +1,17 @@
 //! Manifests (one row per selected sample: `rank,row,id,class,score`) and the summary JSON.
 //!
 //! Formats: `csv` (header line, RFC 4180 quoting of ids), `jsonl` (one object per line; `class`
-//! is `null` when unknown), `npy` (the selected rows as int64, rank order). Output depends only
-//! on the selection, so the same inputs and seed give byte-identical files; both are written
-//! atomically. Run times enter the summary only when asked for, as a [`Timing`] breakdown.
+//! is `null` when unknown), `npy` (the selected rows as int64, rank order), `uids` (DataComp's
+//! selection format: the ids, each 32 hex digits, as a sorted `.npy` of 128-bit uids, numpy
+//! dtype `"u8,u8"`, duplicates once). Rows are global row numbers of a corpus. Output depends
+//! only on the selection, so the same inputs and seed give byte-identical files; both are
+//! written atomically. Run times enter the summary only when asked for, as a [`Timing`]
+//! breakdown.
 
 use super::{Grouping, Selection};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::output::atomic_write;
-use crate::store::Index;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -26,9 +29,11 @@ pub enum Format {
     Jsonl,
     /// The selected row numbers as a 1-D int64 .npy, in rank order.
     Npy,
+    /// The ids (32 hex digits each) as a sorted 1-D .npy of 128-bit uids (`np.dtype("u8,u8")`).
+    Uids,
 }
 
-parse_by_name!(Format, "manifest format", { "csv" => Format::Csv, "jsonl" => Format::Jsonl, "npy" => Format::Npy });
+parse_by_name!(Format, "manifest format", { "csv" => Format::Csv, "jsonl" => Format::Jsonl, "npy" => Format::Npy, "uids" => Format::Uids });
 
 impl Format {
     /// Format named by the extension of `path` (`.jsonl`, `.npy`), csv otherwise.
@@ -59,8 +64,20 @@ struct Line<'a> {
     score: f64,
 }
 
-/// Write the manifest of `sel` to `path`.
-pub fn write(path: &Path, format: Format, index: &Index, sel: &Selection) -> Result<()> {
+/// The 128-bit uid spelled by `id` (32 hex digits: the high then the low 64 bits).
+fn uid(id: &str) -> Option<(u64, u64)> {
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let (hi, lo) = id.split_at(16);
+    Some((
+        u64::from_str_radix(hi, 16).ok()?,
+        u64::from_str_radix(lo, 16).ok()?,
+    ))
+}
+
+/// Write the manifest of `sel` (a selection from `engine`) to `path`.
+pub fn write(path: &Path, format: Format, engine: &Engine, sel: &Selection) -> Result<()> {
     if format == Format::Npy {
         let rows: Vec<i64> = sel.picks.iter().map(|p| i64::from(p.row)).collect();
         return crate::npy::write_vector(path, &rows);
@@ -69,8 +86,27 @@ pub fn write(path: &Path, format: Format, index: &Index, sel: &Selection) -> Res
     let ids = sel
         .picks
         .iter()
-        .map(|p| index.id(p.row as usize))
+        .map(|p| engine.id(p.row as usize))
         .collect::<Result<Vec<_>>>()?;
+    if format == Format::Uids {
+        let mut uids = sel
+            .picks
+            .iter()
+            .zip(&ids)
+            .map(|(p, id)| {
+                uid(id).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "the uids format needs ids of 32 hex digits, but row {} of {} has the id {id:?}",
+                        p.row,
+                        engine.path().display()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        uids.sort_unstable();
+        uids.dedup();
+        return crate::npy::write_uids(path, &uids);
+    }
     atomic_write(path, |w| {
         if format == Format::Csv {
             w.write_all(b"rank,row,id,class,score\n")?;
@@ -166,10 +202,10 @@ impl Stopwatch {
 }
 
 /// The summary of `sel`: method, `parameters` (as given by the caller), class importance,
-/// selected classes (with names when the index has them), counts, solver statistics, notes,
-/// and `timing` only when given (so that summaries stay byte-identical by default).
+/// selected classes (with names when the index or corpus has them), counts, solver statistics,
+/// notes, and `timing` only when given (so that summaries stay byte-identical by default).
 pub fn summary(
-    index: &Index,
+    engine: &Engine,
     sel: &Selection,
     parameters: serde_json::Value,
     timing: Option<&Timing>,
@@ -188,7 +224,7 @@ pub fn summary(
             rank: i + 1,
             class: c,
             name: if sel.grouping == Some(Grouping::Labels) {
-                index.class_name(c as usize)
+                engine.class_name(c as usize)
             } else {
                 None
             },
@@ -201,7 +237,7 @@ pub fn summary(
         .collect();
     let mut out = serde_json::json!({
         "method": sel.method,
-        "index": index.path().display().to_string(),
+        "index": engine.path().display().to_string(),
         "parameters": parameters,
         "grouping": sel.grouping,
         "selected": sel.picks.len(),
@@ -237,6 +273,17 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn uids_are_32_hex_digits_high_then_low() {
+        assert_eq!(
+            uid("0123456789abcdef00000000000000FF"),
+            Some((0x0123_4567_89ab_cdef, 0xff))
+        );
+        assert_eq!(uid("0123456789abcdef"), None);
+        assert_eq!(uid("0123456789abcdef0000000000000g00"), None);
+        assert_eq!(uid("+123456789abcdef0000000000000000"), None);
     }
 
     #[test]

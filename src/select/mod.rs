@@ -23,8 +23,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::Metric;
 use crate::npy::Matrix;
-use crate::score::{Device, Scorer};
-use crate::store::Index;
+use crate::score::Device;
 use crate::uot;
 use std::path::PathBuf;
 
@@ -212,18 +211,55 @@ impl Selection {
     }
 }
 
-/// Run the selection `p` for `target` over the engine's index, dropping near-duplicates of
-/// `exclude` ([`Engine::select`]).
+/// What the corpus-wide scans of a selection found when they ran elsewhere (one Spark task per
+/// shard, say): the engine then merges them and runs the rest of the selection without
+/// scanning the corpus. Each part covers some shards and holds global rows.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// kNN: each part's answer to the search of the target samples for `per_target`
+    /// neighbours ([`Engine::search_shards`]).
+    pub neighbors: Vec<crate::score::Neighbors>,
+    /// The contamination guard: each part's near-duplicates of the test set
+    /// ([`Engine::near_duplicates`]).
+    pub excluded: Vec<Vec<u32>>,
+}
+
+/// Rows left out of a selection (near-duplicates of the test set): global rows, ascending.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Excluded(Vec<u32>);
+
+impl Excluded {
+    fn new(parts: Vec<Vec<u32>>) -> Self {
+        let mut rows: Vec<u32> = parts.into_iter().flatten().collect();
+        rows.sort_unstable();
+        rows.dedup();
+        Excluded(rows)
+    }
+
+    /// Whether `row` is left out.
+    fn contains(&self, row: u32) -> bool {
+        self.0.binary_search(&row).is_ok()
+    }
+
+    /// How many rows are left out.
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Run the selection `p` for `target` over the engine's index or corpus (global rows),
+/// dropping near-duplicates of `exclude`, with the scans in `found` already done elsewhere
+/// ([`Engine::select`], [`Engine::select_found`]).
 pub(crate) fn run(
     engine: &Engine,
     target: &Target,
     exclude: Option<&Exclude>,
     p: &SelectParams,
+    found: Found,
 ) -> Result<Selection> {
-    let index = engine.index();
-    target.check(index.dim())?;
+    target.check(engine.dim())?;
     if let Some(e) = exclude {
-        check_exclude(index, e)?;
+        check_exclude(engine, e)?;
     }
     match (p.method, p.amount) {
         (_, Amount::Classes(0) | Amount::Budget(0)) => {
@@ -239,16 +275,31 @@ pub(crate) fn run(
         _ => {}
     }
     let mask = match exclude {
-        Some(e) => Some(exclusion_mask(engine, e)?),
+        Some(_) if !found.excluded.is_empty() => Some(Excluded::new(found.excluded)),
+        Some(e) => Some(Excluded::new(vec![engine.near_duplicates(
+            0..engine.shards().len(),
+            &e.test.data,
+            e.threshold,
+        )?])),
         None => None,
     };
-    let mask = mask.as_deref();
-    let mut sel = match (p.method, p.amount) {
-        (Method::Knn, Amount::Budget(n)) => knn::select(engine, &target.features.data, n, mask, p)?,
-        (Method::Random, Amount::Budget(n)) => baselines::random_rows(index, n, mask, p.seed)?,
-        (method, amount) => classes::select(index, target, method, amount, mask, p)?,
+    let mask = mask.as_ref();
+    let hits = match found.neighbors.as_slice() {
+        [] => None,
+        parts => Some(crate::engine::merge_neighbors(
+            engine.metric(),
+            p.per_target,
+            parts,
+        )?),
     };
-    sel.excluded = mask.map_or(0, |m| m.iter().filter(|&&x| x).count());
+    let mut sel = match (p.method, p.amount) {
+        (Method::Knn, Amount::Budget(n)) => {
+            knn::select(engine, &target.features.data, n, mask, p, hits)?
+        }
+        (Method::Random, Amount::Budget(n)) => baselines::random_rows(engine, n, mask, p.seed)?,
+        (method, amount) => classes::select(engine, target, method, amount, mask, p)?,
+    };
+    sel.excluded = mask.map_or(0, Excluded::len);
     Ok(sel)
 }
 
@@ -300,9 +351,9 @@ pub fn parameters(
     block
 }
 
-fn check_exclude(index: &Index, e: &Exclude) -> Result<()> {
-    if index.metric() != Metric::Cos {
-        return Err(Error::invalid(format!("excluding near-duplicates compares cosines: it needs an index built with the cos metric (this one is {})", index.metric().name())));
+fn check_exclude(engine: &Engine, e: &Exclude) -> Result<()> {
+    if engine.metric() != Metric::Cos {
+        return Err(Error::invalid(format!("excluding near-duplicates compares cosines: it needs an index built with the cos metric (this one is {})", engine.metric().name())));
     }
     if !(-1.0..=1.0).contains(&e.threshold) {
         return Err(Error::invalid(format!(
@@ -310,13 +361,13 @@ fn check_exclude(index: &Index, e: &Exclude) -> Result<()> {
             e.threshold
         )));
     }
-    if e.test.dim != index.dim() {
+    if e.test.dim != engine.dim() {
         return Err(Error::input(
             &e.origin,
             format!(
                 "test features are {}-d but the index is {}-d",
                 e.test.dim,
-                index.dim()
+                engine.dim()
             ),
         ));
     }
@@ -324,17 +375,6 @@ fn check_exclude(index: &Index, e: &Exclude) -> Result<()> {
         return Err(Error::input(&e.origin, "the test set has no rows"));
     }
     Ok(())
-}
-
-/// `true` for every corpus row whose cosine to some test feature reaches the threshold. Scored
-/// on the CPU (there is no GPU kernel for it, so nothing is uploaded for it).
-fn exclusion_mask(engine: &Engine, e: &Exclude) -> Result<Vec<bool>> {
-    Ok(engine
-        .scorer(Device::Cpu)?
-        .max_similarity(&e.test.data)?
-        .into_iter()
-        .map(|s| s >= e.threshold)
-        .collect())
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ struct Report {
 }
 
 fn measure(
-    graph: &ptsel::hnsw::Graph<'_>,
+    graph: &ptsel::engine::Graphs<'_>,
     queries: &[f32],
     dim: usize,
     truth: &[u32],
@@ -94,15 +94,14 @@ pub fn run(args: Args) -> Result<()> {
     }
     let t = Instant::now();
     let engine = Engine::open(&args.input.index)?;
-    let index = engine.index();
-    let graph = engine.graph()?.ok_or_else(|| {
+    let graph = engine.graphs()?.ok_or_else(|| {
         ptsel::Error::invalid(format!(
             "{} has no HNSW graph (built with --no-hnsw): rebuild it without --no-hnsw to benchmark the search",
-            index.path().display()
+            engine.path().display()
         ))
     })?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
-    let q = load_queries(index, &args.input.queries)?;
+    let q = load_queries(&engine, &args.input.queries)?;
     let truth = engine.ground_truth(&q.data, args.input.k, args.device)?;
     match truth.computed_s {
         Some(s) => eprintln!(
@@ -130,13 +129,13 @@ pub fn run(args: Args) -> Result<()> {
     let report = Report {
         rows,
         open_ms,
-        build_s: index.meta().build_seconds,
+        build_s: engine.info()?.build_seconds,
     };
     outln!(
         "{}: {} rows x {} dims, {} queries, k {}, {} thread(s), opened in {:.3} ms, built in {:.1} s",
         args.input.index.display(),
-        index.rows(),
-        index.dim(),
+        engine.rows(),
+        engine.dim(),
         q.rows,
         args.input.k,
         args.threads,

@@ -1,4 +1,5 @@
-//! `ptsel build`: features (.npy, or computed from an image folder) into a one-file index.
+//! `ptsel build`: features (.npy, or computed from an image folder) into a one-file index, or
+//! (`--shard-rows`) into a corpus folder of shards built in parallel.
 
 use crate::progress::Bars;
 use anyhow::Result;
@@ -27,9 +28,19 @@ pub struct Args {
     /// Search metric (cos stores unit-normalised vectors and keeps the raw norms).
     #[arg(long, value_enum, default_value = "cos")]
     pub metric: Metric,
-    /// Output index file.
+    /// Output index file (a corpus folder with --shard-rows).
     #[arg(long, value_name = "PATH")]
     pub out: PathBuf,
+    /// Write a sharded corpus: a folder of index files of N rows each (the last one shorter),
+    /// built in parallel, and the corpus file listing them. Rerunning an interrupted build keeps
+    /// the shards it completed.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "features",
+        conflicts_with = "kmeans"
+    )]
+    pub shard_rows: Option<usize>,
     /// Replace the output if it exists.
     #[arg(long)]
     pub force: bool,
@@ -90,6 +101,24 @@ impl Args {
 pub fn run(args: Args) -> Result<()> {
     let opts = args.options()?;
     let bars = Bars::new(args.quiet);
+    if let (Some(n), Some(features)) = (args.shard_rows, &args.features) {
+        let report = ptsel::corpus::build(features, n, &args.out, opts, &|s, d, t| {
+            bars.update(s, d, t)
+        })?;
+        bars.finish();
+        eprintln!(
+            "built {}: {} shards ({} kept from an earlier run), {} rows x {} dims, {} classes in {:.2} s ({:.0} rows/s)",
+            args.out.display(),
+            report.shards,
+            report.kept,
+            report.rows,
+            report.dim,
+            report.classes,
+            report.seconds,
+            report.rows as f64 / report.seconds.max(1e-9)
+        );
+        return Ok(());
+    }
     let report = match &args.features {
         Some(features) => {
             let mut source = ptsel::npy::MatrixReader::open(features)?;

@@ -83,6 +83,7 @@ pub fn run(args: Args) -> Result<()> {
         dtype: ptsel::DType::F16,
         metric: ptsel::Metric::Cos,
         out: out.clone(),
+        shard_rows: None,
         force: true,
         kmeans: None,
         kmeans_iters: 20,

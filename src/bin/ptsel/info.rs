@@ -1,4 +1,4 @@
-//! `ptsel info`: what an index holds.
+//! `ptsel info`: what an index or corpus holds.
 
 use anyhow::Result;
 use ptsel::Engine;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// Arguments of `ptsel info`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Index file.
+    /// Index file or corpus folder.
     pub path: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -21,7 +21,12 @@ pub fn run(args: Args) -> Result<()> {
         outln!("{}", serde_json::to_string_pretty(&info)?)?;
         return Ok(());
     }
-    outln!("index     {}", info.path)?;
+    let what = if info.shards.is_empty() {
+        "index  "
+    } else {
+        "corpus "
+    };
+    outln!("{what}   {}", info.path)?;
     outln!(
         "format    v{}, written by {}",
         info.format_version,
@@ -61,12 +66,29 @@ pub fn run(args: Args) -> Result<()> {
             h.unreachable_repaired,
             h.self_recall_repaired
         )?,
-        None => outln!("hnsw      none (search needs --exact)")?,
+        None if info.shards.is_empty() => outln!("hnsw      none (search needs --exact)")?,
+        None => {}
+    }
+    for s in &info.shards {
+        let graph = match &s.hnsw {
+            Some(h) => format!("hnsw M {}", h.m),
+            None => "no hnsw".into(),
+        };
+        outln!(
+            "shard     {}: rows {}..{}, {:.1} MiB, {graph}, built in {:.2} s",
+            s.path,
+            s.first_row,
+            s.first_row + s.rows,
+            s.file_bytes as f64 / 1048576.0,
+            s.build_seconds
+        )?;
     }
     for (k, v) in &info.params {
         outln!("param     {k} = {v}")?;
     }
-    outln!("sections:")?;
+    if !info.sections.is_empty() {
+        outln!("sections:")?;
+    }
     for s in &info.sections {
         outln!(
             "  {:<18} offset {:>14}  {:>14} bytes",

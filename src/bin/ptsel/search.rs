@@ -2,13 +2,13 @@
 
 use anyhow::Result;
 use ptsel::score::Device;
-use ptsel::{Engine, Error, Index, SearchOpts};
+use ptsel::{Engine, Error, SearchOpts};
 use std::path::{Path, PathBuf};
 
 /// The index, the queries and k: shared by `search` and `bench`.
 #[derive(clap::Args)]
 pub struct Input {
-    /// Index file.
+    /// Index file or corpus folder.
     #[arg(long, value_name = "PATH")]
     pub index: PathBuf,
     /// Queries: a float .npy of shape [nq, dim] (raw features; cos normalises them).
@@ -36,7 +36,7 @@ pub struct Args {
     /// Backend of the exact search.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: Device,
-    /// Output: int64 .npy [nq, k] of row numbers, best first.
+    /// Output: int64 .npy [nq, k] of (global) row numbers, best first.
     #[arg(long, value_name = "NN.npy")]
     pub out: PathBuf,
     /// Output: float32 .npy [nq, k] of scores (cos similarity, inner product, or squared L2).
@@ -44,17 +44,17 @@ pub struct Args {
     pub scores: Option<PathBuf>,
 }
 
-/// Read a query batch and check it against the index.
-pub fn load_queries(index: &Index, path: &Path) -> Result<ptsel::npy::Matrix> {
+/// Read a query batch and check it against the index or corpus.
+pub fn load_queries(engine: &Engine, path: &Path) -> Result<ptsel::npy::Matrix> {
     let q = ptsel::npy::read_matrix(path)?;
-    if q.dim != index.dim() {
+    if q.dim != engine.dim() {
         return Err(Error::input(
             path,
             format!(
                 "queries have dimension {}, the index {} has {}",
                 q.dim,
-                index.path().display(),
-                index.dim()
+                engine.path().display(),
+                engine.dim()
             ),
         )
         .into());
@@ -69,8 +69,8 @@ pub fn load_queries(index: &Index, path: &Path) -> Result<ptsel::npy::Matrix> {
 pub fn run(args: Args) -> Result<()> {
     let Input { index, queries, k } = &args.input;
     let engine = Engine::open(index)?;
-    let q = load_queries(engine.index(), queries)?;
-    if !args.exact && engine.graph()?.is_none() {
+    let q = load_queries(&engine, queries)?;
+    if !args.exact && engine.graphs()?.is_none() {
         return Err(Error::invalid(format!(
             "{} has no HNSW graph (built with --no-hnsw): use --exact, or rebuild without --no-hnsw",
             index.display()

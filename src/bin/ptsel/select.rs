@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// Arguments of `ptsel select`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Index file.
+    /// Index file or corpus folder.
     #[arg(long, value_name = "PATH")]
     pub index: PathBuf,
     /// Target features: a float .npy `[rows, dim]` (samples, or class means with --target-means).
@@ -196,19 +196,14 @@ pub fn run(args: Args) -> Result<()> {
     let sel = engine.select(&target, exclude.as_ref(), &params)?;
     timing.select_s = clock.lap();
     let format = args.format.unwrap_or_else(|| Format::from_path(&args.out));
-    manifest::write(&args.out, format, engine.index(), &sel)?;
+    manifest::write(&args.out, format, &engine, &sel)?;
     timing.write_s = clock.lap();
     timing.total_s = clock.total();
     if let Some(path) = &args.summary {
         let parameters = ptsel::select::parameters(&target, exclude.as_ref(), &params);
         manifest::write_summary(
             path,
-            &manifest::summary(
-                engine.index(),
-                &sel,
-                parameters,
-                args.timing.then_some(&timing),
-            ),
+            &manifest::summary(&engine, &sel, parameters, args.timing.then_some(&timing)),
         )?;
     }
     for note in &sel.notes {

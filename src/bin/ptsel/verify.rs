@@ -1,27 +1,29 @@
-//! `ptsel verify`: recompute every checksum.
+//! `ptsel verify`: recompute every checksum (of every shard of a corpus).
 
 use anyhow::Result;
-use ptsel::{Index, OpenOptions};
+use ptsel::Engine;
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// Arguments of `ptsel verify`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Index file.
+    /// Index file or corpus folder.
     pub path: PathBuf,
 }
 
 /// Run `ptsel verify`.
 pub fn run(args: Args) -> Result<()> {
     let t = Instant::now();
-    let index = Index::open_with(&args.path, OpenOptions { verify: true })?;
-    let sections = index.sections();
-    let bytes: u64 = sections.iter().map(|s| s.len).sum();
+    let engine = Engine::open(&args.path)?;
+    let bytes = engine.verify()?;
+    let parts = match engine.corpus() {
+        Some(c) => format!("{} shards", c.shards.len()),
+        None => format!("{} sections", engine.index()?.sections().len()),
+    };
     outln!(
-        "{}: ok, {} sections, {:.1} MiB checked in {:.3} s",
+        "{}: ok, {parts}, {:.1} MiB checked in {:.3} s",
         args.path.display(),
-        sections.len(),
         bytes as f64 / 1048576.0,
         t.elapsed().as_secs_f64()
     )?;
