@@ -9,16 +9,11 @@ use ptsel::select::{Amount, Method, SelectParams, Target, TargetKind};
 use ptsel::synth::{self, Spec};
 use ptsel::uot::{class_importance, cost_matrix, solve, UotParams};
 use std::hint::black_box;
-use std::path::PathBuf;
 
 /// ImageNet's and SUN397's MoCo-v2 class means (shipped in data/classmeans-moco128).
 fn means() -> (Vec<f64>, Vec<f64>, usize) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/classmeans-moco128");
-    let read = |name: &str| {
-        let m = ptsel::npy::read_matrix(&dir.join(name)).unwrap();
-        (m.data.into_iter().map(f64::from).collect(), m.dim)
-    };
-    let ((s, dim), (t, _)) = (read("imagenet.npy"), read("sun.npy"));
+    let data = ptsel::data::ClassMeans::BuiltIn;
+    let ((s, dim), (t, _)) = (data.means("imagenet").unwrap(), data.means("sun").unwrap());
     (s, t, dim)
 }
 

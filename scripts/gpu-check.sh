@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Prepared check for a GPU machine that has no Rust toolchain: run from the repository root with
-# a release binary built elsewhere and carried along (target/release/ptsel, or $PTSEL_BIN).
-# Finds NVRTC and cuda_fp16.h in the machine's Python NVIDIA wheels, compiles the kernels, then
-# `ptsel gpu-check` compares CUDA with the CPU on seeded random data and measures throughput.
+# release binaries built elsewhere and carried along (`cargo build --release --bin ptsel
+# --example gpu_check`: target/release/ptsel and target/release/examples/gpu_check, or
+# $PTSEL_BIN and $PTSEL_GPU_CHECK). Finds NVRTC and cuda_fp16.h in the machine's Python NVIDIA
+# wheels, compiles the kernels, then gpu_check compares CUDA with the CPU on seeded random data
+# and measures throughput.
 # Per batch size it prints the ids identical to the CPU's and the share once ties are set aside
 # (the README promises 100%), whether each query gets the same ids and scores when sent alone,
 # and how many tensor-core queries were re-scored with f32 queries; a line starts with FAIL when
@@ -10,11 +12,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PTSEL_BIN:-target/release/ptsel}
+CHECK=${PTSEL_GPU_CHECK:-target/release/examples/gpu_check}
 echo "== machine"
 date -u
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || echo "nvidia-smi not available"
 nproc
-[ -x "$BIN" ] || { echo "no executable $BIN: build it with cargo build --release and carry it"; exit 2; }
+for b in "$BIN" "$CHECK"; do
+  [ -x "$b" ] || { echo "no executable $b: build it with cargo build --release --bin ptsel --example gpu_check and carry it"; exit 2; }
+done
 
 echo "== NVRTC"
 PY=$(command -v python3 || command -v python || true)
@@ -43,7 +48,7 @@ echo "cuda_fp16.h folder: ${inc:-NOT FOUND}"
 status=0
 echo "== ptsel kernels --check"
 "$BIN" kernels --check || status=1
-echo "== ptsel gpu-check"
-"$BIN" gpu-check "$@" || status=1
+echo "== gpu_check"
+"$CHECK" "$@" || status=1
 echo "== exit status $status"
 exit $status

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Exact top-k QPS of `ptsel bench-score` (CPU, f16 or f32 storage) against faiss IndexFlatIP
+"""Exact top-k QPS of `examples/bench_score.rs` (CPU, f16 or f32 storage) against faiss IndexFlatIP
 (f32, BLAS sgemm) on the same data and thread count, measured in the same run.
 
 usage: scripts/score-vs-faiss.py [--rows 100000] [--dim 512] [--queries 1000] [--k 10]
-       [--threads 1,2] [--dtype f16] [--bin target/release/ptsel]
+       [--threads 1,2] [--dtype f16] [--bin target/release/examples/bench_score]
 needs: pip install faiss-cpu numpy
 """
 import argparse, json, os, subprocess, tempfile, time
@@ -19,7 +19,7 @@ ap.add_argument("--k", type=int, default=10)
 ap.add_argument("--threads", default="1,2")
 ap.add_argument("--dtype", default="f16")
 ap.add_argument("--repeat", type=int, default=3)
-ap.add_argument("--bin", default="target/release/ptsel")
+ap.add_argument("--bin", default="target/release/examples/bench_score")
 a = ap.parse_args()
 
 rng = np.random.default_rng(1)
@@ -41,7 +41,7 @@ with tempfile.TemporaryDirectory() as tmp:
             best = min(best, time.perf_counter() - t0)
         faiss_qps = a.queries / best
         out = subprocess.run(
-            [a.bin, "bench-score", "--data", xp, "--queries-file", qp, "--dtype", a.dtype, "--metric", "ip",
+            [a.bin, "--data", xp, "--queries-file", qp, "--dtype", a.dtype, "--metric", "ip",
              "--k", str(a.k), "--device", "cpu", "--repeat", str(a.repeat)],
             env=dict(os.environ, RAYON_NUM_THREADS=str(t)), check=True, capture_output=True, text=True).stdout
         ours = json.loads(out.splitlines()[-1])

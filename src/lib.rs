@@ -74,6 +74,7 @@ mod names;
 
 pub mod builder;
 pub mod corpus;
+pub mod data;
 pub mod embed;
 pub mod engine;
 pub mod error;

@@ -5,30 +5,9 @@
 //! unusable.
 
 use half::f16;
+use ptsel::score::oracle::{self, similarity as sim, OwnedVectors as Stored};
 use ptsel::score::{self, cpu::CpuScorer, cuda, simd, Device, Neighbors, Scorer};
-use ptsel::{Metric, Vectors};
-
-/// Stored corpus in one of the two storage types.
-enum Stored {
-    F16(Vec<f16>),
-    F32(Vec<f32>),
-}
-
-impl Stored {
-    fn view(&self) -> Vectors<'_> {
-        match self {
-            Stored::F16(v) => Vectors::F16(v),
-            Stored::F32(v) => Vectors::F32(v),
-        }
-    }
-    /// The stored values widened to f32 (what the oracle scores).
-    fn values(&self) -> Vec<f32> {
-        match self {
-            Stored::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
-            Stored::F32(v) => v.clone(),
-        }
-    }
-}
+use ptsel::Metric;
 
 /// Seeded corpus `[rows, dim]` (unit rows for cos) with rows 11 and `rows - 1` exact copies of
 /// row 4, and queries `[nq, dim]` whose first is row 4 itself.
@@ -60,42 +39,6 @@ fn data(
     (stored, q)
 }
 
-/// Oracle similarity (higher is better) in f64.
-fn sim(metric: Metric, x: &[f32], q: &[f32]) -> f64 {
-    let qn = q.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
-    match metric {
-        Metric::L2 => -x
-            .iter()
-            .zip(q)
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-            .sum::<f64>(),
-        Metric::Ip => x
-            .iter()
-            .zip(q)
-            .map(|(&a, &b)| f64::from(a) * f64::from(b))
-            .sum(),
-        Metric::Cos => {
-            x.iter()
-                .zip(q)
-                .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                .sum::<f64>()
-                / qn
-        }
-    }
-}
-
-/// Brute-force top-k: (similarities, ids), ties to the lower id.
-fn oracle(metric: Metric, x: &[f32], dim: usize, q: &[f32], k: usize) -> Vec<(f64, u32)> {
-    let mut all: Vec<(f64, u32)> = x
-        .chunks_exact(dim)
-        .enumerate()
-        .map(|(i, r)| (sim(metric, r, q), i as u32))
-        .collect();
-    all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    all.truncate(k);
-    all
-}
-
 /// Checks `got` against the oracle: at every rank the returned row's exact similarity and the
 /// returned score match the oracle's within `tol` (ids may differ only between near-ties), ids
 /// are distinct, and the exact duplicates of row 4 come out as 4, 11, rows - 1.
@@ -114,7 +57,7 @@ fn check_top_k(metric: Metric, x: &[f32], dim: usize, q: &[f32], got: &Neighbors
                 Metric::Ip => norm(query) * xmax,
                 Metric::L2 => (norm(query) + xmax).powi(2),
             };
-        let want = oracle(metric, x, dim, query, got.k);
+        let want = oracle::top_k(metric, x, dim, query, got.k);
         let ids = got.ids_of(qi);
         let mut seen = ids.to_vec();
         seen.sort_unstable();
@@ -252,53 +195,64 @@ fn bad_k_and_queries_are_errors() {
     assert!(s.top_k(&nan, 3).is_err());
 }
 
-/// Without a usable GPU, `--device cuda` is a clear error with exit code 4, not a panic; with
-/// one, it scores on the GPU. `--device auto` takes whichever is there.
+/// Without a usable GPU, `search --exact --device cuda` is a clear error with exit code 4 and
+/// no output, not a panic; with one, it scores on the GPU. `--device auto` takes whichever is
+/// there and gives the CPU's answer.
 #[test]
 fn device_cuda_is_used_or_refused_with_a_clear_error() {
     let gpu = cuda::probe().is_ok();
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, dim) = (300, 16);
+    let features = dir.path().join("x.npy");
+    let queries = dir.path().join("q.npy");
+    let x = ptsel::synth::gaussian_matrix(rows, dim, 3);
+    ptsel::npy::write_matrix(&features, &x, rows, dim).unwrap();
+    ptsel::npy::write_matrix(&queries, &x[..3 * dim], 3, dim).unwrap();
+    let index = dir.path().join("x.ptsel");
+    let opts = ptsel::BuildOptions {
+        hnsw: None,
+        ..Default::default()
+    };
+    let mut source = ptsel::npy::MatrixReader::open(&features).unwrap();
+    ptsel::build(&mut source, &index, opts, &|_, _, _| {}).unwrap();
     let run = |device: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ptsel"))
-            .args([
-                "bench-score",
-                "--rows",
-                "300",
-                "--dim",
-                "16",
-                "--queries",
-                "3",
-                "--repeat",
-                "1",
-                "--device",
-                device,
-            ])
+        let out = dir.path().join(format!("nn-{device}.npy"));
+        let res = std::process::Command::new(env!("CARGO_BIN_EXE_ptsel"))
+            .args(["search", "--exact", "-k", "5", "--device", device])
+            .arg("--index")
+            .arg(&index)
+            .arg("--queries")
+            .arg(&queries)
+            .arg("--out")
+            .arg(&out)
             .output()
-            .unwrap()
+            .unwrap();
+        (res, out)
     };
-    let backend = if gpu {
-        "\"backend\":\"cuda"
-    } else {
-        "\"backend\":\"cpu"
-    };
-    let out = run("cuda");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (res, out) = run("cuda");
+    let stderr = String::from_utf8_lossy(&res.stderr);
     if gpu {
-        assert!(out.status.success(), "stderr: {stderr}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains(backend));
+        assert!(res.status.success(), "stderr: {stderr}");
     } else {
-        assert_eq!(out.status.code(), Some(4), "stderr: {stderr}");
+        assert_eq!(res.status.code(), Some(4), "stderr: {stderr}");
         assert!(
             stderr.contains("CUDA unavailable") && !stderr.contains("panicked"),
             "stderr: {stderr}"
         );
+        assert!(!out.exists(), "a refused search wrote {}", out.display());
     }
-    let out = run("auto");
+    let (res, auto) = run("auto");
     assert!(
-        out.status.success(),
+        res.status.success(),
         "auto must fall back to the CPU: {}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&res.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(backend));
+    let (_, cpu) = run("cpu");
+    assert_eq!(
+        std::fs::read(&auto).unwrap(),
+        std::fs::read(&cpu).unwrap(),
+        "auto and cpu return different rows"
+    );
 }
 
 /// Every kernel compiles with NVRTC (no GPU needed). `.ci/run` installs NVRTC and runs this

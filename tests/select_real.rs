@@ -2,9 +2,12 @@
 //! the project): CUB's most important ImageNet classes must be mostly birds, Stanford Dogs'
 //! nearly all dogs. The data is part of every clone, so its absence is a failure.
 
+use ptsel::data::ClassMeans;
 use ptsel::uot::{class_importance, UotParams};
 use std::path::{Path, PathBuf};
 
+/// The shipped folder (the library builds the same files in, so a clone without them does not
+/// compile; this checks the folder users see).
 fn data_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/classmeans-moco128");
     assert!(
@@ -15,57 +18,50 @@ fn data_dir() -> PathBuf {
     dir
 }
 
-fn means(path: PathBuf) -> (Vec<f64>, usize) {
-    let m = ptsel::npy::read_matrix(&path).unwrap();
-    (m.data.iter().map(|&x| f64::from(x)).collect(), m.dim)
-}
-
-/// Concept (column 3 of imagenet_classes.tsv) of each of the 100 most important classes.
-fn top_concepts(dir: &Path, target: &str) -> Vec<String> {
-    let (source, dim) = means(dir.join("imagenet.npy"));
-    let (tgt, tdim) = means(dir.join(format!("{target}.npy")));
-    assert_eq!((source.len() / dim, tdim), (1000, dim));
-    let (importance, plan) =
-        class_importance(&source, &tgt, dim, 0.1, &UotParams::default()).unwrap();
-    assert!(
-        plan.converged && !plan.log_domain,
-        "{target}: {} iterations",
-        plan.iterations
-    );
-    assert!(
-        plan.marginal_error < 0.05,
-        "{target}: marginal error {}",
-        plan.marginal_error
-    );
-    let concepts: Vec<String> = std::fs::read_to_string(dir.join("imagenet_classes.tsv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split('\t').nth(2).unwrap().to_string())
+/// Concept of each of the 100 most important ImageNet classes for `target`, from the folder
+/// and from the built-in copy (which must agree).
+fn top_concepts(target: &str) -> Vec<String> {
+    let tops: Vec<Vec<String>> = [ClassMeans::from(data_dir().as_path()), ClassMeans::BuiltIn]
+        .iter()
+        .map(|data| {
+            let (source, dim) = data.means("imagenet").unwrap();
+            let (tgt, tdim) = data.means(target).unwrap();
+            assert_eq!((source.len() / dim, tdim), (1000, dim));
+            let (importance, plan) =
+                class_importance(&source, &tgt, dim, 0.1, &UotParams::default()).unwrap();
+            assert!(
+                plan.converged && !plan.log_domain,
+                "{target}: {} iterations",
+                plan.iterations
+            );
+            assert!(
+                plan.marginal_error < 0.05,
+                "{target}: marginal error {}",
+                plan.marginal_error
+            );
+            let classes = data.imagenet_classes().unwrap();
+            let mut order: Vec<usize> = (0..1000).collect();
+            order.sort_by(|&a, &b| importance[b].total_cmp(&importance[a]));
+            order[..100]
+                .iter()
+                .map(|&c| classes[c].concept.clone())
+                .collect()
+        })
         .collect();
-    let mut order: Vec<usize> = (0..1000).collect();
-    order.sort_by(|&a, &b| importance[b].total_cmp(&importance[a]));
-    order[..100].iter().map(|&c| concepts[c].clone()).collect()
+    assert_eq!(tops[0], tops[1], "built-in and shipped files differ");
+    tops[0].clone()
 }
 
 #[test]
 fn cub_selects_mostly_birds() {
-    let dir = data_dir();
-    let birds = top_concepts(&dir, "cub")
-        .iter()
-        .filter(|c| *c == "bird")
-        .count();
+    let birds = top_concepts("cub").iter().filter(|c| *c == "bird").count();
     // ImageNet has 59 bird classes; a random 100 would hold about 6.
     assert!(birds > 50, "only {birds} birds among CUB's top 100 classes");
 }
 
 #[test]
 fn dogs_selects_nearly_all_dogs() {
-    let dir = data_dir();
-    let dogs = top_concepts(&dir, "dogs")
-        .iter()
-        .filter(|c| *c == "dog")
-        .count();
+    let dogs = top_concepts("dogs").iter().filter(|c| *c == "dog").count();
     assert!(
         dogs >= 95,
         "only {dogs} dogs among Stanford Dogs' top 100 classes"

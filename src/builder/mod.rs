@@ -61,7 +61,7 @@ impl RowSource for MatrixReader {
 }
 
 /// A derived section computed from the written core sections (HNSW graph, k-means).
-pub trait Extension {
+pub trait Extension: Send {
     /// Short name for progress messages.
     fn name(&self) -> &str;
     /// Compute the sections to append, reading the partially built `index`; `step` reports

@@ -144,17 +144,28 @@ impl Engine {
             )));
         }
         let shards = self.shard_range(shards)?;
-        self.on_threads(opts.threads, || {
-            if opts.exact {
-                return self.exact_top_k(shards, queries, k, opts);
-            }
-            let graphs = self.all_graphs(shards)?.map_err(|path| {
+        let graphs = || {
+            self.all_graphs(shards.clone())?.map_err(|path| {
                 Error::invalid(format!(
                     "{} has no HNSW graph (it was built without one): search exactly, or rebuild it with a graph",
                     path.display()
                 ))
-            })?;
-            graphs.search_batch(queries, k, opts.ef.unwrap_or(DEFAULT_EF).max(k))
+            })
+        };
+        let ef = opts.ef.unwrap_or(DEFAULT_EF).max(k);
+        let rows: usize = self.shards()[shards.clone()].iter().map(|s| s.rows()).sum();
+        if !opts.exact && queries.len() == self.dim() && rows >= k {
+            // One query (and rows enough that nothing is padded): searched on the calling
+            // thread, without a hand-off to a pool.
+            let (ids, scores) = graphs()?.search(queries, k, ef)?;
+            return Ok(Neighbors { k, ids, scores });
+        }
+        self.on_threads(opts.threads, || {
+            if opts.exact {
+                self.exact_top_k(shards.clone(), queries, k, opts)
+            } else {
+                graphs()?.search_batch(queries, k, ef)
+            }
         })
     }
 

@@ -9,10 +9,9 @@
 //! written in a fixed order. The graph depends only on the input, the parameters and the seed,
 //! never on the thread count or timing.
 
-use super::graph::{
-    descend, search_layer, Adjacency, Cand, GraphHeader, Space, MAX_LEVEL, MAX_M, NO_NODE,
-};
+use super::graph::{GraphHeader, MAX_LEVEL, MAX_M, NO_NODE};
 use super::repair::{repair_reachability, repair_self_recall};
+use super::search::{descend, search_layer, Adjacency, Cand, Space};
 use super::Params;
 use crate::builder::Step;
 use crate::error::{Error, Result};

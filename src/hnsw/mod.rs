@@ -18,6 +18,7 @@
 mod build;
 pub mod graph;
 mod repair;
+mod search;
 
 pub use build::build_graph;
 pub use graph::{Graph, GraphHeader};

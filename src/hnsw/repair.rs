@@ -4,7 +4,7 @@
 //! found by a search for its own vector.
 
 use super::build::{internal, used, Layers};
-use super::graph::{descend, search_layer, Cand, Space};
+use super::search::{descend, search_layer, Cand, Space};
 use crate::error::Result;
 use rayon::prelude::*;
 
@@ -179,7 +179,7 @@ pub(super) fn repair_self_recall(layers: &mut Layers, space: &Space<'_>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::super::build::construct;
-    use super::super::graph::Adjacency;
+    use super::super::search::Adjacency;
     use super::super::Params;
     use super::*;
     use crate::store::Index;

@@ -6,6 +6,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod oracle;
 pub(crate) mod rescore;
 pub mod simd;
 

@@ -24,6 +24,9 @@ const BLOCK: usize = 1024;
 /// Rows assigned per call of the scorer (its packing of the centroids is amortised over them).
 const ASSIGN_BLOCK: usize = 4096;
 
+/// Lloyd iterations of a k-means run unless asked otherwise.
+pub const DEFAULT_ITERS: usize = 20;
+
 /// Parameters of a k-means run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KmeansParams {

@@ -62,15 +62,18 @@ pub enum Amount {
 
 impl Amount {
     /// The amount for `method` from an optional class count and budget, as the CLI defaults
-    /// them: a class count wins; without either, class-level methods keep 100 classes and kNN
-    /// is an error (it needs a budget).
+    /// them: without either, class-level methods keep [`DEFAULT_CLASSES`] classes and kNN is an
+    /// error (it needs a budget); both at once are an error.
     pub fn for_method(
         method: Method,
         classes: Option<usize>,
         budget: Option<usize>,
     ) -> Result<Self> {
         match (classes, budget, method) {
-            (Some(k), _, _) => Ok(Amount::Classes(k)),
+            (Some(_), Some(_), _) => Err(Error::invalid(
+                "give a number of classes or a budget of samples, not both",
+            )),
+            (Some(k), None, _) => Ok(Amount::Classes(k)),
             (None, Some(n), _) => Ok(Amount::Budget(n)),
             (None, None, Method::Knn) => Err(Error::invalid(
                 "kNN selection needs a budget (the number of samples to keep)",
@@ -372,4 +375,26 @@ fn check_exclude(engine: &Engine, e: &Exclude) -> Result<()> {
         return Err(Error::input(&e.origin, "the test set has no rows"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_default_as_the_cli_does_and_refuse_both_forms() {
+        let a = |m, c, b| Amount::for_method(m, c, b);
+        assert_eq!(
+            a(Method::Uot, None, None).unwrap(),
+            Amount::Classes(DEFAULT_CLASSES)
+        );
+        assert_eq!(a(Method::Knn, None, Some(7)).unwrap(), Amount::Budget(7));
+        assert_eq!(
+            a(Method::Random, Some(3), None).unwrap(),
+            Amount::Classes(3)
+        );
+        assert!(a(Method::Knn, None, None).is_err());
+        let both = a(Method::Uot, Some(3), Some(7)).unwrap_err();
+        assert!(both.to_string().contains("not both"), "{both}");
+    }
 }

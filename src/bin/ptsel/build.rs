@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long, value_name = "K")]
     pub kmeans: Option<usize>,
     /// Lloyd iterations of k-means at most.
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    #[arg(long, value_name = "N", default_value_t = ptsel::select::kmeans::DEFAULT_ITERS)]
     pub kmeans_iters: usize,
     /// HNSW: links per node (M; level 0 keeps 2 M).
     #[arg(long, default_value_t = 16, value_name = "M")]

@@ -4,62 +4,13 @@
 //! ImageNet and 8 target sets shipped in `data/classmeans-moco128` and built into the binary.
 
 use anyhow::{Context, Result};
-use ptsel::npy::Matrix;
+use ptsel::data::{ClassMeans, TARGETS};
 use ptsel::synth::{self, Spec};
 use ptsel::uot::{class_importance, UotParams};
 use std::path::{Path, PathBuf};
 
 /// Source classes the synthetic target is drawn from.
 const TARGET_CLASSES: [usize; 3] = [3, 17, 42];
-/// Target sets of the real data, in the paper's order.
-const REAL_TARGETS: [&str; 8] = [
-    "cub", "cars", "aircraft", "dogs", "pets", "caltech", "dtd", "sun",
-];
-/// The files of `data/classmeans-moco128` that `--real` reads, built into the binary so that it
-/// runs from any directory (see that folder's README for their origin and licence).
-const EMBEDDED: [(&str, &[u8]); 10] = [
-    (
-        "imagenet.npy",
-        include_bytes!("../../../data/classmeans-moco128/imagenet.npy"),
-    ),
-    (
-        "imagenet_classes.tsv",
-        include_bytes!("../../../data/classmeans-moco128/imagenet_classes.tsv"),
-    ),
-    (
-        "cub.npy",
-        include_bytes!("../../../data/classmeans-moco128/cub.npy"),
-    ),
-    (
-        "cars.npy",
-        include_bytes!("../../../data/classmeans-moco128/cars.npy"),
-    ),
-    (
-        "aircraft.npy",
-        include_bytes!("../../../data/classmeans-moco128/aircraft.npy"),
-    ),
-    (
-        "dogs.npy",
-        include_bytes!("../../../data/classmeans-moco128/dogs.npy"),
-    ),
-    (
-        "pets.npy",
-        include_bytes!("../../../data/classmeans-moco128/pets.npy"),
-    ),
-    (
-        "caltech.npy",
-        include_bytes!("../../../data/classmeans-moco128/caltech.npy"),
-    ),
-    (
-        "dtd.npy",
-        include_bytes!("../../../data/classmeans-moco128/dtd.npy"),
-    ),
-    (
-        "sun.npy",
-        include_bytes!("../../../data/classmeans-moco128/sun.npy"),
-    ),
-];
-
 /// Arguments of `ptsel demo`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -193,77 +144,20 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The real class means: the files of a `--data` directory, or the copy built into the binary.
-enum RealData<'a> {
-    Dir(&'a Path),
-    Embedded,
-}
-
-impl RealData<'_> {
-    /// Where the files come from, for messages.
-    fn origin(&self) -> PathBuf {
-        match self {
-            RealData::Dir(d) => d.to_path_buf(),
-            RealData::Embedded => PathBuf::from("data/classmeans-moco128 (built in)"),
-        }
-    }
-
-    fn bytes(&self, name: &str) -> Result<Vec<u8>> {
-        match self {
-            RealData::Dir(d) => {
-                let path = d.join(name);
-                std::fs::read(&path).map_err(|e| ptsel::Error::io(path, e).into())
-            }
-            RealData::Embedded => EMBEDDED
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, b)| b.to_vec())
-                .ok_or_else(|| anyhow::anyhow!("{name} is not built into this binary")),
-        }
-    }
-
-    /// Class means `name` widened to f64, with their dimension.
-    fn means(&self, name: &str) -> Result<(Vec<f64>, usize)> {
-        let Matrix { data, dim, .. } =
-            ptsel::npy::read_matrix_bytes(&self.origin().join(name), &self.bytes(name)?)?;
-        Ok((data.iter().map(|&x| f64::from(x)).collect(), dim))
-    }
-}
-
 fn real(data: Option<&Path>) -> Result<()> {
-    let data = data.map_or(RealData::Embedded, RealData::Dir);
-    let (source, dim) = data.means("imagenet.npy")?;
-    let tsv = data.origin().join("imagenet_classes.tsv");
-    let text = String::from_utf8(data.bytes("imagenet_classes.tsv")?)
-        .map_err(|_| ptsel::Error::input(&tsv, "not UTF-8 text"))?;
-    // Columns: index, wnid, concept, name; the first line is a header.
-    let classes: Vec<(String, String)> = text
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (
-                f.get(2).unwrap_or(&"").to_string(),
-                f.get(3)
-                    .unwrap_or(&"")
-                    .split(',')
-                    .next()
-                    .unwrap_or("")
-                    .to_string(),
-            )
-        })
-        .collect();
+    let data = data.map_or(ClassMeans::BuiltIn, ClassMeans::from);
+    let (source, dim) = data.means("imagenet")?;
+    let classes = data.imagenet_classes()?;
     outln!(
         "UOT over {} ImageNet class means ({dim}-d MoCo-v2) from {}",
         source.len() / dim,
         data.origin().display()
     )?;
-    for name in REAL_TARGETS {
-        let file = format!("{name}.npy");
-        let (target, tdim) = data.means(&file)?;
+    for name in TARGETS {
+        let (target, tdim) = data.means(name)?;
         if tdim != dim {
             anyhow::bail!(ptsel::Error::input(
-                data.origin().join(file),
+                data.origin().join(format!("{name}.npy")),
                 format!("{tdim}-d means, ImageNet's are {dim}-d")
             ));
         }
@@ -274,7 +168,7 @@ fn real(data: Option<&Path>) -> Result<()> {
         let mut concepts: std::collections::BTreeMap<&str, usize> = Default::default();
         for &c in order.iter().take(100) {
             *concepts
-                .entry(classes.get(c).map_or("?", |x| x.0.as_str()))
+                .entry(classes.get(c).map_or("?", |x| x.concept.as_str()))
                 .or_default() += 1;
         }
         let mut concepts: Vec<(&str, usize)> = concepts.into_iter().collect();
@@ -282,7 +176,7 @@ fn real(data: Option<&Path>) -> Result<()> {
         let top: Vec<String> = order
             .iter()
             .take(8)
-            .map(|&c| classes.get(c).map_or(format!("#{c}"), |x| x.1.clone()))
+            .map(|&c| classes.get(c).map_or(format!("#{c}"), |x| x.name.clone()))
             .collect();
         let mix: Vec<String> = concepts
             .iter()

@@ -11,11 +11,9 @@ macro_rules! outln {
 }
 
 mod bench;
-mod bench_score;
 mod build;
 mod demo;
 mod embed;
-mod gpu_check;
 mod info;
 mod kernels;
 mod progress;
@@ -56,12 +54,6 @@ enum Command {
     Bench(bench::Args),
     /// List the CUDA kernels; with --check, compile each with NVRTC and report PTX size or log.
     Kernels(kernels::Args),
-    /// Time exact top-k search of one query batch on one backend (prints JSON).
-    #[command(hide = true)]
-    BenchScore(bench_score::Args),
-    /// Check the CUDA scorer against the CPU and measure its throughput (needs a GPU).
-    #[command(hide = true)]
-    GpuCheck(gpu_check::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,8 +68,6 @@ fn main() -> ExitCode {
         Command::Search(a) => search::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Kernels(a) => kernels::run(a),
-        Command::BenchScore(a) => bench_score::run(a),
-        Command::GpuCheck(a) => gpu_check::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,90 +1,52 @@
-//! `ptsel bench-score` (hidden): times exact top-k search of a query batch on one backend, on
-//! a feature matrix from a .npy file or on seeded Gaussian data; prints one JSON line. Used by
-//! `scripts/score-vs-faiss.py` and `scripts/gpu-check.sh`.
+//! Exact-scoring benchmark: times exact top-k search of a query batch on one backend, on a
+//! feature matrix from a .npy file or on seeded Gaussian data; prints one JSON line. Built with
+//! `cargo build --release --example bench_score`; used by `scripts/score-vs-faiss.py`.
 
 use anyhow::{Context, Result};
-use half::f16;
-use half::slice::HalfFloatSliceExt;
+use clap::Parser;
+use ptsel::score::oracle::OwnedVectors;
 use ptsel::score::{self, Device, Scorer};
-use ptsel::{DType, Metric, Vectors};
+use ptsel::{DType, Metric};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Arguments of `ptsel bench-score`.
-#[derive(clap::Args)]
-pub struct Args {
+/// Time exact top-k search of one query batch on one backend (prints JSON).
+#[derive(Parser)]
+struct Args {
     /// Corpus features (.npy, [rows, dim]); seeded Gaussian rows when absent.
     #[arg(long, value_name = "X.npy")]
-    pub data: Option<PathBuf>,
+    data: Option<PathBuf>,
     /// Query features (.npy, [nq, dim]); seeded Gaussian queries when absent.
     #[arg(long, value_name = "Q.npy")]
-    pub queries_file: Option<PathBuf>,
+    queries_file: Option<PathBuf>,
     /// Synthetic corpus rows.
     #[arg(long, default_value_t = 100_000)]
-    pub rows: usize,
+    rows: usize,
     /// Synthetic dimension.
     #[arg(long, default_value_t = 512)]
-    pub dim: usize,
+    dim: usize,
     /// Synthetic queries per batch.
     #[arg(long, default_value_t = 1000)]
-    pub queries: usize,
+    queries: usize,
     /// Seed of the synthetic data.
     #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    seed: u64,
     /// Stored element type.
     #[arg(long, value_enum, default_value = "f16")]
-    pub dtype: DType,
+    dtype: DType,
     /// Metric.
     #[arg(long, value_enum, default_value = "ip")]
-    pub metric: Metric,
+    metric: Metric,
     /// Neighbours per query.
     #[arg(long, default_value_t = 10)]
-    pub k: usize,
+    k: usize,
     /// Backend.
     #[arg(long, value_enum, default_value = "auto")]
-    pub device: Device,
+    device: Device,
     /// Timed repetitions (the best is reported).
     #[arg(long, default_value_t = 3)]
-    pub repeat: usize,
-}
-
-/// Owned corpus in its storage type.
-pub enum Stored {
-    /// Half precision.
-    F16(Vec<f16>),
-    /// Single precision.
-    F32(Vec<f32>),
-}
-
-impl Stored {
-    /// `data` (`[rows, dim]`) in `dtype`, unit-normalised first for cos.
-    pub fn new(mut data: Vec<f32>, dim: usize, dtype: DType, metric: Metric) -> Self {
-        if metric == Metric::Cos {
-            for r in data.chunks_exact_mut(dim) {
-                let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
-                if n > 0.0 {
-                    r.iter_mut().for_each(|x| *x /= n);
-                }
-            }
-        }
-        match dtype {
-            DType::F16 => {
-                let mut halves = vec![f16::ZERO; data.len()];
-                halves.convert_from_f32_slice(&data);
-                Stored::F16(halves)
-            }
-            DType::F32 => Stored::F32(data),
-        }
-    }
-
-    /// Borrowed view.
-    pub fn view(&self) -> Vectors<'_> {
-        match self {
-            Stored::F16(v) => Vectors::F16(v),
-            Stored::F32(v) => Vectors::F32(v),
-        }
-    }
+    repeat: usize,
 }
 
 #[derive(Serialize)]
@@ -100,8 +62,8 @@ struct Report {
     qps: f64,
 }
 
-/// Run `ptsel bench-score`.
-pub fn run(args: Args) -> Result<()> {
+fn main() -> Result<()> {
+    let args = Args::parse();
     let (data, rows, dim) = match &args.data {
         Some(p) => {
             let m = ptsel::npy::read_matrix(p)?;
@@ -126,7 +88,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => ptsel::synth::gaussian_matrix(args.queries, dim, args.seed ^ 0x5eed),
     };
-    let stored = Stored::new(data, dim, args.dtype, args.metric);
+    let stored = OwnedVectors::new(data, dim, args.dtype, args.metric);
     let scorer = score::scorer_for_vectors(stored.view(), dim, args.metric, args.device)?;
     let mut best = f64::INFINITY;
     for _ in 0..args.repeat.max(1) {
@@ -146,6 +108,6 @@ pub fn run(args: Args) -> Result<()> {
         best_seconds: best,
         qps: nq as f64 / best,
     };
-    outln!("{}", serde_json::to_string(&report)?)?;
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

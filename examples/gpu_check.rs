@@ -1,127 +1,44 @@
-//! `ptsel gpu-check` (hidden): on a machine with a GPU, checks the CUDA scorer against the CPU
-//! one on seeded random data and measures its throughput. Run by `scripts/gpu-check.sh`; prints
-//! everything to stdout and exits non-zero if a check fails. For each batch size it reports the
+//! GPU check: on a machine with a GPU, checks the CUDA scorer against the CPU one on seeded
+//! random data and measures its throughput. Build it here (`cargo build --release --example
+//! gpu_check`), carry it to the GPU machine and run it through `scripts/gpu-check.sh`; it
+//! prints everything to stdout and exits non-zero if a check fails. For each batch size it reports the
 //! ids identical to the CPU's (all of them, ties aside, is the promise of the README), whether
 //! every query gets the same ids and scores as when it is sent alone, and how many queries the
 //! tensor-core path re-ran with f32 queries.
 
-use crate::bench_score::Stored;
 use anyhow::{bail, Context, Result};
+use clap::Parser;
 use ptsel::score::cpu::CpuScorer;
 use ptsel::score::cuda::{self, CudaScorer};
+use ptsel::score::oracle::{compare, OwnedVectors};
 use ptsel::score::{Neighbors, Scorer};
 use ptsel::{DType, Metric};
 use std::time::Instant;
 
-/// Arguments of `ptsel gpu-check`.
-#[derive(clap::Args)]
-pub struct Args {
+/// Check the CUDA scorer against the CPU and measure its throughput (needs a GPU).
+#[derive(Parser)]
+struct Args {
     /// Corpus rows of the throughput runs.
     #[arg(long, default_value_t = 1_000_000)]
-    pub rows: usize,
+    rows: usize,
     /// Corpus rows of the CPU comparison.
     #[arg(long, default_value_t = 50_000)]
-    pub check_rows: usize,
+    check_rows: usize,
     /// Dimension.
     #[arg(long, default_value_t = 512)]
-    pub dim: usize,
+    dim: usize,
     /// Neighbours per query.
     #[arg(long, default_value_t = 10)]
-    pub k: usize,
+    k: usize,
     /// Seed of the random data.
     #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    seed: u64,
     /// Query batch sizes of the throughput runs.
     #[arg(long, value_delimiter = ',', default_value = "1,8,16,64,512,4096")]
-    pub batches: Vec<usize>,
+    batches: Vec<usize>,
     /// Seconds to spend timing each batch size (at least two runs each).
     #[arg(long, default_value_t = 2.0)]
-    pub seconds: f64,
-}
-
-/// Exact similarity (higher is better) in f64 of stored row `x` and raw query `q`.
-fn exact(metric: Metric, x: &[f32], q: &[f32]) -> f64 {
-    let n = q
-        .iter()
-        .map(|&v| f64::from(v) * f64::from(v))
-        .sum::<f64>()
-        .sqrt();
-    let scale = if metric == Metric::Cos && n > 0.0 {
-        1.0 / n
-    } else {
-        1.0
-    };
-    match metric {
-        Metric::L2 => -x
-            .iter()
-            .zip(q)
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-            .sum::<f64>(),
-        _ => x
-            .iter()
-            .zip(q)
-            .map(|(&a, &b)| f64::from(a) * f64::from(b) * scale)
-            .sum(),
-    }
-}
-
-/// How the GPU's top-k agrees with the CPU's, rank by rank.
-struct Agreement {
-    /// Fraction of identical ids.
-    same: f64,
-    /// Fraction of ids identical or tied: a different id whose exact score is within the
-    /// tolerance of the CPU id's (two f32 sums of the same products in different orders).
-    ties_aside: f64,
-    /// Largest |GPU score - exact score of its row|.
-    worst: f64,
-    /// Every id identical or tied, every GPU score within the tolerance of its row's.
-    pass: bool,
-}
-
-/// Compares GPU and CPU top-k with the per-query tolerance `tol`.
-fn compare(
-    metric: Metric,
-    rows: &[f32],
-    dim: usize,
-    queries: &[f32],
-    cpu: &Neighbors,
-    gpu: &Neighbors,
-    tol: impl Fn(usize) -> f64,
-) -> Agreement {
-    let sign = if metric == Metric::L2 { -1.0 } else { 1.0 };
-    let (mut same, mut tied, mut worst, mut pass) = (0usize, 0usize, 0.0f64, true);
-    for qi in 0..cpu.queries() {
-        let q = &queries[qi * dim..(qi + 1) * dim];
-        let score = |id: u32| {
-            let r = id as usize;
-            sign * exact(metric, &rows[r * dim..(r + 1) * dim], q)
-        };
-        for ((&gid, &gs), &cid) in gpu
-            .ids_of(qi)
-            .iter()
-            .zip(gpu.scores_of(qi))
-            .zip(cpu.ids_of(qi))
-        {
-            let e = score(gid);
-            if gid == cid {
-                same += 1;
-            } else if (e - score(cid)).abs() <= tol(qi) {
-                tied += 1;
-            } else {
-                pass = false;
-            }
-            let dev = (e - f64::from(gs)).abs();
-            worst = worst.max(dev);
-            pass &= dev <= tol(qi);
-        }
-    }
-    let n = cpu.ids.len().max(1) as f64;
-    Agreement {
-        same: same as f64 / n,
-        ties_aside: (same + tied) as f64 / n,
-        worst,
-        pass,
-    }
+    seconds: f64,
 }
 
 /// Whether every query of `queries` gets the ids and scores of `batch` when scored alone.
@@ -137,16 +54,15 @@ fn same_alone(gpu: &CudaScorer, queries: &[f32], dim: usize, batch: &Neighbors) 
     Ok(true)
 }
 
-/// Run `ptsel gpu-check`.
-pub fn run(args: Args) -> Result<()> {
+fn main() -> Result<()> {
+    let args = Args::parse();
     cuda::probe()?;
     let (d, k) = (args.dim, args.k);
     let mut failures = 0;
-    outln!(
+    println!(
         "== correctness: CUDA vs CPU on {} x {d} (seed {}), k = {k}",
-        args.check_rows,
-        args.seed
-    )?;
+        args.check_rows, args.seed
+    );
     let last = args.check_rows - 1;
     // 300 dims: a row stride with padding and a partial last pipeline stage on the device.
     for (d, dtype, metric) in [
@@ -161,11 +77,8 @@ pub fn run(args: Args) -> Result<()> {
         let row3 = data[3 * d..4 * d].to_vec();
         data[17 * d..18 * d].copy_from_slice(&row3);
         data[last * d..(last + 1) * d].copy_from_slice(&row3);
-        let stored = Stored::new(data.clone(), d, dtype, metric);
-        let rows: Vec<f32> = match &stored {
-            Stored::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
-            Stored::F32(v) => v.clone(),
-        };
+        let stored = OwnedVectors::new(data.clone(), d, dtype, metric);
+        let rows = stored.values();
         let xmax = rows
             .chunks_exact(d)
             .map(|r| r.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt())
@@ -204,7 +117,7 @@ pub fn run(args: Args) -> Result<()> {
             let alone = same_alone(&gpu, &queries, d, &g)?;
             let pass = a.pass && ties && alone;
             failures += usize::from(!pass);
-            outln!(
+            println!(
                 "{} {d}-d {dtype:?} {metric:?} batch {nq:>4}: ids identical {:>6.2}% ({:.2}% ties aside), max |score dev| {:.2e}, same ids and scores alone: {alone}, exact ties 3,17,{last} in order: {ties}, re-run with f32 queries: {reruns}, gpu {:.2} ms (upload {upload:.2} s, {})",
                 if pass { "ok  " } else { "FAIL" },
                 100.0 * a.same,
@@ -212,29 +125,29 @@ pub fn run(args: Args) -> Result<()> {
                 a.worst,
                 gpu_s * 1e3,
                 gpu.kernel_for(nq, k)
-            )?;
+            );
         }
     }
 
-    outln!("== throughput: {} x {d} f16, ip, k = {k}", args.rows)?;
+    println!("== throughput: {} x {d} f16, ip, k = {k}", args.rows);
     let t = Instant::now();
-    let stored = Stored::new(
+    let stored = OwnedVectors::new(
         ptsel::synth::gaussian_matrix(args.rows, d, args.seed),
         d,
         DType::F16,
         Metric::Ip,
     );
-    outln!("generated in {:.1} s", t.elapsed().as_secs_f64())?;
+    println!("generated in {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let gpu = CudaScorer::new(stored.view(), d, Metric::Ip)?;
-    outln!(
+    println!(
         "uploaded in {:.2} s to {}",
         t.elapsed().as_secs_f64(),
         gpu.describe()
-    )?;
+    );
     {
         // Fixed cost of a call (allocations, copies, launches, merge) on a corpus of 1024 rows.
-        let tiny = Stored::new(
+        let tiny = OwnedVectors::new(
             ptsel::synth::gaussian_matrix(1024, d, 5),
             d,
             DType::F16,
@@ -250,10 +163,10 @@ pub fn run(args: Args) -> Result<()> {
             .collect::<ptsel::Result<Vec<f64>>>()?
             .into_iter()
             .fold(f64::INFINITY, f64::min);
-        outln!(
+        println!(
             "fixed cost of one top_k call (1 query, 1024 rows): {:.3} ms",
             best * 1e3
-        )?;
+        );
     }
     let bytes = (args.rows * d * 2) as f64;
     for &nq in &args.batches {
@@ -277,18 +190,18 @@ pub fn run(args: Args) -> Result<()> {
             ),
             None => "scored on the CPU".into(),
         };
-        outln!(
+        println!(
             "batch {nq:>5}: {:>10.1} queries/s, {:>8.3} ms per batch, corpus streamed {:>7.1} GB/s, {:>7.1} TFLOP/s  (best of {runs}, end to end, {}; {kernels}; re-run with f32 queries: {reruns} of {nq})",
             nq as f64 / best,
             best * 1e3,
             bytes / best / 1e9,
             2.0 * (nq * args.rows * d) as f64 / best / 1e12,
             gpu.kernel_for(nq, k)
-        )?;
+        );
     }
     if failures > 0 {
         bail!("{failures} GPU check(s) failed");
     }
-    outln!("all GPU checks passed")?;
+    println!("all GPU checks passed");
     Ok(())
 }
