@@ -88,7 +88,9 @@ pub mod store;
 pub mod synth;
 pub mod uot;
 
-pub use builder::{build, BuildOptions, BuildReport, Labels, RowSource, TextList};
+pub use builder::{
+    build, rebuild_graph, BuildOptions, BuildReport, Labels, RegraphReport, RowSource, TextList,
+};
 pub use engine::{Engine, SearchOpts};
 pub use error::{Cancel, Error, ErrorKind, Result};
 pub use format::{DType, Metric};

@@ -406,6 +406,11 @@ impl Index {
         all
     }
 
+    /// Raw bytes of the section of `entry` (one of [`Index::sections`], unknown kinds too).
+    pub fn entry_bytes(&self, entry: &SectionEntry) -> Option<&[u8]> {
+        slice_of(&self.map, entry)
+    }
+
     /// Raw bytes of a known section, if present.
     pub fn section_bytes(&self, kind: SectionKind) -> Option<&[u8]> {
         self.sections

@@ -3,7 +3,7 @@
 //! `ptsel bench` through the real binary.
 
 use ptsel::format::SectionKind;
-use ptsel::hnsw::{build_graph, Graph, Params};
+use ptsel::hnsw::{build_graph, Graph, GraphLayout, Params};
 use ptsel::score::{cpu::CpuScorer, Scorer};
 use ptsel::synth::{clustered, Spec};
 use ptsel::{BuildOptions, DType, Index, Metric};
@@ -176,6 +176,7 @@ fn section_round_trips_and_is_deterministic() {
         m: 8,
         ef_construction: 64,
         seed: 5,
+        layout: GraphLayout::Compact,
     };
     let path = make_index(t.path(), "a.ptsel", &data, DType::F16, Metric::Cos, Some(p));
     let index = Index::open_with(&path, ptsel::OpenOptions { verify: true }).unwrap();
@@ -215,6 +216,182 @@ fn section_round_trips_and_is_deterministic() {
     assert!(level0.iter().all(|&i| i == u32::MAX || i < 1500));
 }
 
+/// The blocks layout holds the same graph as the compact one: converting a compact index with
+/// `rebuild_graph` writes the bytes a blocks build writes, and every other section is copied as
+/// stored. Searches through blocks (codes steer the walk, the survivors are re-ranked exactly)
+/// return exact scores, best first, with recall no lower than the compact layout's beyond the
+/// codes' noise, for every metric.
+#[test]
+fn blocks_hold_the_compact_graph_renumbered_and_rerank_exactly() {
+    let t = tempfile::tempdir().unwrap();
+    let data = corpus(ROWS, 7);
+    let q = queries();
+    let k = 10;
+    let params = |layout| Params {
+        m: 8,
+        ef_construction: 64,
+        seed: 2,
+        layout,
+    };
+    let section = |p: &Path, kind| {
+        Index::open(p)
+            .unwrap()
+            .section_bytes(kind)
+            .unwrap()
+            .to_vec()
+    };
+    for metric in [Metric::Cos, Metric::L2, Metric::Ip] {
+        let name = |what: &str| format!("{what}-{}.ptsel", metric.name());
+        let compact = make_index(
+            t.path(),
+            &name("compact"),
+            &data,
+            DType::F16,
+            metric,
+            Some(params(GraphLayout::Compact)),
+        );
+        let blocks = make_index(
+            t.path(),
+            &name("blocks"),
+            &data,
+            DType::F16,
+            metric,
+            Some(params(GraphLayout::Blocks)),
+        );
+        let converted = t.path().join(name("converted"));
+        let report = ptsel::rebuild_graph(
+            &compact,
+            &converted,
+            &params(GraphLayout::Blocks),
+            false,
+            &|_, _, _| {},
+        )
+        .unwrap();
+        assert!(report.reused, "{metric:?}: the stored graph was not reused");
+        assert_eq!(
+            section(&converted, SectionKind::Hnsw),
+            section(&blocks, SectionKind::Hnsw),
+            "{metric:?}: conversion and build disagree"
+        );
+        assert_eq!(
+            section(&converted, SectionKind::Vectors),
+            section(&compact, SectionKind::Vectors)
+        );
+        Index::open(&converted).unwrap().verify().unwrap();
+
+        let (ci, bi) = (
+            Index::open(&compact).unwrap(),
+            Index::open(&blocks).unwrap(),
+        );
+        let (cg, bg) = (
+            Graph::open(&ci).unwrap().unwrap(),
+            Graph::open(&bi).unwrap().unwrap(),
+        );
+        assert_eq!(cg.header().layout, GraphLayout::Compact);
+        assert_eq!(bg.header().layout, GraphLayout::Blocks);
+        let exact = CpuScorer::new(&bi).top_k(&q, k).unwrap();
+        for ef in [10, 16, 32, 64] {
+            let (cn, bn) = (
+                cg.search_batch(&q, k, ef).unwrap(),
+                bg.search_batch(&q, k, ef).unwrap(),
+            );
+            let (rc, rb) = (
+                recall(&cn.ids, &exact.ids, k),
+                recall(&bn.ids, &exact.ids, k),
+            );
+            eprintln!("{metric:?} ef {ef}: recall compact {rc:.4}, blocks {rb:.4}");
+            assert!(
+                rb >= rc - 0.02,
+                "{metric:?} ef {ef}: blocks {rb} vs compact {rc}"
+            );
+            for (qi, (ids, scores)) in bn.ids.chunks(k).zip(bn.scores.chunks(k)).enumerate() {
+                let mut seen = HashSet::new();
+                assert!(ids.iter().all(|i| seen.insert(*i)), "repeated rows {ids:?}");
+                let higher_first = metric != Metric::L2;
+                assert!(
+                    scores.windows(2).all(|w| if higher_first {
+                        w[0] >= w[1]
+                    } else {
+                        w[0] <= w[1]
+                    }),
+                    "{metric:?}: not best first: {scores:?}"
+                );
+                // Exact scores: the scorer's own for the rows both found.
+                for (&id, &score) in ids.iter().zip(scores) {
+                    if let Some(p) = exact.ids_of(qi).iter().position(|&e| e == id) {
+                        let want = exact.scores_of(qi)[p];
+                        assert!((want - score).abs() <= 1e-5 * (1.0 + want.abs()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Damage to a blocks section: the block header, the lists, the node order. Opening or
+/// searching reports a corrupt graph; nothing panics, whatever single byte is changed.
+#[test]
+fn corrupted_blocks_are_errors_not_panics() {
+    let t = tempfile::tempdir().unwrap();
+    let q = queries();
+    let good = small_graph_index(t.path(), GraphLayout::Blocks);
+    let (rows, block) = (500usize, 128usize); // 16 ids (64 bytes) + 32 codes, to 64-byte lines
+    for (name, at, bytes) in [
+        ("dim.ptsel", 64, 31u32.to_le_bytes()),
+        ("block.ptsel", 68, 64u32.to_le_bytes()),
+        ("code.ptsel", 72, 7u32.to_le_bytes()),
+    ] {
+        let path = damaged(&good, name, at, &bytes);
+        corrupt_err(Graph::open(&Index::open(&path).unwrap()).unwrap_err());
+    }
+    let search = |path: &Path| {
+        let index = Index::open(path).unwrap();
+        let graph = Graph::open(&index).unwrap().unwrap();
+        graph.search_batch(&q, 5, 32).map(|_| ())
+    };
+    // Every level-0 id out of range.
+    let section = Index::open(&good)
+        .unwrap()
+        .section_bytes(SectionKind::Hnsw)
+        .unwrap()
+        .to_vec();
+    let mut region = section[128..128 + rows * block].to_vec();
+    for b in region.chunks_exact_mut(block) {
+        for (i, slot) in b[..64].chunks_exact_mut(4).enumerate() {
+            slot.copy_from_slice(&(1000 + i as u32).to_le_bytes());
+        }
+    }
+    corrupt_err(search(&damaged(&good, "ids.ptsel", 128, &region)).unwrap_err());
+    // The node order: every node mapped to row 0, then to a row past the end.
+    let order_at = 128 + rows * block;
+    for (name, row) in [("zeros.ptsel", 0u32), ("past.ptsel", 600)] {
+        let order: Vec<u8> = (0..rows).flat_map(|_| row.to_le_bytes()).collect();
+        let e = search(&damaged(&good, name, order_at, &order)).unwrap_err();
+        corrupt_err(e);
+    }
+    // Any single byte: an answer or a corrupt-graph error, never a panic.
+    let len = section.len();
+    for i in 0..300usize {
+        let at = (i * 7919) % len;
+        let path = damaged(
+            &good,
+            "byte.ptsel",
+            at,
+            &[(i as u8).wrapping_mul(37) ^ 0x5a],
+        );
+        let index = Index::open(&path).unwrap();
+        match Graph::open(&index) {
+            Ok(Some(g)) => {
+                if let Err(e) = g.search_batch(&q, 5, 32) {
+                    corrupt_err(e);
+                }
+            }
+            Ok(None) => panic!("the graph section vanished"),
+            Err(e) => corrupt_err(e),
+        }
+    }
+}
+
 /// Overwrite `bytes` at `at` (relative to the HNSW section) in a copy of `src` named `name`.
 fn damaged(src: &Path, name: &str, at: usize, bytes: &[u8]) -> PathBuf {
     let index = Index::open(src).unwrap();
@@ -231,11 +408,11 @@ fn damaged(src: &Path, name: &str, at: usize, bytes: &[u8]) -> PathBuf {
     out
 }
 
-/// `dir/good.ptsel`: 500 rows in 32 dims with a graph of M = 8 (16 level-0 slots per row).
-fn small_graph_index(dir: &Path) -> PathBuf {
+/// `dir/<layout>.ptsel`: 500 rows in 32 dims with a graph of M = 8 (16 level-0 slots per row).
+fn small_graph_index(dir: &Path, layout: GraphLayout) -> PathBuf {
     make_index(
         dir,
-        "good.ptsel",
+        &format!("{}.ptsel", layout.name()),
         &corpus(500, 4),
         DType::F16,
         Metric::Cos,
@@ -243,6 +420,7 @@ fn small_graph_index(dir: &Path) -> PathBuf {
             m: 8,
             ef_construction: 32,
             seed: 1,
+            layout,
         }),
     )
 }
@@ -258,7 +436,7 @@ fn corrupt_err(e: ptsel::Error) {
 fn corrupted_graphs_are_errors_not_panics() {
     let t = tempfile::tempdir().unwrap();
     let q = queries();
-    let good = small_graph_index(t.path());
+    let good = small_graph_index(t.path(), GraphLayout::Compact);
     let (m0, rows) = (16usize, 500usize);
     // Header damage: magic, M, entry point, a count that no longer matches the length.
     for (name, at, bytes) in [
@@ -329,7 +507,7 @@ fn corrupted_graphs_are_errors_not_panics() {
 fn short_searches_on_a_damaged_graph_are_corrupt_index_errors() {
     let t = tempfile::tempdir().unwrap();
     let rows = 500;
-    let good = small_graph_index(t.path());
+    let good = small_graph_index(t.path(), GraphLayout::Compact);
     let path = damaged(&good, "wiped.ptsel", 64, &vec![0xff; rows * 16 * 4]);
     let index = Index::open(&path).unwrap();
     let graph = Graph::open(&index).unwrap().unwrap();
@@ -349,7 +527,7 @@ fn short_searches_on_a_damaged_graph_are_corrupt_index_errors() {
         .unwrap();
     assert!(nn.ids.iter().all(|&i| (i as usize) < rows));
     let target = write_queries(t.path(), "target.npy", &q[..10 * DIM]);
-    for (index, code) in [("wiped.ptsel", Some(3)), ("good.ptsel", Some(0))] {
+    for (index, code) in [("wiped.ptsel", Some(3)), ("compact.ptsel", Some(0))] {
         let out = ptsel(
             t.path(),
             &[

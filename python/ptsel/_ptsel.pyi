@@ -155,6 +155,7 @@ def build(
     progress: Union[bool, Callable[[str, int, int], Any]] = True,
     force: bool = False,
     resume: bool = False,
+    graph_layout: Literal["blocks", "compact"] = "blocks",
 ) -> Index:
     """Build an index of ``features`` at ``out`` and return it opened (``ptsel build``)."""
 

@@ -86,7 +86,7 @@ fn stderr_write(py: Python<'_>, text: &str) -> PyResult<()> {
 /// full copy) or a `.npy` path. `labels`: integer array or `.npy` path, one per row. `ids` and
 /// `class_names`: sequences of str or text files with one per line. `dtype` "f16" or "f32",
 /// `metric` "cos", "ip" or "l2". An HNSW graph (`m`, `ef_construction`, `seed`) is built unless
-/// `hnsw=False`; `kmeans=K` adds K pseudo-classes (spherical k-means, at most `kmeans_iters`
+/// `hnsw=False`, stored as `graph_layout` "blocks" (fastest search) or "compact" (smallest); `kmeans=K` adds K pseudo-classes (spherical k-means, at most `kmeans_iters`
 /// Lloyd iterations). `progress`: True (a line on stderr), False,
 /// or a callable `(stage, done, total)`. An existing `out` is refused unless `force=True`;
 /// with `resume=True` (features from a file) an existing `out` that verifies and was built from
@@ -96,10 +96,10 @@ fn stderr_write(py: Python<'_>, text: &str) -> PyResult<()> {
 #[pyo3(signature = (
     features, out, labels=None, ids=None, class_names=None, dtype="f16", metric="cos",
     hnsw=true, m=16, ef_construction=200, kmeans=None, kmeans_iters=20, seed=0, progress=Progress::Stderr,
-    force=false, resume=false
+    force=false, resume=false, graph_layout="blocks"
 ), text_signature = "(features, out, labels=None, ids=None, class_names=None, dtype='f16', \
     metric='cos', hnsw=True, m=16, ef_construction=200, kmeans=None, kmeans_iters=20, seed=0, \
-    progress=True, force=False, resume=False)")]
+    progress=True, force=False, resume=False, graph_layout='blocks')")]
 #[allow(clippy::too_many_arguments)]
 pub fn build(
     py: Python<'_>,
@@ -119,12 +119,14 @@ pub fn build(
     progress: Progress,
     force: bool,
     resume: bool,
+    graph_layout: &str,
 ) -> PyResult<PyIndex> {
     let (dtype, metric) = (dtype.parse().or_raise()?, metric.parse().or_raise()?);
     let hnsw = hnsw.then_some(ptsel::hnsw::Params {
         m,
         ef_construction,
         seed,
+        layout: graph_layout.parse().or_raise()?,
     });
     let kmeans = kmeans.map(|k| KmeansParams {
         k,

@@ -5,8 +5,10 @@
 //! between blocks, leaving nothing behind.
 
 mod inputs;
+mod regraph;
 
 pub use inputs::{Labels, TextList};
+pub use regraph::{rebuild_graph, RegraphReport};
 
 use crate::error::{Cancel, Error, Result};
 use crate::format::{DType, IndexWriter, Meta, Metric, SectionKind};

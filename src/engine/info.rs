@@ -19,6 +19,10 @@ pub struct SectionInfo {
 /// The HNSW graph's parameters and the counts of its post-build repairs.
 #[derive(Debug, Clone, Serialize)]
 pub struct HnswInfo {
+    /// Storage layout: `blocks` or `compact`.
+    pub layout: &'static str,
+    /// Bytes of the graph section.
+    pub bytes: u64,
     /// Links per node above level 0 (level 0 keeps 2 M).
     pub m: u32,
     /// Beam width of construction.
@@ -102,6 +106,10 @@ fn hnsw(index: &crate::Index) -> Result<Option<HnswInfo>> {
     Ok(crate::hnsw::Graph::open(index)?.map(|g| {
         let h = g.header();
         HnswInfo {
+            layout: h.layout.name(),
+            bytes: index
+                .section_bytes(crate::format::SectionKind::Hnsw)
+                .map_or(0, |b| b.len() as u64),
             m: h.m,
             ef_construction: h.ef_construction,
             seed: h.seed,

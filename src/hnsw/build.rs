@@ -9,7 +9,9 @@
 //! written in a fixed order. The graph depends only on the input, the parameters and the seed,
 //! never on the thread count or timing.
 
-use super::graph::{GraphHeader, MAX_LEVEL, MAX_M, NO_NODE};
+use super::blocks;
+use super::codes::RowCodes;
+use super::graph::{Compact, Graph, GraphHeader, GraphLayout, MAX_LEVEL, MAX_M, NO_NODE};
 use super::repair::{repair_reachability, repair_self_recall};
 use super::search::{descend, search_layer, Adjacency, Cand, Space};
 use super::Params;
@@ -117,29 +119,33 @@ fn select(space: &Space<'_>, cands: &[Cand], m: usize) -> Vec<u32> {
     kept.iter().map(|c| c.id).collect()
 }
 
-/// Forward links of one new point: per level `0..=level`, the neighbours it keeps.
+/// Forward links of one new point: per level `0..=level`, the neighbours it keeps. The beams
+/// walk the codes; their nodes are re-ranked exactly before the heuristic chooses.
 fn connect(
     layers: &Layers,
     space: &Space<'_>,
+    codes: &RowCodes,
     p: u32,
     earlier: &[u32],
     ef: usize,
 ) -> Result<Vec<Vec<u32>>> {
     let mut q = vec![0f32; space.dim];
     space.row(p as usize, &mut q);
+    let cq = codes.query(&q);
     let lp = u32::from(layers.levels[p as usize]);
+    let exact = |c: &Cand| Cand {
+        d: space.dist(c.id as usize, &q),
+        id: c.id,
+    };
     let peers: Vec<Cand> = earlier
         .iter()
-        .map(|&j| Cand {
-            d: space.dist(j as usize, &q),
-            id: j,
-        })
+        .map(|&id| exact(&Cand { d: 0.0, id }))
         .collect();
     let mut out = vec![Vec::new(); lp as usize + 1];
     let mut eps = vec![descend(
         layers,
-        space,
-        &q,
+        codes,
+        &cq,
         layers.entry,
         layers.max_level,
         lp,
@@ -147,17 +153,19 @@ fn connect(
     )?];
     for level in (0..=lp).rev() {
         let mut cands = if level <= layers.max_level {
-            search_layer(layers, space, &q, &eps, ef, level, &internal)?
+            let found = search_layer(layers, codes, &cq, &eps, ef, level, &internal)?;
+            let cands: Vec<Cand> = found.iter().map(exact).collect();
+            if !found.is_empty() {
+                eps = found;
+            }
+            cands
         } else {
             Vec::new()
         };
-        if !cands.is_empty() {
-            eps.clone_from(&cands);
-        }
         // A peer farther than the beam's worst would not have entered the beam had it been in
         // the graph already: leave it out (the heuristic then scans no more than usual).
         let bound = if cands.len() >= ef {
-            cands.last().map_or(f32::INFINITY, |c| c.d)
+            cands.iter().map(|c| c.d).fold(f32::NEG_INFINITY, f32::max)
         } else {
             f32::INFINITY
         };
@@ -238,22 +246,53 @@ pub fn build_graph(
         )));
     }
     let space = Space::of(index);
-    let mut layers = construct(&space, params, step)?;
-    let unreachable = repair_reachability(&mut layers, &space)?;
+    let codes = RowCodes::of(&space);
+    let mut layers = construct(&space, &codes, params, step)?;
+    let unreachable = repair_reachability(&mut layers, &space, &codes)?;
     step("hnsw check", 1, 2)?;
-    let self_recall = repair_self_recall(&mut layers, &space)?;
+    let self_recall = repair_self_recall(&mut layers, &space, &codes)?;
     step("hnsw check", 2, 2)?;
-    Ok(export(
-        &layers,
-        params,
-        space.metric,
-        unreachable,
-        self_recall,
-    ))
+    let (header, bytes) = export(&layers, params, space.metric, unreachable, self_recall);
+    drop(layers);
+    match params.layout {
+        GraphLayout::Compact => Ok((header, bytes)),
+        GraphLayout::Blocks => {
+            let compact = Compact::parse(index.path(), &header, &bytes)?;
+            Ok((header, blocks::encode(&compact, &header, &codes)?))
+        }
+    }
+}
+
+/// The graph section of `index` for `params`: the stored graph re-encoded when only the layout
+/// differs (compact to blocks; no distance is recomputed), else a fresh construction. Returns the
+/// bytes and whether the stored graph was reused.
+pub fn regraph(index: &Index, params: &Params, step: Step<'_>) -> Result<(Vec<u8>, bool)> {
+    if let Some(graph) = Graph::open(index)? {
+        let h = graph.header();
+        let same = (h.m as usize, h.ef_construction as usize, h.seed)
+            == (params.m, params.ef_construction, params.seed);
+        let bytes = index.section_bytes(crate::format::SectionKind::Hnsw);
+        match (same, h.layout, params.layout, graph.compact(), bytes) {
+            (true, have, want, _, Some(b)) if have == want => return Ok((b.to_vec(), true)),
+            (true, GraphLayout::Compact, GraphLayout::Blocks, Some(c), _) => {
+                step("hnsw blocks", 0, 1)?;
+                let bytes = blocks::encode(c, h, &RowCodes::of(graph.space()))?;
+                step("hnsw blocks", 1, 1)?;
+                return Ok((bytes, true));
+            }
+            _ => {}
+        }
+    }
+    Ok((build_graph(index, params, step)?.1, false))
 }
 
 /// Insert every row (see the module docs).
-pub(super) fn construct(space: &Space<'_>, params: &Params, step: Step<'_>) -> Result<Layers> {
+pub(super) fn construct(
+    space: &Space<'_>,
+    codes: &RowCodes,
+    params: &Params,
+    step: Step<'_>,
+) -> Result<Layers> {
     let rows = space.rows;
     let (levels, order) = draw(rows, params.m, params.seed);
     let (m, m0) = (params.m, 2 * params.m);
@@ -278,6 +317,7 @@ pub(super) fn construct(space: &Space<'_>, params: &Params, step: Step<'_>) -> R
         insert_batch(
             &mut layers,
             space,
+            codes,
             &order[done..done + size],
             params.ef_construction,
         )?;
@@ -287,13 +327,19 @@ pub(super) fn construct(space: &Space<'_>, params: &Params, step: Step<'_>) -> R
     Ok(layers)
 }
 
-fn insert_batch(layers: &mut Layers, space: &Space<'_>, batch: &[u32], ef: usize) -> Result<()> {
+fn insert_batch(
+    layers: &mut Layers,
+    space: &Space<'_>,
+    codes: &RowCodes,
+    batch: &[u32],
+    ef: usize,
+) -> Result<()> {
     let forward: Vec<Vec<Vec<u32>>> = {
         let layers = &*layers;
         batch
             .par_iter()
             .enumerate()
-            .map(|(i, &p)| connect(layers, space, p, &batch[..i], ef))
+            .map(|(i, &p)| connect(layers, space, codes, p, &batch[..i], ef))
             .collect::<Result<_>>()?
     };
     let mut reverse: Vec<(u32, u32, u32)> = Vec::new();
@@ -348,6 +394,7 @@ fn export(
         offsets.push(last + u32::from(layers.levels[p as usize]));
     }
     let header = GraphHeader {
+        layout: GraphLayout::Compact,
         m: layers.m as u32,
         m0: layers.m0 as u32,
         ef_construction: params.ef_construction as u32,

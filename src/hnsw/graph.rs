@@ -1,5 +1,7 @@
-//! The HNSW section layout and its validated view over the mapping, searched with the beam
-//! search of [`super::search`].
+//! The HNSW section: its header, its two layouts and the validated view over the mapping,
+//! searched with the beam search of [`super::search`].
+//!
+//! Layout version 1, *compact* (ids only; distances read the index's vectors section):
 //!
 //! ```text
 //! 0..64     GraphHeader (see `GraphHeader::to_bytes` for every byte)
@@ -10,23 +12,60 @@
 //!           upper_lists: [lists, m] u32 neighbour ids, NO_NODE padded
 //! ```
 //!
+//! Layout version 2, *blocks* (the default; see [`super::blocks`]): nodes renumbered in
+//! breadth-first order, each node's level-0 list stored beside an i8 code of its vector in one
+//! cache-line-aligned block, traversal on the codes and an exact re-rank on the stored vectors.
+//!
 //! Opening checks the header and that the section length is exactly the size these counts give
 //! (checked arithmetic); nothing is scanned. Every id and offset read while searching is checked
 //! before use, so a corrupted section is an `Error::Corrupt`, never a panic or a wild read.
 
-use super::search::{checked_id, descend, search_layer, Adjacency, Cand, Space};
+use super::blocks::Blocks;
+use super::search::{checked_id, descend, search_layer, Adjacency, Cand, Distance, Space};
 use crate::error::{Error, Result};
 use crate::format::{Metric, SectionKind};
 use crate::score::Neighbors;
 use crate::store::Index;
 use rayon::prelude::*;
+use std::path::Path;
 
 /// Padding of neighbour lists.
 pub const NO_NODE: u32 = u32::MAX;
 /// Magic bytes of the graph section.
 pub const GRAPH_MAGIC: [u8; 8] = *b"PTSHNSW\0";
-/// Layout version of the graph section.
-pub const GRAPH_VERSION: u32 = 1;
+/// The two layouts of the graph section, told apart by the header's version word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum GraphLayout {
+    /// Version 1: neighbour ids only, in row order (the smallest; written before blocks existed).
+    Compact,
+    /// Version 2: breadth-first node blocks of ids and i8 codes, re-ranked exactly.
+    #[default]
+    Blocks,
+}
+
+impl GraphLayout {
+    /// The version word of this layout.
+    pub fn version(self) -> u32 {
+        match self {
+            GraphLayout::Compact => 1,
+            GraphLayout::Blocks => 2,
+        }
+    }
+
+    /// Name used by `--graph-layout` and `info`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GraphLayout::Compact => "compact",
+            GraphLayout::Blocks => "blocks",
+        }
+    }
+}
+
+parse_by_name!(GraphLayout, "graph layout", {
+    "compact" => GraphLayout::Compact,
+    "blocks" => GraphLayout::Blocks,
+});
 /// Length of the graph header.
 pub const GRAPH_HEADER_LEN: usize = 64;
 /// Highest level accepted (levels are drawn with mL = 1/ln M; 16 is never reached in practice).
@@ -38,6 +77,8 @@ pub const MAX_M: u32 = 256;
 /// of the post-build checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GraphHeader {
+    /// Layout of the section after the header.
+    pub layout: GraphLayout,
     /// Neighbours per node on levels >= 1 (the paper's M).
     pub m: u32,
     /// Neighbour slots per node on level 0 (M_max0 = 2 M).
@@ -78,7 +119,7 @@ impl GraphHeader {
         let mut b = [0u8; GRAPH_HEADER_LEN];
         b[0..8].copy_from_slice(&GRAPH_MAGIC); // magic
         let words: [(usize, u32); 12] = [
-            (8, GRAPH_VERSION),
+            (8, self.layout.version()),
             (12, self.m),
             (16, self.m0),
             (20, self.ef_construction),
@@ -109,12 +150,15 @@ impl GraphHeader {
             return Err("bad magic bytes".into());
         }
         let w = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-        if w(8) != GRAPH_VERSION {
-            return Err(format!(
-                "graph layout version {} (this build reads {GRAPH_VERSION})",
-                w(8)
-            ));
-        }
+        let layout = match w(8) {
+            1 => GraphLayout::Compact,
+            2 => GraphLayout::Blocks,
+            v => {
+                return Err(format!(
+                    "graph layout version {v} (this build reads 1 and 2)"
+                ))
+            }
+        };
         let metric = match w(32) {
             1 => Metric::Cos,
             2 => Metric::Ip,
@@ -124,6 +168,7 @@ impl GraphHeader {
         let mut seed = [0u8; 8];
         seed.copy_from_slice(&b[24..32]);
         let h = GraphHeader {
+            layout,
             m: w(12),
             m0: w(16),
             ef_construction: w(20),
@@ -152,15 +197,129 @@ impl GraphHeader {
         Ok(h)
     }
 
-    /// Exact section length these counts imply, `None` on overflow.
-    pub fn section_len(&self) -> Option<u64> {
-        let level0 = u64::from(self.rows).checked_mul(u64::from(self.m0))?;
+    /// Bytes of the upper levels (ids, offsets and lists), `None` on overflow.
+    pub(super) fn upper_len(&self) -> Option<u64> {
         let upper = u64::from(self.upper_lists).checked_mul(u64::from(self.m))?;
-        let ids = level0
-            .checked_add(u64::from(self.upper_nodes).checked_mul(2)?.checked_add(1)?)?
-            .checked_add(upper)?;
-        ids.checked_mul(4)?.checked_add(GRAPH_HEADER_LEN as u64)
+        u64::from(self.upper_nodes)
+            .checked_mul(2)?
+            .checked_add(1)?
+            .checked_add(upper)?
+            .checked_mul(4)
     }
+
+    /// Exact length of a compact section with these counts, `None` on overflow.
+    pub fn compact_len(&self) -> Option<u64> {
+        let level0 = u64::from(self.rows).checked_mul(u64::from(self.m0))?;
+        level0
+            .checked_mul(4)?
+            .checked_add(self.upper_len()?)?
+            .checked_add(GRAPH_HEADER_LEN as u64)
+    }
+}
+
+/// The upper levels (>= 1) of either layout: lists of `m` ids per node and level.
+#[derive(Clone, Copy)]
+pub(super) struct Upper<'a> {
+    pub ids: &'a [u32],
+    pub offsets: &'a [u32],
+    pub lists: &'a [u32],
+    pub m: usize,
+}
+
+impl<'a> Upper<'a> {
+    /// Split `words` (exactly `GraphHeader::upper_len` bytes) into the three arrays.
+    pub fn parse(h: &GraphHeader, words: &'a [u32]) -> Self {
+        let (ids, rest) = words.split_at(h.upper_nodes as usize);
+        let (offsets, lists) = rest.split_at(h.upper_nodes as usize + 1);
+        Upper {
+            ids,
+            offsets,
+            lists,
+            m: h.m as usize,
+        }
+    }
+
+    /// The list of `node` on `level` >= 1; the problem when the stored layout disagrees.
+    pub fn list(&self, node: u32, level: u32) -> std::result::Result<&'a [u32], String> {
+        let slot = self
+            .ids
+            .binary_search(&node)
+            .map_err(|_| format!("node {node} listed on level {level} has no upper levels"))?;
+        let lists = (self.lists.len() / self.m.max(1)) as u32;
+        let (lo, hi) = match (self.offsets.get(slot), self.offsets.get(slot + 1)) {
+            (Some(&lo), Some(&hi)) if lo <= hi && hi <= lists => (lo, hi),
+            _ => {
+                return Err(format!(
+                    "upper offsets of node {node} are out of order or range"
+                ))
+            }
+        };
+        if level > hi - lo {
+            return Err(format!(
+                "node {node} listed on level {level} but has {} upper levels",
+                hi - lo
+            ));
+        }
+        let start = (lo + level - 1) as usize * self.m;
+        self.lists
+            .get(start..start + self.m)
+            .ok_or_else(|| format!("upper list of node {node} outside the section"))
+    }
+
+    /// Levels (>= 1) of the upper node in `slot`.
+    pub fn levels_of(&self, slot: usize) -> u32 {
+        match (self.offsets.get(slot), self.offsets.get(slot + 1)) {
+            (Some(&lo), Some(&hi)) => hi.saturating_sub(lo),
+            _ => 0,
+        }
+    }
+}
+
+/// The compact layout: level-0 lists in row order and the upper levels.
+pub(super) struct Compact<'a> {
+    pub path: &'a Path,
+    pub m0: usize,
+    pub level0: &'a [u32],
+    pub upper: Upper<'a>,
+}
+
+impl<'a> Compact<'a> {
+    /// The compact view of `bytes` (a whole section whose `header` is already checked and
+    /// whose length equals `GraphHeader::compact_len`).
+    pub fn parse(path: &'a Path, header: &GraphHeader, bytes: &'a [u8]) -> Result<Self> {
+        let words: &[u32] = bytes
+            .get(GRAPH_HEADER_LEN..)
+            .and_then(|b| bytemuck::try_cast_slice(b).ok())
+            .ok_or_else(|| Error::corrupt(path, "hnsw", "misaligned"))?;
+        let (level0, upper) = words.split_at(header.rows as usize * header.m0 as usize);
+        Ok(Compact {
+            path,
+            m0: header.m0 as usize,
+            level0,
+            upper: Upper::parse(header, upper),
+        })
+    }
+}
+
+impl Adjacency for Compact<'_> {
+    #[inline]
+    fn neighbours(&self, node: u32, level: u32) -> Result<&[u32]> {
+        let corrupt = |p: String| Error::corrupt(self.path, "hnsw", p);
+        if level == 0 {
+            let start = node as usize * self.m0;
+            return self
+                .level0
+                .get(start..start + self.m0)
+                .ok_or_else(|| corrupt(format!("node {node} outside level 0")));
+        }
+        self.upper.list(node, level).map_err(corrupt)
+    }
+}
+
+/// The searchable form of either layout.
+enum Layout<'a> {
+    Compact(Compact<'a>),
+    Blocks(Blocks<'a>),
 }
 
 /// The HNSW graph of an index, used in place through the mapping.
@@ -178,10 +337,7 @@ pub struct Graph<'a> {
     index: &'a Index,
     space: Space<'a>,
     header: GraphHeader,
-    level0: &'a [u32],
-    upper_ids: &'a [u32],
-    upper_offsets: &'a [u32],
-    upper_lists: &'a [u32],
+    layout: Layout<'a>,
 }
 
 impl std::fmt::Debug for Graph<'_> {
@@ -197,9 +353,14 @@ impl<'a> Graph<'a> {
     /// The graph of `index`: `Ok(None)` when the index has no HNSW section, an error when the
     /// section is inconsistent with itself or the index. O(1): only the header is read.
     pub fn open(index: &'a Index) -> Result<Option<Self>> {
-        let Some(bytes) = index.section_bytes(SectionKind::Hnsw) else {
-            return Ok(None);
-        };
+        match index.section_bytes(SectionKind::Hnsw) {
+            Some(bytes) => Self::parse(index, bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The graph in `bytes` (a graph section of either layout) over the vectors of `index`.
+    pub(crate) fn parse(index: &'a Index, bytes: &'a [u8]) -> Result<Self> {
         let corrupt = |p: String| Error::corrupt(index.path(), "hnsw", p);
         let header = GraphHeader::from_bytes(bytes).map_err(corrupt)?;
         if header.rows as usize != index.rows() {
@@ -216,38 +377,43 @@ impl<'a> Graph<'a> {
                 index.metric().name()
             )));
         }
-        match header.section_len() {
-            Some(len) if len == bytes.len() as u64 => {}
-            want => {
-                return Err(corrupt(format!(
-                    "{} bytes, the header implies {}",
-                    bytes.len(),
-                    want.map_or("an impossible size".into(), |w| w.to_string())
-                )))
+        let space = Space::of(index);
+        let layout = match header.layout {
+            GraphLayout::Compact => {
+                match header.compact_len() {
+                    Some(len) if len == bytes.len() as u64 => {}
+                    want => return Err(corrupt(size_mismatch(bytes.len(), want))),
+                }
+                Layout::Compact(Compact::parse(index.path(), &header, bytes)?)
             }
-        }
-        let ids: &[u32] = bytes
-            .get(GRAPH_HEADER_LEN..)
-            .and_then(|b| bytemuck::try_cast_slice(b).ok())
-            .ok_or_else(|| corrupt("misaligned".into()))?;
-        // Lengths follow from the exact size check above.
-        let (level0, rest) = ids.split_at(header.rows as usize * header.m0 as usize);
-        let (upper_ids, rest) = rest.split_at(header.upper_nodes as usize);
-        let (upper_offsets, upper_lists) = rest.split_at(header.upper_nodes as usize + 1);
-        Ok(Some(Graph {
+            GraphLayout::Blocks => {
+                Layout::Blocks(Blocks::parse(index.path(), &header, space, bytes)?)
+            }
+        };
+        Ok(Graph {
             index,
-            space: Space::of(index),
+            space,
             header,
-            level0,
-            upper_ids,
-            upper_offsets,
-            upper_lists,
-        }))
+            layout,
+        })
     }
 
-    /// Header fields (parameters, entry point, repair counts).
+    /// Header fields (layout, parameters, entry point, repair counts).
     pub fn header(&self) -> &GraphHeader {
         &self.header
+    }
+
+    /// The compact view, for re-encoding into blocks; `None` for a blocks graph.
+    pub(super) fn compact(&self) -> Option<&Compact<'a>> {
+        match &self.layout {
+            Layout::Compact(c) => Some(c),
+            Layout::Blocks(_) => None,
+        }
+    }
+
+    /// The vectors the graph indexes.
+    pub(super) fn space(&self) -> &Space<'a> {
+        &self.space
     }
 
     fn corrupt(&self, problem: String) -> Error {
@@ -274,30 +440,51 @@ impl<'a> Graph<'a> {
             )));
         }
         let q = sp.prepare(query);
+        let found = match &self.layout {
+            Layout::Compact(c) => self.beam(c, sp, &q, k, ef)?,
+            Layout::Blocks(b) => {
+                let beam = self.beam(b, b, &b.prepare(&q), k, ef)?;
+                b.rerank(&beam, &q).map_err(|p| self.corrupt(p))?
+            }
+        };
+        Ok(found.iter().take(k).map(|c| (c.id, sp.score(c.d))).unzip())
+    }
+
+    /// The descent and the level-0 beam of [`Graph::search`] for a prepared query: at least `k`
+    /// nodes, closest first.
+    fn beam<A: Adjacency, D: Distance>(
+        &self,
+        adj: &A,
+        dist: &D,
+        q: &D::Query,
+        k: usize,
+        ef: usize,
+    ) -> Result<Vec<Cand>> {
         let corrupt = |p: String| self.corrupt(p);
         let h = &self.header;
-        let top = descend(self, sp, &q, h.entry, h.max_level, 0, &corrupt)?;
-        let mut found = search_layer(self, sp, &q, &[top], ef.max(k), 0, &corrupt)?;
-        if found.len() < k {
-            // A beam that is not full has visited everything reachable from `top`. Every row is
-            // reachable from the entry point, so start there too; if that is still short, the
-            // lists are damaged.
-            let e = checked_id(h.entry, sp.rows, &corrupt)?
-                .ok_or_else(|| corrupt("no entry point".into()))?;
-            let entry = Cand {
-                d: sp.dist(e, &q),
-                id: h.entry,
-            };
-            found = search_layer(self, sp, &q, &[top, entry], ef.max(k), 0, &corrupt)?;
-            if found.len() < k {
-                return Err(corrupt(format!(
-                    "only {} rows are reachable from the entry point {} on level 0, fewer than k = {k}",
-                    found.len(),
-                    h.entry
-                )));
-            }
+        let top = descend(adj, dist, q, h.entry, h.max_level, 0, &corrupt)?;
+        let found = search_layer(adj, dist, q, &[top], ef.max(k), 0, &corrupt)?;
+        if found.len() >= k {
+            return Ok(found);
         }
-        Ok(found.iter().take(k).map(|c| (c.id, sp.score(c.d))).unzip())
+        // A beam that is not full has visited everything reachable from `top`. Every node is
+        // reachable from the entry point, so start there too; if that is still short, the lists
+        // are damaged.
+        let e = checked_id(h.entry, dist.rows(), &corrupt)?
+            .ok_or_else(|| corrupt("no entry point".into()))?;
+        let entry = Cand {
+            d: dist.dist(e, q),
+            id: h.entry,
+        };
+        let found = search_layer(adj, dist, q, &[top, entry], ef.max(k), 0, &corrupt)?;
+        if found.len() < k {
+            return Err(corrupt(format!(
+                "only {} rows are reachable from the entry point {} on level 0, fewer than k = {k}",
+                found.len(),
+                h.entry
+            )));
+        }
+        Ok(found)
     }
 
     /// [`Graph::search`] for a row-major `[nq, dim]` batch across rayon threads. Errors: NaN or
@@ -318,44 +505,10 @@ impl<'a> Graph<'a> {
     }
 }
 
-impl Adjacency for Graph<'_> {
-    #[inline]
-    fn neighbours(&self, node: u32, level: u32) -> Result<&[u32]> {
-        let h = &self.header;
-        if level == 0 {
-            let w = h.m0 as usize;
-            let start = node as usize * w;
-            return self
-                .level0
-                .get(start..start + w)
-                .ok_or_else(|| self.corrupt(format!("node {node} outside level 0")));
-        }
-        let slot = self.upper_ids.binary_search(&node).map_err(|_| {
-            self.corrupt(format!(
-                "node {node} listed on level {level} has no upper levels"
-            ))
-        })?;
-        let (lo, hi) = match (
-            self.upper_offsets.get(slot),
-            self.upper_offsets.get(slot + 1),
-        ) {
-            (Some(&lo), Some(&hi)) if lo <= hi && hi <= h.upper_lists => (lo, hi),
-            _ => {
-                return Err(self.corrupt(format!(
-                    "upper offsets of node {node} are out of order or range"
-                )))
-            }
-        };
-        if level > hi - lo {
-            return Err(self.corrupt(format!(
-                "node {node} listed on level {level} but has {} upper levels",
-                hi - lo
-            )));
-        }
-        let m = h.m as usize;
-        let start = (lo + level - 1) as usize * m;
-        self.upper_lists
-            .get(start..start + m)
-            .ok_or_else(|| self.corrupt(format!("upper list of node {node} outside the section")))
-    }
+/// The error text of a section whose length is not the one its header implies.
+pub(super) fn size_mismatch(len: usize, want: Option<u64>) -> String {
+    format!(
+        "{len} bytes, the header implies {}",
+        want.map_or("an impossible size".into(), |w| w.to_string())
+    )
 }

@@ -15,13 +15,15 @@
 //! vectors as f32. `hnsw_rs` stays the reference our recall is tested against (tests/hnsw.rs)
 //! and the construction speed is compared with it in `benches/search.rs`.
 
+mod blocks;
 mod build;
+mod codes;
 pub mod graph;
 mod repair;
 mod search;
 
-pub use build::build_graph;
-pub use graph::{Graph, GraphHeader};
+pub use build::{build_graph, regraph};
+pub use graph::{Graph, GraphHeader, GraphLayout};
 
 use std::collections::BTreeMap;
 
@@ -34,6 +36,8 @@ pub struct Params {
     pub ef_construction: usize,
     /// Seed of the level draws and the insertion order.
     pub seed: u64,
+    /// How the section stores the graph (node blocks by default).
+    pub layout: GraphLayout,
 }
 
 impl Default for Params {
@@ -42,6 +46,7 @@ impl Default for Params {
             m: 16,
             ef_construction: 200,
             seed: 0,
+            layout: GraphLayout::default(),
         }
     }
 }
@@ -55,5 +60,6 @@ impl Params {
             self.ef_construction.to_string(),
         );
         params.insert("hnsw_seed".into(), self.seed.to_string());
+        params.insert("hnsw_layout".into(), self.layout.name().into());
     }
 }

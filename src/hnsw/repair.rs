@@ -4,6 +4,7 @@
 //! found by a search for its own vector.
 
 use super::build::{internal, used, Layers};
+use super::codes::RowCodes;
 use super::search::{descend, search_layer, Cand, Space};
 use crate::error::Result;
 use rayon::prelude::*;
@@ -30,20 +31,30 @@ pub(crate) fn reachable(layers: &Layers) -> Vec<bool> {
     seen
 }
 
-/// The nearest nodes to row `p`'s own vector found by a normal search, closest first.
-fn search_row(layers: &Layers, space: &Space<'_>, p: u32) -> Result<Vec<Cand>> {
+/// The nearest nodes to row `p`'s own vector found by a search as queries run it (on the
+/// codes, then re-ranked exactly), closest first.
+fn search_row(layers: &Layers, space: &Space<'_>, codes: &RowCodes, p: u32) -> Result<Vec<Cand>> {
     let mut q = vec![0f32; space.dim];
     space.row(p as usize, &mut q);
+    let cq = codes.query(&q);
     let top = descend(
         layers,
-        space,
-        &q,
+        codes,
+        &cq,
         layers.entry,
         layers.max_level,
         0,
         &internal,
     )?;
-    search_layer(layers, space, &q, &[top], CHECK_EF, 0, &internal)
+    let mut near: Vec<Cand> = search_layer(layers, codes, &cq, &[top], CHECK_EF, 0, &internal)?
+        .iter()
+        .map(|c| Cand {
+            d: space.dist(c.id as usize, &q),
+            id: c.id,
+        })
+        .collect();
+    near.sort_unstable();
+    Ok(near)
 }
 
 /// Give `p` an in-link on level 0 from one of `near` (closest first): the closest with a free
@@ -83,7 +94,11 @@ fn link(layers: &mut Layers, space: &Space<'_>, near: &[u32], p: u32) {
 
 /// Link every point that no search from the entry point can reach on level 0 to its nearest
 /// reachable point; returns how many distinct points were found stranded (over all rounds).
-pub(super) fn repair_reachability(layers: &mut Layers, space: &Space<'_>) -> Result<u32> {
+pub(super) fn repair_reachability(
+    layers: &mut Layers,
+    space: &Space<'_>,
+    codes: &RowCodes,
+) -> Result<u32> {
     let mut ever = vec![false; layers.rows];
     for _ in 0..REPAIR_ROUNDS {
         let seen = reachable(layers);
@@ -99,7 +114,7 @@ pub(super) fn repair_reachability(layers: &mut Layers, space: &Space<'_>) -> Res
             stranded
                 .par_iter()
                 .map(|&p| {
-                    let near = search_row(layers, space, p)?;
+                    let near = search_row(layers, space, codes, p)?;
                     let mut from: Vec<u32> = near
                         .iter()
                         .filter(|c| seen[c.id as usize] && c.id != p)
@@ -151,13 +166,17 @@ fn link_to_free_slots(layers: &mut Layers, seen: &[bool]) {
 
 /// Search every point's own vector; a point that is not found (and nothing at least as close
 /// is) gets an in-link from the nearest node the search reached. Returns the failures.
-pub(super) fn repair_self_recall(layers: &mut Layers, space: &Space<'_>) -> Result<u32> {
+pub(super) fn repair_self_recall(
+    layers: &mut Layers,
+    space: &Space<'_>,
+    codes: &RowCodes,
+) -> Result<u32> {
     let fixes: Vec<(Vec<u32>, u32)> = {
         let layers = &*layers;
         (0..layers.rows as u32)
             .into_par_iter()
             .map(|p| {
-                let near = search_row(layers, space, p)?;
+                let near = search_row(layers, space, codes, p)?;
                 let mut q = vec![0f32; space.dim];
                 space.row(p as usize, &mut q);
                 let own = space.dist(p as usize, &q);
@@ -223,9 +242,11 @@ mod tests {
                 m: 4,
                 ef_construction: 16,
                 seed: 1,
+                ..Params::default()
             };
-            let mut layers = construct(&space, &params, &|_, _, _| Ok(())).unwrap();
-            repair_reachability(&mut layers, &space).unwrap();
+            let codes = RowCodes::of(&space);
+            let mut layers = construct(&space, &codes, &params, &|_, _, _| Ok(())).unwrap();
+            repair_reachability(&mut layers, &space, &codes).unwrap();
             let stranded = reachable(&layers).iter().filter(|&&r| !r).count();
             assert_eq!(
                 stranded, 0,
@@ -246,12 +267,15 @@ mod tests {
         });
         let index = index_of(t.path(), &c.data, c.rows, c.dim);
         let space = Space::of(&index);
+        let codes = RowCodes::of(&space);
         let mut layers = construct(
             &space,
+            &codes,
             &Params {
                 m: 8,
                 ef_construction: 64,
                 seed: 2,
+                ..Params::default()
             },
             &|_, _, _| Ok(()),
         )
@@ -277,14 +301,14 @@ mod tests {
         let seen = reachable(&layers);
         assert!(victims.iter().all(|&v| !seen[v as usize]));
 
-        let found = repair_reachability(&mut layers, &space).unwrap();
+        let found = repair_reachability(&mut layers, &space, &codes).unwrap();
         assert!(found as usize >= victims.len(), "found {found}");
         assert!(reachable(&layers).iter().all(|&r| r));
         // Each repaired point is now found by a search for its own vector.
-        repair_self_recall(&mut layers, &space).unwrap();
+        repair_self_recall(&mut layers, &space, &codes).unwrap();
         for &v in &victims {
             assert!(
-                search_row(&layers, &space, v)
+                search_row(&layers, &space, &codes, v)
                     .unwrap()
                     .iter()
                     .any(|c| c.id == v),

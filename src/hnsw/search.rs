@@ -8,8 +8,7 @@ use crate::format::Metric;
 use crate::score::simd::{self, Kernels};
 use crate::store::{Index, Vectors};
 use std::cell::RefCell;
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::cmp::Ordering;
 
 /// Neighbour lists by node and level; implemented by the mapped graph and the one being built,
 /// so construction and queries share one search.
@@ -17,6 +16,36 @@ pub(crate) trait Adjacency {
     /// Ids of `node` at `level` (padded with [`NO_NODE`]); an error when the stored layout is
     /// inconsistent.
     fn neighbours(&self, node: u32, level: u32) -> Result<&[u32]>;
+}
+
+/// Distances from a prepared query to the nodes of a graph (lower is closer), as the beam search
+/// sees them: the stored vectors ([`Space`]) or the node blocks' codes
+/// ([`super::blocks::Blocks`]).
+pub(crate) trait Distance {
+    /// A query prepared for these distances.
+    type Query: ?Sized;
+    /// Nodes addressed (`i < rows` for [`Distance::dist`]).
+    fn rows(&self) -> usize;
+    /// Distance from node `i` (`i < rows`, checked by the caller) to the prepared `q`.
+    fn dist(&self, i: usize, q: &Self::Query) -> f32;
+    /// Hint the CPU to load what [`Distance::dist`] reads for node `i` (`i < rows`).
+    fn prefetch(&self, i: usize);
+}
+
+impl Distance for Space<'_> {
+    type Query = [f32];
+    #[inline]
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    #[inline]
+    fn dist(&self, i: usize, q: &[f32]) -> f32 {
+        Space::dist(self, i, q)
+    }
+    #[inline]
+    fn prefetch(&self, i: usize) {
+        Space::prefetch(self, i)
+    }
 }
 
 /// Distances over an index's stored vectors. Lower is closer: `-dot` for cos and ip, the squared
@@ -98,7 +127,7 @@ impl<'a> Space<'a> {
 /// Hint the CPU to load the first `bytes` (at most 256; the hardware prefetcher follows the
 /// rest) at `ptr`.
 #[inline]
-fn prefetch<T>(ptr: *const T, bytes: usize) {
+pub(super) fn prefetch<T>(ptr: *const T, bytes: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -130,11 +159,12 @@ impl PartialOrd for Cand {
     }
 }
 
-/// Generation-stamped visited set: clearing is one increment, a full wipe every 65535 searches.
+/// Generation-stamped visited set, one byte per node: clearing is one increment, a full wipe
+/// every 255 searches (one byte keeps the marks of a million nodes in 1 MiB of cache).
 #[derive(Default)]
 struct Visited {
-    marks: Vec<u16>,
-    generation: u16,
+    marks: Vec<u8>,
+    generation: u8,
 }
 
 impl Visited {
@@ -158,10 +188,66 @@ impl Visited {
         *m = self.generation;
         fresh
     }
+}
 
+/// The beam of SEARCH-LAYER as one sorted array of at most `ef` nodes (closest first), each
+/// flagged once expanded, with a cursor at the closest one not expanded yet. It stands for both
+/// heaps of the paper's algorithm 2: a candidate outside the best `ef` would never be expanded
+/// there either. Small and contiguous, it beats two binary heaps and ends sorted.
+#[derive(Default)]
+struct Beam {
+    items: Vec<(Cand, bool)>,
+    cap: usize,
+    cursor: usize,
+}
+
+impl Beam {
+    fn reset(&mut self, cap: usize) {
+        self.items.clear();
+        self.cap = cap;
+        self.cursor = 0;
+    }
+
+    /// Whether a node at distance `d` would enter the beam.
     #[inline]
-    fn contains(&self, i: usize) -> bool {
-        self.marks[i] == self.generation
+    fn admits(&self, d: f32) -> bool {
+        self.items.len() < self.cap || self.items.last().is_some_and(|w| d < w.0.d)
+    }
+
+    /// Insert `c` in order (dropping the farthest past `cap`).
+    #[inline]
+    fn insert(&mut self, c: Cand) {
+        let at = self.items.partition_point(|x| x.0 < c);
+        if at >= self.cap {
+            return;
+        }
+        if self.items.len() == self.cap {
+            self.items.pop();
+        }
+        self.items.insert(at, (c, false));
+        self.cursor = self.cursor.min(at);
+    }
+
+    /// The closest node not expanded yet, now marked expanded.
+    #[inline]
+    fn next(&mut self) -> Option<Cand> {
+        while let Some((c, expanded)) = self.items.get_mut(self.cursor) {
+            self.cursor += 1;
+            if !*expanded {
+                *expanded = true;
+                return Some(*c);
+            }
+        }
+        None
+    }
+
+    /// The closest node after the one [`Beam::next`] returned last, if any is left to expand.
+    #[inline]
+    fn peek(&self) -> Option<Cand> {
+        self.items[self.cursor.min(self.items.len())..]
+            .iter()
+            .find(|x| !x.1)
+            .map(|x| x.0)
     }
 }
 
@@ -169,8 +255,9 @@ impl Visited {
 #[derive(Default)]
 struct Scratch {
     visited: Visited,
-    candidates: BinaryHeap<Reverse<Cand>>,
-    results: BinaryHeap<Cand>,
+    beam: Beam,
+    /// Unvisited neighbours of the node being expanded.
+    fresh: Vec<u32>,
 }
 
 thread_local! {
@@ -197,16 +284,16 @@ pub(super) fn checked_id(
 
 /// Greedy search (ef = 1) from `entry` on levels `top` down to `stop + 1`: the closest node
 /// found, which enters level `stop`.
-pub(crate) fn descend<A: Adjacency>(
+pub(crate) fn descend<A: Adjacency, D: Distance>(
     adj: &A,
-    space: &Space<'_>,
-    q: &[f32],
+    space: &D,
+    q: &D::Query,
     entry: u32,
     top: u32,
     stop: u32,
     corrupt: &dyn Fn(String) -> Error,
 ) -> Result<Cand> {
-    let rows = space.rows;
+    let rows = space.rows();
     let e = checked_id(entry, rows, corrupt)?.ok_or_else(|| corrupt("no entry point".into()))?;
     let mut cur = Cand {
         d: space.dist(e, q),
@@ -237,10 +324,10 @@ pub(crate) fn descend<A: Adjacency>(
 
 /// Beam search on one level (the paper's SEARCH-LAYER, algorithm 2): the `ef` closest nodes to
 /// `q` reachable from `entries`, closest first.
-pub(crate) fn search_layer<A: Adjacency>(
+pub(crate) fn search_layer<A: Adjacency, D: Distance>(
     adj: &A,
-    space: &Space<'_>,
-    q: &[f32],
+    space: &D,
+    q: &D::Query,
     entries: &[Cand],
     ef: usize,
     level: u32,
@@ -249,58 +336,40 @@ pub(crate) fn search_layer<A: Adjacency>(
     SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
         let s = &mut *guard;
-        s.visited.reset(space.rows);
-        s.candidates.clear();
-        s.results.clear();
+        s.visited.reset(space.rows());
+        s.beam.reset(ef.max(1));
         for &c in entries {
-            checked_id(c.id, space.rows, corrupt)?;
+            checked_id(c.id, space.rows(), corrupt)?;
             if s.visited.insert(c.id as usize) {
-                s.candidates.push(Reverse(c));
-                s.results.push(c);
+                s.beam.insert(c);
             }
         }
-        while s.results.len() > ef {
-            s.results.pop();
-        }
-        while let Some(Reverse(c)) = s.candidates.pop() {
-            if s.results.len() >= ef && s.results.peek().is_some_and(|w| c.d > w.d) {
-                break;
-            }
+        while let Some(c) = s.beam.next() {
             let list = adj.neighbours(c.id, level)?;
             // The next candidate is usually the next one expanded: start loading its list.
-            if let Some(Reverse(next)) = s.candidates.peek() {
+            if let Some(next) = s.beam.peek() {
                 if let Ok(l) = adj.neighbours(next.id, level) {
                     prefetch(l.as_ptr(), std::mem::size_of_val(l));
                 }
             }
+            // Mark and start loading the unvisited neighbours, then measure them.
+            s.fresh.clear();
             for &n in list {
-                let Some(i) = checked_id(n, space.rows, corrupt)? else {
+                let Some(i) = checked_id(n, space.rows(), corrupt)? else {
                     break;
                 };
-                if !s.visited.contains(i) {
+                if s.visited.insert(i) {
                     space.prefetch(i);
+                    s.fresh.push(n);
                 }
             }
-            for &n in list {
-                let Some(i) = checked_id(n, space.rows, corrupt)? else {
-                    break;
-                };
-                if !s.visited.insert(i) {
-                    continue;
-                }
-                let d = space.dist(i, q);
-                if s.results.len() < ef || s.results.peek().is_some_and(|w| d < w.d) {
-                    let cand = Cand { d, id: n };
-                    s.candidates.push(Reverse(cand));
-                    s.results.push(cand);
-                    if s.results.len() > ef {
-                        s.results.pop();
-                    }
+            for &n in &s.fresh {
+                let d = space.dist(n as usize, q);
+                if s.beam.admits(d) {
+                    s.beam.insert(Cand { d, id: n });
                 }
             }
         }
-        let mut out: Vec<Cand> = s.results.drain().collect();
-        out.sort_unstable();
-        Ok(out)
+        Ok(s.beam.items.iter().map(|x| x.0).collect())
     })
 }

@@ -18,6 +18,9 @@ pub struct Kernels {
     pub l2_f32: fn(&[f32], &[f32]) -> f32,
     /// Squared Euclidean distance of an f16 vector to an f32 vector.
     pub l2_f16: fn(&[f16], &[f32]) -> f32,
+    /// Inner product of an i8 code vector with an i16 vector (the HNSW traversal codes against
+    /// a quantised query; the caller keeps `len * 128 * max|b|` below 2^31).
+    pub dot_i8_i16: fn(&[i8], &[i16]) -> i32,
 }
 
 /// The best kernels for this CPU (detected on first use).
@@ -54,6 +57,7 @@ pub fn scalar_kernels() -> Kernels {
         dot_f16: scalar::dot_f16,
         l2_f32: scalar::l2_f32,
         l2_f16: scalar::l2_f16,
+        dot_i8_i16: scalar::dot_i8_i16,
     }
 }
 
@@ -154,6 +158,12 @@ mod scalar {
             .map(|(x, y)| (x.to_f32() - y) * (x.to_f32() - y))
             .sum()
     }
+    pub fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| i32::from(x) * i32::from(y))
+            .sum()
+    }
 
     pub const MR: usize = 4;
     pub const NR: usize = 16;
@@ -218,6 +228,44 @@ mod x86 {
         _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
     }
 
+    /// Inner product of i8 codes with i16 values: 16 pairs a step sign-extended to i16,
+    /// multiplied and summed pairwise into i32 lanes (`vpmaddwd`), then the scalar tail.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2. Slices are read only up to the shorter length.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_si256(); 2];
+        let mut i = 0;
+        // SAFETY (all loads): i + 32 <= n, resp. i + 16 <= n, bounds both slices.
+        while i + 32 <= n {
+            for (j, slot) in acc.iter_mut().enumerate() {
+                let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(pa.add(i + 16 * j).cast()));
+                let y = _mm256_loadu_si256(pb.add(i + 16 * j).cast());
+                *slot = _mm256_add_epi32(*slot, _mm256_madd_epi16(x, y));
+            }
+            i += 32;
+        }
+        while i + 16 <= n {
+            let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(pa.add(i).cast()));
+            let y = _mm256_loadu_si256(pb.add(i).cast());
+            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(x, y));
+            i += 16;
+        }
+        let s = _mm256_add_epi32(acc[0], acc[1]);
+        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        let tail = if i < n {
+            super::scalar::dot_i8_i16(&a[i..n], &b[i..n])
+        } else {
+            0
+        };
+        _mm_cvtsi128_si32(s) + tail
+    }
+
     /// One step of a distance: `acc + x * y` (dot) or `acc + (x - y)^2` (l2).
     macro_rules! step {
         (dot, $fma:ident, $sub:ident, $acc:expr, $x:expr, $y:expr) => {
@@ -261,15 +309,18 @@ mod x86 {
                         i += $lanes;
                     }
                     let s = $add($add(acc[0], acc[1]), $add(acc[2], acc[3]));
-                    $hsum(s) + super::scalar::$field(&a[i..n], &b[i..n])
+                    let tail = if i < n { super::scalar::$field(&a[i..n], &b[i..n]) } else { 0.0 };
+                    $hsum(s) + tail
                 }
             )*
 
             pub fn $set() -> Option<super::Kernels> {
                 // SAFETY (every closure): built only when the CPU has the features of `$feat`.
+                // Both sets take the AVX2 integer kernel (every AVX-512 CPU has AVX2).
                 $has.then_some(super::Kernels {
                     isa: $isa,
                     $($field: |a, b| unsafe { $name(a, b) },)*
+                    dot_i8_i16: |a, b| unsafe { dot_i8_i16(a, b) },
                 })
             }
         };
@@ -445,7 +496,7 @@ mod x86 {
     kernel_set!(
         avx512,
         "avx512f",
-        is_x86_feature_detected!("avx512f"),
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx2"),
         "avx512f",
         16,
         _mm512_setzero_ps,
@@ -474,6 +525,8 @@ mod tests {
             let a: Vec<f32> = v.iter().map(|p| p.0).collect();
             let b: Vec<f32> = v.iter().map(|p| p.1).collect();
             let h: Vec<f16> = a.iter().map(|&x| f16::from_f32(x)).collect();
+            let c: Vec<i8> = a.iter().map(|&x| (x * 32.0) as i8).collect();
+            let w: Vec<i16> = b.iter().map(|&x| (x * 8191.0) as i16).collect();
             let s = scalar_kernels();
             let tol = 1e-4 * (1.0 + v.len() as f32);
             for k in available_kernels() {
@@ -481,6 +534,7 @@ mod tests {
                 prop_assert!(((k.dot_f16)(&h, &b) - (s.dot_f16)(&h, &b)).abs() <= tol, "{}", k.isa);
                 prop_assert!(((k.l2_f32)(&a, &b) - (s.l2_f32)(&a, &b)).abs() <= tol * 4.0, "{}", k.isa);
                 prop_assert!(((k.l2_f16)(&h, &b) - (s.l2_f16)(&h, &b)).abs() <= tol * 4.0, "{}", k.isa);
+                prop_assert_eq!((k.dot_i8_i16)(&c, &w), (s.dot_i8_i16)(&c, &w), "{}", k.isa);
             }
         }
     }

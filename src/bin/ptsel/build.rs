@@ -64,6 +64,10 @@ pub struct Args {
     /// Do not build the HNSW graph (search then needs --exact).
     #[arg(long)]
     pub no_hnsw: bool,
+    /// HNSW storage: `blocks` (each node's neighbour list beside an 8-bit code of its vector,
+    /// breadth-first order: fastest search) or `compact` (neighbour ids only: the smallest).
+    #[arg(long, value_enum, default_value = "blocks")]
+    pub graph_layout: ptsel::hnsw::GraphLayout,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -86,6 +90,7 @@ impl Args {
                 m: self.hnsw_m,
                 ef_construction: self.ef_construction,
                 seed: self.seed,
+                layout: self.graph_layout,
             }),
             kmeans: self.kmeans.map(|k| KmeansParams {
                 k,

@@ -91,6 +91,7 @@ pub fn run(args: Args) -> Result<()> {
         ef_construction: 200,
         seed: args.seed,
         no_hnsw: false,
+        graph_layout: Default::default(),
         quiet: args.quiet,
     })?;
     crate::info::run(crate::info::Args {

@@ -58,7 +58,9 @@ pub fn run(args: Args) -> Result<()> {
     )?;
     match &info.hnsw {
         Some(h) => outln!(
-            "hnsw      M {}, ef_construction {}, seed {}, {} levels; repaired {} unreachable, {} self-recall failures",
+            "hnsw      {} layout ({:.1} MiB), M {}, ef_construction {}, seed {}, {} levels; repaired {} unreachable, {} self-recall failures",
+            h.layout,
+            h.bytes as f64 / 1048576.0,
             h.m,
             h.ef_construction,
             h.seed,

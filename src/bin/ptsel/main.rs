@@ -17,6 +17,7 @@ mod embed;
 mod info;
 mod kernels;
 mod progress;
+mod regraph;
 mod search;
 mod select;
 mod verify;
@@ -43,6 +44,9 @@ enum Command {
     Info(info::Args),
     /// Recompute every checksum of an index; exit 0 only if all match.
     Verify(verify::Args),
+    /// Give a built index a new HNSW graph (layout or parameters) without reading its features
+    /// again.
+    RebuildGraph(regraph::Args),
     /// Choose the pre-training samples to re-use for a target task (UOT, kNN, baselines) and
     /// write a manifest and a summary.
     Select(select::Args),
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Embed(a) => embed::run(a),
         Command::Info(a) => info::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::RebuildGraph(a) => regraph::run(a),
         Command::Select(a) => select::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Search(a) => search::run(a),

@@ -1,0 +1,174 @@
+//! The traversal codes shared by construction and the blocks layout: every vector as one i8 per
+//! dimension (per-dimension scale and offset over the range of the data), queries quantised to
+//! i16, and the integer inner product between them (`vpmaddwd`). A code takes a quarter of an
+//! f32 vector and half of the stored f16 one; beams walked on codes are re-ranked exactly.
+
+use super::search::{prefetch, Distance, Space};
+use crate::format::Metric;
+use crate::score::simd::Kernels;
+use rayon::prelude::*;
+
+/// Per-dimension scale and offset: code `c` of dimension `j` stands for `offset[j] + scale[j] c`.
+pub(crate) struct Quantiser {
+    pub scale: Vec<f32>,
+    pub offset: Vec<f32>,
+}
+
+impl Quantiser {
+    /// The range of each dimension over all rows of `space`, mapped onto -128..=127.
+    pub fn train(space: &Space<'_>) -> Self {
+        let dim = space.dim;
+        let bounds = || (vec![f32::INFINITY; dim], vec![f32::NEG_INFINITY; dim]);
+        let widen = |(mut lo, mut hi): (Vec<f32>, Vec<f32>), row: &[f32]| {
+            for ((l, h), &x) in lo.iter_mut().zip(&mut hi).zip(row) {
+                *l = l.min(x);
+                *h = h.max(x);
+            }
+            (lo, hi)
+        };
+        let (lo, hi) = (0..space.rows)
+            .into_par_iter()
+            .fold(
+                || (bounds(), vec![0f32; dim]),
+                |(b, mut row), i| {
+                    space.row(i, &mut row);
+                    (widen(b, &row), row)
+                },
+            )
+            .map(|(b, _)| b)
+            .reduce(bounds, |a, (lo, hi)| widen(widen(a, &lo), &hi));
+        let (scale, offset) = lo
+            .iter()
+            .zip(&hi)
+            .map(|(&l, &h)| {
+                if h > l {
+                    let scale = (h - l) / 255.0;
+                    (scale, l + 128.0 * scale)
+                } else {
+                    (0.0, if l.is_finite() { l } else { 0.0 })
+                }
+            })
+            .unzip();
+        Quantiser { scale, offset }
+    }
+
+    /// The code of `x` into `out`; returns the squared norm of what the code stands for.
+    pub fn encode(&self, x: &[f32], out: &mut [i8]) -> f32 {
+        let mut sq = 0.0f32;
+        for (((c, &x), &s), &o) in out.iter_mut().zip(x).zip(&self.scale).zip(&self.offset) {
+            *c = if s > 0.0 {
+                ((x - o) / s).round().clamp(-128.0, 127.0) as i8
+            } else {
+                0
+            };
+            let decoded = o + s * f32::from(*c);
+            sq += decoded * decoded;
+        }
+        sq
+    }
+}
+
+/// A query quantised for the codes: `values * unit` approximates the query times the scale.
+pub(crate) struct CodeQuery {
+    values: Vec<i16>,
+    unit: f32,
+}
+
+impl CodeQuery {
+    /// `q` (prepared for the metric) in the form codes under `scale` are compared with. The
+    /// offset adds the same amount to every node's distance and is left out.
+    pub fn new(q: &[f32], scale: &[f32]) -> Self {
+        let scaled: Vec<f32> = q.iter().zip(scale).map(|(x, s)| x * s).collect();
+        let top = scaled.iter().fold(0f32, |m, x| m.max(x.abs()));
+        // |sum| <= dim * 128 * limit must fit an i32.
+        let limit = (i32::MAX as f32 / (128.0 * scaled.len().max(1) as f32)).min(32767.0);
+        let factor = if top > 0.0 { limit / top } else { 0.0 };
+        CodeQuery {
+            values: scaled.iter().map(|x| (x * factor).round() as i16).collect(),
+            unit: if factor > 0.0 { 1.0 / factor } else { 0.0 },
+        }
+    }
+
+    /// The distance of a node with `code` (and, for l2, the squared norm its code stands for):
+    /// the metric's distance up to a constant shared by all nodes of this query.
+    #[inline]
+    pub fn dist(&self, kernels: &Kernels, code: &[i8], sq_norm: Option<f32>) -> f32 {
+        let dot = (kernels.dot_i8_i16)(code, &self.values) as f32 * self.unit;
+        match sq_norm {
+            Some(n) => n - 2.0 * dot,
+            None => -dot,
+        }
+    }
+}
+
+/// The codes of all rows in row order, for construction.
+pub(crate) struct RowCodes {
+    pub quantiser: Quantiser,
+    pub codes: Vec<i8>,
+    /// Squared norms of the decoded codes (l2 only, else empty).
+    pub sq_norms: Vec<f32>,
+    rows: usize,
+    dim: usize,
+    kernels: &'static Kernels,
+}
+
+impl RowCodes {
+    /// Train the quantiser on `space` and encode every row.
+    pub fn of(space: &Space<'_>) -> Self {
+        let quantiser = Quantiser::train(space);
+        let dim = space.dim;
+        let mut codes = vec![0i8; space.rows * dim];
+        let sq_norms: Vec<f32> = codes
+            .par_chunks_mut(dim.max(1))
+            .enumerate()
+            .map_init(
+                || vec![0f32; dim],
+                |row, (i, out)| {
+                    space.row(i, row);
+                    quantiser.encode(row, out)
+                },
+            )
+            .collect();
+        RowCodes {
+            quantiser,
+            codes,
+            sq_norms: if space.metric == Metric::L2 {
+                sq_norms
+            } else {
+                Vec::new()
+            },
+            rows: space.rows,
+            dim,
+            kernels: space.kernels,
+        }
+    }
+
+    /// The code of row `i`.
+    pub fn code(&self, i: usize) -> &[i8] {
+        &self.codes[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// `q` (prepared for the metric) quantised for these codes.
+    pub fn query(&self, q: &[f32]) -> CodeQuery {
+        CodeQuery::new(q, &self.quantiser.scale)
+    }
+}
+
+impl Distance for RowCodes {
+    type Query = CodeQuery;
+
+    #[inline]
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    #[inline]
+    fn dist(&self, i: usize, q: &CodeQuery) -> f32 {
+        q.dist(self.kernels, self.code(i), self.sq_norms.get(i).copied())
+    }
+
+    #[inline]
+    fn prefetch(&self, i: usize) {
+        prefetch(self.codes.as_ptr().wrapping_add(i * self.dim), self.dim);
+    }
+}
