@@ -5,7 +5,7 @@
 //! interprets old bytes fails, instead of agreeing with itself.
 
 use ptsel::format::{DType, Metric, SectionKind};
-use ptsel::hnsw::Graph;
+use ptsel::hnsw::{Graph, GraphLayout};
 use ptsel::score::{cpu::CpuScorer, Scorer};
 use ptsel::select::kmeans::KmeansView;
 use ptsel::{Index, OpenOptions};
@@ -146,4 +146,49 @@ fn format_v1_fixture_keeps_opening_with_its_values() {
         ],
         1e-6
     ));
+}
+
+/// The graph of the v1 fixture (compact layout) converts to node blocks without its features:
+/// the same answers, every other section copied byte for byte.
+#[test]
+fn format_v1_graph_converts_to_blocks_with_the_same_answers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format/v1.ptsel");
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("blocks.ptsel");
+    let params = ptsel::hnsw::Params {
+        m: 4,
+        ef_construction: 32,
+        seed: 5,
+        layout: GraphLayout::Blocks,
+    };
+    let report = ptsel::rebuild_graph(&src, &out, &params, false, &|_, _, _| {}).unwrap();
+    assert!(report.reused, "the stored graph was constructed anew");
+    let (old, new) = (fixture("v1.ptsel"), Index::open(&out).unwrap());
+    new.verify().unwrap();
+    for e in old.sections() {
+        if !matches!(e.kind, SectionKind::Hnsw | SectionKind::Meta) {
+            assert_eq!(
+                old.section_bytes(e.kind),
+                new.section_bytes(e.kind),
+                "{:?}",
+                e.kind
+            );
+        }
+    }
+    let graph = Graph::open(&new).unwrap().unwrap();
+    let h = graph.header();
+    assert_eq!(h.layout, GraphLayout::Blocks);
+    assert_eq!(
+        (h.m, h.m0, h.ef_construction, h.seed, h.max_level),
+        (4, 8, 32, 5, 3)
+    );
+    let q = [1.0f32, 0.9, 0.1, 0.0, 0.0, 0.2, 0.0, 0.0];
+    let (ids, scores) = graph.search(&q, 4, 16).unwrap();
+    assert_eq!(ids, [8, 36, 12, 40]);
+    let want_scores = [0.98406136, 0.98406136, 0.97690755, 0.97690755];
+    assert!(close(&scores, &want_scores, 1e-5), "{scores:?}");
+    assert_eq!(
+        new.meta().params.get("hnsw_layout").map(String::as_str),
+        Some("blocks")
+    );
 }

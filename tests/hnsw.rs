@@ -209,6 +209,14 @@ fn section_round_trips_and_is_deterministic() {
     assert_eq!(h2, header);
     let (_, other) = build(2, Params { seed: 6, ..p });
     assert_ne!(other, stored, "the seed has no effect");
+    // The blocks layout too (quantiser, codes and numbering included).
+    let blocks = Params {
+        layout: GraphLayout::Blocks,
+        ..p
+    };
+    let (_, b1) = build(1, blocks);
+    let (_, b2) = build(2, blocks);
+    assert_eq!(b1, b2, "blocks differ between one and two threads");
 
     // Every stored id is in range or padding.
     let ids: &[u32] = bytemuck::cast_slice(&stored[64..]);
@@ -756,4 +764,65 @@ fn search_and_bench_cli() {
             && info["hnsw"]["self_recall_repaired"].is_u64()
     );
     assert!(String::from_utf8_lossy(&ok(&["info", "flat.ptsel"]).stdout).contains("hnsw      none"));
+}
+
+/// `ptsel rebuild-graph`: in place (re-encoded), with other parameters (constructed), and its
+/// refusals: a missing index, an existing --out without --force.
+#[test]
+fn rebuild_graph_cli() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    small_graph_index(d, GraphLayout::Compact);
+    let layout = |name: &str| {
+        let index = Index::open(d.join(name)).unwrap();
+        let graph = Graph::open(&index).unwrap().unwrap();
+        (graph.header().layout, graph.header().m)
+    };
+    let common = ["--hnsw-m", "8", "--ef-construction", "32", "--seed", "1"];
+    let out = ptsel(
+        d,
+        &[&["rebuild-graph", "compact.ptsel", "-q"][..], &common].concat(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("re-encoded"), "{err}");
+    assert_eq!(layout("compact.ptsel"), (GraphLayout::Blocks, 8));
+    let info = ptsel(d, &["info", "compact.ptsel", "--json"]);
+    assert!(String::from_utf8_lossy(&info.stdout).contains("\"layout\": \"blocks\""));
+
+    let out = ptsel(
+        d,
+        &[
+            "rebuild-graph",
+            "compact.ptsel",
+            "--out",
+            "m6.ptsel",
+            "--hnsw-m",
+            "6",
+            "-q",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("constructed"), "{err}");
+    assert_eq!(layout("m6.ptsel"), (GraphLayout::Blocks, 6));
+
+    let before = std::fs::read(d.join("m6.ptsel")).unwrap();
+    let out = ptsel(
+        d,
+        &["rebuild-graph", "compact.ptsel", "--out", "m6.ptsel", "-q"],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("m6.ptsel"));
+    assert_eq!(std::fs::read(d.join("m6.ptsel")).unwrap(), before);
+
+    let out = ptsel(d, &["rebuild-graph", "missing.ptsel"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.ptsel"));
+    let leftovers: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".ptsel-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
