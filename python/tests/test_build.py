@@ -64,6 +64,22 @@ def test_build_parameters_are_recorded(corpus, tmp_path):
     assert ptsel.build(corpus.x, tmp_path / "n.ptsel", hnsw=False, progress=False).info()["hnsw"] is None
 
 
+def test_graph_layouts(corpus, tmp_path):
+    blocks = ptsel.build(corpus.x, tmp_path / "b.ptsel", progress=False)
+    compact = ptsel.build(corpus.x, tmp_path / "c.ptsel", graph_layout="compact", progress=False)
+    assert blocks.info()["hnsw"]["layout"] == "blocks"
+    assert compact.info()["hnsw"]["layout"] == "compact"
+    assert compact.info()["params"]["hnsw_layout"] == "compact"
+    assert blocks.info()["hnsw"]["bytes"] > compact.info()["hnsw"]["bytes"]
+    exact, _ = blocks.search(corpus.queries, k=5, exact=True)
+    for index in (blocks, compact):
+        ids, _ = index.search(corpus.queries, k=5, ef=64)
+        assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ids, exact)]) >= 0.9
+    with pytest.raises(ValueError, match="graph layout"):
+        ptsel.build(corpus.x, tmp_path / "x.ptsel", graph_layout="sparse", progress=False)
+    assert not (tmp_path / "x.ptsel").exists()
+
+
 def test_progress_reports_reach_the_end(corpus, tmp_path):
     # Reports are snapshots taken while the caller waits: a short build may show only its end.
     seen = []
