@@ -142,7 +142,7 @@ def build(spark, features, out, labels: Optional[_Paths] = None, ids: Optional[_
     with the column ``id_column``) aligned with it; or a DataFrame whose ``vector_column``
     holds the vectors (arrays or ML vectors), with an optional ``label_column`` and the ids in
     ``id_column`` when it has that column, one shard per partition. ``build_options`` are :func:`ptsel.build`'s (dtype, metric, hnsw,
-    m, ef_construction, seed, progress): every shard gets the same. ``class_names`` (a list or a
+    m, ef_construction, seed, graph_layout, progress): every shard gets the same. ``class_names`` (a list or a
     text file) go into the corpus file.
 
     Each task builds its shard in ``out`` and verifies every checksum of it; only after all
