@@ -1,22 +1,42 @@
 #!/usr/bin/env python3
-"""ptsel's HNSW side by side with hnswlib, faiss (IndexHNSWFlat) and usearch on the same data.
+"""ptsel's HNSW side by side with hnswlib, faiss (IndexHNSWFlat), usearch and ScaNN on the same data.
 
-Every engine gets the same .npy vectors (cosine metric), the same M and efConstruction, the same
-build threads, and one search thread; recall@k is computed against one exact ground truth (numpy,
-float64). ptsel runs through its CLI binary (`ptsel build`, `ptsel search`, `ptsel bench`), and
-as `ptsel-py` through its Python package (`pip install ./python`), in process like the peers'
-Python bindings: `Index.search` against `knn_query` and `search` on the same numpy queries.
-Prints one table: recall and QPS per ef per engine, build time, index size on disk, open time,
-and the ratio ptsel / best peer in QPS at matched recall. Also exact search: faiss IndexFlatIP
-against `ptsel search --exact` on the same query batch (QPS, all build threads).
+Every engine gets the same .npy vectors (cosine metric), the same build threads, and one search
+thread; the HNSW engines get the same M and efConstruction; recall@k is computed against one exact
+ground truth (numpy, float64). ptsel runs through its CLI binary (`ptsel build`, `ptsel search`,
+`ptsel bench`), and as `ptsel-py` through its Python package (`pip install ./python`), in process
+like the peers' Python bindings: `Index.search` against `knn_query` and `search` on the same numpy
+queries. Prints one table: recall and QPS per ef per engine, build time, index size on disk, open
+time, and the ratio ptsel / best peer in QPS at matched recall (each peer's figure beside it). Also
+exact search: faiss IndexFlatIP against `ptsel search --exact` on the same query batch (QPS, all
+build threads).
+
+ScaNN (`scann` on PyPI) is not a graph: a k-means tree of --scann-leaves partitions (default
+2 * sqrt(rows)) over the normalised vectors, anisotropic asymmetric hashing (2 dims a block, LUT16,
+threshold 0.2) for the first pass, then an exact float32 rescoring of --scann-reorder (100)
+candidates. It has no ef: the --ef sweep maps log-linearly onto the share of partitions searched,
+--scann-frac's 1.5 % at the smallest ef to 80 % at the largest, which on the 100k-row MiniLM set
+(benches/real_data.py) spans recall@10 0.79 .. 0.9996 as the HNSW engines' ef 16..256 spans about
+0.86 .. 0.998; a denser --ef gives ScaNN denser points in the same span. It runs `search_batched`
+on the whole query batch with one thread (parallel=False, set_num_threads(1)), trains with
+--build-threads (set_n_training_threads), and its size is that of its serialised directory (the
+float32 rows for the rescoring included), its open time that of `load_searcher`.
+
+Matched recall is printed two ways. `qps_at` takes, per engine, the fastest ef whose recall reaches
+the target: a step, so an engine whose ef points fall just past a target is charged up to one ef
+step (about 2x in QPS with the default doubling sweep). `qps_interp` interpolates log QPS linearly
+in recall between the two ef points around the target (below the swept span it falls back to the
+step's figure, a lower bound; above it there is none). A denser --ef narrows the gap between the two.
 
     pip install -r benches/requirements.txt
     cargo build --release
     python3 benches/peers.py --rows 100000 --dim 512 --work /tmp/peers
     python3 benches/peers.py --data DIR   # DIR/base.npy and DIR/queries.npy
     python3 benches/peers.py --engines ptsel-py,hnswlib,faiss   # Python against Python
+    python3 benches/peers.py --engines ptsel,scann --ef 8,12,16,24,32,48,64,96,128,192,256
 
-The data generator is benches/gen_data.py (overlapping clusters).
+The synthetic data generator is benches/gen_data.py (overlapping clusters); benches/real_data.py
+builds a real one (documentation sentences embedded with all-MiniLM-L6-v2, 384-d: --data /tmp/real384).
 """
 import argparse
 import json
@@ -203,6 +223,56 @@ def usearch_engine(a, base, queries, work):
     return Engine("usearch", b, os.path.getsize(path), open_s * 1e3, search)
 
 
+def scann_leaves(a, n):
+    """ScaNN's partition count: --scann-leaves, or 2 * sqrt(rows)."""
+    return a.scann_leaves or max(2, int(round(2 * np.sqrt(n))))
+
+
+def scann_params(a, n, ef):
+    """ScaNN has no ef: the --ef sweep maps log-linearly onto the share of partitions searched,
+    from --scann-frac's low end at the smallest ef to its high end at the largest (on 100k
+    MiniLM rows, 1.5 % .. 80 % spans recall@10 0.79 .. 0.9996); the float32 reorder depth stays at
+    --scann-reorder (deeper bought no recall there, only time). Returns (leaves searched, reorder)."""
+    leaves = scann_leaves(a, n)
+    lo_f, hi_f = (float(x) for x in a.scann_frac.split(","))
+    lo, hi = min(a.ef), max(a.ef)
+    t = np.log(ef / lo) / np.log(hi / lo) if hi > lo else 1.0
+    frac = lo_f * (hi_f / lo_f) ** t
+    return int(min(leaves, max(1, round(frac * leaves)))), a.scann_reorder
+
+
+def scann_engine(a, base_n, queries_n, work):
+    """ScaNN (k-means tree partitioning, anisotropic AH scoring in 2-dim blocks, float32 reorder)
+    on the normalised vectors with dot product, searched one thread at a time with
+    `search_batched` (parallel=False) on the whole query batch."""
+    from scann import scann_ops_pybind
+    path = os.path.join(work, "scann")
+    leaves = scann_leaves(a, len(base_n))
+
+    def build():
+        b = scann_ops_pybind.builder(base_n, a.k, "dot_product")
+        b = b.tree(num_leaves=leaves, num_leaves_to_search=min(leaves, a.ef[len(a.ef) // 2]),
+                   training_sample_size=min(len(base_n), 250_000))
+        b = b.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(a.scann_reorder)
+        b.set_n_training_threads(a.build_threads)
+        idx = b.build()
+        os.makedirs(path, exist_ok=True)
+        for f in os.listdir(path):
+            os.remove(os.path.join(path, f))
+        idx.serialize(path)
+    b = built(a, work, "scann", path, build)
+    size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+    idx, open_s = timed(lambda: scann_ops_pybind.load_searcher(path))
+    idx.set_num_threads(1)
+
+    def search(ef):
+        nprobe, reorder = scann_params(a, len(base_n), ef)
+        (labels, _), w, c = cpu_timed(lambda: idx.search_batched(
+            queries_n, final_num_neighbors=a.k, pre_reorder_num_neighbors=reorder, leaves_to_search=nprobe))
+        return np.asarray(labels, dtype=np.int64), w, c
+    return Engine("scann", b, size, open_s * 1e3, search)
+
+
 def sweep(engines, a, truth):
     """Per engine, per ef: recall and the best of `--repeat` interleaved runs, as QPS by CPU time
     (steady on a shared machine) and by wall time."""
@@ -224,6 +294,19 @@ def qps_at(rows, target, col):
     return max(ok) if ok else None
 
 
+def qps_interp(rows, target, col):
+    """QPS at exactly `target` recall, log-QPS interpolated linearly in recall between the two sweep
+    points around it. No extrapolation: below the swept recalls the fastest point's QPS (a lower
+    bound, as qps_at), above them None."""
+    pts = sorted((r[1], r[col]) for r in rows)
+    if pts and target < pts[0][0]:
+        return qps_at(rows, target, col)
+    for (r1, q1), (r2, q2) in zip(pts, pts[1:]):
+        if r1 <= target <= r2 and r2 > r1:
+            return float(np.exp(np.log(q1) + (target - r1) / (r2 - r1) * (np.log(q2) - np.log(q1))))
+    return next((q for r, q in pts if r == target), None)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="directory with base.npy and queries.npy (otherwise generated)")
@@ -239,7 +322,10 @@ def main():
     p.add_argument("--efc", type=int, default=200)
     p.add_argument("--build-threads", type=int, default=2)
     p.add_argument("--dtype", default="f16", choices=["f16", "f32"])
-    p.add_argument("--engines", default="ptsel,hnswlib,faiss,usearch")
+    p.add_argument("--engines", default="ptsel,hnswlib,faiss,usearch,scann")
+    p.add_argument("--scann-leaves", type=int, default=0, help="ScaNN partitions (default 2 * sqrt(rows))")
+    p.add_argument("--scann-reorder", type=int, default=100, help="ScaNN candidates rescored exactly (float32)")
+    p.add_argument("--scann-frac", default="0.015,0.8", help="ScaNN share of partitions searched at the smallest and the largest --ef")
     p.add_argument("--no-exact", action="store_true", help="skip the exact-search comparison")
     p.add_argument("--repeat", type=int, default=3, help="interleaved search runs, best kept")
     p.add_argument("--reuse", action="store_true", help="reuse indexes already built in --work (build figures from builds.json)")
@@ -274,6 +360,8 @@ def main():
             engines.append(faiss_engine(a, base_n, queries_n, work))
         elif e == "usearch":
             engines.append(usearch_engine(a, base, queries, work))
+        elif e == "scann":
+            engines.append(scann_engine(a, base_n, queries_n, work))
         else:
             sys.exit(f"unknown engine {e}")
         r = engines[-1]
@@ -288,19 +376,27 @@ def main():
         for i, (ef, rec, wall, cpu) in enumerate(r.rows):
             extra = f"   {r.build_s:>8.1f} {r.build_cpu:>7.1f} {r.size / 2**20:>9.1f} {r.open_ms:>9.3f}" if i == 0 else ""
             print(f"{r.name:<12} {ef:>5} {rec:>8.4f} {cpu:>9.0f} {wall:>9.0f}{extra}")
+    if any(r.name == "scann" for r in engines):
+        leaves = scann_leaves(a, len(base))
+        print(f"scann: ef -> partitions searched of {leaves} (--scann-frac {a.scann_frac}, log-linear in ef), "
+              f"{a.scann_reorder} candidates rescored: " + ", ".join(f"{ef} -> {scann_params(a, len(base), ef)[0]}" for ef in a.ef))
     ours = [r for r in engines if r.name.startswith("ptsel")]
     peers = [r for r in engines if not r.name.startswith("ptsel")]
     if ours and peers:
         print()
-        print("QPS at matched recall (fastest ef reaching the target), ptsel / best peer:")
-        for target in (0.90, 0.95, 0.99):
-            for col, what in ((3, "cpu"), (2, "wall")):
-                mine = qps_at(ours[0].rows, target, col)
-                best = max(((qps_at(r.rows, target, col) or 0, r.name) for r in peers))
-                if mine and best[0]:
-                    print(f"  recall >= {target:.2f} ({what}): ptsel {mine:.0f}, best peer {best[1]} {best[0]:.0f}, ratio {mine / best[0]:.2f}")
-                else:
-                    print(f"  recall >= {target:.2f} ({what}): not reached by {'ptsel' if not mine else 'any peer'}")
+        for how, fn, op in (("fastest ef reaching the target", qps_at, ">="), ("log-QPS interpolated between the two ef around it", qps_interp, "=")):
+            print(f"QPS at matched recall ({how}), ptsel / best peer:")
+            for target in (0.90, 0.95, 0.99):
+                for col, what in ((3, "cpu"), (2, "wall")):
+                    mine = fn(ours[0].rows, target, col)
+                    best = max(((fn(r.rows, target, col) or 0, r.name) for r in peers))
+                    if mine and best[0]:
+                        each = ", ".join(f"{r.name} {q:.0f}" if (q := fn(r.rows, target, col)) else f"{r.name} -" for r in peers)
+                        print(f"  recall {op} {target:.2f} ({what}): ptsel {mine:.0f}, best peer {best[1]} {best[0]:.0f}, "
+                              f"ratio {mine / best[0]:.2f}  [{each}]")
+                    else:
+                        print(f"  recall {op} {target:.2f} ({what}): not reached "
+                              f"by {'ptsel' if not mine else 'any peer'}")
         hl = [r for r in peers if r.name == "hnswlib"]
         if hl:
             print(f"build ptsel / hnswlib ({a.build_threads} threads): wall {ours[0].build_s:.1f} / {hl[0].build_s:.1f} s, "
