@@ -120,15 +120,19 @@ def built(a, work, name, path, build):
     return known[name]
 
 
-def ptsel_engine(a, base_path, q_path, work):
-    name = f"ptsel {a.dtype}"
-    path = os.path.join(work, f"ptsel-{a.dtype}.ptsel")
+def ptsel_engine(a, base_path, q_path, work, layout="blocks"):
+    """ptsel through its CLI; `layout` is the graph layout (`ptsel-compact` in --engines: the
+    layout of indexes written before node blocks, smaller and slower)."""
+    tag = "" if layout == "blocks" else f"-{layout}"
+    name = f"ptsel {a.dtype}" + ("" if layout == "blocks" else f" {layout}")
+    path = os.path.join(work, f"ptsel-{a.dtype}{tag}.ptsel")
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.build_threads))
     b = built(a, work, name, path, lambda: run([a.ptsel, "build", "--features", base_path, "--out", path, "--force", "-q", "--dtype", a.dtype,
-                                                "--hnsw-m", str(a.m), "--ef-construction", str(a.efc), "--seed", "1"], env))
-    bench_json = os.path.join(work, f"bench-{a.dtype}.json")
+                                                "--hnsw-m", str(a.m), "--ef-construction", str(a.efc), "--seed", "1",
+                                                "--graph-layout", layout], env))
+    bench_json = os.path.join(work, f"bench-{a.dtype}{tag}.json")
     run([a.ptsel, "bench", "--index", path, "--queries", q_path, "-k", str(a.k), "--ef", ",".join(map(str, a.ef)),
-         "--threads", "1", "--json", bench_json, "--plot", os.path.join(work, f"ptsel-{a.dtype}.svg")])
+         "--threads", "1", "--json", bench_json, "--plot", os.path.join(work, f"ptsel-{a.dtype}{tag}.svg")])
     open_ms = json.load(open(bench_json))["open_ms"]
     one_q, many_q = os.path.join(work, "one-query.npy"), os.path.join(work, "queries-x5.npy")
     q = np.load(q_path)
@@ -352,6 +356,8 @@ def main():
     for e in a.engines.split(","):
         if e == "ptsel":
             engines.append(ptsel_engine(a, base_path, q_path, work))
+        elif e == "ptsel-compact":
+            engines.append(ptsel_engine(a, base_path, q_path, work, layout="compact"))
         elif e == "ptsel-py":
             engines.append(ptsel_python_engine(a, base, queries, work))
         elif e == "hnswlib":
@@ -371,11 +377,11 @@ def main():
     print()
     print(f"QPS: one search thread, best of {a.repeat} interleaved runs; 'QPS cpu' = queries / CPU seconds of the search, "
           f"'QPS wall' = queries / wall seconds")
-    print(f"{'engine':<12} {'ef':>5} {'recall':>8} {'QPS cpu':>9} {'QPS wall':>9}   {'build s':>8} {'CPU s':>7} {'size MiB':>9} {'open ms':>9}")
+    print(f"{'engine':<18} {'ef':>5} {'recall':>8} {'QPS cpu':>9} {'QPS wall':>9}   {'build s':>8} {'CPU s':>7} {'size MiB':>9} {'open ms':>9}")
     for r in engines:
         for i, (ef, rec, wall, cpu) in enumerate(r.rows):
             extra = f"   {r.build_s:>8.1f} {r.build_cpu:>7.1f} {r.size / 2**20:>9.1f} {r.open_ms:>9.3f}" if i == 0 else ""
-            print(f"{r.name:<12} {ef:>5} {rec:>8.4f} {cpu:>9.0f} {wall:>9.0f}{extra}")
+            print(f"{r.name:<18} {ef:>5} {rec:>8.4f} {cpu:>9.0f} {wall:>9.0f}{extra}")
     if any(r.name == "scann" for r in engines):
         leaves = scann_leaves(a, len(base))
         print(f"scann: ef -> partitions searched of {leaves} (--scann-frac {a.scann_frac}, log-linear in ef), "

@@ -192,3 +192,25 @@ fn format_v1_graph_converts_to_blocks_with_the_same_answers() {
         Some("blocks")
     );
 }
+
+/// Graph layout 2 (node blocks) as first written: header, answers and scores stay.
+#[test]
+fn graph_layout_2_fixture_keeps_opening_with_its_answers() {
+    let index = fixture("v1-graph-blocks.ptsel");
+    assert_eq!((index.rows(), index.dim(), index.classes()), (48, 8, 4));
+    let graph = Graph::open(&index).unwrap().unwrap();
+    let h = graph.header();
+    assert_eq!(
+        (h.layout, h.m, h.m0, h.ef_construction, h.seed, h.max_level, h.rows),
+        (GraphLayout::Blocks, 4, 8, 32, 5, 3, 48)
+    );
+    let q = [1.0f32, 0.9, 0.1, 0.0, 0.0, 0.2, 0.0, 0.0];
+    let (ids, scores) = graph.search(&q, 4, 16).unwrap();
+    assert_eq!(ids, [8, 36, 12, 40]);
+    let want_scores = [0.98406136, 0.98406136, 0.97690755, 0.97690755];
+    assert!(close(&scores, &want_scores, 1e-5), "{scores:?}");
+    let all = graph.search(&q, 48, 48).unwrap().0;
+    let mut sorted = all.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..48).collect::<Vec<u32>>(), "every row once");
+}

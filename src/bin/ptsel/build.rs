@@ -51,12 +51,8 @@ pub struct Args {
     /// Lloyd iterations of k-means at most.
     #[arg(long, value_name = "N", default_value_t = ptsel::select::kmeans::DEFAULT_ITERS)]
     pub kmeans_iters: usize,
-    /// HNSW: links per node (M; level 0 keeps 2 M).
-    #[arg(long, default_value_t = 16, value_name = "M")]
-    pub hnsw_m: usize,
-    /// HNSW: beam width while inserting (efConstruction).
-    #[arg(long, default_value_t = 200, value_name = "N")]
-    pub ef_construction: usize,
+    #[command(flatten)]
+    pub graph: GraphArgs,
     /// Seed of the HNSW level draws and insertion order, and of k-means++ seeding (same input
     /// and seed, same index).
     #[arg(long, default_value_t = 0, value_name = "S")]
@@ -64,16 +60,39 @@ pub struct Args {
     /// Do not build the HNSW graph (search then needs --exact).
     #[arg(long)]
     pub no_hnsw: bool,
-    /// HNSW storage: `blocks` (each node's neighbour list beside an 8-bit code of its vector,
-    /// breadth-first order: fastest search) or `compact` (neighbour ids only: the smallest).
-    #[arg(long, value_enum, default_value = "blocks")]
-    pub graph_layout: ptsel::hnsw::GraphLayout,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
     // Last: its help heading applies to the arguments after it.
     #[command(flatten)]
     pub images: crate::embed::ImageSource,
+}
+
+/// The HNSW options of `build` and `rebuild-graph`.
+#[derive(clap::Args)]
+pub struct GraphArgs {
+    /// HNSW: links per node (M; level 0 keeps 2 M).
+    #[arg(long, default_value_t = 16, value_name = "M")]
+    pub hnsw_m: usize,
+    /// HNSW: beam width while inserting (efConstruction).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub ef_construction: usize,
+    /// HNSW storage: `blocks` (each node's neighbour list beside an 8-bit code of its vector,
+    /// breadth-first order: fastest search) or `compact` (neighbour ids only: the smallest).
+    #[arg(long, value_enum, default_value = "blocks")]
+    pub graph_layout: ptsel::hnsw::GraphLayout,
+}
+
+impl GraphArgs {
+    /// The construction parameters with `seed`.
+    pub fn params(&self, seed: u64) -> ptsel::hnsw::Params {
+        ptsel::hnsw::Params {
+            m: self.hnsw_m,
+            ef_construction: self.ef_construction,
+            seed,
+            layout: self.graph_layout,
+        }
+    }
 }
 
 impl Args {
@@ -86,12 +105,7 @@ impl Args {
             labels: self.labels.as_deref().map(Labels::from_npy).transpose()?,
             ids: self.ids.clone().map(Into::into),
             class_names: self.class_names.clone().map(Into::into),
-            hnsw: (!self.no_hnsw).then_some(ptsel::hnsw::Params {
-                m: self.hnsw_m,
-                ef_construction: self.ef_construction,
-                seed: self.seed,
-                layout: self.graph_layout,
-            }),
+            hnsw: (!self.no_hnsw).then_some(self.graph.params(self.seed)),
             kmeans: self.kmeans.map(|k| KmeansParams {
                 k,
                 iters: self.kmeans_iters,

@@ -87,11 +87,13 @@ pub fn run(args: Args) -> Result<()> {
         force: true,
         kmeans: None,
         kmeans_iters: 20,
-        hnsw_m: 16,
-        ef_construction: 200,
+        graph: crate::build::GraphArgs {
+            hnsw_m: 16,
+            ef_construction: 200,
+            graph_layout: Default::default(),
+        },
         seed: args.seed,
         no_hnsw: false,
-        graph_layout: Default::default(),
         quiet: args.quiet,
     })?;
     crate::info::run(crate::info::Args {

@@ -1,9 +1,9 @@
 //! `ptsel rebuild-graph`: give a built index a new HNSW graph (another layout or other
 //! parameters) without reading its features again.
 
+use crate::build::GraphArgs;
 use crate::progress::Bars;
 use anyhow::Result;
-use ptsel::hnsw::{GraphLayout, Params};
 use std::path::PathBuf;
 
 /// Arguments of `ptsel rebuild-graph`.
@@ -17,16 +17,10 @@ pub struct Args {
     /// Replace an existing --out.
     #[arg(long)]
     pub force: bool,
-    /// HNSW storage of the new graph (see `ptsel build --help`).
-    #[arg(long, value_enum, default_value = "blocks")]
-    pub graph_layout: GraphLayout,
-    /// HNSW: links per node (M). The stored graph is re-encoded, not rebuilt, when M,
-    /// --ef-construction and --seed equal its own.
-    #[arg(long, default_value_t = 16, value_name = "M")]
-    pub hnsw_m: usize,
-    /// HNSW: beam width while inserting (efConstruction).
-    #[arg(long, default_value_t = 200, value_name = "N")]
-    pub ef_construction: usize,
+    // The stored graph is re-encoded, not rebuilt, when --hnsw-m, --ef-construction and --seed
+    // equal its own.
+    #[command(flatten)]
+    pub graph: GraphArgs,
     /// Seed of the HNSW level draws and insertion order.
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
@@ -37,12 +31,7 @@ pub struct Args {
 
 /// Run `ptsel rebuild-graph`.
 pub fn run(args: Args) -> Result<()> {
-    let params = Params {
-        m: args.hnsw_m,
-        ef_construction: args.ef_construction,
-        seed: args.seed,
-        layout: args.graph_layout,
-    };
+    let params = args.graph.params(args.seed);
     let out = args.out.clone().unwrap_or_else(|| args.index.clone());
     let bars = Bars::new(args.quiet);
     let report = ptsel::rebuild_graph(&args.index, &out, &params, args.force, &|s, d, t| {
