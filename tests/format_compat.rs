@@ -201,7 +201,15 @@ fn graph_layout_2_fixture_keeps_opening_with_its_answers() {
     let graph = Graph::open(&index).unwrap().unwrap();
     let h = graph.header();
     assert_eq!(
-        (h.layout, h.m, h.m0, h.ef_construction, h.seed, h.max_level, h.rows),
+        (
+            h.layout,
+            h.m,
+            h.m0,
+            h.ef_construction,
+            h.seed,
+            h.max_level,
+            h.rows
+        ),
         (GraphLayout::Blocks, 4, 8, 32, 5, 3, 48)
     );
     let q = [1.0f32, 0.9, 0.1, 0.0, 0.0, 0.2, 0.0, 0.0];

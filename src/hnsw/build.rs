@@ -13,7 +13,7 @@ use super::blocks;
 use super::codes::RowCodes;
 use super::graph::{Compact, Graph, GraphHeader, GraphLayout, MAX_LEVEL, MAX_M, NO_NODE};
 use super::repair::{repair_reachability, repair_self_recall};
-use super::search::{descend, search_layer, Adjacency, Cand, Space};
+use super::search::{descend, search_layer, Adjacency, Cand, Space, Width};
 use super::Params;
 use crate::builder::Step;
 use crate::error::{Error, Result};
@@ -153,7 +153,7 @@ fn connect(
     )?];
     for level in (0..=lp).rev() {
         let mut cands = if level <= layers.max_level {
-            let found = search_layer(layers, codes, &cq, &eps, ef, level, &internal)?;
+            let found = search_layer(layers, codes, &cq, &eps, Width::beam(ef), level, &internal)?;
             let cands: Vec<Cand> = found.iter().map(exact).collect();
             if !found.is_empty() {
                 eps = found;

@@ -21,7 +21,7 @@
 //! before use, so a corrupted section is an `Error::Corrupt`, never a panic or a wild read.
 
 use super::blocks::Blocks;
-use super::search::{checked_id, descend, search_layer, Adjacency, Cand, Distance, Space};
+use super::search::{checked_id, descend, search_layer, Adjacency, Cand, Distance, Space, Width};
 use crate::error::{Error, Result};
 use crate::format::{Metric, SectionKind};
 use crate::score::Neighbors;
@@ -441,9 +441,12 @@ impl<'a> Graph<'a> {
         }
         let q = sp.prepare(query);
         let found = match &self.layout {
-            Layout::Compact(c) => self.beam(c, sp, &q, k, ef)?,
+            Layout::Compact(c) => self.beam(c, sp, &q, k, ef, 0)?,
             Layout::Blocks(b) => {
-                let beam = self.beam(b, b, &b.prepare(&q), k, ef)?;
+                // The re-rank sees at least 2 k nodes: a beam narrower than that adds the
+                // nearest ones it pushed out, where the codes' noise misplaces true neighbours.
+                let spill = (2 * k).saturating_sub(ef.max(k));
+                let beam = self.beam(b, b, &b.prepare(&q), k, ef, spill)?;
                 b.rerank(&beam, &q).map_err(|p| self.corrupt(p))?
             }
         };
@@ -451,7 +454,8 @@ impl<'a> Graph<'a> {
     }
 
     /// The descent and the level-0 beam of [`Graph::search`] for a prepared query: at least `k`
-    /// nodes, closest first.
+    /// nodes, closest first, then up to `spill` nodes just outside the beam (see
+    /// [`search_layer`]).
     fn beam<A: Adjacency, D: Distance>(
         &self,
         adj: &A,
@@ -459,11 +463,16 @@ impl<'a> Graph<'a> {
         q: &D::Query,
         k: usize,
         ef: usize,
+        spill: usize,
     ) -> Result<Vec<Cand>> {
         let corrupt = |p: String| self.corrupt(p);
         let h = &self.header;
+        let width = Width {
+            ef: ef.max(k),
+            spill,
+        };
         let top = descend(adj, dist, q, h.entry, h.max_level, 0, &corrupt)?;
-        let found = search_layer(adj, dist, q, &[top], ef.max(k), 0, &corrupt)?;
+        let found = search_layer(adj, dist, q, &[top], width, 0, &corrupt)?;
         if found.len() >= k {
             return Ok(found);
         }
@@ -476,7 +485,7 @@ impl<'a> Graph<'a> {
             d: dist.dist(e, q),
             id: h.entry,
         };
-        let found = search_layer(adj, dist, q, &[top, entry], ef.max(k), 0, &corrupt)?;
+        let found = search_layer(adj, dist, q, &[top, entry], width, 0, &corrupt)?;
         if found.len() < k {
             return Err(corrupt(format!(
                 "only {} rows are reachable from the entry point {} on level 0, fewer than k = {k}",

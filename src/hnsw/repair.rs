@@ -5,7 +5,7 @@
 
 use super::build::{internal, used, Layers};
 use super::codes::RowCodes;
-use super::search::{descend, search_layer, Cand, Space};
+use super::search::{descend, search_layer, Cand, Space, Width};
 use crate::error::Result;
 use rayon::prelude::*;
 
@@ -46,13 +46,21 @@ fn search_row(layers: &Layers, space: &Space<'_>, codes: &RowCodes, p: u32) -> R
         0,
         &internal,
     )?;
-    let mut near: Vec<Cand> = search_layer(layers, codes, &cq, &[top], CHECK_EF, 0, &internal)?
-        .iter()
-        .map(|c| Cand {
-            d: space.dist(c.id as usize, &q),
-            id: c.id,
-        })
-        .collect();
+    let mut near: Vec<Cand> = search_layer(
+        layers,
+        codes,
+        &cq,
+        &[top],
+        Width::beam(CHECK_EF),
+        0,
+        &internal,
+    )?
+    .iter()
+    .map(|c| Cand {
+        d: space.dist(c.id as usize, &q),
+        id: c.id,
+    })
+    .collect();
     near.sort_unstable();
     Ok(near)
 }

@@ -199,13 +199,19 @@ struct Beam {
     items: Vec<(Cand, bool)>,
     cap: usize,
     cursor: usize,
+    /// Measured nodes outside the beam (turned away or pushed out), kept when the caller asks
+    /// for a spill.
+    outside: Vec<Cand>,
+    keep_outside: bool,
 }
 
 impl Beam {
-    fn reset(&mut self, cap: usize) {
+    fn reset(&mut self, cap: usize, keep_outside: bool) {
         self.items.clear();
         self.cap = cap;
         self.cursor = 0;
+        self.outside.clear();
+        self.keep_outside = keep_outside;
     }
 
     /// Whether a node at distance `d` would enter the beam.
@@ -222,7 +228,11 @@ impl Beam {
             return;
         }
         if self.items.len() == self.cap {
-            self.items.pop();
+            if let Some((out, _)) = self.items.pop() {
+                if self.keep_outside {
+                    self.outside.push(out);
+                }
+            }
         }
         self.items.insert(at, (c, false));
         self.cursor = self.cursor.min(at);
@@ -322,14 +332,30 @@ pub(crate) fn descend<A: Adjacency, D: Distance>(
     Ok(cur)
 }
 
-/// Beam search on one level (the paper's SEARCH-LAYER, algorithm 2): the `ef` closest nodes to
-/// `q` reachable from `entries`, closest first.
+/// How many nodes [`search_layer`] returns: the beam width `ef`, then the `spill` closest of the
+/// nodes measured but left outside the beam (turned away or pushed out), in no order; for a
+/// caller that re-ranks approximate distances, whose noise misplaces exactly those.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Width {
+    pub ef: usize,
+    pub spill: usize,
+}
+
+impl Width {
+    /// A beam of `ef` and no spill.
+    pub fn beam(ef: usize) -> Self {
+        Width { ef, spill: 0 }
+    }
+}
+
+/// Beam search on one level (the paper's SEARCH-LAYER, algorithm 2): the `width.ef` closest
+/// nodes to `q` reachable from `entries`, closest first, then the spill (see [`Width`]).
 pub(crate) fn search_layer<A: Adjacency, D: Distance>(
     adj: &A,
     space: &D,
     q: &D::Query,
     entries: &[Cand],
-    ef: usize,
+    width: Width,
     level: u32,
     corrupt: &dyn Fn(String) -> Error,
 ) -> Result<Vec<Cand>> {
@@ -337,7 +363,8 @@ pub(crate) fn search_layer<A: Adjacency, D: Distance>(
         let mut guard = cell.borrow_mut();
         let s = &mut *guard;
         s.visited.reset(space.rows());
-        s.beam.reset(ef.max(1));
+        let Width { ef, spill } = width;
+        s.beam.reset(ef.max(1), spill > 0);
         for &c in entries {
             checked_id(c.id, space.rows(), corrupt)?;
             if s.visited.insert(c.id as usize) {
@@ -364,12 +391,87 @@ pub(crate) fn search_layer<A: Adjacency, D: Distance>(
                 }
             }
             for &n in &s.fresh {
-                let d = space.dist(n as usize, q);
-                if s.beam.admits(d) {
-                    s.beam.insert(Cand { d, id: n });
+                let c = Cand {
+                    d: space.dist(n as usize, q),
+                    id: n,
+                };
+                if s.beam.admits(c.d) {
+                    s.beam.insert(c);
+                } else if s.beam.keep_outside {
+                    s.beam.outside.push(c);
                 }
             }
         }
-        Ok(s.beam.items.iter().map(|x| x.0).collect())
+        let mut out: Vec<Cand> = s.beam.items.iter().map(|x| x.0).collect();
+        let outside = &mut s.beam.outside;
+        if outside.len() > spill {
+            outside.select_nth_unstable(spill);
+            outside.truncate(spill);
+        }
+        out.extend_from_slice(outside);
+        Ok(out)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Points on a line, each linked to every other: the beam sees every point.
+    struct Line(Vec<f32>, Vec<Vec<u32>>);
+
+    impl Line {
+        fn new(xs: &[f32]) -> Self {
+            let n = xs.len() as u32;
+            let lists = (0..n)
+                .map(|i| (0..n).filter(|&j| j != i).collect())
+                .collect();
+            Line(xs.to_vec(), lists)
+        }
+    }
+
+    impl Adjacency for Line {
+        fn neighbours(&self, node: u32, _: u32) -> Result<&[u32]> {
+            Ok(&self.1[node as usize])
+        }
+    }
+
+    impl Distance for Line {
+        type Query = f32;
+        fn rows(&self) -> usize {
+            self.0.len()
+        }
+        fn dist(&self, i: usize, q: &f32) -> f32 {
+            (self.0[i] - q).abs()
+        }
+        fn prefetch(&self, _: usize) {}
+    }
+
+    fn ids(c: &[Cand]) -> Vec<u32> {
+        c.iter().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn the_beam_ends_sorted_and_the_spill_is_the_nearest_left_outside() {
+        let line = Line::new(&[9.0, 3.0, 7.0, 1.0, 5.0, 8.0, 2.0, 6.0, 4.0, 0.0]);
+        let corrupt = |p: String| Error::invalid(p);
+        let start = [Cand { d: 9.0, id: 0 }];
+        let found = search_layer(&line, &line, &0.0, &start, Width::beam(3), 0, &corrupt).unwrap();
+        assert_eq!(ids(&found), [9, 3, 6]);
+        let width = Width { ef: 3, spill: 2 };
+        let found = search_layer(&line, &line, &0.0, &start, width, 0, &corrupt).unwrap();
+        let (beam, spill) = found.split_at(3);
+        assert_eq!(ids(beam), [9, 3, 6]);
+        let mut spill = ids(spill);
+        spill.sort_unstable();
+        // The rows at 3 and 4: the nearest measured outside the beam.
+        assert_eq!(spill, [1, 8]);
+        // A spill wider than what was pushed out returns all of it, nothing twice.
+        let width = Width { ef: 3, spill: 100 };
+        let all = search_layer(&line, &line, &0.0, &start, width, 0, &corrupt).unwrap();
+        let mut every = ids(&all);
+        every.sort_unstable();
+        every.dedup();
+        assert_eq!(every.len(), all.len());
+    }
 }
