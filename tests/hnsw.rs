@@ -816,6 +816,11 @@ fn rebuild_graph_cli() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("m6.ptsel"));
     assert_eq!(std::fs::read(d.join("m6.ptsel")).unwrap(), before);
 
+    std::fs::create_dir(d.join("folder")).unwrap();
+    let out = ptsel(d, &["rebuild-graph", "folder"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("takes one index file"));
+
     let out = ptsel(d, &["rebuild-graph", "missing.ptsel"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.ptsel"));

@@ -32,6 +32,12 @@ pub fn rebuild_graph(
     progress: Progress<'_>,
 ) -> Result<RegraphReport> {
     let start = Instant::now();
+    if src.is_dir() {
+        return Err(Error::input(
+            src,
+            "a folder: rebuild-graph takes one index file (a corpus is rebuilt with `ptsel build --shard-rows`, which keeps the shards built with the same options)",
+        ));
+    }
     let index = Index::open(src)?;
     index.verify()?;
     let step: Step<'_> = &|stage, done, total| {
