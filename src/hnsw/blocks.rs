@@ -25,7 +25,6 @@ use super::graph::{size_mismatch, Compact, GraphHeader, GraphLayout, Upper, GRAP
 use super::search::{prefetch, Adjacency, Cand, Distance, Space};
 use crate::error::{Error, Result};
 use crate::format::Metric;
-use crate::score::simd::Kernels;
 use rayon::prelude::*;
 use std::path::Path;
 
@@ -79,7 +78,6 @@ impl Regions {
 pub(crate) struct Blocks<'a> {
     path: &'a Path,
     m0: usize,
-    dim: usize,
     block_len: usize,
     /// The blocks region as u32 (the lists) and as i8 (the codes): one memory, two views.
     words: &'a [u32],
@@ -89,7 +87,6 @@ pub(crate) struct Blocks<'a> {
     sq_norms: &'a [f32],
     upper: Upper<'a>,
     space: Space<'a>,
-    kernels: &'static Kernels,
 }
 
 impl<'a> Blocks<'a> {
@@ -149,7 +146,6 @@ impl<'a> Blocks<'a> {
         Ok(Blocks {
             path,
             m0: header.m0 as usize,
-            dim,
             block_len: block,
             words: words(blocks)?,
             codes: bytemuck::cast_slice(blocks),
@@ -158,7 +154,6 @@ impl<'a> Blocks<'a> {
             sq_norms: floats(sq_norms)?,
             upper: Upper::parse(header, words(upper)?),
             space,
-            kernels: space.kernels,
         })
     }
 
@@ -219,8 +214,8 @@ impl Distance for Blocks<'_> {
     fn dist(&self, i: usize, q: &CodeQuery) -> f32 {
         let at = i * self.block_len + 4 * self.m0;
         q.dist(
-            self.kernels,
-            &self.codes[at..at + self.dim],
+            self.space.kernels,
+            &self.codes[at..at + self.space.dim],
             self.sq_norms.get(i).copied(),
         )
     }
@@ -228,7 +223,7 @@ impl Distance for Blocks<'_> {
     #[inline]
     fn prefetch(&self, i: usize) {
         let at = i * self.block_len + 4 * self.m0;
-        prefetch(self.codes.as_ptr().wrapping_add(at), self.dim);
+        prefetch(self.codes.as_ptr().wrapping_add(at), self.space.dim);
         if let Some(n) = self.sq_norms.get(i) {
             prefetch(n, 4);
         }
@@ -251,10 +246,7 @@ fn breadth_first(compact: &Compact<'_>, entry: u32, rows: usize) -> Result<(Vec<
     let seeds = std::iter::once(entry).chain(0..rows as u32);
     for seed in seeds {
         if seed as usize >= rows {
-            return Err(compact_corrupt(
-                compact,
-                format!("entry {seed} out of range"),
-            ));
+            return Err(compact.corrupt(format!("entry {seed} out of range")));
         }
         let mut next = order.len();
         visit(seed, &mut order);
@@ -264,10 +256,7 @@ fn breadth_first(compact: &Compact<'_>, entry: u32, rows: usize) -> Result<(Vec<
                     break;
                 }
                 if j as usize >= rows {
-                    return Err(compact_corrupt(
-                        compact,
-                        format!("neighbour id {j} out of range"),
-                    ));
+                    return Err(compact.corrupt(format!("neighbour id {j} out of range")));
                 }
                 visit(j, &mut order);
             }
@@ -278,10 +267,6 @@ fn breadth_first(compact: &Compact<'_>, entry: u32, rows: usize) -> Result<(Vec<
         }
     }
     Ok((order, node_of))
-}
-
-fn compact_corrupt(compact: &Compact<'_>, problem: String) -> Error {
-    Error::corrupt(compact.path, "hnsw", problem)
 }
 
 /// The blocks section of the graph whose compact form is `compact` (with `header`), with the
@@ -319,25 +304,17 @@ pub(super) fn encode(
     for (slot, &r) in upper.ids.iter().enumerate() {
         let mut lists = Vec::new();
         for level in 1..=upper.levels_of(slot) {
-            let list = upper
-                .list(r, level)
-                .map_err(|p| compact_corrupt(compact, p))?;
+            let list = upper.list(r, level).map_err(|p| compact.corrupt(p))?;
             for &j in list {
                 lists.push(match node_of.get(j as usize) {
                     Some(&n) => n,
                     None if j == NO_NODE => NO_NODE,
-                    None => {
-                        return Err(compact_corrupt(
-                            compact,
-                            format!("upper id {j} out of range"),
-                        ))
-                    }
+                    None => return Err(compact.corrupt(format!("upper id {j} out of range"))),
                 });
             }
         }
         let node = node_of.get(r as usize).copied();
-        let node =
-            node.ok_or_else(|| compact_corrupt(compact, format!("upper node {r} out of range")))?;
+        let node = node.ok_or_else(|| compact.corrupt(format!("upper node {r} out of range")))?;
         nodes.push((node, lists));
     }
     nodes.sort_unstable_by_key(|n| n.0);
@@ -348,7 +325,7 @@ pub(super) fn encode(
     let entry = node_of
         .get(header.entry as usize)
         .copied()
-        .ok_or_else(|| compact_corrupt(compact, "entry out of range".into()))?;
+        .ok_or_else(|| compact.corrupt("entry out of range".into()))?;
     let out_header = GraphHeader {
         layout: GraphLayout::Blocks,
         entry,

@@ -301,10 +301,17 @@ impl<'a> Compact<'a> {
     }
 }
 
+impl Compact<'_> {
+    /// A corrupt-graph error naming this index file.
+    pub fn corrupt(&self, problem: String) -> Error {
+        Error::corrupt(self.path, "hnsw", problem)
+    }
+}
+
 impl Adjacency for Compact<'_> {
     #[inline]
     fn neighbours(&self, node: u32, level: u32) -> Result<&[u32]> {
-        let corrupt = |p: String| Error::corrupt(self.path, "hnsw", p);
+        let corrupt = |p: String| self.corrupt(p);
         if level == 0 {
             let start = node as usize * self.m0;
             return self
