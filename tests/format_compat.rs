@@ -149,7 +149,8 @@ fn format_v1_fixture_keeps_opening_with_its_values() {
 }
 
 /// The graph of the v1 fixture (compact layout) converts to node blocks without its features:
-/// the same answers, every other section copied byte for byte.
+/// the same answers, every other section copied byte for byte; and the blocks decode back to the
+/// fixture's graph section.
 #[test]
 fn format_v1_graph_converts_to_blocks_with_the_same_answers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format/v1.ptsel");
@@ -190,6 +191,18 @@ fn format_v1_graph_converts_to_blocks_with_the_same_answers() {
     assert_eq!(
         new.meta().params.get("hnsw_layout").map(String::as_str),
         Some("blocks")
+    );
+    // And back to compact: the fixture's own graph section, byte for byte.
+    let back = t.path().join("back.ptsel");
+    let compact = ptsel::hnsw::Params {
+        layout: GraphLayout::Compact,
+        ..params
+    };
+    let report = ptsel::rebuild_graph(&out, &back, &compact, false, &|_, _, _| {}).unwrap();
+    assert!(report.reused, "the blocks were not decoded");
+    assert_eq!(
+        Index::open(&back).unwrap().section_bytes(SectionKind::Hnsw),
+        old.section_bytes(SectionKind::Hnsw)
     );
 }
 

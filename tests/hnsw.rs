@@ -225,8 +225,8 @@ fn section_round_trips_and_is_deterministic() {
 }
 
 /// The blocks layout holds the same graph as the compact one: converting a compact index with
-/// `rebuild_graph` writes the bytes a blocks build writes, and every other section is copied as
-/// stored. Searches through blocks (codes steer the walk, the survivors are re-ranked exactly)
+/// `rebuild_graph` writes the bytes a blocks build writes, converting those blocks back writes
+/// the compact build's bytes, and every other section is copied as stored. Searches through blocks (codes steer the walk, the survivors are re-ranked exactly)
 /// return exact scores, best first, with recall no lower than the compact layout's beyond the
 /// codes' noise, for every metric.
 #[test]
@@ -266,16 +266,19 @@ fn blocks_hold_the_compact_graph_renumbered_and_rerank_exactly() {
             metric,
             Some(params(GraphLayout::Blocks)),
         );
-        let converted = t.path().join(name("converted"));
-        let report = ptsel::rebuild_graph(
-            &compact,
-            &converted,
-            &params(GraphLayout::Blocks),
-            false,
-            &|_, _, _| {},
-        )
-        .unwrap();
-        assert!(report.reused, "{metric:?}: the stored graph was not reused");
+        // `src` given the other layout, with the stored graph re-encoded (never constructed).
+        let convert = |src: &Path, what: &str, layout| {
+            let out = t.path().join(name(what));
+            let report =
+                ptsel::rebuild_graph(src, &out, &params(layout), false, &|_, _, _| {}).unwrap();
+            assert!(
+                report.reused,
+                "{metric:?}: {what}: the stored graph was not reused"
+            );
+            Index::open(&out).unwrap().verify().unwrap();
+            out
+        };
+        let converted = convert(&compact, "converted", GraphLayout::Blocks);
         assert_eq!(
             section(&converted, SectionKind::Hnsw),
             section(&blocks, SectionKind::Hnsw),
@@ -285,7 +288,13 @@ fn blocks_hold_the_compact_graph_renumbered_and_rerank_exactly() {
             section(&converted, SectionKind::Vectors),
             section(&compact, SectionKind::Vectors)
         );
-        Index::open(&converted).unwrap().verify().unwrap();
+        // And back: blocks decode to the very compact section they were encoded from.
+        let back = convert(&blocks, "back", GraphLayout::Compact);
+        assert_eq!(
+            section(&back, SectionKind::Hnsw),
+            section(&compact, SectionKind::Hnsw),
+            "{metric:?}: decoded blocks and the compact build disagree"
+        );
 
         let (ci, bi) = (
             Index::open(&compact).unwrap(),
@@ -357,6 +366,19 @@ fn corrupted_blocks_are_errors_not_panics() {
         let graph = Graph::open(&index).unwrap().unwrap();
         graph.search_batch(&q, 5, 32).map(|_| ())
     };
+    // Decoding back to compact (what `rebuild-graph --graph-layout compact` does after its
+    // checksum pass) meets the same damage with the same errors.
+    let compact = Params {
+        m: 8,
+        ef_construction: 32,
+        seed: 1,
+        layout: GraphLayout::Compact,
+    };
+    let decode = |path: &Path| {
+        let index = Index::open(path).unwrap();
+        ptsel::hnsw::regraph(&index, &compact, &|_, _, _| Ok(())).map(|_| ())
+    };
+    decode(&good).unwrap();
     // Every level-0 id out of range.
     let section = Index::open(&good)
         .unwrap()
@@ -369,13 +391,16 @@ fn corrupted_blocks_are_errors_not_panics() {
             slot.copy_from_slice(&(1000 + i as u32).to_le_bytes());
         }
     }
-    corrupt_err(search(&damaged(&good, "ids.ptsel", 128, &region)).unwrap_err());
+    let ids = damaged(&good, "ids.ptsel", 128, &region);
+    corrupt_err(search(&ids).unwrap_err());
+    corrupt_err(decode(&ids).unwrap_err());
     // The node order: every node mapped to row 0, then to a row past the end.
     let order_at = 128 + rows * block;
     for (name, row) in [("zeros.ptsel", 0u32), ("past.ptsel", 600)] {
         let order: Vec<u8> = (0..rows).flat_map(|_| row.to_le_bytes()).collect();
-        let e = search(&damaged(&good, name, order_at, &order)).unwrap_err();
-        corrupt_err(e);
+        let path = damaged(&good, name, order_at, &order);
+        corrupt_err(search(&path).unwrap_err());
+        corrupt_err(decode(&path).unwrap_err());
     }
     // Any single byte: an answer or a corrupt-graph error, never a panic.
     let len = section.len();
@@ -391,6 +416,9 @@ fn corrupted_blocks_are_errors_not_panics() {
         match Graph::open(&index) {
             Ok(Some(g)) => {
                 if let Err(e) = g.search_batch(&q, 5, 32) {
+                    corrupt_err(e);
+                }
+                if let Err(e) = decode(&path) {
                     corrupt_err(e);
                 }
             }

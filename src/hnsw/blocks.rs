@@ -162,6 +162,45 @@ impl<'a> Blocks<'a> {
         CodeQuery::new(q, self.scale)
     }
 
+    /// The compact section of this graph (`header`: this section's), every id mapped back from
+    /// node numbers to rows: the inverse of [`encode`], byte for byte the compact section the
+    /// blocks were encoded from. An error when the node order is not a permutation of the rows.
+    pub fn decode(&self, header: &GraphHeader) -> Result<Vec<u8>> {
+        let corrupt = |p: String| Error::corrupt(self.path, "hnsw", p);
+        let (rows, m0) = (self.space.rows, self.m0);
+        let row = |n: u32| {
+            let r = self.order.get(n as usize).copied();
+            r.filter(|&r| (r as usize) < rows)
+        };
+        let mut level0 = vec![NO_NODE; rows * m0];
+        let mut seen = vec![false; rows];
+        for node in 0..rows as u32 {
+            let r = row(node).ok_or_else(|| corrupt(format!("node {node} has no row")))? as usize;
+            if std::mem::replace(&mut seen[r], true) {
+                return Err(corrupt(format!("row {r} belongs to two nodes")));
+            }
+            let list = self.neighbours(node, 0)?;
+            for (slot, &j) in level0[r * m0..(r + 1) * m0].iter_mut().zip(list) {
+                *slot = match row(j) {
+                    Some(r) => r,
+                    None if j == NO_NODE => NO_NODE,
+                    None => return Err(corrupt(format!("neighbour id {j} out of range"))),
+                };
+            }
+        }
+        let upper = self.upper.renumbered(row).map_err(corrupt)?;
+        let entry = row(header.entry).ok_or_else(|| corrupt("entry out of range".into()))?;
+        let compact = GraphHeader {
+            layout: GraphLayout::Compact,
+            entry,
+            ..*header
+        };
+        let mut bytes = compact.to_bytes().to_vec();
+        bytes.extend_from_slice(bytemuck::cast_slice(&level0));
+        bytes.extend_from_slice(&upper);
+        Ok(bytes)
+    }
+
     /// The beam's nodes (approximate distances) as rows with exact distances to `q` (prepared
     /// for the metric), closest first; the problem when the node order is damaged.
     pub fn rerank(&self, beam: &[Cand], q: &[f32]) -> std::result::Result<Vec<Cand>, String> {
@@ -299,29 +338,10 @@ pub(super) fn encode(
             rest[..dim].copy_from_slice(bytemuck::cast_slice(codes.code(r as usize)));
             Ok(())
         })?;
-    let upper = &compact.upper;
-    let mut nodes: Vec<(u32, Vec<u32>)> = Vec::with_capacity(upper.ids.len());
-    for (slot, &r) in upper.ids.iter().enumerate() {
-        let mut lists = Vec::new();
-        for level in 1..=upper.levels_of(slot) {
-            let list = upper.list(r, level).map_err(|p| compact.corrupt(p))?;
-            for &j in list {
-                lists.push(match node_of.get(j as usize) {
-                    Some(&n) => n,
-                    None if j == NO_NODE => NO_NODE,
-                    None => return Err(compact.corrupt(format!("upper id {j} out of range"))),
-                });
-            }
-        }
-        let node = node_of.get(r as usize).copied();
-        let node = node.ok_or_else(|| compact.corrupt(format!("upper node {r} out of range")))?;
-        nodes.push((node, lists));
-    }
-    nodes.sort_unstable_by_key(|n| n.0);
-    let mut offsets = vec![0u32];
-    for (_, lists) in &nodes {
-        offsets.push(offsets[offsets.len() - 1] + (lists.len() / upper.m) as u32);
-    }
+    let upper = compact
+        .upper
+        .renumbered(|r| node_of.get(r as usize).copied())
+        .map_err(|p| compact.corrupt(p))?;
     let entry = node_of
         .get(header.entry as usize)
         .copied()
@@ -345,11 +365,6 @@ pub(super) fn encode(
             bytes.extend_from_slice(&codes.sq_norms[r as usize].to_le_bytes());
         }
     }
-    let ids: Vec<u32> = nodes.iter().map(|n| n.0).collect();
-    bytes.extend_from_slice(bytemuck::cast_slice(&ids));
-    bytes.extend_from_slice(bytemuck::cast_slice(&offsets));
-    for (_, lists) in &nodes {
-        bytes.extend_from_slice(bytemuck::cast_slice(lists));
-    }
+    bytes.extend_from_slice(&upper);
     Ok(bytes)
 }

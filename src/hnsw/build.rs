@@ -263,24 +263,32 @@ pub fn build_graph(
     }
 }
 
-/// The graph section of `index` for `params`: the stored graph re-encoded when only the layout
-/// differs (compact to blocks; no distance is recomputed), else a fresh construction. Returns the
-/// bytes and whether the stored graph was reused.
+/// The graph section of `index` for `params`: the stored graph when nothing differs, re-encoded
+/// when only the layout does (compact to blocks or back; no distance is recomputed), else a fresh
+/// construction. Returns the bytes and whether the stored graph was reused.
 pub fn regraph(index: &Index, params: &Params, step: Step<'_>) -> Result<(Vec<u8>, bool)> {
     if let Some(graph) = Graph::open(index)? {
         let h = graph.header();
         let same = (h.m as usize, h.ef_construction as usize, h.seed)
             == (params.m, params.ef_construction, params.seed);
-        let bytes = index.section_bytes(crate::format::SectionKind::Hnsw);
-        match (same, h.layout, params.layout, graph.compact(), bytes) {
-            (true, have, want, _, Some(b)) if have == want => return Ok((b.to_vec(), true)),
-            (true, GraphLayout::Compact, GraphLayout::Blocks, Some(c), _) => {
-                step("hnsw blocks", 0, 1)?;
-                let bytes = blocks::encode(c, h, &RowCodes::of(graph.space()))?;
-                step("hnsw blocks", 1, 1)?;
+        if same && h.layout == params.layout {
+            if let Some(b) = index.section_bytes(crate::format::SectionKind::Hnsw) {
+                return Ok((b.to_vec(), true));
+            }
+        }
+        if same {
+            step("hnsw layout", 0, 1)?;
+            let bytes = match (params.layout, graph.compact(), graph.blocks()) {
+                (GraphLayout::Blocks, Some(c), _) => {
+                    Some(blocks::encode(c, h, &RowCodes::of(graph.space()))?)
+                }
+                (GraphLayout::Compact, _, Some(b)) => Some(b.decode(h)?),
+                _ => None,
+            };
+            if let Some(bytes) = bytes {
+                step("hnsw layout", 1, 1)?;
                 return Ok((bytes, true));
             }
-            _ => {}
         }
     }
     Ok((build_graph(index, params, step)?.1, false))

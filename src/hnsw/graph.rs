@@ -273,6 +273,42 @@ impl<'a> Upper<'a> {
             _ => 0,
         }
     }
+
+    /// The upper levels with every id (nodes and list entries) passed through `to` (`None`: out
+    /// of range), as the bytes of upper_ids, upper_offsets and upper_lists; the problem when
+    /// the stored lists are inconsistent.
+    pub fn renumbered(
+        &self,
+        to: impl Fn(u32) -> Option<u32>,
+    ) -> std::result::Result<Vec<u8>, String> {
+        let mut nodes: Vec<(u32, Vec<u32>)> = Vec::with_capacity(self.ids.len());
+        for (slot, &id) in self.ids.iter().enumerate() {
+            let mut lists = Vec::new();
+            for level in 1..=self.levels_of(slot) {
+                for &j in self.list(id, level)? {
+                    lists.push(match to(j) {
+                        Some(n) => n,
+                        None if j == NO_NODE => NO_NODE,
+                        None => return Err(format!("upper id {j} out of range")),
+                    });
+                }
+            }
+            let node = to(id).ok_or_else(|| format!("upper node {id} out of range"))?;
+            nodes.push((node, lists));
+        }
+        nodes.sort_unstable_by_key(|n| n.0);
+        let mut offsets = vec![0u32];
+        for (_, lists) in &nodes {
+            offsets.push(offsets[offsets.len() - 1] + (lists.len() / self.m.max(1)) as u32);
+        }
+        let ids: Vec<u32> = nodes.iter().map(|n| n.0).collect();
+        let mut bytes = bytemuck::cast_slice(&ids).to_vec();
+        bytes.extend_from_slice(bytemuck::cast_slice(&offsets));
+        for (_, lists) in &nodes {
+            bytes.extend_from_slice(bytemuck::cast_slice(lists));
+        }
+        Ok(bytes)
+    }
 }
 
 /// The compact layout: level-0 lists in row order and the upper levels.
@@ -415,6 +451,14 @@ impl<'a> Graph<'a> {
         match &self.layout {
             Layout::Compact(c) => Some(c),
             Layout::Blocks(_) => None,
+        }
+    }
+
+    /// The blocks view, for decoding back to compact; `None` for a compact graph.
+    pub(super) fn blocks(&self) -> Option<&Blocks<'a>> {
+        match &self.layout {
+            Layout::Blocks(b) => Some(b),
+            Layout::Compact(_) => None,
         }
     }
 
