@@ -306,6 +306,17 @@ fn blocks_hold_the_compact_graph_renumbered_and_rerank_exactly() {
         );
         assert_eq!(cg.header().layout, GraphLayout::Compact);
         assert_eq!(bg.header().layout, GraphLayout::Blocks);
+        // The upper-level nodes are numbered first: upper_ids (at the section's end, before
+        // the offsets and lists) are 0, 1, 2, ...
+        let h = bg.header();
+        let tail = (2 * h.upper_nodes as usize + 1 + (h.upper_lists * h.m) as usize) * 4;
+        let bytes = section(&blocks, SectionKind::Hnsw);
+        let upper_ids: Vec<u32> = bytes[bytes.len() - tail..][..4 * h.upper_nodes as usize]
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+            .collect();
+        assert!(h.upper_nodes > 0);
+        assert_eq!(upper_ids, (0..h.upper_nodes).collect::<Vec<_>>());
         let exact = CpuScorer::new(&bi).top_k(&q, k).unwrap();
         for ef in [10, 16, 32, 64] {
             let (cn, bn) = (

@@ -12,8 +12,10 @@
 //!            upper_ids, upper_offsets, upper_lists: as in the compact layout, in node numbers
 //! ```
 //!
-//! Nodes are numbered breadth-first from the entry point on level 0, so the blocks of a node's
-//! neighbours tend to share pages, and the visited set is touched in a narrow band. The beam
+//! Nodes of the upper levels are numbered first, then the others breadth-first from the entry
+//! point on level 0, so the blocks of a node's neighbours tend to share pages, the visited set
+//! is touched in a narrow band, and the descent through the upper levels reads one small run of
+//! blocks (see `numbering`). The beam
 //! search runs on the codes (a quarter of an f32 vector, half of the stored f16 one) and its `ef`
 //! survivors are re-ranked with exact distances on the stored vectors, so scores and the final
 //! order are exact; the codes only steer the walk. Rows stay the user's ids: the permutation is
@@ -269,43 +271,73 @@ impl Distance for Blocks<'_> {
     }
 }
 
-/// Breadth-first node numbering from the entry point on level 0 (lists in stored order); nodes
-/// the walk does not reach (the build's repair leaves none) follow in row order. Returns
-/// `order` (row of each node) and its inverse (node of each row).
-fn breadth_first(compact: &Compact<'_>, entry: u32, rows: usize) -> Result<(Vec<u32>, Vec<u32>)> {
+/// The node numbering: the nodes of the upper levels first, breadth-first from the entry point
+/// on level 1, then every other node breadth-first from the entry point on level 0 (lists in
+/// stored order); nodes a walk does not reach (the build's repair leaves none on level 0) follow
+/// in row order. Upper nodes first make their lookup O(1) (node number = slot) and keep the
+/// blocks the descent reads in one small, cache-resident run. Returns `order` (row of each
+/// node) and its inverse (node of each row).
+fn numbering(compact: &Compact<'_>, entry: u32, rows: usize) -> Result<(Vec<u32>, Vec<u32>)> {
+    if entry as usize >= rows {
+        return Err(compact.corrupt(format!("entry {entry} out of range")));
+    }
     let mut node_of = vec![NO_NODE; rows];
     let mut order = Vec::with_capacity(rows);
-    let mut visit = |r: u32, order: &mut Vec<u32>| {
-        let slot = &mut node_of[r as usize];
-        if *slot == NO_NODE {
-            *slot = order.len() as u32;
-            order.push(r);
-        }
-    };
+    let upper = compact.upper.ids;
+    if !upper.is_empty() {
+        let seeds = std::iter::once(entry).chain(upper.iter().copied());
+        breadth_first(compact, 1, seeds, upper.len(), &mut node_of, &mut order)?;
+    }
     let seeds = std::iter::once(entry).chain(0..rows as u32);
+    breadth_first(compact, 0, seeds, rows, &mut node_of, &mut order)?;
+    Ok((order, node_of))
+}
+
+/// Number, in breadth-first order on `level` from each of `seeds` in turn, the nodes not
+/// numbered yet (walking through those that are), until `until` nodes are numbered.
+fn breadth_first(
+    compact: &Compact<'_>,
+    level: u32,
+    seeds: impl Iterator<Item = u32>,
+    until: usize,
+    node_of: &mut [u32],
+    order: &mut Vec<u32>,
+) -> Result<()> {
+    let rows = node_of.len();
+    let mut queued = vec![false; rows];
+    let mut queue = Vec::new();
     for seed in seeds {
-        if seed as usize >= rows {
-            return Err(compact.corrupt(format!("entry {seed} out of range")));
+        if order.len() >= until {
+            break;
         }
-        let mut next = order.len();
-        visit(seed, &mut order);
-        while let Some(&r) = order.get(next) {
-            for &j in compact.neighbours(r, 0)? {
+        match queued.get_mut(seed as usize) {
+            None => return Err(compact.corrupt(format!("node {seed} out of range"))),
+            Some(true) => continue,
+            Some(q) => *q = true,
+        }
+        queue.clear();
+        queue.push(seed);
+        let mut next = 0;
+        while let Some(&r) = queue.get(next) {
+            next += 1;
+            if node_of[r as usize] == NO_NODE {
+                node_of[r as usize] = order.len() as u32;
+                order.push(r);
+            }
+            for &j in compact.neighbours(r, level)? {
                 if j == NO_NODE {
                     break;
                 }
                 if j as usize >= rows {
                     return Err(compact.corrupt(format!("neighbour id {j} out of range")));
                 }
-                visit(j, &mut order);
+                if !std::mem::replace(&mut queued[j as usize], true) {
+                    queue.push(j);
+                }
             }
-            next += 1;
-        }
-        if order.len() == rows {
-            break;
         }
     }
-    Ok((order, node_of))
+    Ok(())
 }
 
 /// The blocks section of the graph whose compact form is `compact` (with `header`), with the
@@ -318,7 +350,7 @@ pub(super) fn encode(
 ) -> Result<Vec<u8>> {
     let (rows, m0) = (header.rows as usize, compact.m0);
     let dim = codes.quantiser.scale.len();
-    let (order, node_of) = breadth_first(compact, header.entry, rows)?;
+    let (order, node_of) = numbering(compact, header.entry, rows)?;
     let block = block_len(m0, dim).ok_or_else(|| Error::invalid("block size overflows"))?;
     let mut blocks = vec![0u8; rows * block];
     blocks
@@ -326,12 +358,11 @@ pub(super) fn encode(
         .zip(order.par_iter())
         .try_for_each(|(b, &r)| -> Result<()> {
             let (ids, rest) = b.split_at_mut(4 * m0);
-            // Every id of every list was checked to be a row by the breadth-first walk.
             for (slot, &j) in ids.chunks_exact_mut(4).zip(compact.neighbours(r, 0)?) {
-                let node = if j == NO_NODE {
-                    NO_NODE
-                } else {
-                    node_of[j as usize]
+                let node = match node_of.get(j as usize) {
+                    Some(&n) => n,
+                    None if j == NO_NODE => NO_NODE,
+                    None => return Err(compact.corrupt(format!("neighbour id {j} out of range"))),
                 };
                 slot.copy_from_slice(&node.to_le_bytes());
             }

@@ -12,8 +12,8 @@
 //!           upper_lists: [lists, m] u32 neighbour ids, NO_NODE padded
 //! ```
 //!
-//! Layout version 2, *blocks* (the default; see [`super::blocks`]): nodes renumbered in
-//! breadth-first order, each node's level-0 list stored beside an i8 code of its vector in one
+//! Layout version 2, *blocks* (the default; see [`super::blocks`]): nodes renumbered (upper
+//! levels first, then breadth-first), each node's level-0 list stored beside an i8 code of its vector in one
 //! cache-line-aligned block, traversal on the codes and an exact re-rank on the stored vectors.
 //!
 //! Opening checks the header and that the section length is exactly the size these counts give
@@ -241,10 +241,15 @@ impl<'a> Upper<'a> {
 
     /// The list of `node` on `level` >= 1; the problem when the stored layout disagrees.
     pub fn list(&self, node: u32, level: u32) -> std::result::Result<&'a [u32], String> {
-        let slot = self
-            .ids
-            .binary_search(&node)
-            .map_err(|_| format!("node {node} listed on level {level} has no upper levels"))?;
+        // Ids are ascending and distinct, so `ids[node] == node` puts it in slot `node`: the
+        // case of every upper node of a blocks section written since upper nodes come first.
+        let slot = match self.ids.get(node as usize) {
+            Some(&id) if id == node => node as usize,
+            _ => self
+                .ids
+                .binary_search(&node)
+                .map_err(|_| format!("node {node} listed on level {level} has no upper levels"))?,
+        };
         let lists = (self.lists.len() / self.m.max(1)) as u32;
         let (lo, hi) = match (self.offsets.get(slot), self.offsets.get(slot + 1)) {
             (Some(&lo), Some(&hi)) if lo <= hi && hi <= lists => (lo, hi),

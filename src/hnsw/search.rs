@@ -313,7 +313,15 @@ pub(crate) fn descend<A: Adjacency, D: Distance>(
     while level > stop {
         loop {
             let mut moved = false;
-            for &n in adj.neighbours(cur.id, level)? {
+            let list = adj.neighbours(cur.id, level)?;
+            // Start loading every neighbour before measuring the first: the misses overlap.
+            for &n in list {
+                let Some(i) = checked_id(n, rows, corrupt)? else {
+                    break;
+                };
+                space.prefetch(i);
+            }
+            for &n in list {
                 let Some(i) = checked_id(n, rows, corrupt)? else {
                     break;
                 };
