@@ -15,10 +15,10 @@
 //! Nodes of the upper levels are numbered first, then the others breadth-first from the entry
 //! point on level 0, so the blocks of a node's neighbours tend to share pages, the visited set
 //! is touched in a narrow band, and the descent through the upper levels reads one small run of
-//! blocks (see `numbering`). The beam
-//! search runs on the codes (a quarter of an f32 vector, half of the stored f16 one) and its `ef`
-//! survivors are re-ranked with exact distances on the stored vectors, so scores and the final
-//! order are exact; the codes only steer the walk. Rows stay the user's ids: the permutation is
+//! blocks (see `numbering`). The beam search runs on the codes (a quarter of an f32 vector,
+//! half of the stored f16 one) and the code-nearest nodes it measured are re-ranked with exact
+//! distances on the stored vectors (see `graph::RERANK`), so scores and the final order are
+//! exact; the codes only steer the walk. Rows stay the user's ids: the permutation is
 //! applied to the results and never seen outside this module.
 
 use super::codes::{CodeQuery, RowCodes};
