@@ -275,8 +275,7 @@ pub fn regraph(index: &Index, params: &Params, step: Step<'_>) -> Result<(Vec<u8
             if let Some(b) = index.section_bytes(crate::format::SectionKind::Hnsw) {
                 return Ok((b.to_vec(), true));
             }
-        }
-        if same {
+        } else if same {
             step("hnsw layout", 0, 1)?;
             let bytes = match (params.layout, graph.compact(), graph.blocks()) {
                 (GraphLayout::Blocks, Some(c), _) => {

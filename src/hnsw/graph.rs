@@ -13,8 +13,9 @@
 //! ```
 //!
 //! Layout version 2, *blocks* (the default; see [`super::blocks`]): nodes renumbered (upper
-//! levels first, then breadth-first), each node's level-0 list stored beside an i8 code of its vector in one
-//! cache-line-aligned block, traversal on the codes and an exact re-rank on the stored vectors.
+//! levels first, then breadth-first), each node's level-0 list stored beside an i8 code of its
+//! vector in one cache-line-aligned block, traversal on the codes and an exact re-rank on the
+//! stored vectors.
 //!
 //! Opening checks the header and that the section length is exactly the size these counts give
 //! (checked arithmetic); nothing is scanned. Every id and offset read while searching is checked
