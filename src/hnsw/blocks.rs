@@ -168,12 +168,9 @@ impl<'a> Blocks<'a> {
     /// node numbers to rows: the inverse of [`encode`], byte for byte the compact section the
     /// blocks were encoded from. An error when the node order is not a permutation of the rows.
     pub fn decode(&self, header: &GraphHeader) -> Result<Vec<u8>> {
-        let corrupt = |p: String| Error::corrupt(self.path, "hnsw", p);
+        let corrupt = |p: String| self.corrupt(p);
         let (rows, m0) = (self.space.rows, self.m0);
-        let row = |n: u32| {
-            let r = self.order.get(n as usize).copied();
-            r.filter(|&r| (r as usize) < rows)
-        };
+        let row = |n: u32| self.row_of(n);
         let mut level0 = vec![NO_NODE; rows * m0];
         let mut seen = vec![false; rows];
         for node in 0..rows as u32 {
@@ -203,16 +200,27 @@ impl<'a> Blocks<'a> {
         Ok(bytes)
     }
 
+    /// The row of node `n`; `None` when `n` or its stored row is out of range.
+    #[inline]
+    fn row_of(&self, n: u32) -> Option<u32> {
+        let row = self.order.get(n as usize).copied();
+        row.filter(|&r| (r as usize) < self.space.rows)
+    }
+
+    /// A corrupt-graph error naming this index file.
+    fn corrupt(&self, problem: String) -> Error {
+        Error::corrupt(self.path, "hnsw", problem)
+    }
+
     /// The beam's nodes (approximate distances) as rows with exact distances to `q` (prepared
     /// for the metric), closest first; the problem when the node order is damaged.
     pub fn rerank(&self, beam: &[Cand], q: &[f32]) -> std::result::Result<Vec<Cand>, String> {
         let rows = self.space.rows;
         let mut out = Vec::with_capacity(beam.len());
         for c in beam {
-            let row = self.order.get(c.id as usize).copied().unwrap_or(NO_NODE);
-            if row as usize >= rows {
-                return Err(format!("node {} has row {row} ({rows} rows)", c.id));
-            }
+            let row = self
+                .row_of(c.id)
+                .ok_or_else(|| format!("node {} has no row among the {rows}", c.id))?;
             self.space.prefetch(row as usize);
             out.push(Cand { d: 0.0, id: row });
         }
@@ -231,7 +239,7 @@ impl<'a> Blocks<'a> {
 impl Adjacency for Blocks<'_> {
     #[inline]
     fn neighbours(&self, node: u32, level: u32) -> Result<&[u32]> {
-        let corrupt = |p: String| Error::corrupt(self.path, "hnsw", p);
+        let corrupt = |p: String| self.corrupt(p);
         if level == 0 {
             let start = node as usize * (self.block_len / 4);
             return self
