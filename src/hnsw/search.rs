@@ -196,7 +196,9 @@ impl Visited {
 /// there either. Small and contiguous, it beats two binary heaps and ends sorted.
 #[derive(Default)]
 struct Beam {
-    items: Vec<(Cand, bool)>,
+    /// The nodes as [`Key`]s, ascending; `expanded` flags them alike.
+    keys: Vec<Key>,
+    expanded: Vec<bool>,
     cap: usize,
     cursor: usize,
     /// Measured nodes outside the beam (turned away or pushed out), kept when the caller asks
@@ -205,9 +207,45 @@ struct Beam {
     keep_outside: bool,
 }
 
+/// A [`Cand`] as one integer ordered like it: the distance's bits made monotone (the order of
+/// `f32::total_cmp`) above the id. Finding a place in the beam is then a search over plain
+/// integers.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Key(u64);
+
+impl Key {
+    const SIGN: u32 = 1 << 31;
+
+    #[inline]
+    fn of(c: Cand) -> Self {
+        let b = c.d.to_bits();
+        let mono = if b & Self::SIGN != 0 {
+            !b
+        } else {
+            b | Self::SIGN
+        };
+        Key(u64::from(mono) << 32 | u64::from(c.id))
+    }
+
+    #[inline]
+    fn cand(self) -> Cand {
+        let mono = (self.0 >> 32) as u32;
+        let b = if mono & Self::SIGN != 0 {
+            mono & !Self::SIGN
+        } else {
+            !mono
+        };
+        Cand {
+            d: f32::from_bits(b),
+            id: self.0 as u32,
+        }
+    }
+}
+
 impl Beam {
     fn reset(&mut self, cap: usize, keep_outside: bool) {
-        self.items.clear();
+        self.keys.clear();
+        self.expanded.clear();
         self.cap = cap;
         self.cursor = 0;
         self.outside.clear();
@@ -217,35 +255,38 @@ impl Beam {
     /// Whether a node at distance `d` would enter the beam.
     #[inline]
     fn admits(&self, d: f32) -> bool {
-        self.items.len() < self.cap || self.items.last().is_some_and(|w| d < w.0.d)
+        self.keys.len() < self.cap || self.keys.last().is_some_and(|w| d < w.cand().d)
     }
 
     /// Insert `c` in order (dropping the farthest past `cap`).
     #[inline]
     fn insert(&mut self, c: Cand) {
-        let at = self.items.partition_point(|x| x.0 < c);
+        let key = Key::of(c);
+        let at = self.keys.partition_point(|&x| x < key);
         if at >= self.cap {
             return;
         }
-        if self.items.len() == self.cap {
-            if let Some((out, _)) = self.items.pop() {
+        if self.keys.len() == self.cap {
+            self.expanded.pop();
+            if let Some(out) = self.keys.pop() {
                 if self.keep_outside {
-                    self.outside.push(out);
+                    self.outside.push(out.cand());
                 }
             }
         }
-        self.items.insert(at, (c, false));
+        self.keys.insert(at, key);
+        self.expanded.insert(at, false);
         self.cursor = self.cursor.min(at);
     }
 
     /// The closest node not expanded yet, now marked expanded.
     #[inline]
     fn next(&mut self) -> Option<Cand> {
-        while let Some((c, expanded)) = self.items.get_mut(self.cursor) {
+        while let Some(expanded) = self.expanded.get_mut(self.cursor) {
             self.cursor += 1;
             if !*expanded {
                 *expanded = true;
-                return Some(*c);
+                return Some(self.keys[self.cursor - 1].cand());
             }
         }
         None
@@ -254,10 +295,14 @@ impl Beam {
     /// The closest node after the one [`Beam::next`] returned last, if any is left to expand.
     #[inline]
     fn peek(&self) -> Option<Cand> {
-        self.items[self.cursor.min(self.items.len())..]
-            .iter()
-            .find(|x| !x.1)
-            .map(|x| x.0)
+        let from = self.cursor.min(self.keys.len());
+        let i = self.expanded[from..].iter().position(|&e| !e)?;
+        Some(self.keys[from + i].cand())
+    }
+
+    /// The nodes, closest first.
+    fn cands(&self) -> impl Iterator<Item = Cand> + '_ {
+        self.keys.iter().map(|k| k.cand())
     }
 }
 
@@ -379,8 +424,13 @@ pub(crate) fn search_layer<A: Adjacency, D: Distance>(
                 s.beam.insert(c);
             }
         }
-        while let Some(c) = s.beam.next() {
-            let list = adj.neighbours(c.id, level)?;
+        // The two closest nodes not expanded yet are expanded together: the unvisited
+        // neighbours of both are marked and start loading before any is measured, so their
+        // memory latencies overlap. The second is usually the one expanded next anyway; when a
+        // neighbour of the first would have displaced it, the search does a little more work
+        // than one at a time, and finds a little more.
+        while let Some(first) = s.beam.next() {
+            let second = s.beam.next();
             // The next candidate is usually the next one expanded: start loading its list.
             if let Some(next) = s.beam.peek() {
                 if let Ok(l) = adj.neighbours(next.id, level) {
@@ -389,13 +439,15 @@ pub(crate) fn search_layer<A: Adjacency, D: Distance>(
             }
             // Mark and start loading the unvisited neighbours, then measure them.
             s.fresh.clear();
-            for &n in list {
-                let Some(i) = checked_id(n, space.rows(), corrupt)? else {
-                    break;
-                };
-                if s.visited.insert(i) {
-                    space.prefetch(i);
-                    s.fresh.push(n);
+            for c in std::iter::once(first).chain(second) {
+                for &n in adj.neighbours(c.id, level)? {
+                    let Some(i) = checked_id(n, space.rows(), corrupt)? else {
+                        break;
+                    };
+                    if s.visited.insert(i) {
+                        space.prefetch(i);
+                        s.fresh.push(n);
+                    }
                 }
             }
             for &n in &s.fresh {
@@ -405,12 +457,16 @@ pub(crate) fn search_layer<A: Adjacency, D: Distance>(
                 };
                 if s.beam.admits(c.d) {
                     s.beam.insert(c);
+                    // Expanded soon, likely: start loading its list.
+                    if let Ok(l) = adj.neighbours(c.id, level) {
+                        prefetch(l.as_ptr(), std::mem::size_of_val(l));
+                    }
                 } else if s.beam.keep_outside {
                     s.beam.outside.push(c);
                 }
             }
         }
-        let mut out: Vec<Cand> = s.beam.items.iter().map(|x| x.0).collect();
+        let mut out: Vec<Cand> = s.beam.cands().collect();
         let outside = &mut s.beam.outside;
         if outside.len() > spill {
             outside.select_nth_unstable(spill);
@@ -457,6 +513,32 @@ mod tests {
 
     fn ids(c: &[Cand]) -> Vec<u32> {
         c.iter().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn keys_order_like_candidates_and_give_them_back() {
+        let ds = [
+            f32::NEG_INFINITY,
+            -3.5,
+            -1e-30,
+            -0.0,
+            0.0,
+            1e-30,
+            2.25,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        let cands: Vec<Cand> = ds
+            .iter()
+            .flat_map(|&d| [7, 0, u32::MAX].map(|id| Cand { d, id }))
+            .collect();
+        for a in &cands {
+            let back = Key::of(*a).cand();
+            assert_eq!((back.d.to_bits(), back.id), (a.d.to_bits(), a.id));
+            for b in &cands {
+                assert_eq!(Key::of(*a).cmp(&Key::of(*b)), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

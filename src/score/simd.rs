@@ -266,6 +266,41 @@ mod x86 {
         _mm_cvtsi128_si32(s) + tail
     }
 
+    /// [`dot_i8_i16`] on 512-bit registers: 32 pairs a step, the rest (fewer than 32) by the
+    /// AVX2 kernel.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW and AVX2. Slices are read only up to the
+    /// shorter length.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+    pub unsafe fn dot_i8_i16_avx512(a: &[i8], b: &[i16]) -> i32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm512_setzero_si512(); 2];
+        let mut i = 0;
+        // SAFETY (all loads): i + 64 <= n, resp. i + 32 <= n, bounds both slices.
+        while i + 64 <= n {
+            for (j, slot) in acc.iter_mut().enumerate() {
+                let x = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pa.add(i + 32 * j).cast()));
+                let y = _mm512_loadu_si512(pb.add(i + 32 * j).cast());
+                *slot = _mm512_add_epi32(*slot, _mm512_madd_epi16(x, y));
+            }
+            i += 64;
+        }
+        while i + 32 <= n {
+            let x = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pa.add(i).cast()));
+            let y = _mm512_loadu_si512(pb.add(i).cast());
+            acc[0] = _mm512_add_epi32(acc[0], _mm512_madd_epi16(x, y));
+            i += 32;
+        }
+        let s = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0], acc[1]));
+        if i < n {
+            s + dot_i8_i16(&a[i..n], &b[i..n])
+        } else {
+            s
+        }
+    }
+
     /// One step of a distance: `acc + x * y` (dot) or `acc + (x - y)^2` (l2).
     macro_rules! step {
         (dot, $fma:ident, $sub:ident, $acc:expr, $x:expr, $y:expr) => {
@@ -282,7 +317,7 @@ mod x86 {
     /// scalar tail), and `$set()`: the [`Kernels`](super::Kernels) using them when the CPU has
     /// the features of `$feat`.
     macro_rules! kernel_set {
-        ($set:ident, $isa:literal, $has:expr, $feat:literal, $lanes:literal, $zero:ident, $add:ident, $sub:ident, $fma:ident, $hsum:ident, $load32:ident,
+        ($set:ident, $isa:literal, $has:expr, $feat:literal, $lanes:literal, $zero:ident, $add:ident, $sub:ident, $fma:ident, $hsum:ident, $load32:ident, $dot_i8:ident,
          [$(($name:ident, $field:ident, $op:ident, $t:ty, $load:ident)),*]) => {
             $(
                 /// # Safety
@@ -315,12 +350,12 @@ mod x86 {
             )*
 
             pub fn $set() -> Option<super::Kernels> {
-                // SAFETY (every closure): built only when the CPU has the features of `$feat`.
-                // Both sets take the AVX2 integer kernel (every AVX-512 CPU has AVX2).
+                // SAFETY (every closure): built only when the CPU has the features of `$feat`
+                // and those of `$dot_i8` (checked by `$has`).
                 $has.then_some(super::Kernels {
                     isa: $isa,
                     $($field: |a, b| unsafe { $name(a, b) },)*
-                    dot_i8_i16: |a, b| unsafe { dot_i8_i16(a, b) },
+                    dot_i8_i16: |a, b| unsafe { $dot_i8(a, b) },
                 })
             }
         };
@@ -486,6 +521,7 @@ mod x86 {
         _mm256_fmadd_ps,
         hsum,
         load_f32,
+        dot_i8_i16,
         [
             (dot_f32, dot_f32, dot, f32, load_f32),
             (dot_f16, dot_f16, dot, f16, load_f16),
@@ -495,8 +531,12 @@ mod x86 {
     );
     kernel_set!(
         avx512,
-        "avx512f",
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx2"),
+        "avx512f+bw",
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c"),
         "avx512f",
         16,
         _mm512_setzero_ps,
@@ -505,6 +545,7 @@ mod x86 {
         _mm512_fmadd_ps,
         hsum16,
         load_f32x16,
+        dot_i8_i16_avx512,
         [
             (dot_f32_avx512, dot_f32, dot, f32, load_f32x16),
             (dot_f16_avx512, dot_f16, dot, f16, load_f16x16),
