@@ -266,8 +266,8 @@ mod x86 {
         _mm_cvtsi128_si32(s) + tail
     }
 
-    /// [`dot_i8_i16`] on 512-bit registers: 32 pairs a step, the rest (fewer than 32) by the
-    /// AVX2 kernel.
+    /// [`dot_i8_i16`] on 512-bit registers: 32 pairs a step into one accumulator (the chain
+    /// is a one-cycle add), the rest (fewer than 32) by the AVX2 kernel.
     ///
     /// # Safety
     /// The CPU must support AVX-512F, AVX-512BW and AVX2. Slices are read only up to the
@@ -275,30 +275,16 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
     pub unsafe fn dot_i8_i16_avx512(a: &[i8], b: &[i16]) -> i32 {
         let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm512_setzero_si512(); 2];
+        let mut acc = _mm512_setzero_si512();
         let mut i = 0;
-        // SAFETY (all loads): i + 64 <= n, resp. i + 32 <= n, bounds both slices.
-        while i + 64 <= n {
-            for (j, slot) in acc.iter_mut().enumerate() {
-                let x = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pa.add(i + 32 * j).cast()));
-                let y = _mm512_loadu_si512(pb.add(i + 32 * j).cast());
-                *slot = _mm512_add_epi32(*slot, _mm512_madd_epi16(x, y));
-            }
-            i += 64;
-        }
+        // SAFETY (all loads): i + 32 <= n bounds both slices.
         while i + 32 <= n {
-            let x = _mm512_cvtepi8_epi16(_mm256_loadu_si256(pa.add(i).cast()));
-            let y = _mm512_loadu_si512(pb.add(i).cast());
-            acc[0] = _mm512_add_epi32(acc[0], _mm512_madd_epi16(x, y));
+            let x = _mm512_cvtepi8_epi16(_mm256_loadu_si256(a.as_ptr().add(i).cast()));
+            let y = _mm512_loadu_si512(b.as_ptr().add(i).cast());
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(x, y));
             i += 32;
         }
-        let s = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0], acc[1]));
-        if i < n {
-            s + dot_i8_i16(&a[i..n], &b[i..n])
-        } else {
-            s
-        }
+        _mm512_reduce_add_epi32(acc) + dot_i8_i16(&a[i..n], &b[i..n])
     }
 
     /// One step of a distance: `acc + x * y` (dot) or `acc + (x - y)^2` (l2).
