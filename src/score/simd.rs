@@ -1,6 +1,6 @@
-//! SIMD distance kernels, chosen once at run time from the CPU's capabilities (AVX2 + FMA +
-//! F16C on x86-64; portable scalar code elsewhere). f16 values are widened in registers and
-//! accumulated in f32.
+//! SIMD distance kernels, chosen once at run time from the CPU's capabilities (AVX-512F + BW, or
+//! AVX2 + FMA + F16C, on x86-64; portable scalar code elsewhere). f16 values are widened in
+//! registers and accumulated in f32.
 
 use half::f16;
 use std::sync::OnceLock;
@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 /// A set of kernels for one instruction set.
 #[derive(Clone, Copy)]
 pub struct Kernels {
-    /// Name of the instruction set (`avx2+fma+f16c` or `scalar`).
+    /// Name of the instruction set (`avx512f+bw`, `avx2+fma+f16c` or `scalar`).
     pub isa: &'static str,
     /// Inner product of two f32 vectors of equal length.
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
