@@ -300,14 +300,6 @@ impl Beam {
         None
     }
 
-    /// The closest node after the one [`Beam::next`] returned last, if any is left to expand.
-    #[inline]
-    fn peek(&self) -> Option<Cand> {
-        let from = self.cursor.min(self.keys.len());
-        let i = self.expanded[from..].iter().position(|&e| !e)?;
-        Some(self.keys[from + i].cand())
-    }
-
     /// The nodes, closest first.
     fn cands(&self) -> impl Iterator<Item = Cand> + '_ {
         self.keys.iter().map(|k| k.cand())
@@ -439,12 +431,6 @@ pub(crate) fn search_layer<A: Adjacency, D: Distance>(
         // than one at a time, and finds a little more.
         while let Some(first) = s.beam.next() {
             let second = s.beam.next();
-            // The next candidate is usually the next one expanded: start loading its list.
-            if let Some(next) = s.beam.peek() {
-                if let Ok(l) = adj.neighbours(next.id, level) {
-                    prefetch(l.as_ptr(), std::mem::size_of_val(l));
-                }
-            }
             // Mark and start loading the unvisited neighbours, then measure them.
             s.fresh.clear();
             for c in std::iter::once(first).chain(second) {
