@@ -221,12 +221,9 @@ impl<'a> Blocks<'a> {
             let row = self
                 .row_of(c.id)
                 .ok_or_else(|| format!("node {} has no row among the {rows}", c.id))?;
-            self.space.prefetch(row as usize);
             out.push(Cand { d: 0.0, id: row });
         }
-        for c in &mut out {
-            c.d = self.space.dist(c.id as usize, q);
-        }
+        self.space.measure(&mut out, q);
         out.sort_unstable();
         // The same row twice has the same distance, so a repeat is adjacent after sorting.
         if let Some(w) = out.windows(2).find(|w| w[0].id == w[1].id) {

@@ -133,14 +133,8 @@ fn connect(
     space.row(p as usize, &mut q);
     let cq = codes.query(&q);
     let lp = u32::from(layers.levels[p as usize]);
-    let exact = |c: &Cand| Cand {
-        d: space.dist(c.id as usize, &q),
-        id: c.id,
-    };
-    let peers: Vec<Cand> = earlier
-        .iter()
-        .map(|&id| exact(&Cand { d: 0.0, id }))
-        .collect();
+    let mut peers: Vec<Cand> = earlier.iter().map(|&id| Cand { d: 0.0, id }).collect();
+    space.measure(&mut peers, &q);
     let mut out = vec![Vec::new(); lp as usize + 1];
     let mut eps = vec![descend(
         layers,
@@ -154,7 +148,8 @@ fn connect(
     for level in (0..=lp).rev() {
         let mut cands = if level <= layers.max_level {
             let found = search_layer(layers, codes, &cq, &eps, Width::beam(ef), level, &internal)?;
-            let cands: Vec<Cand> = found.iter().map(exact).collect();
+            let mut cands = found.clone();
+            space.measure(&mut cands, &q);
             if !found.is_empty() {
                 eps = found;
             }
@@ -201,13 +196,8 @@ fn merge(
     }
     let mut v = vec![0f32; space.dim];
     space.row(node as usize, &mut v);
-    let mut cands: Vec<Cand> = ids
-        .iter()
-        .map(|&id| Cand {
-            d: space.dist(id as usize, &v),
-            id,
-        })
-        .collect();
+    let mut cands: Vec<Cand> = ids.iter().map(|&id| Cand { d: 0.0, id }).collect();
+    space.measure(&mut cands, &v);
     cands.sort_unstable();
     Ok(select(space, &cands, cap))
 }

@@ -31,9 +31,14 @@ pub(crate) fn reachable(layers: &Layers) -> Vec<bool> {
     seen
 }
 
-/// The nearest nodes to row `p`'s own vector found by a search as queries run it (on the
-/// codes, then re-ranked exactly), closest first.
-fn search_row(layers: &Layers, space: &Space<'_>, codes: &RowCodes, p: u32) -> Result<Vec<Cand>> {
+/// The search a query for row `p`'s own vector runs, on the codes: row `p` as f32 (the query)
+/// and the beam (code distances, closest first).
+fn search_codes(
+    layers: &Layers,
+    space: &Space<'_>,
+    codes: &RowCodes,
+    p: u32,
+) -> Result<(Vec<f32>, Vec<Cand>)> {
     let mut q = vec![0f32; space.dim];
     space.row(p as usize, &mut q);
     let cq = codes.query(&q);
@@ -46,7 +51,7 @@ fn search_row(layers: &Layers, space: &Space<'_>, codes: &RowCodes, p: u32) -> R
         0,
         &internal,
     )?;
-    let mut near: Vec<Cand> = search_layer(
+    let beam = search_layer(
         layers,
         codes,
         &cq,
@@ -54,15 +59,22 @@ fn search_row(layers: &Layers, space: &Space<'_>, codes: &RowCodes, p: u32) -> R
         Width::beam(CHECK_EF),
         0,
         &internal,
-    )?
-    .iter()
-    .map(|c| Cand {
-        d: space.dist(c.id as usize, &q),
-        id: c.id,
-    })
-    .collect();
-    near.sort_unstable();
-    Ok(near)
+    )?;
+    Ok((q, beam))
+}
+
+/// The beam of [`search_codes`] re-ranked with exact distances to `q`, closest first.
+fn exact(space: &Space<'_>, mut beam: Vec<Cand>, q: &[f32]) -> Vec<Cand> {
+    space.measure(&mut beam, q);
+    beam.sort_unstable();
+    beam
+}
+
+/// The nearest nodes to row `p`'s own vector found by a search as queries run it (on the
+/// codes, then re-ranked exactly), closest first.
+fn search_row(layers: &Layers, space: &Space<'_>, codes: &RowCodes, p: u32) -> Result<Vec<Cand>> {
+    let (q, beam) = search_codes(layers, space, codes, p)?;
+    Ok(exact(space, beam, &q))
 }
 
 /// Give `p` an in-link on level 0 from one of `near` (closest first): the closest with a free
@@ -184,11 +196,15 @@ pub(super) fn repair_self_recall(
         (0..layers.rows as u32)
             .into_par_iter()
             .map(|p| {
-                let near = search_row(layers, space, codes, p)?;
-                let mut q = vec![0f32; space.dim];
-                space.row(p as usize, &mut q);
+                let (q, beam) = search_codes(layers, space, codes, p)?;
+                // Found: no exact distance needed (the common case, so the check costs about
+                // one query per point).
+                if beam.iter().any(|c| c.id == p) {
+                    return Ok(None);
+                }
+                let near = exact(space, beam, &q);
                 let own = space.dist(p as usize, &q);
-                let ok = near.iter().any(|c| c.id == p) || near.first().is_some_and(|c| c.d <= own);
+                let ok = near.first().is_some_and(|c| c.d <= own);
                 Ok((!ok).then(|| (near.iter().map(|c| c.id).take(LINK_CHOICES).collect(), p)))
             })
             .collect::<Result<Vec<_>>>()?

@@ -92,6 +92,25 @@ impl<'a> Space<'a> {
         }
     }
 
+    /// The distance from `q` (prepared) to each candidate's row (`id < rows`, checked by the
+    /// caller), in place. Rows start loading [`Space::AHEAD`] candidates before they are measured,
+    /// so the misses of a scattered set overlap instead of following one another.
+    pub fn measure(&self, cands: &mut [Cand], q: &[f32]) {
+        for c in cands.iter().take(Self::AHEAD) {
+            self.prefetch(c.id as usize);
+        }
+        for i in 0..cands.len() {
+            if let Some(ahead) = cands.get(i + Self::AHEAD) {
+                self.prefetch(ahead.id as usize);
+            }
+            cands[i].d = self.dist(cands[i].id as usize, q);
+        }
+    }
+
+    /// How many rows [`Space::measure`] loads ahead: enough to overlap the misses, few enough
+    /// that a 512-d f32 row's lines stay within what the CPU tracks at once.
+    const AHEAD: usize = 8;
+
     /// Row `i` (`i < rows`) as f32 (f16 widened with the vectorised slice conversion).
     pub fn row(&self, i: usize, out: &mut [f32]) {
         use half::slice::HalfFloatSliceExt;
@@ -199,14 +218,15 @@ impl Visited {
 }
 
 /// The beam of SEARCH-LAYER as one sorted array of at most `ef` nodes (closest first), each
-/// flagged once expanded, with a cursor at the closest one not expanded yet. It stands for both
+/// flagged once expanded (one bit each), with a cursor at the closest one not expanded yet. It stands for both
 /// heaps of the paper's algorithm 2: a candidate outside the best `ef` would never be expanded
 /// there either. Small and contiguous, it beats two binary heaps and ends sorted.
 #[derive(Default)]
 struct Beam {
-    /// The nodes as [`Key`]s, ascending; `expanded` flags them alike.
+    /// The nodes as [`Key`]s, ascending.
     keys: Vec<Key>,
-    expanded: Vec<bool>,
+    /// Bit `i` set once `keys[i]` is expanded; bits from `keys.len()` on are clear.
+    expanded: Flags,
     cap: usize,
     cursor: usize,
     /// Measured nodes outside the beam (turned away or pushed out), kept when the caller asks
@@ -253,7 +273,7 @@ impl Key {
 impl Beam {
     fn reset(&mut self, cap: usize, keep_outside: bool) {
         self.keys.clear();
-        self.expanded.clear();
+        self.expanded.reset(cap);
         self.cap = cap;
         self.cursor = 0;
         self.outside.clear();
@@ -275,34 +295,82 @@ impl Beam {
             return;
         }
         if self.keys.len() == self.cap {
-            self.expanded.pop();
             if let Some(out) = self.keys.pop() {
+                self.expanded.clear(self.keys.len());
                 if self.keep_outside {
                     self.outside.push(out.cand());
                 }
             }
         }
         self.keys.insert(at, key);
-        self.expanded.insert(at, false);
+        self.expanded.open(at);
         self.cursor = self.cursor.min(at);
     }
 
     /// The closest node not expanded yet, now marked expanded.
     #[inline]
     fn next(&mut self) -> Option<Cand> {
-        while let Some(expanded) = self.expanded.get_mut(self.cursor) {
-            self.cursor += 1;
-            if !*expanded {
-                *expanded = true;
-                return Some(self.keys[self.cursor - 1].cand());
-            }
-        }
-        None
+        let at = self.expanded.first_clear(self.cursor)?;
+        let key = self.keys.get(at)?;
+        self.expanded.set(at);
+        self.cursor = at + 1;
+        Some(key.cand())
     }
 
     /// The nodes, closest first.
     fn cands(&self) -> impl Iterator<Item = Cand> + '_ {
         self.keys.iter().map(|k| k.cand())
+    }
+}
+
+/// One flag per beam slot, packed 64 to a word, so that inserting into the beam shifts a word or
+/// two instead of moving a byte per slot.
+#[derive(Default)]
+struct Flags(Vec<u64>);
+
+impl Flags {
+    /// All clear, room for `cap` slots and the one an insertion pushes past the end.
+    fn reset(&mut self, cap: usize) {
+        self.0.clear();
+        self.0.resize(cap / 64 + 1, 0);
+    }
+
+    #[inline]
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    #[inline]
+    fn clear(&mut self, i: usize) {
+        self.0[i / 64] &= !(1 << (i % 64));
+    }
+
+    /// Move every flag from slot `at` on up one slot, leaving `at` clear.
+    #[inline]
+    fn open(&mut self, at: usize) {
+        let w = at / 64;
+        for i in (w + 1..self.0.len()).rev() {
+            self.0[i] = self.0[i] << 1 | self.0[i - 1] >> 63;
+        }
+        let below = (1u64 << (at % 64)) - 1;
+        let x = self.0[w];
+        self.0[w] = x & below | (x & !below) << 1;
+    }
+
+    /// The first clear slot at `from` or after (past the beam's end when all are set).
+    #[inline]
+    fn first_clear(&self, from: usize) -> Option<usize> {
+        let w = from / 64;
+        let mut bits = !*self.0.get(w)? & (!0u64 << (from % 64));
+        for (i, word) in self.0.iter().enumerate().skip(w) {
+            if i > w {
+                bits = !word;
+            }
+            if bits != 0 {
+                return Some(i * 64 + bits.trailing_zeros() as usize);
+            }
+        }
+        None
     }
 }
 
@@ -531,6 +599,43 @@ mod tests {
             assert_eq!((back.d.to_bits(), back.id), (a.d.to_bits(), a.id));
             for b in &cands {
                 assert_eq!(Key::of(*a).cmp(&Key::of(*b)), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The beam (sorted keys, packed flags, cursor) against a plain sorted list of
+        /// (candidate, expanded) pairs, with caps on both sides of a flag word's 64 slots.
+        #[test]
+        fn the_beam_matches_a_sorted_list(
+            cap in 1usize..140,
+            ops in proptest::collection::vec(proptest::option::of(0u16..500), 0..400),
+        ) {
+            let mut beam = Beam::default();
+            beam.reset(cap, false);
+            let mut model: Vec<(Cand, bool)> = Vec::new();
+            for (id, op) in ops.into_iter().enumerate() {
+                match op {
+                    Some(d) => {
+                        let c = Cand { d: f32::from(d), id: id as u32 };
+                        beam.insert(c);
+                        let at = model.partition_point(|(x, _)| *x < c);
+                        if at < cap {
+                            model.insert(at, (c, false));
+                            model.truncate(cap);
+                        }
+                    }
+                    None => {
+                        let want = model.iter_mut().find(|(_, e)| !*e).map(|(c, e)| {
+                            *e = true;
+                            *c
+                        });
+                        proptest::prop_assert_eq!(beam.next(), want);
+                    }
+                }
+                let cands: Vec<Cand> = beam.cands().collect();
+                let want: Vec<Cand> = model.iter().map(|(c, _)| *c).collect();
+                proptest::prop_assert_eq!(cands, want);
             }
         }
     }
