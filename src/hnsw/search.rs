@@ -107,8 +107,7 @@ impl<'a> Space<'a> {
         }
     }
 
-    /// How many rows [`Space::measure`] loads ahead: enough to overlap the misses, few enough
-    /// that a 512-d f32 row's lines stay within what the CPU tracks at once.
+    /// How many candidates ahead of the one measured [`Space::measure`] loads rows.
     const AHEAD: usize = 8;
 
     /// Row `i` (`i < rows`) as f32 (f16 widened with the vectorised slice conversion).
@@ -218,9 +217,9 @@ impl Visited {
 }
 
 /// The beam of SEARCH-LAYER as one sorted array of at most `ef` nodes (closest first), each
-/// flagged once expanded (one bit each), with a cursor at the closest one not expanded yet. It stands for both
-/// heaps of the paper's algorithm 2: a candidate outside the best `ef` would never be expanded
-/// there either. Small and contiguous, it beats two binary heaps and ends sorted.
+/// flagged (one bit) once expanded, with a cursor at the closest one not expanded yet. It stands
+/// for both heaps of the paper's algorithm 2: a candidate outside the best `ef` would never be
+/// expanded there either. Small and contiguous, it beats two binary heaps and ends sorted.
 #[derive(Default)]
 struct Beam {
     /// The nodes as [`Key`]s, ascending.
@@ -361,16 +360,12 @@ impl Flags {
     #[inline]
     fn first_clear(&self, from: usize) -> Option<usize> {
         let w = from / 64;
-        let mut bits = !*self.0.get(w)? & (!0u64 << (from % 64));
-        for (i, word) in self.0.iter().enumerate().skip(w) {
-            if i > w {
-                bits = !word;
-            }
-            if bits != 0 {
-                return Some(i * 64 + bits.trailing_zeros() as usize);
-            }
-        }
-        None
+        let first = !*self.0.get(w)? & (!0u64 << (from % 64));
+        std::iter::once(first)
+            .chain(self.0[w + 1..].iter().map(|x| !x))
+            .enumerate()
+            .find(|&(_, bits)| bits != 0)
+            .map(|(i, bits)| (w + i) * 64 + bits.trailing_zeros() as usize)
     }
 }
 
