@@ -812,10 +812,16 @@ fn rebuild_graph_cli() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     small_graph_index(d, GraphLayout::Compact);
-    let layout = |name: &str| {
+    let params = |name: &str| {
         let index = Index::open(d.join(name)).unwrap();
         let graph = Graph::open(&index).unwrap().unwrap();
-        (graph.header().layout, graph.header().m)
+        graph.header().params()
+    };
+    let stored = |m, layout| Params {
+        m,
+        ef_construction: 32,
+        seed: 1,
+        layout,
     };
     let common = ["--hnsw-m", "8", "--ef-construction", "32", "--seed", "1"];
     let out = ptsel(
@@ -825,7 +831,7 @@ fn rebuild_graph_cli() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("re-encoded"), "{err}");
-    assert_eq!(layout("compact.ptsel"), (GraphLayout::Blocks, 8));
+    assert_eq!(params("compact.ptsel"), stored(8, GraphLayout::Blocks));
     let info = ptsel(d, &["info", "compact.ptsel", "--json"]);
     assert!(String::from_utf8_lossy(&info.stdout).contains("\"layout\": \"blocks\""));
 
@@ -844,7 +850,23 @@ fn rebuild_graph_cli() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("constructed"), "{err}");
-    assert_eq!(layout("m6.ptsel"), (GraphLayout::Blocks, 6));
+    // Unset, efConstruction and the seed are the stored graph's (32 and 1, not the defaults).
+    assert_eq!(params("m6.ptsel"), stored(6, GraphLayout::Blocks));
+    // So is M: a layout change alone re-encodes.
+    let out = ptsel(
+        d,
+        &[
+            "rebuild-graph",
+            "m6.ptsel",
+            "--graph-layout",
+            "compact",
+            "-q",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("re-encoded"), "{err}");
+    assert_eq!(params("m6.ptsel"), stored(6, GraphLayout::Compact));
 
     let before = std::fs::read(d.join("m6.ptsel")).unwrap();
     let out = ptsel(

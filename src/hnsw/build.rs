@@ -259,8 +259,10 @@ pub fn build_graph(
 pub fn regraph(index: &Index, params: &Params, step: Step<'_>) -> Result<(Vec<u8>, bool)> {
     if let Some(graph) = Graph::open(index)? {
         let h = graph.header();
-        let same = (h.m as usize, h.ef_construction as usize, h.seed)
-            == (params.m, params.ef_construction, params.seed);
+        let same = Params {
+            layout: params.layout,
+            ..h.params()
+        } == *params;
         if same && h.layout == params.layout {
             if let Some(b) = index.section_bytes(crate::format::SectionKind::Hnsw) {
                 return Ok((b.to_vec(), true));

@@ -115,6 +115,16 @@ fn metric_code(m: Metric) -> u32 {
 }
 
 impl GraphHeader {
+    /// The construction parameters this graph was built with, and its layout.
+    pub fn params(&self) -> super::Params {
+        super::Params {
+            m: self.m as usize,
+            ef_construction: self.ef_construction as usize,
+            seed: self.seed,
+            layout: self.layout,
+        }
+    }
+
     /// Serialise to the 64-byte form.
     pub fn to_bytes(&self) -> [u8; GRAPH_HEADER_LEN] {
         let mut b = [0u8; GRAPH_HEADER_LEN];

@@ -1,9 +1,9 @@
 //! `ptsel rebuild-graph`: give a built index a new HNSW graph (another layout or other
 //! parameters) without reading its features again.
 
-use crate::build::GraphArgs;
 use crate::progress::Bars;
 use anyhow::Result;
+use ptsel::hnsw::{Graph, GraphLayout, Params};
 use std::path::PathBuf;
 
 /// Arguments of `ptsel rebuild-graph`.
@@ -18,12 +18,19 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
     // The stored graph is re-encoded, not rebuilt, when --hnsw-m, --ef-construction and --seed
-    // equal its own.
-    #[command(flatten)]
-    pub graph: GraphArgs,
-    /// Seed of the HNSW level draws and insertion order.
-    #[arg(long, default_value_t = 0, value_name = "S")]
-    pub seed: u64,
+    // equal its own, which is what each of them defaults to.
+    /// HNSW: links per node (default: the stored graph's, else 16).
+    #[arg(long, value_name = "M")]
+    pub hnsw_m: Option<usize>,
+    /// HNSW: beam width while inserting (default: the stored graph's, else 200).
+    #[arg(long, value_name = "N")]
+    pub ef_construction: Option<usize>,
+    /// Seed of the HNSW level draws and insertion order (default: the stored graph's, else 0).
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// HNSW storage: `blocks` (fastest search) or `compact` (smallest); see `ptsel build`.
+    #[arg(long, value_enum, default_value = "blocks")]
+    pub graph_layout: GraphLayout,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -31,7 +38,18 @@ pub struct Args {
 
 /// Run `ptsel rebuild-graph`.
 pub fn run(args: Args) -> Result<()> {
-    let params = args.graph.params(args.seed);
+    // An index that does not open (or has no graph) takes the build's defaults here; the
+    // rebuild below then reports what is wrong with it.
+    let stored = ptsel::Index::open(&args.index)
+        .ok()
+        .and_then(|index| Some(Graph::open(&index).ok()??.header().params()))
+        .unwrap_or_default();
+    let params = Params {
+        m: args.hnsw_m.unwrap_or(stored.m),
+        ef_construction: args.ef_construction.unwrap_or(stored.ef_construction),
+        seed: args.seed.unwrap_or(stored.seed),
+        layout: args.graph_layout,
+    };
     let out = args.out.clone().unwrap_or_else(|| args.index.clone());
     let bars = Bars::new(args.quiet);
     let report = ptsel::rebuild_graph(&args.index, &out, &params, args.force, &|s, d, t| {
