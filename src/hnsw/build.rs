@@ -12,6 +12,7 @@
 use super::blocks;
 use super::codes::RowCodes;
 use super::graph::{Compact, Graph, GraphHeader, GraphLayout, MAX_LEVEL, MAX_M, NO_NODE};
+use super::pages::Pages;
 use super::repair::{repair_reachability, repair_self_recall};
 use super::search::{descend, search_layer, Adjacency, Cand, Space, Width};
 use super::Params;
@@ -32,7 +33,7 @@ pub(crate) struct Layers {
     pub(super) m: usize,
     pub(super) m0: usize,
     pub(super) rows: usize,
-    pub(super) level0: Vec<u32>,
+    pub(super) level0: Pages<u32>,
     pub(super) levels: Vec<u8>,
     pub(super) upper: Vec<Vec<u32>>,
     pub(super) entry: u32,
@@ -236,7 +237,7 @@ pub fn build_graph(
         )));
     }
     let space = Space::of(index);
-    let codes = RowCodes::of(&space);
+    let codes = RowCodes::of(&space)?;
     let mut layers = construct(&space, &codes, params, step)?;
     let unreachable = repair_reachability(&mut layers, &space, &codes)?;
     step("hnsw check", 1, 2)?;
@@ -271,7 +272,7 @@ pub fn regraph(index: &Index, params: &Params, step: Step<'_>) -> Result<(Vec<u8
             step("hnsw layout", 0, 1)?;
             let bytes = match (params.layout, graph.compact(), graph.blocks()) {
                 (GraphLayout::Blocks, Some(c), _) => {
-                    Some(blocks::encode(c, h, &RowCodes::of(graph.space()))?)
+                    Some(blocks::encode(c, h, &RowCodes::of(graph.space())?)?)
                 }
                 (GraphLayout::Compact, _, Some(b)) => Some(b.decode(h)?),
                 _ => None,
@@ -304,7 +305,7 @@ pub(super) fn construct(
         m,
         m0,
         rows,
-        level0: vec![NO_NODE; rows * m0],
+        level0: Pages::filled(rows * m0, NO_NODE)?,
         entry: first,
         max_level: u32::from(levels[first as usize]),
         levels,
@@ -408,7 +409,7 @@ fn export(
         self_recall_repaired: self_recall,
     };
     let mut bytes = header.to_bytes().to_vec();
-    bytes.extend_from_slice(bytemuck::cast_slice(&layers.level0));
+    bytes.extend_from_slice(bytemuck::cast_slice(&layers.level0[..]));
     bytes.extend_from_slice(bytemuck::cast_slice(&upper_ids));
     bytes.extend_from_slice(bytemuck::cast_slice(&offsets));
     for &p in &upper_ids {

@@ -3,7 +3,9 @@
 //! i16, and the integer inner product between them (`vpmaddwd`). A code takes a quarter of an
 //! f32 vector and half of the stored f16 one; beams walked on codes are re-ranked exactly.
 
+use super::pages::Pages;
 use super::search::{prefetch, Distance, Space};
+use crate::error::Result;
 use crate::format::Metric;
 use crate::score::simd::Kernels;
 use rayon::prelude::*;
@@ -104,7 +106,7 @@ impl CodeQuery {
 /// The codes of all rows in row order, for construction.
 pub(crate) struct RowCodes {
     pub quantiser: Quantiser,
-    pub codes: Vec<i8>,
+    codes: Pages<i8>,
     /// Squared norms of the decoded codes (l2 only, else empty).
     pub sq_norms: Vec<f32>,
     rows: usize,
@@ -113,11 +115,12 @@ pub(crate) struct RowCodes {
 }
 
 impl RowCodes {
-    /// Train the quantiser on `space` and encode every row.
-    pub fn of(space: &Space<'_>) -> Self {
+    /// Train the quantiser on `space` and encode every row; an error when there is no memory
+    /// for the codes.
+    pub fn of(space: &Space<'_>) -> Result<Self> {
         let quantiser = Quantiser::train(space);
         let dim = space.dim;
-        let mut codes = vec![0i8; space.rows * dim];
+        let mut codes = Pages::filled(space.rows * dim, 0i8)?;
         let sq_norms: Vec<f32> = codes
             .par_chunks_mut(dim.max(1))
             .enumerate()
@@ -129,7 +132,7 @@ impl RowCodes {
                 },
             )
             .collect();
-        RowCodes {
+        Ok(RowCodes {
             quantiser,
             codes,
             sq_norms: if space.metric == Metric::L2 {
@@ -140,7 +143,7 @@ impl RowCodes {
             rows: space.rows,
             dim,
             kernels: space.kernels,
-        }
+        })
     }
 
     /// The code of row `i`.

@@ -19,6 +19,7 @@ mod blocks;
 mod build;
 mod codes;
 pub mod graph;
+mod pages;
 mod repair;
 mod search;
 

@@ -268,7 +268,7 @@ mod tests {
                 seed: 1,
                 ..Params::default()
             };
-            let codes = RowCodes::of(&space);
+            let codes = RowCodes::of(&space).unwrap();
             let mut layers = construct(&space, &codes, &params, &|_, _, _| Ok(())).unwrap();
             repair_reachability(&mut layers, &space, &codes).unwrap();
             let stranded = reachable(&layers).iter().filter(|&&r| !r).count();
@@ -291,7 +291,7 @@ mod tests {
         });
         let index = index_of(t.path(), &c.data, c.rows, c.dim);
         let space = Space::of(&index);
-        let codes = RowCodes::of(&space);
+        let codes = RowCodes::of(&space).unwrap();
         let mut layers = construct(
             &space,
             &codes,
