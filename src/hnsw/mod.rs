@@ -7,7 +7,7 @@
 //!   itself, repairs what is not, and exports the compact layout described in [`graph`].
 //!   [`crate::build`] runs it when [`crate::BuildOptions::hnsw`] is set (the default).
 //! - [`Graph::open`] validates the section in O(1); [`Graph::search`] and [`Graph::search_batch`]
-//!   run the beam search (SIMD distances, per-thread generation-stamped visited set, prefetch).
+//!   run the beam search (SIMD distances, per-thread visited bitset, prefetch).
 //!
 //! Why not `hnsw_rs` for construction: its parallel insertion is not reproducible (the graph
 //! depends on thread timing) and its level generator has a fixed seed, while ptsel promises the
