@@ -650,6 +650,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The visited bits against a set, across searches of graphs of several sizes (the
+        /// clearing of the words a search set, and the word-count slot when every word is set).
+        #[test]
+        fn the_visited_set_matches_a_set(
+            searches in proptest::collection::vec(
+                (1usize..300, proptest::collection::vec(0usize..300, 0..400)),
+                1..8,
+            ),
+        ) {
+            let mut visited = Visited::default();
+            for (n, marks) in searches {
+                visited.reset(n);
+                let mut model = std::collections::HashSet::new();
+                for i in marks.into_iter().map(|i| i % n) {
+                    proptest::prop_assert_eq!(visited.insert(i), model.insert(i));
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_beam_ends_sorted_and_the_spill_is_the_nearest_left_outside() {
         let line = Line::new(&[9.0, 3.0, 7.0, 1.0, 5.0, 8.0, 2.0, 6.0, 4.0, 0.0]);
