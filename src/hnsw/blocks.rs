@@ -274,14 +274,6 @@ impl Distance for Blocks<'_> {
             prefetch(n, 4);
         }
     }
-
-    fn dists(&self, ids: &[u32], q: &CodeQuery, out: &mut Vec<f32>) {
-        let codes = (
-            self.codes.get(4 * self.m0..).unwrap_or_default(),
-            self.block_len,
-        );
-        q.dists(self.space.kernels, codes, self.sq_norms, ids, out);
-    }
 }
 
 /// The node numbering: the nodes of the upper levels first, breadth-first from the entry point

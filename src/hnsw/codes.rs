@@ -101,29 +101,6 @@ impl CodeQuery {
             None => -dot,
         }
     }
-
-    /// [`CodeQuery::dist`] of the nodes `ids`, node `i`'s code at `i * stride` in `codes` and
-    /// its squared norm (l2) at `sq_norms[i]` (empty for the other metrics), into `out`.
-    pub fn dists(
-        &self,
-        kernels: &Kernels,
-        (codes, stride): (&[i8], usize),
-        sq_norms: &[f32],
-        ids: &[u32],
-        out: &mut Vec<f32>,
-    ) {
-        out.clear();
-        out.resize(ids.len(), 0.0);
-        let dots: &mut [i32] = bytemuck::cast_slice_mut(out.as_mut_slice());
-        (kernels.dot_i8_i16_rows)(codes, stride, ids, &self.values, dots);
-        for (d, &i) in out.iter_mut().zip(ids) {
-            let dot = d.to_bits() as i32 as f32 * self.unit;
-            *d = match sq_norms.get(i as usize) {
-                Some(n) => n - 2.0 * dot,
-                None => -dot,
-            };
-        }
-    }
 }
 
 /// The codes of all rows in row order, for construction.
@@ -196,10 +173,5 @@ impl Distance for RowCodes {
     #[inline]
     fn prefetch(&self, i: usize) {
         prefetch(self.codes.as_ptr().wrapping_add(i * self.dim), self.dim);
-    }
-
-    fn dists(&self, ids: &[u32], q: &CodeQuery, out: &mut Vec<f32>) {
-        let codes = (&self.codes[..], self.dim);
-        q.dists(self.kernels, codes, &self.sq_norms, ids, out);
     }
 }

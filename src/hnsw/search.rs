@@ -30,11 +30,6 @@ pub(crate) trait Distance {
     fn dist(&self, i: usize, q: &Self::Query) -> f32;
     /// Hint the CPU to load what [`Distance::dist`] reads for node `i` (`i < rows`).
     fn prefetch(&self, i: usize);
-    /// [`Distance::dist`] of each of `ids` (each `< rows`, checked by the caller) in `out`.
-    fn dists(&self, ids: &[u32], q: &Self::Query, out: &mut Vec<f32>) {
-        out.clear();
-        out.extend(ids.iter().map(|&i| self.dist(i as usize, q)));
-    }
 }
 
 impl Distance for Space<'_> {
@@ -390,9 +385,8 @@ impl Flags {
 struct Scratch {
     visited: Visited,
     beam: Beam,
-    /// Unvisited neighbours of the nodes being expanded, and their distances.
+    /// Unvisited neighbours of the node being expanded.
     fresh: Vec<u32>,
-    dists: Vec<f32>,
 }
 
 thread_local! {
@@ -524,9 +518,11 @@ pub(crate) fn search_layer<A: Adjacency, D: Distance>(
                     }
                 }
             }
-            space.dists(&s.fresh, q, &mut s.dists);
-            for (&id, &d) in s.fresh.iter().zip(&s.dists) {
-                let c = Cand { d, id };
+            for &n in &s.fresh {
+                let c = Cand {
+                    d: space.dist(n as usize, q),
+                    id: n,
+                };
                 if s.beam.admits(c.d) {
                     s.beam.insert(c);
                     // Expanded soon, likely: start loading its list.

@@ -21,15 +21,7 @@ pub struct Kernels {
     /// Inner product of an i8 code vector with an i16 vector (the HNSW traversal codes against
     /// a quantised query; the caller keeps `len * 128 * max|b|` below 2^31).
     pub dot_i8_i16: fn(&[i8], &[i16]) -> i32,
-    /// [`Kernels::dot_i8_i16`] of `b` with many codes in one call: `out[i]` is the inner product
-    /// with the `b.len()` codes at `rows[i] * stride` in `codes` (one call per beam expansion
-    /// instead of one per neighbour, the products free to overlap). Panics when a code lies
-    /// outside `codes`.
-    pub dot_i8_i16_rows: DotRows,
 }
-
-/// The signature of [`Kernels::dot_i8_i16_rows`]: `(codes, stride, rows, b, out)`.
-pub type DotRows = fn(&[i8], usize, &[u32], &[i16], &mut [i32]);
 
 /// The best kernels for this CPU (detected on first use).
 pub fn kernels() -> &'static Kernels {
@@ -66,24 +58,6 @@ pub fn scalar_kernels() -> Kernels {
         l2_f32: scalar::l2_f32,
         l2_f16: scalar::l2_f16,
         dot_i8_i16: scalar::dot_i8_i16,
-        dot_i8_i16_rows: scalar::dot_i8_i16_rows,
-    }
-}
-
-/// `out[i] = dot(codes[rows[i] * stride..][..b.len()], b)`: the loop of every
-/// [`Kernels::dot_i8_i16_rows`], inlined into each instruction set's function with its `dot`.
-#[inline(always)]
-fn each_row(
-    codes: &[i8],
-    stride: usize,
-    rows: &[u32],
-    b: &[i16],
-    out: &mut [i32],
-    dot: impl Fn(&[i8], &[i16]) -> i32,
-) {
-    for (o, &r) in out.iter_mut().zip(rows) {
-        let at = r as usize * stride;
-        *o = dot(&codes[at..at + b.len()], b);
     }
 }
 
@@ -190,9 +164,6 @@ mod scalar {
             .map(|(&x, &y)| i32::from(x) * i32::from(y))
             .sum()
     }
-    pub fn dot_i8_i16_rows(codes: &[i8], stride: usize, rows: &[u32], b: &[i16], out: &mut [i32]) {
-        super::each_row(codes, stride, rows, b, out, dot_i8_i16);
-    }
 
     pub const MR: usize = 4;
     pub const NR: usize = 16;
@@ -262,7 +233,6 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU must support AVX2. Slices are read only up to the shorter length.
-    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
         let n = a.len().min(b.len());
@@ -302,7 +272,6 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX-512F, AVX-512BW and AVX2. Slices are read only up to the
     /// shorter length.
-    #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
     pub unsafe fn dot_i8_i16_avx512(a: &[i8], b: &[i16]) -> i32 {
         let n = a.len().min(b.len());
@@ -323,42 +292,6 @@ mod x86 {
         _mm512_reduce_add_epi32(acc) + tail
     }
 
-    /// [`dot_i8_i16`] over many codes (see [`super::Kernels::dot_i8_i16_rows`]).
-    ///
-    /// # Safety
-    /// The CPU must support AVX2, FMA and F16C.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_i8_i16_rows(
-        codes: &[i8],
-        stride: usize,
-        rows: &[u32],
-        b: &[i16],
-        out: &mut [i32],
-    ) {
-        // SAFETY: this function's features are the kernel's.
-        super::each_row(codes, stride, rows, b, out, |a, b| unsafe {
-            dot_i8_i16(a, b)
-        });
-    }
-
-    /// [`dot_i8_i16_avx512`] over many codes (see [`super::Kernels::dot_i8_i16_rows`]).
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F, AVX-512BW and AVX2.
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-    pub unsafe fn dot_i8_i16_rows_avx512(
-        codes: &[i8],
-        stride: usize,
-        rows: &[u32],
-        b: &[i16],
-        out: &mut [i32],
-    ) {
-        // SAFETY: this function's features are the kernel's.
-        super::each_row(codes, stride, rows, b, out, |a, b| unsafe {
-            dot_i8_i16_avx512(a, b)
-        });
-    }
-
     /// One step of a distance: `acc + x * y` (dot) or `acc + (x - y)^2` (l2).
     macro_rules! step {
         (dot, $fma:ident, $sub:ident, $acc:expr, $x:expr, $y:expr) => {
@@ -375,7 +308,7 @@ mod x86 {
     /// scalar tail), and `$set()`: the [`Kernels`](super::Kernels) using them when the CPU has
     /// the features of `$feat`.
     macro_rules! kernel_set {
-        ($set:ident, $isa:literal, $has:expr, $feat:literal, $lanes:literal, $zero:ident, $add:ident, $sub:ident, $fma:ident, $hsum:ident, $load32:ident, $dot_i8:ident, $dot_i8_rows:ident,
+        ($set:ident, $isa:literal, $has:expr, $feat:literal, $lanes:literal, $zero:ident, $add:ident, $sub:ident, $fma:ident, $hsum:ident, $load32:ident, $dot_i8:ident,
          [$(($name:ident, $field:ident, $op:ident, $t:ty, $load:ident)),*]) => {
             $(
                 /// # Safety
@@ -414,7 +347,6 @@ mod x86 {
                     isa: $isa,
                     $($field: |a, b| unsafe { $name(a, b) },)*
                     dot_i8_i16: |a, b| unsafe { $dot_i8(a, b) },
-                    dot_i8_i16_rows: |c, s, r, b, o| unsafe { $dot_i8_rows(c, s, r, b, o) },
                 })
             }
         };
@@ -581,7 +513,6 @@ mod x86 {
         hsum,
         load_f32,
         dot_i8_i16,
-        dot_i8_i16_rows,
         [
             (dot_f32, dot_f32, dot, f32, load_f32),
             (dot_f16, dot_f16, dot, f16, load_f16),
@@ -606,7 +537,6 @@ mod x86 {
         hsum16,
         load_f32x16,
         dot_i8_i16_avx512,
-        dot_i8_i16_rows_avx512,
         [
             (dot_f32_avx512, dot_f32, dot, f32, load_f32x16),
             (dot_f16_avx512, dot_f16, dot, f16, load_f16x16),
@@ -637,31 +567,6 @@ mod tests {
                 prop_assert!(((k.l2_f32)(&a, &b) - (s.l2_f32)(&a, &b)).abs() <= tol * 4.0, "{}", k.isa);
                 prop_assert!(((k.l2_f16)(&h, &b) - (s.l2_f16)(&h, &b)).abs() <= tol * 4.0, "{}", k.isa);
                 prop_assert_eq!((k.dot_i8_i16)(&c, &w), (s.dot_i8_i16)(&c, &w), "{}", k.isa);
-            }
-        }
-
-        /// The batched i8 kernel against one call per code, rows in any order and repeated, at
-        /// strides wider than the codes.
-        #[test]
-        fn batched_codes_match_single(
-            len in 0usize..100,
-            pad in 0usize..70,
-            rows in proptest::collection::vec(0u32..9, 0..20),
-            seed in 0u64..1000,
-        ) {
-            let stride = len + pad;
-            let mut x = seed;
-            let mut next = || { x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (x >> 33) as i64 };
-            let codes: Vec<i8> = (0..9 * stride).map(|_| next() as i8).collect();
-            let b: Vec<i16> = (0..len).map(|_| next() as i16).collect();
-            let s = scalar_kernels();
-            for k in available_kernels().into_iter().chain([s]) {
-                let mut out = vec![0; rows.len()];
-                (k.dot_i8_i16_rows)(&codes, stride, &rows, &b, &mut out);
-                for (o, &r) in out.iter().zip(&rows) {
-                    let at = r as usize * stride;
-                    prop_assert_eq!(*o, (s.dot_i8_i16)(&codes[at..at + len], &b), "{}", k.isa);
-                }
             }
         }
     }
