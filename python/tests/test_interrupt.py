@@ -1,6 +1,7 @@
 """Ctrl-C during a build raises KeyboardInterrupt promptly and leaves nothing behind."""
 
 import _thread
+import signal
 import threading
 import time
 
@@ -8,6 +9,16 @@ import numpy as np
 import pytest
 
 import ptsel
+
+
+@pytest.fixture(autouse=True)
+def sigint_raises():
+    """SIGINT with Python's usual handler: a job a shell starts in the background without job
+    control inherits SIGINT ignored, Python then installs no handler, and interrupt_main() would
+    do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("delay", [0.2, 1.5])  # while writing vectors, while building the graph
