@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""ptsel's HNSW side by side with hnswlib, faiss (IndexHNSWFlat), usearch and ScaNN on the same data.
+"""ptsel's HNSW (and partitioned) search side by side with hnswlib, faiss (IndexHNSWFlat), usearch
+and ScaNN on the same data.
 
 Every engine gets the same .npy vectors (cosine metric), the same build threads, and one search
 thread; the HNSW engines get the same M and efConstruction; recall@k is computed against one exact
@@ -34,6 +35,10 @@ step's figure, a lower bound; above it there is none). A denser --ef narrows the
     python3 benches/peers.py --data DIR   # DIR/base.npy and DIR/queries.npy
     python3 benches/peers.py --engines ptsel-py,hnswlib,faiss   # Python against Python
     python3 benches/peers.py --engines ptsel,scann --ef 8,12,16,24,32,48,64,96,128,192,256
+
+`ptsel-ivf` in --engines is ptsel's partitioned search (`build --no-hnsw --partitions`, then
+`search --probes`): like ScaNN it has no ef, so the i-th --ef of the sweep scans the i-th of
+--ivf-probes partitions and re-ranks --ivf-rerank rows exactly.
 
 The synthetic data generator is benches/gen_data.py (overlapping clusters); benches/real_data.py
 builds a real one (documentation sentences embedded with all-MiniLM-L6-v2, 384-d: --data /tmp/real384).
@@ -134,14 +139,21 @@ def ptsel_engine(a, base_path, q_path, work, layout="blocks"):
     run([a.ptsel, "bench", "--index", path, "--queries", q_path, "-k", str(a.k), "--ef", ",".join(map(str, a.ef)),
          "--threads", "1", "--json", bench_json, "--plot", os.path.join(work, f"ptsel-{a.dtype}{tag}.svg")])
     open_ms = json.load(open(bench_json))["open_ms"]
-    one_q, many_q = os.path.join(work, "one-query.npy"), os.path.join(work, "queries-x5.npy")
-    q = np.load(q_path)
-    np.save(one_q, q[:1])
-    np.save(many_q, np.tile(q, (TILE, 1)))
     out = os.path.join(work, "nn.npy")
 
     def cmd(queries, ef):
         return [a.ptsel, "search", "--index", path, "--queries", queries, "-k", str(a.k), "--ef", str(ef), "--threads", "1", "--out", out]
+    search = cli_search(work, path, q_path, out, cmd)
+    return Engine(name, b, os.path.getsize(path), open_ms, search)
+
+
+def cli_search(work, path, q_path, out, cmd):
+    """`search(ef)` for an engine run through ptsel's CLI: `cmd(queries, ef)` is its command line,
+    writing `out`. Returns (labels, wall s, CPU s) per pass of the queries."""
+    one_q, many_q = os.path.join(work, "one-query.npy"), os.path.join(work, "queries-x5.npy")
+    q = np.load(q_path)
+    np.save(one_q, q[:1])
+    np.save(many_q, np.tile(q, (TILE, 1)))
 
     def search(ef):
         # The CLI's fixed costs (process start, open, reading queries, writing results) are
@@ -158,7 +170,36 @@ def ptsel_engine(a, base_path, q_path, work, layout="blocks"):
         # measurement: infinite time, so the best-of-repeats keeps another pass.
         valid = lambda many, one: (many - one) / TILE if many > 2 * one else float("inf")
         return np.load(out)[:len(q)], valid(w, w1), valid(c, c1)
-    return Engine(name, b, os.path.getsize(path), open_ms, search)
+    return search
+
+
+def ivf_params(a, ef):
+    """ptsel's partitioned search has no beam: the i-th --ef of the sweep scans the i-th of
+    --ivf-probes partitions (the last one repeats) and re-ranks --ivf-rerank rows exactly."""
+    probes = a.ivf_probes[min(a.ef.index(ef), len(a.ivf_probes) - 1)]
+    return probes, max(a.ivf_rerank, a.k)
+
+
+def ptsel_ivf_engine(a, base_path, q_path, work):
+    """ptsel's partitioned search through its CLI: an index of partitions only (`build --no-hnsw
+    --partitions`, 2 sqrt(rows) of them unless --ivf-partitions), searched with `search --probes`."""
+    path = os.path.join(work, f"ptsel-{a.dtype}-ivf.ptsel")
+    env = dict(os.environ, RAYON_NUM_THREADS=str(a.build_threads))
+    parts = [str(a.ivf_partitions)] if a.ivf_partitions else []
+    b = built(a, work, f"ptsel {a.dtype} ivf", path, lambda: run([a.ptsel, "build", "--features", base_path, "--out", path, "--force", "-q",
+                                                                  "--dtype", a.dtype, "--no-hnsw", "--partitions", *parts, "--seed", "1"], env))
+    bench_json = os.path.join(work, f"bench-{a.dtype}-ivf.json")
+    run([a.ptsel, "bench", "--index", path, "--queries", q_path, "-k", str(a.k), "--ef", str(max(a.ivf_rerank, a.k)),
+         "--probes", ",".join(map(str, a.ivf_probes)), "--threads", "1", "--json", bench_json])
+    open_ms = json.load(open(bench_json))["open_ms"]
+    out = os.path.join(work, "nn-ivf.npy")
+
+    def cmd(queries, ef):
+        probes, rerank = ivf_params(a, ef)
+        return [a.ptsel, "search", "--index", path, "--queries", queries, "-k", str(a.k), "--probes", str(probes), "--ef", str(rerank),
+                "--threads", "1", "--out", out]
+    search = cli_search(work, path, q_path, out, cmd)
+    return Engine(f"ptsel {a.dtype} ivf", b, os.path.getsize(path), open_ms, search)
 
 
 def warm(path, chunk=1 << 24):
@@ -345,11 +386,16 @@ def main():
     p.add_argument("--scann-leaves", type=int, default=0, help="ScaNN partitions (default 2 * sqrt(rows))")
     p.add_argument("--scann-reorder", type=int, default=100, help="ScaNN candidates rescored exactly (float32)")
     p.add_argument("--scann-frac", default="0.015,0.8", help="ScaNN share of partitions searched at the smallest and the largest --ef")
+    p.add_argument("--ivf-probes", default="1,2,3,4,6,8,12,16,24,32",
+                   help="ptsel-ivf: partitions scanned at each --ef of the sweep, in order (the last repeats)")
+    p.add_argument("--ivf-rerank", type=int, default=20, help="ptsel-ivf: rows re-ranked exactly (search --ef)")
+    p.add_argument("--ivf-partitions", type=int, default=0, help="ptsel-ivf: partitions (default 2 * sqrt(rows))")
     p.add_argument("--no-exact", action="store_true", help="skip the exact-search comparison")
     p.add_argument("--repeat", type=int, default=3, help="interleaved search runs, best kept")
     p.add_argument("--reuse", action="store_true", help="reuse indexes already built in --work (build figures from builds.json)")
     a = p.parse_args()
     a.ef = [int(x) for x in a.ef.split(",")]
+    a.ivf_probes = [int(x) for x in a.ivf_probes.split(",")]
     # Build threads of the in-process ptsel package (its thread pool reads this once).
     os.environ["RAYON_NUM_THREADS"] = str(a.build_threads)
     work = a.work or tempfile.mkdtemp(prefix="ptsel-peers-")
@@ -371,6 +417,8 @@ def main():
     for e in a.engines.split(","):
         if e == "ptsel":
             engines.append(ptsel_engine(a, base_path, q_path, work))
+        elif e == "ptsel-ivf":
+            engines.append(ptsel_ivf_engine(a, base_path, q_path, work))
         elif e == "ptsel-compact":
             engines.append(ptsel_engine(a, base_path, q_path, work, layout="compact"))
         elif e == "ptsel-py":
@@ -401,28 +449,32 @@ def main():
         leaves = scann_leaves(a, len(base))
         print(f"scann: ef -> partitions searched of {leaves} (--scann-frac {a.scann_frac}, log-linear in ef), "
               f"{a.scann_reorder} candidates rescored: " + ", ".join(f"{ef} -> {scann_params(a, len(base), ef)[0]}" for ef in a.ef))
+    if any(r.name.endswith(" ivf") for r in engines):
+        print(f"ptsel ivf: ef -> partitions scanned (--ivf-probes), {max(a.ivf_rerank, a.k)} rows re-ranked: "
+              + ", ".join(f"{ef} -> {ivf_params(a, ef)[0]}" for ef in a.ef))
     ours = [r for r in engines if r.name.startswith("ptsel")]
     peers = [r for r in engines if not r.name.startswith("ptsel")]
     if ours and peers:
         print()
-        for how, fn, op in (("fastest ef reaching the target", qps_at, ">="), ("log-QPS interpolated between the two ef around it", qps_interp, "=")):
-            print(f"QPS at matched recall ({how}), ptsel / best peer:")
-            for target in (0.90, 0.95, 0.99):
-                for col, what in ((3, "cpu"), (2, "wall")):
-                    mine = fn(ours[0].rows, target, col)
-                    best = max(((fn(r.rows, target, col) or 0, r.name) for r in peers))
-                    if mine and best[0]:
-                        each = ", ".join(f"{r.name} {q:.0f}" if (q := fn(r.rows, target, col)) else f"{r.name} -" for r in peers)
-                        print(f"  recall {op} {target:.2f} ({what}): ptsel {mine:.0f}, best peer {best[1]} {best[0]:.0f}, "
-                              f"ratio {mine / best[0]:.2f}  [{each}]")
-                    else:
-                        print(f"  recall {op} {target:.2f} ({what}): not reached "
-                              f"by {'ptsel' if not mine else 'any peer'}")
+        for mine_e in ours:
+            for how, fn, op in (("fastest ef reaching the target", qps_at, ">="), ("log-QPS interpolated between the two ef around it", qps_interp, "=")):
+                print(f"QPS at matched recall ({how}), {mine_e.name} / best peer:")
+                for target in (0.90, 0.95, 0.99):
+                    for col, what in ((3, "cpu"), (2, "wall")):
+                        mine = fn(mine_e.rows, target, col)
+                        best = max(((fn(r.rows, target, col) or 0, r.name) for r in peers))
+                        if mine and best[0]:
+                            each = ", ".join(f"{r.name} {q:.0f}" if (q := fn(r.rows, target, col)) else f"{r.name} -" for r in peers)
+                            print(f"  recall {op} {target:.2f} ({what}): ptsel {mine:.0f}, best peer {best[1]} {best[0]:.0f}, "
+                                  f"ratio {mine / best[0]:.2f}  [{each}]")
+                        else:
+                            print(f"  recall {op} {target:.2f} ({what}): not reached "
+                                  f"by {'ptsel' if not mine else 'any peer'}")
         hl = [r for r in peers if r.name == "hnswlib"]
-        if hl:
-            print(f"build ptsel / hnswlib ({a.build_threads} threads): wall {ours[0].build_s:.1f} / {hl[0].build_s:.1f} s, "
-                  f"CPU {ours[0].build_cpu:.1f} / {hl[0].build_cpu:.1f} s; throughput ratio (hnswlib time / ptsel time) "
-                  f"wall {hl[0].build_s / ours[0].build_s:.2f}, CPU {hl[0].build_cpu / ours[0].build_cpu:.2f}")
+        for mine_e in ours if hl else []:
+            print(f"build {mine_e.name} / hnswlib ({a.build_threads} threads): wall {mine_e.build_s:.1f} / {hl[0].build_s:.1f} s, "
+                  f"CPU {mine_e.build_cpu:.1f} / {hl[0].build_cpu:.1f} s; throughput ratio (hnswlib time / ptsel time) "
+                  f"wall {hl[0].build_s / mine_e.build_s:.2f}, CPU {hl[0].build_cpu / mine_e.build_cpu:.2f}")
 
     if not a.no_exact and any(r.name == f"ptsel {a.dtype}" for r in engines):
         import faiss

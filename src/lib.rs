@@ -82,6 +82,7 @@ pub mod format;
 pub mod hnsw;
 pub mod npy;
 pub mod output;
+pub mod partitions;
 pub mod score;
 pub mod select;
 pub mod store;
@@ -89,7 +90,8 @@ pub mod synth;
 pub mod uot;
 
 pub use builder::{
-    build, rebuild_graph, BuildOptions, BuildReport, Labels, RegraphReport, RowSource, TextList,
+    add_partitions, build, rebuild_graph, BuildOptions, BuildReport, Labels, RegraphReport,
+    RowSource, TextList,
 };
 pub use engine::{Engine, SearchOpts};
 pub use error::{Cancel, Error, ErrorKind, Result};

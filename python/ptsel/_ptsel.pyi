@@ -76,9 +76,11 @@ class Index:
         threads: Optional[int] = None,
         device: _Device = "auto",
         shards: Optional[tuple[int, int]] = None,
+        probes: Optional[int] = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """``(ids, scores)``, ``[n, k]`` int64 and float32, best first (global rows; only the
-        shards ``(start, stop)`` when given, padded with -1); the GIL is released."""
+        shards ``(start, stop)`` when given, padded with -1); ``probes`` searches the
+        partitions instead of the graph; the GIL is released."""
     def near_duplicates(
         self,
         test: Union[_Floats, _Path],
@@ -156,6 +158,7 @@ def build(
     force: bool = False,
     resume: bool = False,
     graph_layout: Literal["blocks", "compact"] = "blocks",
+    partitions: Optional[int] = None,
 ) -> Index:
     """Build an index of ``features`` at ``out`` and return it opened (``ptsel build``)."""
 

@@ -87,7 +87,8 @@ fn stderr_write(py: Python<'_>, text: &str) -> PyResult<()> {
 /// `class_names`: sequences of str or text files with one per line. `dtype` "f16" or "f32",
 /// `metric` "cos", "ip" or "l2". An HNSW graph (`m`, `ef_construction`, `seed`) is built unless
 /// `hnsw=False`, stored as `graph_layout` "blocks" (fastest search) or "compact" (smallest); `kmeans=K` adds K pseudo-classes (spherical k-means, at most `kmeans_iters`
-/// Lloyd iterations). `progress`: True (a line on stderr), False,
+/// Lloyd iterations); `partitions=N` (0: 2 sqrt(rows)) adds partitions for
+/// `Index.search(probes=...)`. `progress`: True (a line on stderr), False,
 /// or a callable `(stage, done, total)`. An existing `out` is refused unless `force=True`;
 /// with `resume=True` (features from a file) an existing `out` that verifies and was built from
 /// the same file with the same options is kept, and any other replaced (a retried Spark task
@@ -96,10 +97,10 @@ fn stderr_write(py: Python<'_>, text: &str) -> PyResult<()> {
 #[pyo3(signature = (
     features, out, labels=None, ids=None, class_names=None, dtype="f16", metric="cos",
     hnsw=true, m=16, ef_construction=200, kmeans=None, kmeans_iters=20, seed=0, progress=Progress::Stderr,
-    force=false, resume=false, graph_layout="blocks"
+    force=false, resume=false, graph_layout="blocks", partitions=None
 ), text_signature = "(features, out, labels=None, ids=None, class_names=None, dtype='f16', \
     metric='cos', hnsw=True, m=16, ef_construction=200, kmeans=None, kmeans_iters=20, seed=0, \
-    progress=True, force=False, resume=False, graph_layout='blocks')")]
+    progress=True, force=False, resume=False, graph_layout='blocks', partitions=None)")]
 #[allow(clippy::too_many_arguments)]
 pub fn build(
     py: Python<'_>,
@@ -120,6 +121,7 @@ pub fn build(
     force: bool,
     resume: bool,
     graph_layout: &str,
+    partitions: Option<usize>,
 ) -> PyResult<PyIndex> {
     let (dtype, metric) = (dtype.parse().or_raise()?, metric.parse().or_raise()?);
     let hnsw = hnsw.then_some(ptsel::hnsw::Params {
@@ -133,6 +135,7 @@ pub fn build(
         iters: kmeans_iters,
         seed,
     });
+    let partitions = partitions.map(|partitions| ptsel::partitions::Params { partitions, seed });
     let labels = labels
         .map(|l| -> PyResult<Labels> {
             let (values, origin) = arrays::labels(l, "labels")?;
@@ -172,6 +175,7 @@ pub fn build(
                     class_names,
                     hnsw,
                     kmeans,
+                    partitions,
                     cancel: cancel.clone(),
                     ..BuildOptions::default()
                 };

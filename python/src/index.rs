@@ -227,13 +227,15 @@ impl PyIndex {
     /// first (scores: cosine similarity for "cos", inner product for "ip", squared distance
     /// for "l2").
     ///
-    /// Through the HNSW graph with beam width `ef` (default 64, raised to `k`), or by exact
+    /// Through the HNSW graph with beam width `ef` (default 64, raised to `k`), through the
+    /// partitions with `probes=P` (the P partitions nearest to each query scanned, the `ef`
+    /// rows nearest by code re-ranked exactly; an index built with `partitions`), or by exact
     /// scoring on `device` ("auto", "cpu", "cuda") with `exact=True`. `queries` is `[n, dim]`
     /// of any float dtype and memory order; `threads` defaults to all cores. Rows are global
     /// rows of a corpus; `shards=(start, stop)` searches only those shards (one task's part:
     /// padded with -1 where they hold fewer than `k` rows). The GIL is released while
     /// searching.
-    #[pyo3(signature = (queries, k=10, ef=None, exact=false, threads=None, device="auto", shards=None))]
+    #[pyo3(signature = (queries, k=10, ef=None, exact=false, threads=None, device="auto", shards=None, probes=None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -245,6 +247,7 @@ impl PyIndex {
         threads: Option<usize>,
         device: &str,
         shards: Option<(usize, usize)>,
+        probes: Option<usize>,
     ) -> PyResult<Neighbors<'py>> {
         let q = FloatArray::extract(queries, "queries")?.view().to_matrix();
         if q.dim != self.engine.dim() {
@@ -255,6 +258,7 @@ impl PyIndex {
         }
         let opts = SearchOpts {
             ef,
+            probes,
             exact,
             threads,
             device: device.parse().or_raise()?,

@@ -67,3 +67,20 @@ def test_search_releases_the_gil(index):
     assert end - start > 0.1, "the search was too short to tell"
     inside = [x for x in ticks if start + 0.02 < x < end - 0.02]
     assert len(inside) >= 5, f"{len(inside)} ticks during a {end - start:.2f} s search"
+
+
+def test_partitioned_search_reaches_exact_and_names_what_is_missing(index, corpus, tmp_path):
+    import ptsel
+
+    truth, _ = brute_force(corpus.x, corpus.queries, 10)
+    built = ptsel.build(corpus.x, tmp_path / "p.ptsel", hnsw=False, partitions=16, progress=False)
+    few, scores = built.search(corpus.queries, k=10, probes=2, ef=40)
+    every, _ = built.search(corpus.queries, k=10, probes=16, ef=100)
+    assert recall(few, truth) <= recall(every, truth)
+    assert recall(every, truth) > 0.98
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    # One query at a time answers as the batch does.
+    one, _ = built.search(corpus.queries[:1], k=10, probes=2, ef=40)
+    np.testing.assert_array_equal(one[0], few[0])
+    with pytest.raises(ValueError, match="no partitions"):
+        index.search(corpus.queries, k=10, probes=2)

@@ -8,12 +8,13 @@ mod inputs;
 mod regraph;
 
 pub use inputs::{Labels, TextList};
-pub use regraph::{rebuild_graph, RegraphReport};
+pub use regraph::{add_partitions, rebuild_graph, RegraphReport};
 
 use crate::error::{Cancel, Error, Result};
 use crate::format::{DType, IndexWriter, Meta, Metric, SectionKind};
 use crate::hnsw;
 use crate::npy::MatrixReader;
+use crate::partitions;
 use crate::select::kmeans::{self, KmeansParams};
 use crate::store::Index;
 use half::f16;
@@ -89,6 +90,8 @@ pub struct BuildOptions {
     pub hnsw: Option<hnsw::Params>,
     /// k-means pseudo-classes to compute (for class-level selection on unlabelled corpora).
     pub kmeans: Option<KmeansParams>,
+    /// The partitions to build for partitioned search (`None`: none; see [`crate::partitions`]).
+    pub partitions: Option<partitions::Params>,
     /// Creation parameters recorded in the metadata besides the ones the build records itself
     /// (the features, labels and ids files, the HNSW and k-means parameters).
     pub params: BTreeMap<String, String>,
@@ -109,6 +112,7 @@ impl Default for BuildOptions {
             class_names: None,
             hnsw: Some(hnsw::Params::default()),
             kmeans: None,
+            partitions: None,
             params: BTreeMap::new(),
             extensions: Vec::new(),
             cancel: Cancel::default(),
@@ -229,7 +233,11 @@ pub fn build(
         params,
     };
     let mut ext_sections = Vec::new();
-    if opts.hnsw.is_some() || opts.kmeans.is_some() || !opts.extensions.is_empty() {
+    if opts.hnsw.is_some()
+        || opts.kmeans.is_some()
+        || opts.partitions.is_some()
+        || !opts.extensions.is_empty()
+    {
         // Derived sections read the vectors through a regular open of the temporary file.
         w.add_section(SectionKind::Meta, &meta.encode().map_err(Error::invalid)?)?;
         w.checkpoint()?;
@@ -240,6 +248,10 @@ pub fn build(
         }
         if let Some(p) = opts.kmeans {
             ext_sections.extend(kmeans::kmeans(&partial, p, &step)?.sections());
+        }
+        if let Some(p) = &opts.partitions {
+            let bytes = partitions::build_partitions(&partial, p, &step)?;
+            ext_sections.push((SectionKind::Partitions, bytes));
         }
         for ext in &opts.extensions {
             ext_sections.extend(ext.build(&partial, &step)?);
@@ -277,6 +289,9 @@ pub(crate) fn recorded_params(opts: &BuildOptions, features: &str) -> BTreeMap<S
     }
     if let Some(k) = &opts.kmeans {
         k.record(&mut params);
+    }
+    if let Some(p) = &opts.partitions {
+        p.record(&mut params);
     }
     params
 }

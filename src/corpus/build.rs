@@ -151,6 +151,7 @@ pub fn build(
         class_names: None,
         hnsw: opts.hnsw,
         kmeans: None,
+        partitions: opts.partitions,
         params: params.clone(),
         extensions: Vec::new(),
         cancel: opts.cancel.clone(),

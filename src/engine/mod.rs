@@ -19,7 +19,7 @@ mod search;
 mod truth;
 
 pub use info::{HnswInfo, Info, SectionInfo, ShardInfo};
-pub use search::{merge_neighbors, Graphs};
+pub use search::{merge_neighbors, missing, Approx};
 pub use truth::GroundTruth;
 
 use crate::corpus::{self, CorpusMeta, Shard};
@@ -40,8 +40,12 @@ pub const DEFAULT_EF: usize = 64;
 /// How to run a search.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SearchOpts {
-    /// HNSW beam width ([`DEFAULT_EF`] when `None`; raised to `k` when lower).
+    /// HNSW beam width, or rows re-ranked exactly by a partitioned search ([`DEFAULT_EF`] when
+    /// `None`; raised to `k` when lower).
     pub ef: Option<usize>,
+    /// Search the partitions, scanning this many per query, instead of the HNSW graph (see
+    /// [`crate::partitions`]).
+    pub probes: Option<usize>,
     /// Exact (brute-force) scoring on `device` instead of the graph.
     pub exact: bool,
     /// Threads (all cores when `None`).

@@ -7,28 +7,60 @@ use super::{Engine, SearchOpts, DEFAULT_EF};
 use crate::error::{Error, Result};
 use crate::format::Metric;
 use crate::hnsw::{graph::NO_NODE, Graph};
+use crate::partitions::Partitions;
 use crate::score::{self, cpu::CpuScorer, Neighbors, Scorer};
 use rayon::prelude::*;
 use std::ops::Range;
 use std::path::Path;
 
-/// The HNSW graphs of every shard, searched as one graph of global rows.
-pub struct Graphs<'a> {
-    /// Each shard's first global row and graph.
-    parts: Vec<(u32, Graph<'a>)>,
+/// The approximate index of every shard (its HNSW graph, or its partitions), searched as one
+/// index of global rows.
+pub struct Approx<'a> {
+    /// Each shard's first global row and index.
+    parts: Vec<(u32, Part<'a>)>,
     metric: Metric,
 }
 
-impl Graphs<'_> {
+/// One shard's approximate index.
+enum Part<'a> {
+    Graph(Graph<'a>),
+    /// The partitions and how many of them a query scans.
+    Partitions(Partitions<'a>, usize),
+}
+
+impl Part<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            Part::Graph(g) => g.header().rows as usize,
+            Part::Partitions(p, _) => p.header().rows as usize,
+        }
+    }
+
+    fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<(Vec<u32>, Vec<f32>)> {
+        match self {
+            Part::Graph(g) => g.search(query, k, ef),
+            Part::Partitions(p, probes) => p.search(query, k, ef, *probes),
+        }
+    }
+
+    fn search_batch(&self, queries: &[f32], k: usize, ef: usize) -> Result<Neighbors> {
+        match self {
+            Part::Graph(g) => g.search_batch(queries, k, ef),
+            Part::Partitions(p, probes) => p.search_batch(queries, k, ef, *probes),
+        }
+    }
+}
+
+impl Approx<'_> {
     /// The `k` nearest global rows of one raw query, best first, with scores in the metric's
-    /// unit: each shard's graph in turn (beam width `ef`, raised to `k`), merged.
+    /// unit: each shard in turn (beam width, or rows re-ranked, `ef`, raised to `k`), merged.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<(Vec<u32>, Vec<f32>)> {
         if let [(0, g)] = self.parts.as_slice() {
             return g.search(query, k, ef);
         }
         let mut found = Vec::new();
         for (first, g) in &self.parts {
-            let (ids, scores) = g.search(query, k.min(g.header().rows as usize), ef)?;
+            let (ids, scores) = g.search(query, k.min(g.rows()), ef)?;
             found.extend(ids.into_iter().map(|i| i + first).zip(scores));
         }
         rank(self.metric, &mut found);
@@ -36,7 +68,7 @@ impl Graphs<'_> {
         Ok(found.into_iter().unzip())
     }
 
-    /// [`Graphs::search`] for a row-major `[nq, dim]` batch: the shards in parallel, each across
+    /// [`Approx::search`] for a row-major `[nq, dim]` batch: the shards in parallel, each across
     /// rayon threads, merged per query.
     pub fn search_batch(&self, queries: &[f32], k: usize, ef: usize) -> Result<Neighbors> {
         if let [(0, g)] = self.parts.as_slice() {
@@ -46,7 +78,7 @@ impl Graphs<'_> {
             .parts
             .par_iter()
             .map(|(first, g)| {
-                let nn = g.search_batch(queries, k.min(g.header().rows as usize), ef)?;
+                let nn = g.search_batch(queries, k.min(g.rows()), ef)?;
                 Ok(offset(nn, *first))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -144,27 +176,28 @@ impl Engine {
             )));
         }
         let shards = self.shard_range(shards)?;
-        let graphs = || {
-            self.all_graphs(shards.clone())?.map_err(|path| {
-                Error::invalid(format!(
-                    "{} has no HNSW graph (it was built without one): search exactly, or rebuild it with a graph",
-                    path.display()
-                ))
-            })
+        if opts.probes == Some(0) {
+            return Err(Error::invalid(
+                "probes = 0: a partitioned search scans at least 1 partition",
+            ));
+        }
+        let approx = || {
+            self.approx_of(shards.clone(), opts.probes)?
+                .map_err(|path| missing(path, opts.probes))
         };
         let ef = opts.ef.unwrap_or(DEFAULT_EF).max(k);
         let rows: usize = self.shards()[shards.clone()].iter().map(|s| s.rows()).sum();
         if !opts.exact && queries.len() == self.dim() && rows >= k {
             // One query (and rows enough that nothing is padded): searched on the calling
             // thread, without a hand-off to a pool.
-            let (ids, scores) = graphs()?.search(queries, k, ef)?;
+            let (ids, scores) = approx()?.search(queries, k, ef)?;
             return Ok(Neighbors { k, ids, scores });
         }
         self.on_threads(opts.threads, || {
             if opts.exact {
                 self.exact_top_k(shards.clone(), queries, k, opts)
             } else {
-                graphs()?.search_batch(queries, k, ef)
+                approx()?.search_batch(queries, k, ef)
             }
         })
     }
@@ -213,23 +246,53 @@ impl Engine {
     }
 
     /// The HNSW graphs of all shards, searched as one; `None` when some shard has none.
-    pub fn graphs(&self) -> Result<Option<Graphs<'_>>> {
-        Ok(self.all_graphs(0..self.shards().len())?.ok())
+    pub fn graphs(&self) -> Result<Option<Approx<'_>>> {
+        self.approx(None)
     }
 
-    /// The graphs of the shards `shards`, or the file of the first one without a graph.
-    fn all_graphs(&self, shards: Range<usize>) -> Result<std::result::Result<Graphs<'_>, &Path>> {
+    /// The approximate index of all shards, searched as one: their partitions, `probes` of them
+    /// scanned per query, when `probes` is given, else their HNSW graphs. `None` when some
+    /// shard has no such section.
+    pub fn approx(&self, probes: Option<usize>) -> Result<Option<Approx<'_>>> {
+        Ok(self.approx_of(0..self.shards().len(), probes)?.ok())
+    }
+
+    /// The approximate index of the shards `shards`, or the file of the first one without it.
+    fn approx_of(
+        &self,
+        shards: Range<usize>,
+        probes: Option<usize>,
+    ) -> Result<std::result::Result<Approx<'_>, &Path>> {
         let mut parts = Vec::with_capacity(shards.len());
         for s in &self.shards()[shards] {
-            match Graph::open(s.index())? {
-                Some(g) => parts.push((s.first_row() as u32, g)),
+            let part = match probes {
+                None => Graph::open(s.index())?.map(Part::Graph),
+                Some(p) => Partitions::open(s.index())?.map(|v| Part::Partitions(v, p)),
+            };
+            match part {
+                Some(part) => parts.push((s.first_row() as u32, part)),
                 None => return Ok(Err(s.index().path())),
             }
         }
-        Ok(Ok(Graphs {
+        Ok(Ok(Approx {
             parts,
             metric: self.metric(),
         }))
+    }
+}
+
+/// The error of a search that needs a section the index file `path` lacks: its graph, or its
+/// partitions when `probes` is given.
+pub fn missing(path: &Path, probes: Option<usize>) -> Error {
+    match probes {
+        None => Error::invalid(format!(
+            "{} has no HNSW graph (it was built without one): search exactly, or rebuild it with a graph",
+            path.display()
+        )),
+        Some(_) => Error::invalid(format!(
+            "{} has no partitions: build it with --partitions, or add them with `ptsel partition`",
+            path.display()
+        )),
     }
 }
 

@@ -34,6 +34,8 @@ pub enum SectionKind {
     KmeansCentroids,
     /// `[rows]` u32 k-means assignment of each row.
     KmeansAssign,
+    /// Partitioned (IVF) search structure (layout in [`crate::partitions`]).
+    Partitions,
     /// A kind this build does not know; skipped by readers.
     Unknown(u32),
 }
@@ -53,6 +55,7 @@ impl SectionKind {
             SectionKind::Hnsw => 16,
             SectionKind::KmeansCentroids => 17,
             SectionKind::KmeansAssign => 18,
+            SectionKind::Partitions => 19,
             SectionKind::Unknown(c) => c,
         }
     }
@@ -71,6 +74,7 @@ impl SectionKind {
             16 => SectionKind::Hnsw,
             17 => SectionKind::KmeansCentroids,
             18 => SectionKind::KmeansAssign,
+            19 => SectionKind::Partitions,
             c => SectionKind::Unknown(c),
         }
     }
@@ -89,6 +93,7 @@ impl SectionKind {
             SectionKind::Hnsw => "hnsw".into(),
             SectionKind::KmeansCentroids => "kmeans_centroids".into(),
             SectionKind::KmeansAssign => "kmeans_assign".into(),
+            SectionKind::Partitions => "partitions".into(),
             SectionKind::Unknown(c) => format!("unknown({c})"),
         }
     }

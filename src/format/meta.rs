@@ -62,6 +62,25 @@ impl Metric {
             Metric::L2 => "l2",
         }
     }
+
+    /// The code a derived section's header stores the metric as.
+    pub fn code(self) -> u32 {
+        match self {
+            Metric::Cos => 1,
+            Metric::Ip => 2,
+            Metric::L2 => 3,
+        }
+    }
+
+    /// The metric of a stored [`Metric::code`]; `None` for an unknown code.
+    pub fn from_code(code: u32) -> Option<Self> {
+        match code {
+            1 => Some(Metric::Cos),
+            2 => Some(Metric::Ip),
+            3 => Some(Metric::L2),
+            _ => None,
+        }
+    }
 }
 
 /// Contents of the metadata section.

@@ -103,6 +103,30 @@ impl CodeQuery {
     }
 }
 
+impl CodeQuery {
+    /// [`CodeQuery::dist`] of each of the consecutive codes in `codes` into `out` (one per
+    /// code; `sq_norms` as long as `out` for l2, else empty).
+    pub fn dists(&self, kernels: &Kernels, codes: &[i8], sq_norms: &[f32], out: &mut [f32]) {
+        let mut dots = [0i32; SCAN_BLOCK];
+        for (i, chunk) in out.chunks_mut(SCAN_BLOCK).enumerate() {
+            let at = i * SCAN_BLOCK;
+            let dots = &mut dots[..chunk.len()];
+            let n = self.values.len();
+            (kernels.dot_i8_i16_rows)(&codes[at * n..(at + chunk.len()) * n], &self.values, dots);
+            for (j, (o, &dot)) in chunk.iter_mut().zip(dots.iter()).enumerate() {
+                let dot = dot as f32 * self.unit;
+                *o = match sq_norms.get(at + j) {
+                    Some(n) => n - 2.0 * dot,
+                    None => -dot,
+                };
+            }
+        }
+    }
+}
+
+/// Codes measured per call of the rows kernel in [`CodeQuery::dists`].
+const SCAN_BLOCK: usize = 64;
+
 /// The codes of all rows in row order, for construction.
 pub(crate) struct RowCodes {
     pub quantiser: Quantiser,

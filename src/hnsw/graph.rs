@@ -25,7 +25,7 @@ use super::blocks::Blocks;
 use super::search::{checked_id, descend, search_layer, Adjacency, Cand, Distance, Space, Width};
 use crate::error::{Error, Result};
 use crate::format::{Metric, SectionKind};
-use crate::score::Neighbors;
+use crate::score::{check_one_query, Neighbors};
 use crate::store::Index;
 use rayon::prelude::*;
 use std::path::Path;
@@ -106,14 +106,6 @@ pub struct GraphHeader {
     pub self_recall_repaired: u32,
 }
 
-fn metric_code(m: Metric) -> u32 {
-    match m {
-        Metric::Cos => 1,
-        Metric::Ip => 2,
-        Metric::L2 => 3,
-    }
-}
-
 impl GraphHeader {
     /// The construction parameters this graph was built with, and its layout.
     pub fn params(&self) -> super::Params {
@@ -135,7 +127,7 @@ impl GraphHeader {
             (16, self.m0),
             (20, self.ef_construction),
             // 24..32: seed (u64), below
-            (32, metric_code(self.metric)),
+            (32, self.metric.code()),
             (36, self.entry),
             (40, self.max_level),
             (44, self.upper_nodes),
@@ -170,12 +162,8 @@ impl GraphHeader {
                 ))
             }
         };
-        let metric = match w(32) {
-            1 => Metric::Cos,
-            2 => Metric::Ip,
-            3 => Metric::L2,
-            c => return Err(format!("unknown metric code {c}")),
-        };
+        let metric =
+            Metric::from_code(w(32)).ok_or_else(|| format!("unknown metric code {}", w(32)))?;
         let mut seed = [0u8; 8];
         seed.copy_from_slice(&b[24..32]);
         let h = GraphHeader {
@@ -501,19 +489,7 @@ impl<'a> Graph<'a> {
     /// entry point (which the build's repair rules out) is an `Error::Corrupt`.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<(Vec<u32>, Vec<f32>)> {
         let sp = &self.space;
-        if query.len() != sp.dim {
-            return Err(Error::invalid(format!(
-                "query has {} values, the index has dimension {}",
-                query.len(),
-                sp.dim
-            )));
-        }
-        if k == 0 || k > sp.rows {
-            return Err(Error::invalid(format!(
-                "k = {k} must be between 1 and the number of rows ({})",
-                sp.rows
-            )));
-        }
+        check_one_query(query, sp.dim, k, sp.rows)?;
         let q = sp.prepare(query);
         let found = match &self.layout {
             Layout::Compact(c) => self.beam(c, sp, &q, k, ef, 0)?,
@@ -574,18 +550,12 @@ impl<'a> Graph<'a> {
     /// [`Graph::search`] for a row-major `[nq, dim]` batch across rayon threads. Errors: NaN or
     /// infinite values, a batch that is not whole rows, `k` = 0 or `k` > rows, a corrupt graph.
     pub fn search_batch(&self, queries: &[f32], k: usize, ef: usize) -> Result<Neighbors> {
-        let nq = crate::score::check_queries(queries, self.space.dim)?;
-        let per: Vec<(Vec<u32>, Vec<f32>)> = queries
+        crate::score::check_queries(queries, self.space.dim)?;
+        let per = queries
             .par_chunks_exact(self.space.dim)
             .map(|q| self.search(q, k, ef))
-            .collect::<Result<_>>()?;
-        let mut ids = Vec::with_capacity(nq * k);
-        let mut scores = Vec::with_capacity(nq * k);
-        for (i, s) in per {
-            ids.extend(i);
-            scores.extend(s);
-        }
-        Ok(Neighbors { k, ids, scores })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Neighbors::from_queries(k, per))
     }
 }
 

@@ -17,11 +17,11 @@
 
 mod blocks;
 mod build;
-mod codes;
+pub(crate) mod codes;
 pub mod graph;
 mod pages;
 mod repair;
-mod search;
+pub(crate) mod search;
 
 pub use build::{build_graph, regraph};
 pub use graph::{Graph, GraphHeader, GraphLayout};

@@ -46,6 +46,17 @@ pub struct Neighbors {
 }
 
 impl Neighbors {
+    /// The neighbours of a batch from each query's `k` rows and scores, in query order.
+    pub(crate) fn from_queries(k: usize, per: Vec<(Vec<u32>, Vec<f32>)>) -> Self {
+        let mut ids = Vec::with_capacity(per.len() * k);
+        let mut scores = Vec::with_capacity(per.len() * k);
+        for (i, s) in per {
+            ids.extend(i);
+            scores.extend(s);
+        }
+        Neighbors { k, ids, scores }
+    }
+
     /// Number of queries.
     pub fn queries(&self) -> usize {
         self.ids.len().checked_div(self.k).unwrap_or(0)
@@ -312,6 +323,27 @@ pub fn check_queries(queries: &[f32], dim: usize) -> Result<usize> {
         )));
     }
     Ok(queries.len() / dim)
+}
+
+/// Check one query of an approximate search against the index shape, and `k` against its rows.
+pub(crate) fn check_one_query(query: &[f32], dim: usize, k: usize, rows: usize) -> Result<()> {
+    if query.len() != dim {
+        return Err(Error::invalid(format!(
+            "query has {} values, the index has dimension {dim}",
+            query.len()
+        )));
+    }
+    check_k(k, rows)
+}
+
+/// An error unless `1 <= k <= rows`.
+pub(crate) fn check_k(k: usize, rows: usize) -> Result<()> {
+    if k == 0 || k > rows {
+        return Err(Error::invalid(format!(
+            "k = {k} must be between 1 and the number of rows ({rows})"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether score `a` ranks before `b` under `metric` (ties broken by the caller on row id).

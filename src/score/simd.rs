@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 /// A set of kernels for one instruction set.
 #[derive(Clone, Copy)]
 pub struct Kernels {
-    /// Name of the instruction set (`avx512f+bw`, `avx2+fma+f16c` or `scalar`).
+    /// Name of the instruction set (`avx512f+bw`, `avx512f+bw+vnni`, `avx2+fma+f16c` or
+    /// `scalar`).
     pub isa: &'static str,
     /// Inner product of two f32 vectors of equal length.
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
@@ -21,7 +22,18 @@ pub struct Kernels {
     /// Inner product of an i8 code vector with an i16 vector (the HNSW traversal codes against
     /// a quantised query; the caller keeps `len * 128 * max|b|` below 2^31).
     pub dot_i8_i16: fn(&[i8], &[i16]) -> i32,
+    /// Inner products of one f32 query with the [`PANEL`] vectors of a panel stored
+    /// dimension-major (`panel[j * PANEL + l]` = element `j` of vector `l`), into `out`; the
+    /// query's length is the dimension and the panel holds `dim * PANEL` values (the partitioned
+    /// search's centroids, ranked for each query without a horizontal sum per centroid).
+    pub dot_panel: fn(&[f32], &[f32], &mut [f32; PANEL]),
+    /// [`Kernels::dot_i8_i16`] of each of the `out.len()` consecutive codes of `codes` (each
+    /// as long as the second argument) with it: a scan of contiguous codes in one call.
+    pub dot_i8_i16_rows: fn(&[i8], &[i16], &mut [i32]),
 }
+
+/// Vectors per panel of [`Kernels::dot_panel`].
+pub const PANEL: usize = 64;
 
 /// The best kernels for this CPU (detected on first use).
 pub fn kernels() -> &'static Kernels {
@@ -41,7 +53,10 @@ fn detect() -> Kernels {
 pub fn available_kernels() -> Vec<Kernels> {
     #[cfg(target_arch = "x86_64")]
     {
-        [x86::avx512(), x86::avx2()].into_iter().flatten().collect()
+        [x86::avx512().map(x86::with_vnni), x86::avx2()]
+            .into_iter()
+            .flatten()
+            .collect()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -58,6 +73,8 @@ pub fn scalar_kernels() -> Kernels {
         l2_f32: scalar::l2_f32,
         l2_f16: scalar::l2_f16,
         dot_i8_i16: scalar::dot_i8_i16,
+        dot_panel: scalar::dot_panel,
+        dot_i8_i16_rows: scalar::dot_i8_i16_rows,
     }
 }
 
@@ -165,6 +182,19 @@ mod scalar {
             .sum()
     }
 
+    pub fn dot_i8_i16_rows(codes: &[i8], q: &[i16], out: &mut [i32]) {
+        for (o, c) in out.iter_mut().zip(codes.chunks_exact(q.len().max(1))) {
+            *o = dot_i8_i16(c, q);
+        }
+    }
+
+    pub fn dot_panel(q: &[f32], panel: &[f32], out: &mut [f32; super::PANEL]) {
+        *out = [0.0; super::PANEL];
+        for (&x, p) in q.iter().zip(panel.chunks_exact(super::PANEL)) {
+            out.iter_mut().zip(p).for_each(|(o, &v)| *o += x * v);
+        }
+    }
+
     pub const MR: usize = 4;
     pub const NR: usize = 16;
 
@@ -266,6 +296,128 @@ mod x86 {
         _mm_cvtsi128_si32(s) + tail
     }
 
+    /// Codes ahead of the one measured that [`Kernels::dot_i8_i16_rows`](super::Kernels)
+    /// starts loading.
+    const ROWS_AHEAD: usize = 32;
+
+    /// Defines [`Kernels::dot_i8_i16_rows`](super::Kernels) over `$dot`, inlined into the loop
+    /// over the codes (no call per code, the query stays in registers), each code requested
+    /// [`ROWS_AHEAD`] codes before it is measured: a partition's run starts cold, before the
+    /// hardware prefetcher has seen the stream.
+    macro_rules! rows_kernel {
+        ($name:ident, $feat:literal, $dot:ident) => {
+            /// # Safety
+            /// The CPU must support the features named in the attribute.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $name(codes: &[i8], q: &[i16], out: &mut [i32]) {
+                let n = q.len().max(1);
+                let ahead = codes.as_ptr().wrapping_add(ROWS_AHEAD * n);
+                for (i, (o, c)) in out.iter_mut().zip(codes.chunks_exact(n)).enumerate() {
+                    for line in (0..n).step_by(64) {
+                        // A hint that never faults, whatever the address.
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(i * n + line));
+                    }
+                    *o = $dot(c, q);
+                }
+            }
+        };
+    }
+
+    rows_kernel!(dot_i8_i16_rows, "avx2,fma,f16c", dot_i8_i16);
+
+    /// Defines [`Kernels::dot_i8_i16_rows`](super::Kernels) on 512-bit registers for codes of a
+    /// multiple of 32 values: four codes at a time against one load of the query, their four
+    /// sums reduced together (two unpack-and-add steps, then the four 128-bit lanes), which
+    /// costs a quarter of four separate reductions; `$step(acc, codes, query)` accumulates 32
+    /// products. Other lengths and the last codes go one at a time through
+    /// [`dot_i8_i16_avx512`].
+    macro_rules! rows_kernel_512 {
+        ($name:ident, $feat:literal, $step:expr) => {
+            /// # Safety
+            /// The CPU must support the features named in the attribute.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $name(codes: &[i8], q: &[i16], out: &mut [i32]) {
+                let n = q.len();
+                let rows = out.len().min(codes.len() / n.max(1));
+                let mut r = 0;
+                if n > 0 && n % 32 == 0 {
+                    let (pc, pq) = (codes.as_ptr(), q.as_ptr());
+                    while r + 4 <= rows {
+                        for line in (0..4 * n).step_by(64) {
+                            // A hint that never faults, whatever the address.
+                            _mm_prefetch::<_MM_HINT_T0>(
+                                pc.wrapping_add((r + ROWS_AHEAD) * n + line),
+                            );
+                        }
+                        let mut acc = [_mm512_setzero_si512(); 4];
+                        let mut i = 0;
+                        while i < n {
+                            // SAFETY: i + 32 <= n, and rows r..r + 4 lie within `codes`.
+                            let y = _mm512_loadu_si512(pq.add(i).cast());
+                            for (t, a) in acc.iter_mut().enumerate() {
+                                let x = _mm512_cvtepi8_epi16(_mm256_loadu_si256(
+                                    pc.add((r + t) * n + i).cast(),
+                                ));
+                                *a = $step(*a, x, y);
+                            }
+                            i += 32;
+                        }
+                        let pair = |a, b| {
+                            _mm512_add_epi32(
+                                _mm512_unpacklo_epi32(a, b),
+                                _mm512_unpackhi_epi32(a, b),
+                            )
+                        };
+                        let (ab, cd) = (pair(acc[0], acc[1]), pair(acc[2], acc[3]));
+                        // Each 128-bit lane now holds a part of the four sums, in order.
+                        let s = _mm512_add_epi32(
+                            _mm512_unpacklo_epi64(ab, cd),
+                            _mm512_unpackhi_epi64(ab, cd),
+                        );
+                        let s = _mm256_add_epi32(
+                            _mm512_castsi512_si256(s),
+                            _mm512_extracti64x4_epi64::<1>(s),
+                        );
+                        let s = _mm_add_epi32(
+                            _mm256_castsi256_si128(s),
+                            _mm256_extracti128_si256::<1>(s),
+                        );
+                        // SAFETY: r + 4 <= rows <= out.len().
+                        _mm_storeu_si128(out.as_mut_ptr().add(r).cast(), s);
+                        r += 4;
+                    }
+                }
+                for (o, c) in out[r..rows]
+                    .iter_mut()
+                    .zip(codes[r * n..].chunks_exact(n.max(1)))
+                {
+                    *o = dot_i8_i16_avx512(c, q);
+                }
+            }
+        };
+    }
+
+    rows_kernel_512!(
+        dot_i8_i16_rows_avx512,
+        "avx512f,avx512bw,avx2,fma,f16c",
+        |a, x, y| _mm512_add_epi32(a, _mm512_madd_epi16(x, y))
+    );
+    rows_kernel_512!(
+        dot_i8_i16_rows_vnni,
+        "avx512f,avx512bw,avx512vnni,avx2,fma,f16c",
+        |a, x, y| _mm512_dpwssd_epi32(a, x, y)
+    );
+
+    /// `k` (the AVX-512 set) with the code scan on `vpdpwssd` when the CPU has AVX512-VNNI.
+    pub fn with_vnni(mut k: super::Kernels) -> super::Kernels {
+        if is_x86_feature_detected!("avx512vnni") {
+            k.isa = "avx512f+bw+vnni";
+            // SAFETY: the CPU has AVX512-VNNI, and the features of the set `k` came from.
+            k.dot_i8_i16_rows = |c, q, o| unsafe { dot_i8_i16_rows_vnni(c, q, o) };
+        }
+        k
+    }
+
     /// [`dot_i8_i16`] on 512-bit registers: 32 pairs a step into one accumulator (the chain
     /// is a one-cycle add), the rest (fewer than 32) by the AVX2 kernel.
     ///
@@ -308,7 +460,7 @@ mod x86 {
     /// scalar tail), and `$set()`: the [`Kernels`](super::Kernels) using them when the CPU has
     /// the features of `$feat`.
     macro_rules! kernel_set {
-        ($set:ident, $isa:literal, $has:expr, $feat:literal, $lanes:literal, $zero:ident, $add:ident, $sub:ident, $fma:ident, $hsum:ident, $load32:ident, $dot_i8:ident,
+        ($set:ident, $isa:literal, $has:expr, $feat:literal, $lanes:literal, $zero:ident, $add:ident, $sub:ident, $fma:ident, $hsum:ident, $load32:ident, $dot_i8:ident, $panel:ident, $rows:ident,
          [$(($name:ident, $field:ident, $op:ident, $t:ty, $load:ident)),*]) => {
             $(
                 /// # Safety
@@ -347,10 +499,79 @@ mod x86 {
                     isa: $isa,
                     $($field: |a, b| unsafe { $name(a, b) },)*
                     dot_i8_i16: |a, b| unsafe { $dot_i8(a, b) },
+                    dot_panel: |q, p, o| unsafe { $panel(q, p, o) },
+                    dot_i8_i16_rows: |c, q, o| unsafe { $rows(c, q, o) },
                 })
             }
         };
     }
+
+    /// Defines [`Kernels::dot_panel`](super::Kernels) for `$lanes`-wide registers: the panel's
+    /// `PANEL / $lanes` registers of sums, twice (even and odd dimensions), so that enough
+    /// independent FMA chains are in flight to hide their latency.
+    macro_rules! panel_kernel {
+        ($name:ident, $feat:literal, $lanes:literal, $zero:ident, $load:ident, $store:ident, $set1:ident, $add:ident, $fma:ident) => {
+            /// # Safety
+            /// The CPU must support the features named in the attribute. Reads
+            /// `q.len() * PANEL` values of `panel`, checked first.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $name(q: &[f32], panel: &[f32], out: &mut [f32; super::PANEL]) {
+                const V: usize = super::PANEL / $lanes;
+                let dim = q.len();
+                assert!(
+                    panel.len() >= dim * super::PANEL,
+                    "panel shorter than dim x PANEL"
+                );
+                let p = panel.as_ptr();
+                let (mut even, mut odd) = ([$zero(); V], [$zero(); V]);
+                // SAFETY (all loads): j + 1 < dim, resp. j < dim, so the panel row ends within
+                // dim * PANEL <= panel.len().
+                let mut j = 0;
+                while j + 2 <= dim {
+                    let (x, y) = ($set1(q[j]), $set1(q[j + 1]));
+                    for v in 0..V {
+                        even[v] = $fma(x, $load(p.add(j * super::PANEL + v * $lanes)), even[v]);
+                        odd[v] = $fma(y, $load(p.add((j + 1) * super::PANEL + v * $lanes)), odd[v]);
+                    }
+                    j += 2;
+                }
+                if j < dim {
+                    let x = $set1(q[j]);
+                    for v in 0..V {
+                        even[v] = $fma(x, $load(p.add(j * super::PANEL + v * $lanes)), even[v]);
+                    }
+                }
+                let acc = [even, odd];
+                for v in 0..V {
+                    // SAFETY: out holds PANEL values, v * $lanes + $lanes <= PANEL.
+                    $store(out.as_mut_ptr().add(v * $lanes), $add(acc[0][v], acc[1][v]));
+                }
+            }
+        };
+    }
+
+    panel_kernel!(
+        dot_panel_avx512,
+        "avx512f",
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_add_ps,
+        _mm512_fmadd_ps
+    );
+    panel_kernel!(
+        dot_panel_avx2,
+        "avx2,fma",
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_add_ps,
+        _mm256_fmadd_ps
+    );
 
     /// Loads 16 f16 at `p` widened to f32.
     ///
@@ -513,6 +734,8 @@ mod x86 {
         hsum,
         load_f32,
         dot_i8_i16,
+        dot_panel_avx2,
+        dot_i8_i16_rows,
         [
             (dot_f32, dot_f32, dot, f32, load_f32),
             (dot_f16, dot_f16, dot, f16, load_f16),
@@ -537,6 +760,8 @@ mod x86 {
         hsum16,
         load_f32x16,
         dot_i8_i16_avx512,
+        dot_panel_avx512,
+        dot_i8_i16_rows_avx512,
         [
             (dot_f32_avx512, dot_f32, dot, f32, load_f32x16),
             (dot_f16_avx512, dot_f16, dot, f16, load_f16x16),
@@ -567,6 +792,41 @@ mod tests {
                 prop_assert!(((k.l2_f32)(&a, &b) - (s.l2_f32)(&a, &b)).abs() <= tol * 4.0, "{}", k.isa);
                 prop_assert!(((k.l2_f16)(&h, &b) - (s.l2_f16)(&h, &b)).abs() <= tol * 4.0, "{}", k.isa);
                 prop_assert_eq!((k.dot_i8_i16)(&c, &w), (s.dot_i8_i16)(&c, &w), "{}", k.isa);
+            }
+        }
+
+        #[test]
+        fn code_rows_match_one_at_a_time(dim in 1usize..150, rows in 0usize..9, seed in 0u32..1000) {
+            let codes: Vec<i8> = (0..dim * rows).map(|i| ((i as u32 * 31 + seed) % 256) as u8 as i8).collect();
+            let q: Vec<i16> = (0..dim).map(|i| ((i as u32 * 977 + seed) % 65536) as u16 as i16 / 4).collect();
+            let want: Vec<i32> = codes.chunks_exact(dim).map(|c| (scalar_kernels().dot_i8_i16)(c, &q)).collect();
+            for k in std::iter::once(scalar_kernels()).chain(available_kernels()) {
+                let mut got = vec![0i32; rows];
+                (k.dot_i8_i16_rows)(&codes, &q, &mut got);
+                prop_assert_eq!(&got, &want, "{}", k.isa);
+            }
+        }
+
+        #[test]
+        fn panel_kernels_match_scalar(q in proptest::collection::vec(-4.0f32..4.0, 0..40), seed in 0u32..1000) {
+            let panel: Vec<f32> = (0..q.len() * PANEL)
+                .map(|i| ((i as u32 * 7919 + seed) % 997) as f32 / 125.0 - 4.0)
+                .collect();
+            let s = scalar_kernels();
+            let mut want = [0f32; PANEL];
+            (s.dot_panel)(&q, &panel, &mut want);
+            // Each lane is the inner product of the query with column l of the panel.
+            for (l, w) in want.iter().enumerate() {
+                let col: Vec<f32> = (0..q.len()).map(|j| panel[j * PANEL + l]).collect();
+                prop_assert!((w - (s.dot_f32)(&q, &col)).abs() <= 1e-3 * (1.0 + q.len() as f32));
+            }
+            let tol = 1e-4 * (1.0 + q.len() as f32);
+            for k in available_kernels() {
+                let mut got = [f32::NAN; PANEL];
+                (k.dot_panel)(&q, &panel, &mut got);
+                for (g, w) in got.iter().zip(&want) {
+                    prop_assert!((g - w).abs() <= tol * 4.0, "{}: {g} vs {w}", k.isa);
+                }
             }
         }
     }

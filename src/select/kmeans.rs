@@ -80,7 +80,7 @@ pub(crate) fn raw_row(index: &Index, i: usize, out: &mut [f32]) {
 /// For each row, the best centroid and its cosine (ties go to the lower centroid): blocks of
 /// unit rows scored against the centroids by the exact CPU scorer (a blocked matrix product
 /// fused with the top-1), not one dot product at a time.
-fn assign(index: &Index, centroids: &[f32], rows: &[u32]) -> Result<Vec<(u32, f32)>> {
+pub(crate) fn assign(index: &Index, centroids: &[f32], rows: &[u32]) -> Result<Vec<(u32, f32)>> {
     let dim = index.dim();
     let vectors = index.vectors();
     let scorer = CpuScorer::from_vectors(Vectors::F32(centroids), dim, Metric::Ip)?;
@@ -181,7 +181,44 @@ fn update(index: &Index, members: &[Vec<u32>]) -> Vec<Option<Vec<f32>>> {
 
 /// Spherical k-means over `index`'s vectors; `step("kmeans", iteration, iters)`.
 pub fn kmeans(index: &Index, p: KmeansParams, step: Step<'_>) -> Result<Kmeans> {
-    let (rows, dim) = (index.rows(), index.dim());
+    let rows = index.rows();
+    check(p, rows)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+    let mut centroids = seed(
+        index,
+        p.k,
+        &sample(rows, SEED_SAMPLE.max(16 * p.k), &mut rng),
+        &mut rng,
+    );
+    let all: Vec<u32> = (0..rows as u32).collect();
+    let (assign, iterations) = lloyd(index, &mut centroids, &all, p, "kmeans", step)?;
+    Ok(Kmeans {
+        centroids,
+        assign,
+        iterations,
+    })
+}
+
+/// Spherical k-means centroids (`[k, dim]`, unit norm) trained on a seeded sample of
+/// `train_rows` rows of `index` (all rows when it has no more), as an IVF trains its coarse
+/// quantiser; `step(stage, iteration, iters)`.
+pub(crate) fn kmeans_sampled(
+    index: &Index,
+    p: KmeansParams,
+    train_rows: usize,
+    stage: &str,
+    step: Step<'_>,
+) -> Result<Vec<f32>> {
+    check(p, index.rows())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+    let train = sample(index.rows(), train_rows.max(p.k), &mut rng);
+    let mut centroids = seed(index, p.k, &train, &mut rng);
+    lloyd(index, &mut centroids, &train, p, stage, step)?;
+    Ok(centroids)
+}
+
+/// An error unless `p` fits an index of `rows` rows.
+fn check(p: KmeansParams, rows: usize) -> Result<()> {
     if p.k == 0 || p.k > rows {
         return Err(Error::invalid(format!(
             "k-means k = {} must be between 1 and the number of rows ({rows})",
@@ -191,37 +228,52 @@ pub fn kmeans(index: &Index, p: KmeansParams, step: Step<'_>) -> Result<Kmeans> 
     if p.iters == 0 {
         return Err(Error::invalid("k-means iterations must be at least 1"));
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
-    let sample_len = rows.min(SEED_SAMPLE.max(16 * p.k));
-    let mut sample: Vec<u32> = rand::seq::index::sample(&mut rng, rows, sample_len)
+    Ok(())
+}
+
+/// A seeded sample of `len` of `rows` rows (all of them when `len >= rows`), ascending.
+fn sample(rows: usize, len: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
+    let mut s: Vec<u32> = rand::seq::index::sample(rng, rows, rows.min(len))
         .into_iter()
         .map(|r| r as u32)
         .collect();
-    sample.sort_unstable();
-    let mut centroids = seed(index, p.k, &sample, &mut rng);
-    let all: Vec<u32> = (0..rows as u32).collect();
-    let mut labels: Vec<u32> = vec![u32::MAX; rows];
+    s.sort_unstable();
+    s
+}
+
+/// Lloyd iterations of spherical k-means over the rows `rows` from `centroids` (updated in
+/// place); returns the cluster of each of `rows` and the iterations run.
+fn lloyd(
+    index: &Index,
+    centroids: &mut [f32],
+    rows: &[u32],
+    p: KmeansParams,
+    stage: &str,
+    step: Step<'_>,
+) -> Result<(Vec<u32>, usize)> {
+    let dim = index.dim();
+    let mut labels: Vec<u32> = vec![u32::MAX; rows.len()];
     let mut iterations = 0;
     for it in 0..p.iters {
         iterations += 1;
-        let best = assign(index, &centroids, &all)?;
+        let best = assign(index, centroids, rows)?;
         let changed = best.iter().zip(&labels).filter(|(b, l)| b.0 != **l).count();
         labels.iter_mut().zip(&best).for_each(|(l, b)| *l = b.0);
-        let groups = members(&labels, p.k);
+        // Members as rows (`members` numbers them by position in `rows`).
+        let mut groups = members(&labels, p.k);
+        groups
+            .iter_mut()
+            .flatten()
+            .for_each(|i| *i = rows[*i as usize]);
         // Empty clusters take the rows farthest from their centroids (lowest cosine, then row).
-        let mut far: Vec<u32> = Vec::new();
         let empty = groups.iter().filter(|g| g.is_empty()).count();
+        let mut far: Vec<usize> = Vec::new();
         if empty > 0 {
-            let mut order: Vec<u32> = all.clone();
-            order.sort_by(|&a, &b| {
-                best[a as usize]
-                    .1
-                    .total_cmp(&best[b as usize].1)
-                    .then(a.cmp(&b))
-            });
-            far = order.into_iter().take(empty).collect();
+            far = (0..rows.len()).collect();
+            far.sort_by(|&a, &b| best[a].1.total_cmp(&best[b].1).then(a.cmp(&b)));
+            far.truncate(empty);
         }
-        let mut far = far.into_iter();
+        let mut far = far.into_iter().map(|i| rows[i]);
         let mut x = vec![0f32; dim];
         for (c, new) in update(index, &groups).into_iter().enumerate() {
             let slot = &mut centroids[c * dim..(c + 1) * dim];
@@ -235,16 +287,12 @@ pub fn kmeans(index: &Index, p: KmeansParams, step: Step<'_>) -> Result<Kmeans> 
                 }
             }
         }
-        step("kmeans", it as u64 + 1, p.iters as u64)?;
+        step(stage, it as u64 + 1, p.iters as u64)?;
         if changed == 0 {
             break;
         }
     }
-    Ok(Kmeans {
-        centroids,
-        assign: labels,
-        iterations,
-    })
+    Ok((labels, iterations))
 }
 
 impl Kmeans {

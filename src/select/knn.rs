@@ -48,6 +48,7 @@ pub(super) fn select(
     }
     let opts = SearchOpts {
         ef: Some(p.ef),
+        probes: None,
         exact,
         threads: None,
         device: p.device,

@@ -1,5 +1,6 @@
 //! `ptsel bench`: recall@k against exact search, queries per second and latency for a list of
-//! beam widths, with the exact ground truth cached beside the index.
+//! beam widths (and of partitions scanned, for a partitioned search), with the exact ground
+//! truth cached beside the index.
 
 use crate::search::{load_queries, Input};
 use anyhow::Result;
@@ -15,9 +16,13 @@ use std::time::Instant;
 pub struct Args {
     #[command(flatten)]
     pub input: Input,
-    /// Beam widths to measure, comma-separated.
+    /// Beam widths to measure, comma-separated (with --probes: rows re-ranked exactly).
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
     pub ef: Vec<usize>,
+    /// Measure the partitioned search instead of the graph: partitions scanned per query,
+    /// comma-separated (each with every --ef).
+    #[arg(long, value_delimiter = ',', value_name = "P,...")]
+    pub probes: Vec<usize>,
     /// Search threads (1 measures latency without contention).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -32,10 +37,13 @@ pub struct Args {
     pub plot: Option<PathBuf>,
 }
 
-/// One beam width's measurements.
+/// One setting's measurements.
 #[derive(Serialize, Clone, Copy)]
 struct Row {
     ef: usize,
+    /// Partitions scanned (a partitioned search), else absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probes: Option<usize>,
     recall: f64,
     qps: f64,
     mean_ms: f64,
@@ -50,12 +58,12 @@ struct Report {
 }
 
 fn measure(
-    graph: &ptsel::engine::Graphs<'_>,
+    approx: &ptsel::engine::Approx<'_>,
     queries: &[f32],
     dim: usize,
     truth: &[u32],
     k: usize,
-    ef: usize,
+    (ef, probes): (usize, Option<usize>),
 ) -> Result<Row> {
     use rayon::prelude::*;
     let start = Instant::now();
@@ -64,7 +72,7 @@ fn measure(
         .zip(truth.par_chunks_exact(k))
         .map(|(q, t)| {
             let t0 = Instant::now();
-            let (ids, _) = graph.search(q, k, ef)?;
+            let (ids, _) = approx.search(q, k, ef)?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             let want: HashSet<u32> = t.iter().copied().collect();
             Ok((ms, ids.iter().filter(|i| want.contains(i)).count()))
@@ -77,6 +85,7 @@ fn measure(
     let p99 = lat[((nq as f64 * 0.99).ceil() as usize).clamp(1, nq) - 1];
     Ok(Row {
         ef,
+        probes,
         recall: per.iter().map(|p| p.1).sum::<usize>() as f64 / (nq * k) as f64,
         qps: nq as f64 / wall,
         mean_ms: lat.iter().sum::<f64>() / nq as f64,
@@ -89,17 +98,24 @@ pub fn run(args: Args) -> Result<()> {
     if args.ef.is_empty() || args.ef.contains(&0) {
         return Err(ptsel::Error::invalid("--ef needs one or more beam widths >= 1").into());
     }
+    if args.probes.contains(&0) {
+        return Err(ptsel::Error::invalid("--probes needs partition counts >= 1").into());
+    }
     if args.threads == 0 {
         return Err(ptsel::Error::invalid("--threads must be at least 1").into());
     }
     let t = Instant::now();
     let engine = Engine::open(&args.input.index)?;
-    let graph = engine.graphs()?.ok_or_else(|| {
-        ptsel::Error::invalid(format!(
-            "{} has no HNSW graph (built with --no-hnsw): rebuild it without --no-hnsw to benchmark the search",
-            engine.path().display()
-        ))
-    })?;
+    // One probe count per approximate index: none for the graph.
+    let probes: Vec<Option<usize>> = match args.probes.as_slice() {
+        [] => vec![None],
+        p => p.iter().copied().map(Some).collect(),
+    };
+    let mut approx = Vec::with_capacity(probes.len());
+    for &p in &probes {
+        let a = engine.approx(p)?;
+        approx.push(a.ok_or_else(|| ptsel::engine::missing(engine.path(), p))?);
+    }
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let q = load_queries(&engine, &args.input.queries)?;
     let truth = engine.ground_truth(&q.data, args.input.k, args.device)?;
@@ -119,12 +135,18 @@ pub fn run(args: Args) -> Result<()> {
         .num_threads(args.threads)
         .build()?;
     let rows = pool.install(|| -> Result<Vec<Row>> {
-        // Warm-up: page the graph and vectors in so the first ef is not charged for it.
-        measure(&graph, &q.data, q.dim, &truth, args.input.k, args.ef[0])?;
-        args.ef
-            .iter()
-            .map(|&ef| measure(&graph, &q.data, q.dim, &truth, args.input.k, ef))
-            .collect()
+        let run = |a: &ptsel::engine::Approx<'_>, setting| {
+            measure(a, &q.data, q.dim, &truth, args.input.k, setting)
+        };
+        // Warm-up: page the index in so the first setting is not charged for it.
+        run(&approx[0], (args.ef[0], probes[0]))?;
+        let mut rows = Vec::new();
+        for (a, &p) in approx.iter().zip(&probes) {
+            for &ef in &args.ef {
+                rows.push(run(a, (ef, p))?);
+            }
+        }
+        Ok(rows)
     })?;
     let report = Report {
         rows,
@@ -143,8 +165,9 @@ pub fn run(args: Args) -> Result<()> {
         report.build_s
     )?;
     outln!(
-        "{:>6} {:>9} {:>11} {:>9} {:>9}",
+        "{:>6} {:>6} {:>9} {:>11} {:>9} {:>9}",
         "ef",
+        "probes",
         "recall",
         "QPS",
         "mean ms",
@@ -152,8 +175,9 @@ pub fn run(args: Args) -> Result<()> {
     )?;
     for r in &report.rows {
         outln!(
-            "{:>6} {:>9.4} {:>11.0} {:>9.4} {:>9.4}",
+            "{:>6} {:>6} {:>9.4} {:>11.0} {:>9.4} {:>9.4}",
             r.ef,
+            r.probes.map_or("-".into(), |p| p.to_string()),
             r.recall,
             r.qps,
             r.mean_ms,
@@ -199,7 +223,7 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     out
 }
 
-/// Recall@k against QPS (log scale), one labelled point per ef, written atomically.
+/// Recall@k against QPS (log scale), one labelled point per setting, written atomically.
 fn plot(path: &Path, rows: &[Row], title: &str) -> Result<()> {
     use plotters::prelude::*;
     let (lo, hi) = rows.iter().fold((f64::MAX, 0f64), |(lo, hi), r| {
@@ -239,7 +263,7 @@ fn plot(path: &Path, rows: &[Row], title: &str) -> Result<()> {
             chart.draw_series(rows.iter().map(|r| {
                 EmptyElement::at((r.qps, r.recall))
                     + Circle::new((0, 0), 4, BLUE.filled())
-                    + Text::new(format!("ef {}", r.ef), (6, -14), ("sans-serif", 13))
+                    + Text::new(label(r), (6, -14), ("sans-serif", 13))
             }))?;
             root.present()?;
             Ok(())
@@ -248,4 +272,12 @@ fn plot(path: &Path, rows: &[Row], title: &str) -> Result<()> {
     }
     ptsel::output::atomic_write(path, |w| std::io::Write::write_all(w, svg.as_bytes()))?;
     Ok(())
+}
+
+/// A point's label in the plot: its ef, and its partitions scanned.
+fn label(r: &Row) -> String {
+    match r.probes {
+        Some(p) => format!("ef {} p {p}", r.ef),
+        None => format!("ef {}", r.ef),
+    }
 }

@@ -57,9 +57,13 @@ pub struct Args {
     /// and seed, same index).
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
-    /// Do not build the HNSW graph (search then needs --exact).
+    /// Do not build the HNSW graph (search then needs --exact or --probes).
     #[arg(long)]
     pub no_hnsw: bool,
+    /// Also build N partitions for partitioned search (`search --probes`; without N,
+    /// 2 sqrt(rows)): faster than the graph on clustered corpora.
+    #[arg(long, value_name = "N", num_args = 0..=1)]
+    pub partitions: Option<Option<usize>>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -111,6 +115,16 @@ impl Args {
                 iters: self.kmeans_iters,
                 seed: self.seed,
             }),
+            partitions: match self.partitions {
+                Some(Some(0)) => {
+                    return Err(ptsel::Error::invalid("--partitions must be at least 1").into())
+                }
+                Some(n) => Some(ptsel::partitions::Params {
+                    partitions: n.unwrap_or(0),
+                    seed: self.seed,
+                }),
+                None => None,
+            },
             ..BuildOptions::default()
         })
     }

@@ -94,6 +94,7 @@ pub fn run(args: Args) -> Result<()> {
         },
         seed: args.seed,
         no_hnsw: false,
+        partitions: None,
         quiet: args.quiet,
     })?;
     crate::info::run(crate::info::Args {

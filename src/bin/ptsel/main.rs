@@ -16,6 +16,7 @@ mod demo;
 mod embed;
 mod info;
 mod kernels;
+mod partition;
 mod progress;
 mod regraph;
 mod search;
@@ -47,14 +48,17 @@ enum Command {
     /// Give a built index a new HNSW graph (layout or parameters) without reading its features
     /// again.
     RebuildGraph(regraph::Args),
+    /// Give a built index partitions (for `search --probes`) without reading its features again.
+    Partition(partition::Args),
     /// Choose the pre-training samples to re-use for a target task (UOT, kNN, baselines) and
     /// write a manifest and a summary.
     Select(select::Args),
     /// Run the main job on built-in synthetic data: build an index and select for a target.
     Demo(demo::Args),
-    /// The k nearest rows of each query, through the HNSW graph or exactly.
+    /// The k nearest rows of each query, through the HNSW graph, the partitions, or exactly.
     Search(search::Args),
-    /// Recall@k, QPS and latency of the HNSW search per ef, against exact ground truth.
+    /// Recall@k, QPS and latency of the HNSW (or partitioned) search per setting, against exact
+    /// ground truth.
     Bench(bench::Args),
     /// List the CUDA kernels; with --check, compile each with NVRTC and report PTX size or log.
     Kernels(kernels::Args),
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Verify(a) => verify::run(a),
         Command::RebuildGraph(a) => regraph::run(a),
+        Command::Partition(a) => partition::run(a),
         Command::Select(a) => select::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Search(a) => search::run(a),

@@ -4,11 +4,12 @@
 use crate::progress::Bars;
 use anyhow::Result;
 use ptsel::hnsw::{Graph, GraphLayout, Params};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// Arguments of `ptsel rebuild-graph`.
+/// The index a command rewrites with a new derived section, and where the result goes:
+/// shared by `rebuild-graph` and `partition`.
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Rewrite {
     /// Index file to read.
     pub index: PathBuf,
     /// Where to write the result (default: replace the index in place, atomically).
@@ -17,6 +18,33 @@ pub struct Args {
     /// Replace an existing --out.
     #[arg(long)]
     pub force: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl Rewrite {
+    /// Run `rewrite(index, dest, force, progress)` under a progress bar; returns the file
+    /// written and what `rewrite` returned.
+    pub fn run<T>(
+        &self,
+        rewrite: impl FnOnce(&Path, &Path, bool, ptsel::builder::Progress<'_>) -> ptsel::Result<T>,
+    ) -> Result<(PathBuf, T)> {
+        let dest = self.out.clone().unwrap_or_else(|| self.index.clone());
+        let bars = Bars::new(self.quiet);
+        let done = rewrite(&self.index, &dest, self.force, &|s, d, t| {
+            bars.update(s, d, t)
+        })?;
+        bars.finish();
+        Ok((dest, done))
+    }
+}
+
+/// Arguments of `ptsel rebuild-graph`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub file: Rewrite,
     // The stored graph is re-encoded, not rebuilt, when --hnsw-m, --ef-construction and --seed
     // equal its own, which is what each of them defaults to.
     /// HNSW: links per node (default: the stored graph's, else 16).
@@ -31,16 +59,13 @@ pub struct Args {
     /// HNSW storage: `blocks` (fastest search) or `compact` (smallest); see `ptsel build`.
     #[arg(long, value_enum, default_value = "blocks")]
     pub graph_layout: GraphLayout,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 /// Run `ptsel rebuild-graph`.
 pub fn run(args: Args) -> Result<()> {
     // An index that does not open (or has no graph) takes the build's defaults here; the
     // rebuild below then reports what is wrong with it.
-    let stored = ptsel::Index::open(&args.index)
+    let stored = ptsel::Index::open(&args.file.index)
         .ok()
         .and_then(|index| Some(Graph::open(&index).ok()??.header().params()))
         .unwrap_or_default();
@@ -50,12 +75,9 @@ pub fn run(args: Args) -> Result<()> {
         seed: args.seed.unwrap_or(stored.seed),
         layout: args.graph_layout,
     };
-    let out = args.out.clone().unwrap_or_else(|| args.index.clone());
-    let bars = Bars::new(args.quiet);
-    let report = ptsel::rebuild_graph(&args.index, &out, &params, args.force, &|s, d, t| {
-        bars.update(s, d, t)
+    let (out, report) = args.file.run(|src, dest, force, progress| {
+        ptsel::rebuild_graph(src, dest, &params, force, progress)
     })?;
-    bars.finish();
     eprintln!(
         "{}: {} graph ({}) over {} rows in {:.2} s",
         out.display(),

@@ -1,4 +1,5 @@
-//! `ptsel search`: k nearest rows of each query, through the HNSW graph or exactly.
+//! `ptsel search`: k nearest rows of each query, through the HNSW graph, the partitions, or
+//! exactly.
 
 use anyhow::Result;
 use ptsel::score::Device;
@@ -24,9 +25,14 @@ pub struct Input {
 pub struct Args {
     #[command(flatten)]
     pub input: Input,
-    /// HNSW beam width (raised to k if lower): higher is slower and more exact.
+    /// HNSW beam width, or with --probes the rows re-ranked exactly (raised to k if lower):
+    /// higher is slower and more exact.
     #[arg(long, default_value_t = ptsel::engine::DEFAULT_EF)]
     pub ef: usize,
+    /// Search the partitions (built with --partitions) instead of the graph, scanning this many
+    /// per query: higher is slower and more exact.
+    #[arg(long, value_name = "P", conflicts_with = "exact")]
+    pub probes: Option<usize>,
     /// Exact search (brute force on --device) instead of the graph.
     #[arg(long)]
     pub exact: bool,
@@ -70,15 +76,19 @@ pub fn run(args: Args) -> Result<()> {
     let Input { index, queries, k } = &args.input;
     let engine = Engine::open(index)?;
     let q = load_queries(&engine, queries)?;
-    if !args.exact && engine.graphs()?.is_none() {
+    if !args.exact && engine.approx(args.probes)?.is_none() {
+        if args.probes.is_some() {
+            return Err(ptsel::engine::missing(engine.path(), args.probes).into());
+        }
         return Err(Error::invalid(format!(
-            "{} has no HNSW graph (built with --no-hnsw): use --exact, or rebuild without --no-hnsw",
+            "{} has no HNSW graph (built with --no-hnsw): use --exact or --probes, or rebuild without --no-hnsw",
             index.display()
         ))
         .into());
     }
     let opts = SearchOpts {
         ef: Some(args.ef),
+        probes: args.probes,
         exact: args.exact,
         threads: args.threads,
         device: args.device,

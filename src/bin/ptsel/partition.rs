@@ -1,0 +1,38 @@
+//! `ptsel partition`: give a built index partitions for partitioned search without reading its
+//! features again.
+
+use anyhow::Result;
+
+/// Arguments of `ptsel partition`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub file: crate::regraph::Rewrite,
+    /// Number of partitions (default: 2 sqrt(rows)).
+    #[arg(long, value_name = "N")]
+    pub partitions: Option<usize>,
+    /// Seed of the k-means sample and seeding.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+}
+
+/// Run `ptsel partition`.
+pub fn run(args: Args) -> Result<()> {
+    let params = ptsel::partitions::Params {
+        partitions: args.partitions.unwrap_or(0),
+        seed: args.seed,
+    };
+    if args.partitions == Some(0) {
+        return Err(ptsel::Error::invalid("--partitions must be at least 1").into());
+    }
+    let t = std::time::Instant::now();
+    let (out, made) = args.file.run(|src, dest, force, progress| {
+        ptsel::add_partitions(src, dest, &params, force, progress)
+    })?;
+    eprintln!(
+        "{}: {made} partitions in {:.2} s",
+        out.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
