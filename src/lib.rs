@@ -83,6 +83,8 @@ pub mod hnsw;
 pub mod npy;
 pub mod output;
 pub mod partitions;
+#[cfg(feature = "cli")]
+pub mod plot;
 pub mod score;
 pub mod select;
 pub mod store;

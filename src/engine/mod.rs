@@ -13,11 +13,13 @@
 //! at most once), and keeps one rayon pool per thread count asked for. Every CLI subcommand is
 //! glue over these methods.
 
+mod bench;
 mod info;
 mod rows;
 mod search;
 mod truth;
 
+pub use bench::Measured;
 pub use info::{HnswInfo, Info, SectionInfo, ShardInfo};
 pub use search::{merge_neighbors, missing, Approx};
 pub use truth::GroundTruth;

@@ -4,11 +4,11 @@
 
 use crate::search::{load_queries, Input};
 use anyhow::Result;
+use ptsel::engine::Measured;
 use ptsel::score::Device;
 use ptsel::Engine;
 use serde::Serialize;
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Arguments of `ptsel bench`.
@@ -37,60 +37,11 @@ pub struct Args {
     pub plot: Option<PathBuf>,
 }
 
-/// One setting's measurements.
-#[derive(Serialize, Clone, Copy)]
-struct Row {
-    ef: usize,
-    /// Partitions scanned (a partitioned search), else absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    probes: Option<usize>,
-    recall: f64,
-    qps: f64,
-    mean_ms: f64,
-    p99_ms: f64,
-}
-
 #[derive(Serialize)]
 struct Report {
-    rows: Vec<Row>,
+    rows: Vec<Measured>,
     open_ms: f64,
     build_s: f64,
-}
-
-fn measure(
-    approx: &ptsel::engine::Approx<'_>,
-    queries: &[f32],
-    dim: usize,
-    truth: &[u32],
-    k: usize,
-    (ef, probes): (usize, Option<usize>),
-) -> Result<Row> {
-    use rayon::prelude::*;
-    let start = Instant::now();
-    let per: Vec<(f64, usize)> = queries
-        .par_chunks_exact(dim)
-        .zip(truth.par_chunks_exact(k))
-        .map(|(q, t)| {
-            let t0 = Instant::now();
-            let (ids, _) = approx.search(q, k, ef)?;
-            let ms = t0.elapsed().as_secs_f64() * 1e3;
-            let want: HashSet<u32> = t.iter().copied().collect();
-            Ok((ms, ids.iter().filter(|i| want.contains(i)).count()))
-        })
-        .collect::<ptsel::Result<_>>()?;
-    let wall = start.elapsed().as_secs_f64();
-    let nq = per.len();
-    let mut lat: Vec<f64> = per.iter().map(|p| p.0).collect();
-    lat.sort_by(f64::total_cmp);
-    let p99 = lat[((nq as f64 * 0.99).ceil() as usize).clamp(1, nq) - 1];
-    Ok(Row {
-        ef,
-        probes,
-        recall: per.iter().map(|p| p.1).sum::<usize>() as f64 / (nq * k) as f64,
-        qps: nq as f64 / wall,
-        mean_ms: lat.iter().sum::<f64>() / nq as f64,
-        p99_ms: p99,
-    })
 }
 
 /// Run `ptsel bench`.
@@ -134,9 +85,9 @@ pub fn run(args: Args) -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
         .build()?;
-    let rows = pool.install(|| -> Result<Vec<Row>> {
+    let rows = pool.install(|| -> Result<Vec<Measured>> {
         let run = |a: &ptsel::engine::Approx<'_>, setting| {
-            measure(a, &q.data, q.dim, &truth, args.input.k, setting)
+            a.measure(&q.data, q.dim, &truth, args.input.k, setting)
         };
         // Warm-up: page the index in so the first setting is not charged for it.
         run(&approx[0], (args.ef[0], probes[0]))?;
@@ -189,7 +140,7 @@ pub fn run(args: Args) -> Result<()> {
         ptsel::output::atomic_write(path, |w| std::io::Write::write_all(w, text.as_bytes()))?;
     }
     if let Some(path) = &args.plot {
-        plot(
+        ptsel::plot::recall_qps(
             path,
             &report.rows,
             &format!(
@@ -204,80 +155,4 @@ pub fn run(args: Args) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Tick marks 1, 2, 5 x 10^n inside `lo..hi` (plotters' own log ticks are too sparse on a
-/// range of one decade).
-fn ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let mut out = Vec::new();
-    let mut decade = 10f64.powf(lo.max(1e-9).log10().floor());
-    while decade <= hi {
-        out.extend(
-            [1.0, 2.0, 5.0]
-                .iter()
-                .map(|m| m * decade)
-                .filter(|t| (lo..=hi).contains(t)),
-        );
-        decade *= 10.0;
-    }
-    out
-}
-
-/// Recall@k against QPS (log scale), one labelled point per setting, written atomically.
-fn plot(path: &Path, rows: &[Row], title: &str) -> Result<()> {
-    use plotters::prelude::*;
-    let (lo, hi) = rows.iter().fold((f64::MAX, 0f64), |(lo, hi), r| {
-        (lo.min(r.qps), hi.max(r.qps))
-    });
-    let (rlo, rhi) = rows.iter().fold((1f64, 0f64), |(lo, hi), r| {
-        (lo.min(r.recall), hi.max(r.recall))
-    });
-    // Head room above the best point keeps its label clear of the caption.
-    let span = (rhi - rlo).max(0.01);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (720, 480)).into_drawing_area();
-        let draw = || -> std::result::Result<(), Box<dyn std::error::Error + '_>> {
-            root.fill(&WHITE)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 20))
-                .margin(16)
-                .x_label_area_size(44)
-                .y_label_area_size(56)
-                .build_cartesian_2d(
-                    (lo * 0.8..hi * 1.25)
-                        .log_scale()
-                        .with_key_points(ticks(lo * 0.8, hi * 1.25)),
-                    (rlo - 0.1 * span).max(0.0)..rhi + 0.12 * span,
-                )?;
-            chart
-                .configure_mesh()
-                .x_desc("queries per second (log scale)")
-                .y_desc("recall@k")
-                .x_label_formatter(&|x| format!("{x:.0}"))
-                .y_label_formatter(&|y| format!("{y:.3}"))
-                .light_line_style(WHITE)
-                .draw()?;
-            let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.qps, r.recall)).collect();
-            chart.draw_series(LineSeries::new(pts.iter().copied(), BLUE.stroke_width(2)))?;
-            chart.draw_series(rows.iter().map(|r| {
-                EmptyElement::at((r.qps, r.recall))
-                    + Circle::new((0, 0), 4, BLUE.filled())
-                    + Text::new(label(r), (6, -14), ("sans-serif", 13))
-            }))?;
-            root.present()?;
-            Ok(())
-        };
-        draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
-    }
-    ptsel::output::atomic_write(path, |w| std::io::Write::write_all(w, svg.as_bytes()))?;
-    Ok(())
-}
-
-/// A point's label in the plot: its ef, and its partitions scanned.
-fn label(r: &Row) -> String {
-    match r.probes {
-        Some(p) => format!("ef {} p {p}", r.ef),
-        None => format!("ef {}", r.ef),
-    }
 }
