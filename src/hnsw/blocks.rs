@@ -223,12 +223,9 @@ impl<'a> Blocks<'a> {
                 .ok_or_else(|| format!("node {} has no row among the {rows}", c.id))?;
             out.push(Cand { d: 0.0, id: row });
         }
-        self.space.measure(&mut out, q);
-        out.sort_unstable();
-        // The same row twice has the same distance, so a repeat is adjacent after sorting.
-        if let Some(w) = out.windows(2).find(|w| w[0].id == w[1].id) {
-            return Err(format!("row {} belongs to two nodes", w[0].id));
-        }
+        self.space
+            .rank_exact(&mut out, q)
+            .map_err(|row| format!("row {row} belongs to two nodes"))?;
         Ok(out)
     }
 }

@@ -331,12 +331,9 @@ impl<'a> Partitions<'a> {
                 _ => Err(self.corrupt(format!("position {} has no row among the {rows}", c.id))),
             })
             .collect::<Result<Vec<_>>>()?;
-        self.space.measure(&mut out, q);
-        out.sort_unstable();
-        // The same row twice has the same distance, so a repeat is adjacent after sorting.
-        if let Some(w) = out.windows(2).find(|w| w[0].id == w[1].id) {
-            return Err(self.corrupt(format!("row {} is in two positions", w[0].id)));
-        }
+        self.space
+            .rank_exact(&mut out, q)
+            .map_err(|row| self.corrupt(format!("row {row} is in two positions")))?;
         Ok(out)
     }
 }
