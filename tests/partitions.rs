@@ -151,7 +151,12 @@ fn exact_score(index: &Index, q: &[f32], rows: &[u32]) -> (Vec<f32>, Vec<f32>) {
 fn batches_answer_as_single_queries_and_builds_are_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     let a = partitioned(dir.path(), "a.ptsel", Metric::Cos, 40);
-    let b = partitioned(dir.path(), "b.ptsel", Metric::Cos, 40);
+    // The same section whatever the thread count.
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let b = one_thread.install(|| partitioned(dir.path(), "b.ptsel", Metric::Cos, 40));
     let (ia, ib) = (Index::open(&a).unwrap(), Index::open(&b).unwrap());
     let sa = ia.section_bytes(SectionKind::Partitions).unwrap();
     assert_eq!(sa, ib.section_bytes(SectionKind::Partitions).unwrap());
@@ -421,7 +426,15 @@ fn cli_builds_adds_searches_and_benches_partitions() {
         index.meta().params.get("partitions").map(String::as_str),
         Some("auto")
     );
-    // The same partitions either way, so the same answers.
+    // The same partitions either way (the same section bytes), so the same answers.
+    let section = |p: &Path| {
+        let index = Index::open(p).unwrap();
+        index
+            .section_bytes(SectionKind::Partitions)
+            .unwrap()
+            .to_vec()
+    };
+    assert_eq!(section(&plain), section(&built));
     let other = d.join("nn2.npy");
     assert!(search(&plain, &out).status.success());
     assert!(search(&built, &other).status.success());
