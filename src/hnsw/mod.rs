@@ -22,6 +22,7 @@ pub mod graph;
 mod pages;
 mod repair;
 pub(crate) mod search;
+mod space;
 
 pub use build::{build_graph, regraph};
 pub use graph::{Graph, GraphHeader, GraphLayout};

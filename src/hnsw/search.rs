@@ -3,10 +3,8 @@
 //! a per-thread visited bitset and prefetching of the next candidates.
 
 use super::graph::NO_NODE;
+pub(crate) use super::space::Space;
 use crate::error::{Error, Result};
-use crate::format::Metric;
-use crate::score::simd::{self, Kernels};
-use crate::store::{Index, Vectors};
 use std::cell::RefCell;
 use std::cmp::Ordering;
 
@@ -45,113 +43,6 @@ impl Distance for Space<'_> {
     #[inline]
     fn prefetch(&self, i: usize) {
         Space::prefetch(self, i)
-    }
-}
-
-/// Distances over an index's stored vectors. Lower is closer: `-dot` for cos and ip, the squared
-/// distance for l2.
-#[derive(Clone, Copy)]
-pub(crate) struct Space<'a> {
-    pub vectors: Vectors<'a>,
-    pub dim: usize,
-    pub rows: usize,
-    pub metric: Metric,
-    pub kernels: &'static Kernels,
-}
-
-impl<'a> Space<'a> {
-    pub fn of(index: &'a Index) -> Self {
-        Space {
-            vectors: index.vectors(),
-            dim: index.dim(),
-            rows: index.rows(),
-            metric: index.metric(),
-            kernels: simd::kernels(),
-        }
-    }
-
-    /// Distance from stored row `i` (`i < rows`, checked by the caller) to the prepared `q`.
-    #[inline]
-    pub fn dist(&self, i: usize, q: &[f32]) -> f32 {
-        let r = i * self.dim..(i + 1) * self.dim;
-        let k = self.kernels;
-        match (self.vectors, self.metric) {
-            (Vectors::F16(v), Metric::L2) => (k.l2_f16)(&v[r], q),
-            (Vectors::F32(v), Metric::L2) => (k.l2_f32)(&v[r], q),
-            (Vectors::F16(v), _) => -(k.dot_f16)(&v[r], q),
-            (Vectors::F32(v), _) => -(k.dot_f32)(&v[r], q),
-        }
-    }
-
-    /// Hint the CPU to load row `i` (`i < rows`).
-    #[inline]
-    pub fn prefetch(&self, i: usize) {
-        match self.vectors {
-            Vectors::F16(v) => prefetch(v.as_ptr().wrapping_add(i * self.dim), self.dim * 2),
-            Vectors::F32(v) => prefetch(v.as_ptr().wrapping_add(i * self.dim), self.dim * 4),
-        }
-    }
-
-    /// The distance from `q` (prepared) to each candidate's row (`id < rows`, checked by the
-    /// caller), in place. Rows start loading [`Space::AHEAD`] candidates before they are measured,
-    /// so the misses of a scattered set overlap instead of following one another.
-    pub fn measure(&self, cands: &mut [Cand], q: &[f32]) {
-        for c in cands.iter().take(Self::AHEAD) {
-            self.prefetch(c.id as usize);
-        }
-        for i in 0..cands.len() {
-            if let Some(ahead) = cands.get(i + Self::AHEAD) {
-                self.prefetch(ahead.id as usize);
-            }
-            cands[i].d = self.dist(cands[i].id as usize, q);
-        }
-    }
-
-    /// The candidates' rows (`id < rows`, checked by the caller) measured exactly against `q`
-    /// (prepared) and sorted, nearest first; `Err(row)` when a row appears twice, which only a
-    /// damaged section can cause (the same row has the same distance, so a repeat is adjacent
-    /// after sorting). The exact re-rank of every search that walks codes.
-    pub fn rank_exact(&self, rows: &mut [Cand], q: &[f32]) -> std::result::Result<(), u32> {
-        self.measure(rows, q);
-        rows.sort_unstable();
-        match rows.windows(2).find(|w| w[0].id == w[1].id) {
-            Some(w) => Err(w[0].id),
-            None => Ok(()),
-        }
-    }
-
-    /// How many candidates ahead of the one measured [`Space::measure`] loads rows.
-    const AHEAD: usize = 8;
-
-    /// Row `i` (`i < rows`) as f32 (f16 widened with the vectorised slice conversion).
-    pub fn row(&self, i: usize, out: &mut [f32]) {
-        use half::slice::HalfFloatSliceExt;
-        let r = i * self.dim..(i + 1) * self.dim;
-        match self.vectors {
-            Vectors::F16(v) => v[r].convert_to_f32_slice(out),
-            Vectors::F32(v) => out.copy_from_slice(&v[r]),
-        }
-    }
-
-    /// A query in the form the stored vectors are compared with (unit norm for cos).
-    pub fn prepare(&self, q: &[f32]) -> Vec<f32> {
-        let mut q = q.to_vec();
-        if self.metric == Metric::Cos {
-            let n = (self.kernels.dot_f32)(&q, &q).sqrt();
-            if n > 0.0 {
-                q.iter_mut().for_each(|x| *x /= n);
-            }
-        }
-        q
-    }
-
-    /// Distance back to the metric's unit (similarity for cos and ip).
-    pub fn score(&self, d: f32) -> f32 {
-        if self.metric == Metric::L2 {
-            d
-        } else {
-            -d
-        }
     }
 }
 
