@@ -36,9 +36,10 @@ step's figure, a lower bound; above it there is none). A denser --ef narrows the
     python3 benches/peers.py --engines ptsel-py,hnswlib,faiss   # Python against Python
     python3 benches/peers.py --engines ptsel,scann --ef 8,12,16,24,32,48,64,96,128,192,256
 
-`ptsel-ivf` in --engines is ptsel's partitioned search (`build --no-hnsw --partitions`, then
-`search --probes`): like ScaNN it has no ef, so the i-th --ef of the sweep scans the i-th of
---ivf-probes partitions and re-ranks --ivf-rerank rows exactly.
+`ptsel-ivf-sq8` and `ptsel-ivf-pq4` in --engines are ptsel's partitioned search with 8-bit or
+4-bit codes (`build --no-hnsw --partitions --partition-codes`, then `search --probes`): like ScaNN
+they have no ef, so the i-th --ef of the sweep scans the i-th of --ivf-probes partitions and
+re-ranks --ivf-rerank (sq8) or --ivf-rerank-pq4 rows exactly.
 
 The synthetic data generator is benches/gen_data.py (overlapping clusters); benches/real_data.py
 builds a real one (documentation sentences embedded with all-MiniLM-L6-v2, 384-d: --data /tmp/real384).
@@ -173,33 +174,38 @@ def cli_search(work, path, q_path, out, cmd):
     return search
 
 
-def ivf_params(a, ef):
+def ivf_params(a, ef, codes):
     """ptsel's partitioned search has no beam: the i-th --ef of the sweep scans the i-th of
-    --ivf-probes partitions (the last one repeats) and re-ranks --ivf-rerank rows exactly."""
+    --ivf-probes partitions (the last one repeats) and re-ranks --ivf-rerank rows exactly
+    (--ivf-rerank-pq4 for 4-bit codes, which need more)."""
     probes = a.ivf_probes[min(a.ef.index(ef), len(a.ivf_probes) - 1)]
-    return probes, max(a.ivf_rerank, a.k)
+    return probes, max(a.ivf_rerank_pq4 if codes == "pq4" else a.ivf_rerank, a.k)
 
 
-def ptsel_ivf_engine(a, base_path, q_path, work):
+def ptsel_ivf_engine(a, base_path, q_path, work, codes):
     """ptsel's partitioned search through its CLI: an index of partitions only (`build --no-hnsw
-    --partitions`, 2 sqrt(rows) of them unless --ivf-partitions), searched with `search --probes`."""
-    path = os.path.join(work, f"ptsel-{a.dtype}-ivf.ptsel")
+    --partitions --partition-codes CODES`, 2 sqrt(rows) of them unless --ivf-partitions), searched
+    with `search --probes`."""
+    name = f"ptsel {a.dtype} ivf-{codes}"
+    path = os.path.join(work, f"ptsel-{a.dtype}-ivf-{codes}.ptsel")
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.build_threads))
     parts = [str(a.ivf_partitions)] if a.ivf_partitions else []
-    b = built(a, work, f"ptsel {a.dtype} ivf", path, lambda: run([a.ptsel, "build", "--features", base_path, "--out", path, "--force", "-q",
-                                                                  "--dtype", a.dtype, "--no-hnsw", "--partitions", *parts, "--seed", "1"], env))
-    bench_json = os.path.join(work, f"bench-{a.dtype}-ivf.json")
-    run([a.ptsel, "bench", "--index", path, "--queries", q_path, "-k", str(a.k), "--ef", str(max(a.ivf_rerank, a.k)),
+    b = built(a, work, name, path, lambda: run([a.ptsel, "build", "--features", base_path, "--out", path, "--force", "-q",
+                                                "--dtype", a.dtype, "--no-hnsw", "--partitions", *parts,
+                                                "--partition-codes", codes, "--seed", "1"], env))
+    bench_json = os.path.join(work, f"bench-{a.dtype}-ivf-{codes}.json")
+    rerank = ivf_params(a, a.ef[0], codes)[1]
+    run([a.ptsel, "bench", "--index", path, "--queries", q_path, "-k", str(a.k), "--ef", str(rerank),
          "--probes", ",".join(map(str, a.ivf_probes)), "--threads", "1", "--json", bench_json])
     open_ms = json.load(open(bench_json))["open_ms"]
-    out = os.path.join(work, "nn-ivf.npy")
+    out = os.path.join(work, f"nn-ivf-{codes}.npy")
 
     def cmd(queries, ef):
-        probes, rerank = ivf_params(a, ef)
+        probes, rerank = ivf_params(a, ef, codes)
         return [a.ptsel, "search", "--index", path, "--queries", queries, "-k", str(a.k), "--probes", str(probes), "--ef", str(rerank),
                 "--threads", "1", "--out", out]
     search = cli_search(work, path, q_path, out, cmd)
-    return Engine(f"ptsel {a.dtype} ivf", b, os.path.getsize(path), open_ms, search)
+    return Engine(name, b, os.path.getsize(path), open_ms, search)
 
 
 def warm(path, chunk=1 << 24):
@@ -388,7 +394,8 @@ def main():
     p.add_argument("--scann-frac", default="0.015,0.8", help="ScaNN share of partitions searched at the smallest and the largest --ef")
     p.add_argument("--ivf-probes", default="1,2,3,4,6,8,12,16,24,32",
                    help="ptsel-ivf: partitions scanned at each --ef of the sweep, in order (the last repeats)")
-    p.add_argument("--ivf-rerank", type=int, default=20, help="ptsel-ivf: rows re-ranked exactly (search --ef)")
+    p.add_argument("--ivf-rerank", type=int, default=20, help="ptsel-ivf-sq8: rows re-ranked exactly (search --ef)")
+    p.add_argument("--ivf-rerank-pq4", type=int, default=80, help="ptsel-ivf-pq4: rows re-ranked exactly (search --ef)")
     p.add_argument("--ivf-partitions", type=int, default=0, help="ptsel-ivf: partitions (default 2 * sqrt(rows))")
     p.add_argument("--no-exact", action="store_true", help="skip the exact-search comparison")
     p.add_argument("--repeat", type=int, default=3, help="interleaved search runs, best kept")
@@ -417,8 +424,8 @@ def main():
     for e in a.engines.split(","):
         if e == "ptsel":
             engines.append(ptsel_engine(a, base_path, q_path, work))
-        elif e == "ptsel-ivf":
-            engines.append(ptsel_ivf_engine(a, base_path, q_path, work))
+        elif e in ("ptsel-ivf-sq8", "ptsel-ivf-pq4"):
+            engines.append(ptsel_ivf_engine(a, base_path, q_path, work, e.rsplit("-", 1)[1]))
         elif e == "ptsel-compact":
             engines.append(ptsel_engine(a, base_path, q_path, work, layout="compact"))
         elif e == "ptsel-py":
@@ -449,9 +456,10 @@ def main():
         leaves = scann_leaves(a, len(base))
         print(f"scann: ef -> partitions searched of {leaves} (--scann-frac {a.scann_frac}, log-linear in ef), "
               f"{a.scann_reorder} candidates rescored: " + ", ".join(f"{ef} -> {scann_params(a, len(base), ef)[0]}" for ef in a.ef))
-    if any(r.name.endswith(" ivf") for r in engines):
-        print(f"ptsel ivf: ef -> partitions scanned (--ivf-probes), {max(a.ivf_rerank, a.k)} rows re-ranked: "
-              + ", ".join(f"{ef} -> {ivf_params(a, ef)[0]}" for ef in a.ef))
+    for codes in ("sq8", "pq4"):
+        if any(r.name.endswith(f" ivf-{codes}") for r in engines):
+            print(f"ptsel ivf-{codes}: ef -> partitions scanned (--ivf-probes), {ivf_params(a, a.ef[0], codes)[1]} rows re-ranked: "
+                  + ", ".join(f"{ef} -> {ivf_params(a, ef, codes)[0]}" for ef in a.ef))
     ours = [r for r in engines if r.name.startswith("ptsel")]
     peers = [r for r in engines if not r.name.startswith("ptsel")]
     if ours and peers:

@@ -3,7 +3,7 @@
 //! --partitions` / `ptsel partition` / `search --probes` / `bench --probes` through the binary.
 
 use ptsel::format::SectionKind;
-use ptsel::partitions::{Params, Partitions};
+use ptsel::partitions::{CodeKind, Params, Partitions};
 use ptsel::score::{cpu::CpuScorer, Scorer};
 use ptsel::synth::{clustered, Spec};
 use ptsel::{BuildOptions, DType, Engine, ErrorKind, Index, Metric, SearchOpts};
@@ -51,8 +51,17 @@ fn index_with(dir: &Path, name: &str, rows: &[f32], opts: BuildOptions) -> PathB
     out
 }
 
+/// Both kinds of codes.
+const CODES: [CodeKind; 2] = [CodeKind::Sq8, CodeKind::Pq4];
+
 /// An index with partitions and no graph.
-fn partitioned(dir: &Path, name: &str, metric: Metric, partitions: usize) -> PathBuf {
+fn partitioned(
+    dir: &Path,
+    name: &str,
+    metric: Metric,
+    partitions: usize,
+    codes: CodeKind,
+) -> PathBuf {
     let opts = BuildOptions {
         dtype: DType::F16,
         metric,
@@ -61,6 +70,7 @@ fn partitioned(dir: &Path, name: &str, metric: Metric, partitions: usize) -> Pat
         partitions: Some(Params {
             partitions,
             seed: 3,
+            codes,
         }),
         ..BuildOptions::default()
     };
@@ -80,10 +90,15 @@ fn recall(found: &[u32], truth: &[u32]) -> f64 {
 fn recall_rises_with_probes_to_exact_and_scores_are_exact() {
     let dir = tempfile::tempdir().unwrap();
     let q = data(100, 99);
-    for metric in [Metric::Cos, Metric::Ip, Metric::L2] {
-        let path = partitioned(dir.path(), &format!("{}.ptsel", metric.name()), metric, 0);
+    for (metric, codes) in [Metric::Cos, Metric::Ip, Metric::L2]
+        .into_iter()
+        .flat_map(|m| CODES.map(|c| (m, c)))
+    {
+        let name = format!("{}-{}.ptsel", metric.name(), codes.name());
+        let path = partitioned(dir.path(), &name, metric, 0, codes);
         let index = Index::open(&path).unwrap();
         let parts = Partitions::open(&index).unwrap().unwrap();
+        assert_eq!(parts.header().codes, codes);
         let p = parts.header().partitions as usize;
         // 2 sqrt(3000) partitions.
         assert_eq!(p, 110, "{metric:?}");
@@ -117,10 +132,20 @@ fn recall_rises_with_probes_to_exact_and_scores_are_exact() {
                 assert!(ordered, "{metric:?}: {scores:?}");
             }
         }
-        // All partitions scanned with a wide re-rank: exact up to the codes' choice of 64.
+        // All partitions scanned: exact up to the codes' choice of the 64 re-ranked (4-bit
+        // codes are coarser than 8-bit ones), and exact with a deeper re-rank.
+        let floor = match codes {
+            CodeKind::Sq8 => 0.99,
+            CodeKind::Pq4 => 0.97,
+        };
         assert!(
-            last >= 0.99,
-            "{metric:?}: recall {last} with every partition"
+            last >= floor,
+            "{metric:?} {codes:?}: recall {last} with every partition"
+        );
+        let deep = recall(&parts.search_batch(&q, K, 400, p).unwrap().ids, &exact.ids);
+        assert!(
+            deep >= 0.998,
+            "{metric:?} {codes:?}: recall {deep} re-ranking 400"
         );
         // This data's 30 classes overlap (the graph's case, not the partitions'): a third of
         // the partitions holds 90-95% of the neighbours, one partition 20-25%.
@@ -150,43 +175,50 @@ fn exact_score(index: &Index, q: &[f32], rows: &[u32]) -> (Vec<f32>, Vec<f32>) {
 #[test]
 fn batches_answer_as_single_queries_and_builds_are_reproducible() {
     let dir = tempfile::tempdir().unwrap();
-    let a = partitioned(dir.path(), "a.ptsel", Metric::Cos, 40);
-    // The same section whatever the thread count.
-    let one_thread = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    let b = one_thread.install(|| partitioned(dir.path(), "b.ptsel", Metric::Cos, 40));
-    let (ia, ib) = (Index::open(&a).unwrap(), Index::open(&b).unwrap());
-    let sa = ia.section_bytes(SectionKind::Partitions).unwrap();
-    assert_eq!(sa, ib.section_bytes(SectionKind::Partitions).unwrap());
-    let parts = Partitions::open(&ia).unwrap().unwrap();
-    // 21 queries: two whole blocks and a part of one.
-    let q = data(21, 5);
-    let batch = parts.search_batch(&q, K, 30, 3).unwrap();
-    for (i, row) in q.chunks_exact(DIM).enumerate() {
-        let (ids, scores) = parts.search(row, K, 30, 3).unwrap();
-        assert_eq!(ids, batch.ids_of(i), "query {i}");
-        assert_eq!(scores, batch.scores_of(i), "query {i}");
+    for codes in CODES {
+        let a = partitioned(dir.path(), "a.ptsel", Metric::L2, 40, codes);
+        // The same section whatever the thread count.
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let b = one_thread.install(|| partitioned(dir.path(), "b.ptsel", Metric::L2, 40, codes));
+        let (ia, ib) = (Index::open(&a).unwrap(), Index::open(&b).unwrap());
+        let sa = ia.section_bytes(SectionKind::Partitions).unwrap();
+        assert_eq!(sa, ib.section_bytes(SectionKind::Partitions).unwrap());
+        let parts = Partitions::open(&ia).unwrap().unwrap();
+        // 21 queries: two whole blocks and a part of one.
+        let q = data(21, 5);
+        let batch = parts.search_batch(&q, K, 30, 3).unwrap();
+        for (i, row) in q.chunks_exact(DIM).enumerate() {
+            let (ids, scores) = parts.search(row, K, 30, 3).unwrap();
+            assert_eq!(ids, batch.ids_of(i), "{codes:?} query {i}");
+            assert_eq!(scores, batch.scores_of(i), "{codes:?} query {i}");
+        }
     }
 }
 
 #[test]
 fn partitions_too_small_for_k_are_topped_up_from_the_next_ones() {
     let dir = tempfile::tempdir().unwrap();
-    // About 2 rows a partition: one partition cannot hold k = 10.
-    let path = partitioned(dir.path(), "tiny.ptsel", Metric::Cos, 1500);
+    let q = data(5, 7);
+    for codes in CODES {
+        // About 2 rows a partition: one partition cannot hold k = 10.
+        let path = partitioned(dir.path(), "tiny.ptsel", Metric::Cos, 1500, codes);
+        let index = Index::open(&path).unwrap();
+        let parts = Partitions::open(&index).unwrap().unwrap();
+        let nn = parts.search_batch(&q, K, K, 1).unwrap();
+        for ids in nn.ids.chunks(K) {
+            let mut seen = ids.to_vec();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), K, "{codes:?}: {ids:?}");
+            assert!(ids.iter().all(|&i| (i as usize) < ROWS));
+        }
+    }
+    let path = dir.path().join("tiny.ptsel");
     let index = Index::open(&path).unwrap();
     let parts = Partitions::open(&index).unwrap().unwrap();
-    let q = data(5, 7);
-    let nn = parts.search_batch(&q, K, K, 1).unwrap();
-    for ids in nn.ids.chunks(K) {
-        let mut seen = ids.to_vec();
-        seen.sort_unstable();
-        seen.dedup();
-        assert_eq!(seen.len(), K, "{ids:?}");
-        assert!(ids.iter().all(|&i| (i as usize) < ROWS));
-    }
     assert!(parts.search(&q[..DIM], 0, 10, 1).is_err());
     assert!(parts.search(&q[..DIM], ROWS + 1, 10, 1).is_err());
     assert!(parts.search(&q[..DIM - 1], K, 10, 1).is_err());
@@ -206,8 +238,14 @@ fn with_section(dir: &Path, name: &str, bytes: Vec<u8>) -> PathBuf {
 
 #[test]
 fn damaged_sections_are_corrupt_errors_not_panics() {
+    for codes in CODES {
+        damaged_sections_are_corrupt_errors(codes);
+    }
+}
+
+fn damaged_sections_are_corrupt_errors(codes: CodeKind) {
     let dir = tempfile::tempdir().unwrap();
-    let good = partitioned(dir.path(), "good.ptsel", Metric::Cos, 50);
+    let good = partitioned(dir.path(), "good.ptsel", Metric::Cos, 50, codes);
     let bytes = Index::open(&good)
         .unwrap()
         .section_bytes(SectionKind::Partitions)
@@ -218,16 +256,18 @@ fn damaged_sections_are_corrupt_errors_not_panics() {
     let centroids = 64;
     let offsets = centroids + p.div_ceil(64) * 64 * DIM * 4;
     let order = (offsets + (p + 1) * 4).next_multiple_of(64);
+    // pq4: 16 codebooks of 16 points of 2 f32, then the block starts.
+    let block_starts = (order + ROWS * 4).next_multiple_of(64) + DIM / 2 * 16 * 2 * 4;
     let put = |b: &mut Vec<u8>, at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     type Edit = Box<dyn Fn(&mut Vec<u8>)>;
-    let cases: Vec<(&str, Edit)> = vec![
+    let mut cases: Vec<(&str, Edit)> = vec![
         ("magic", Box::new(|b| b[0] = b'X')),
         ("version", Box::new(move |b| put(b, 8, 9))),
         ("metric", Box::new(move |b| put(b, 12, 2))),
         ("rows", Box::new(move |b| put(b, 16, DIM as u32 + 1))),
         ("partitions for", Box::new(move |b| put(b, 20, 0))),
+        ("code kind", Box::new(move |b| put(b, 40, 7))),
         ("bytes", Box::new(|b| b.truncate(b.len() - 64))),
-        ("bytes", Box::new(move |b| put(b, 20, 200))),
         ("partition", Box::new(move |b| put(b, offsets + 4, 4000))),
         ("partition", Box::new(move |b| put(b, offsets + 8, 1))),
         (
@@ -247,6 +287,26 @@ fn damaged_sections_are_corrupt_errors_not_panics() {
             }),
         ),
     ];
+    match codes {
+        CodeKind::Sq8 => {
+            cases.push(("bytes", Box::new(move |b| put(b, 20, 200))));
+            cases.push(("code blocks", Box::new(move |b| put(b, 48, 1))));
+        }
+        CodeKind::Pq4 => {
+            // ROWS / 32 blocks at the least, one more a partition at most.
+            cases.push(("code blocks", Box::new(move |b| put(b, 48, 90))));
+            cases.push(("code blocks", Box::new(move |b| put(b, 48, 200))));
+            cases.push(("bytes", Box::new(move |b| put(b, 48, 120))));
+            cases.push((
+                "range of code blocks",
+                Box::new(move |b| put(b, block_starts + 8, 1)),
+            ));
+            cases.push((
+                "range of code blocks",
+                Box::new(move |b| put(b, block_starts + 4 * p, 9999)),
+            ));
+        }
+    }
     let q = data(4, 3);
     for (i, (want, edit)) in cases.iter().enumerate() {
         let mut b = bytes.clone();
@@ -261,8 +321,12 @@ fn damaged_sections_are_corrupt_errors_not_panics() {
                 parts.search_batch(&q, K, K, 50).unwrap_err()
             }
         };
-        assert_eq!(err.kind(), ErrorKind::Corrupt, "case {i} ({want}): {err}");
-        assert!(err.to_string().contains(want), "case {i}: {err}");
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Corrupt,
+            "{codes:?} case {i} ({want}): {err}"
+        );
+        assert!(err.to_string().contains(want), "{codes:?} case {i}: {err}");
         assert!(err.to_string().contains("partitions"), "case {i}: {err}");
     }
     // Single-byte changes anywhere in the section: an answer or a corrupt error, never a panic.
@@ -274,7 +338,7 @@ fn damaged_sections_are_corrupt_errors_not_panics() {
         let index = Index::open(index_of(b, i)).unwrap();
         let res = Partitions::open(&index).and_then(|p| p.unwrap().search_batch(&q, K, K, 50));
         if let Err(e) = res {
-            assert_eq!(e.kind(), ErrorKind::Corrupt, "byte {at}: {e}");
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{codes:?} byte {at}: {e}");
         }
     }
 }
@@ -357,43 +421,27 @@ fn cli_builds_adds_searches_and_benches_partitions() {
     ptsel::npy::write_matrix(&features, &data(ROWS, 1), ROWS, DIM).unwrap();
     let queries = d.join("q.npy");
     ptsel::npy::write_matrix(&queries, &data(20, 4), 20, DIM).unwrap();
+    // `ptsel build` of the features to `out` with `args`.
+    let build = |out: &Path, args: &[&str]| {
+        let mut all = vec!["build", "--features", s(&features), "--out", s(out), "-q"];
+        all.extend_from_slice(args);
+        ptsel(&all)
+    };
     let built = d.join("built.ptsel");
-    let res = ptsel(&[
-        "build",
-        "--features",
-        s(&features),
-        "--out",
-        s(&built),
-        "--partitions",
-        "-q",
-    ]);
+    let res = build(&built, &["--partitions", "--partition-codes", "sq8"]);
     assert!(
         res.status.success(),
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
-    let res = ptsel(&[
-        "build",
-        "--features",
-        s(&features),
-        "--out",
-        s(&d.join("z")),
-        "--partitions",
-        "0",
-    ]);
+    let res = build(&d.join("z"), &["--partitions", "0"]);
     assert_eq!(res.status.code(), Some(2));
+    let res = build(&d.join("z"), &["--partitions", "--partition-codes", "pq5"]);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("pq4"));
     // A graph-only index gets partitions without its features; the graph is kept.
     let plain = d.join("plain.ptsel");
-    assert!(ptsel(&[
-        "build",
-        "--features",
-        s(&features),
-        "--out",
-        s(&plain),
-        "-q"
-    ])
-    .status
-    .success());
+    assert!(build(&plain, &[]).status.success());
     let out = d.join("nn.npy");
     let search = |index: &Path, out: &Path| {
         ptsel(&[
@@ -412,7 +460,7 @@ fn cli_builds_adds_searches_and_benches_partitions() {
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("no partitions"));
     assert!(!out.exists());
-    let res = ptsel(&["partition", s(&plain), "-q"]);
+    let res = ptsel(&["partition", s(&plain), "--codes", "sq8", "-q"]);
     assert!(
         res.status.success(),
         "{}",
@@ -425,6 +473,14 @@ fn cli_builds_adds_searches_and_benches_partitions() {
     assert_eq!(
         index.meta().params.get("partitions").map(String::as_str),
         Some("auto")
+    );
+    assert_eq!(
+        index
+            .meta()
+            .params
+            .get("partition_codes")
+            .map(String::as_str),
+        Some("sq8")
     );
     // The same partitions either way (the same section bytes), so the same answers.
     let section = |p: &Path| {
@@ -465,4 +521,25 @@ fn cli_builds_adds_searches_and_benches_partitions() {
     assert!(rows[1]["recall"].as_f64().unwrap() >= rows[0]["recall"].as_f64().unwrap());
     let res = ptsel(&["partition", s(&plain), "--partitions", "0"]);
     assert_eq!(res.status.code(), Some(2));
+    // 4-bit codes: the same bytes either way too (`partition` replaces the 8-bit section).
+    let built4 = d.join("built4.ptsel");
+    let res = build(&built4, &["--partitions", "--partition-codes", "pq4"]);
+    assert!(res.status.success());
+    let plain4 = d.join("plain4.ptsel");
+    let res = ptsel(&[
+        "partition",
+        s(&plain),
+        "--out",
+        s(&plain4),
+        "--codes",
+        "pq4",
+        "-q",
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert_eq!(section(&plain4), section(&built4));
+    assert_ne!(section(&plain4), section(&plain));
 }

@@ -159,6 +159,7 @@ def build(
     resume: bool = False,
     graph_layout: Literal["blocks", "compact"] = "blocks",
     partitions: Optional[int] = None,
+    partition_codes: Literal["sq8", "pq4"] = "sq8",
 ) -> Index:
     """Build an index of ``features`` at ``out`` and return it opened (``ptsel build``)."""
 

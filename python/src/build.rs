@@ -88,7 +88,9 @@ fn stderr_write(py: Python<'_>, text: &str) -> PyResult<()> {
 /// `metric` "cos", "ip" or "l2". An HNSW graph (`m`, `ef_construction`, `seed`) is built unless
 /// `hnsw=False`, stored as `graph_layout` "blocks" (fastest search) or "compact" (smallest); `kmeans=K` adds K pseudo-classes (spherical k-means, at most `kmeans_iters`
 /// Lloyd iterations); `partitions=N` (0: 2 sqrt(rows)) adds partitions for
-/// `Index.search(probes=...)`. `progress`: True (a line on stderr), False,
+/// `Index.search(probes=...)`, scanning `partition_codes` "sq8" (8 bits per dimension; faster
+/// when a query scans few partitions) or "pq4" (4 bits per pair of dimensions; faster when it
+/// scans many). `progress`: True (a line on stderr), False,
 /// or a callable `(stage, done, total)`. An existing `out` is refused unless `force=True`;
 /// with `resume=True` (features from a file) an existing `out` that verifies and was built from
 /// the same file with the same options is kept, and any other replaced (a retried Spark task
@@ -97,10 +99,11 @@ fn stderr_write(py: Python<'_>, text: &str) -> PyResult<()> {
 #[pyo3(signature = (
     features, out, labels=None, ids=None, class_names=None, dtype="f16", metric="cos",
     hnsw=true, m=16, ef_construction=200, kmeans=None, kmeans_iters=20, seed=0, progress=Progress::Stderr,
-    force=false, resume=false, graph_layout="blocks", partitions=None
+    force=false, resume=false, graph_layout="blocks", partitions=None, partition_codes="sq8"
 ), text_signature = "(features, out, labels=None, ids=None, class_names=None, dtype='f16', \
     metric='cos', hnsw=True, m=16, ef_construction=200, kmeans=None, kmeans_iters=20, seed=0, \
-    progress=True, force=False, resume=False, graph_layout='blocks', partitions=None)")]
+    progress=True, force=False, resume=False, graph_layout='blocks', partitions=None, \
+    partition_codes='sq8')")]
 #[allow(clippy::too_many_arguments)]
 pub fn build(
     py: Python<'_>,
@@ -122,6 +125,7 @@ pub fn build(
     resume: bool,
     graph_layout: &str,
     partitions: Option<usize>,
+    partition_codes: &str,
 ) -> PyResult<PyIndex> {
     let (dtype, metric) = (dtype.parse().or_raise()?, metric.parse().or_raise()?);
     let hnsw = hnsw.then_some(ptsel::hnsw::Params {
@@ -135,7 +139,12 @@ pub fn build(
         iters: kmeans_iters,
         seed,
     });
-    let partitions = partitions.map(|partitions| ptsel::partitions::Params { partitions, seed });
+    let codes = partition_codes.parse().or_raise()?;
+    let partitions = partitions.map(|partitions| ptsel::partitions::Params {
+        partitions,
+        seed,
+        codes,
+    });
     let labels = labels
         .map(|l| -> PyResult<Labels> {
             let (values, origin) = arrays::labels(l, "labels")?;

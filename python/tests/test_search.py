@@ -69,11 +69,13 @@ def test_search_releases_the_gil(index):
     assert len(inside) >= 5, f"{len(inside)} ticks during a {end - start:.2f} s search"
 
 
-def test_partitioned_search_reaches_exact_and_names_what_is_missing(index, corpus, tmp_path):
+@pytest.mark.parametrize("codes", ["sq8", "pq4"])
+def test_partitioned_search_reaches_exact_and_names_what_is_missing(index, corpus, tmp_path, codes):
     import ptsel
 
     truth, _ = brute_force(corpus.x, corpus.queries, 10)
-    built = ptsel.build(corpus.x, tmp_path / "p.ptsel", hnsw=False, partitions=16, progress=False)
+    built = ptsel.build(corpus.x, tmp_path / "p.ptsel", hnsw=False, partitions=16, partition_codes=codes,
+                        progress=False)
     few, scores = built.search(corpus.queries, k=10, probes=2, ef=40)
     every, _ = built.search(corpus.queries, k=10, probes=16, ef=100)
     assert recall(few, truth) <= recall(every, truth)
@@ -84,3 +86,6 @@ def test_partitioned_search_reaches_exact_and_names_what_is_missing(index, corpu
     np.testing.assert_array_equal(one[0], few[0])
     with pytest.raises(ValueError, match="no partitions"):
         index.search(corpus.queries, k=10, probes=2)
+    with pytest.raises(ValueError, match="pq4"):
+        ptsel.build(corpus.x, tmp_path / "bad.ptsel", partitions=16, partition_codes="pq2", progress=False)
+    assert not (tmp_path / "bad.ptsel").exists()

@@ -212,9 +212,15 @@ impl<'a> Blocks<'a> {
         Error::corrupt(self.path, "hnsw", problem)
     }
 
-    /// The beam's nodes (approximate distances) as rows with exact distances to `q` (prepared
-    /// for the metric), closest first; the problem when the node order is damaged.
-    pub fn rerank(&self, beam: &[Cand], q: &[f32]) -> std::result::Result<Vec<Cand>, String> {
+    /// The `k` of the beam's nodes (approximate distances) nearest to `q` (prepared for the
+    /// metric) as rows with exact distances, closest first; the problem when the node order is
+    /// damaged.
+    pub fn rerank(
+        &self,
+        beam: &[Cand],
+        q: &[f32],
+        k: usize,
+    ) -> std::result::Result<Vec<Cand>, String> {
         let rows = self.space.rows;
         let mut out = Vec::with_capacity(beam.len());
         for c in beam {
@@ -224,7 +230,7 @@ impl<'a> Blocks<'a> {
             out.push(Cand { d: 0.0, id: row });
         }
         self.space
-            .rank_exact(&mut out, q)
+            .rank_exact(&mut out, q, k)
             .map_err(|row| format!("row {row} belongs to two nodes"))?;
         Ok(out)
     }

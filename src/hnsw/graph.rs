@@ -498,7 +498,7 @@ impl<'a> Graph<'a> {
                 let beam = self.beam(b, b, &b.prepare(&q), k, ef, spill)?;
                 // Sorted by code up to ef.max(k); any spill after it is within the first 2 k.
                 let nearest = &beam[..beam.len().min(RERANK * k)];
-                b.rerank(nearest, &q).map_err(|p| self.corrupt(p))?
+                b.rerank(nearest, &q, k).map_err(|p| self.corrupt(p))?
             }
         };
         Ok(found.iter().take(k).map(|c| (c.id, sp.score(c.d))).unzip())

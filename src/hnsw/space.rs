@@ -67,11 +67,23 @@ impl<'a> Space<'a> {
     }
 
     /// The candidates' rows (`id < rows`, checked by the caller) measured exactly against `q`
-    /// (prepared) and sorted, nearest first; `Err(row)` when a row appears twice, which only a
-    /// damaged section can cause (the same row has the same distance, so a repeat is adjacent
-    /// after sorting). The exact re-rank of every search that walks codes.
-    pub fn rank_exact(&self, rows: &mut [Cand], q: &[f32]) -> std::result::Result<(), u32> {
+    /// (prepared), and the `k` nearest kept, sorted nearest first; `Err(row)` when a kept row
+    /// appears twice, which only a damaged section can cause (the same row has the same
+    /// distance, so a repeat is adjacent after sorting). The exact re-rank of every search that
+    /// walks codes.
+    pub fn rank_exact(
+        &self,
+        rows: &mut Vec<Cand>,
+        q: &[f32],
+        k: usize,
+    ) -> std::result::Result<(), u32> {
         self.measure(rows, q);
+        if rows.len() > k {
+            if let Some(last) = k.checked_sub(1) {
+                rows.select_nth_unstable(last);
+            }
+            rows.truncate(k);
+        }
         rows.sort_unstable();
         match rows.windows(2).find(|w| w[0].id == w[1].id) {
             Some(w) => Err(w[0].id),

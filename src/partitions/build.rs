@@ -2,7 +2,7 @@
 //! its nearest centroid, the rows ordered partition after partition, and their codes laid out in
 //! that order.
 
-use super::{Params, PartitionsHeader, HEADER_LEN};
+use super::{pq, CodeKind, Params, PartitionsHeader, HEADER_LEN};
 use crate::builder::Step;
 use crate::error::Result;
 use crate::format::Metric;
@@ -11,6 +11,8 @@ use crate::hnsw::search::Space;
 use crate::score::simd::PANEL;
 use crate::select::kmeans::{self, KmeansParams};
 use crate::store::Index;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 /// Rows the k-means trains on per partition (inside faiss's range of 39 to 256 per centroid).
@@ -49,13 +51,23 @@ pub fn build_partitions(index: &Index, params: &Params, step: Step<'_>) -> Resul
     let space = Space::of(index);
     let centroids = centroids(&space, &offsets, &order, &trained);
     step("partitions: encode", 2, 3)?;
-    let codes = RowCodes::of(&space)?;
+    let block_starts: Vec<u32> = std::iter::once(0)
+        .chain(offsets.windows(2).scan(0u32, |at, w| {
+            *at += (w[1] - w[0]).div_ceil(pq::BLOCK as u32);
+            Some(*at)
+        }))
+        .collect();
     let header = PartitionsHeader {
         metric: index.metric(),
         dim: dim as u32,
         partitions: p as u32,
         rows: rows as u64,
         seed: params.seed,
+        codes: params.codes,
+        blocks: match params.codes {
+            CodeKind::Sq8 => 0,
+            CodeKind::Pq4 => u64::from(block_starts[p]),
+        },
     };
     let (regions, len) = header
         .regions()
@@ -67,7 +79,8 @@ pub fn build_partitions(index: &Index, params: &Params, step: Step<'_>) -> Resul
         regions.centroids,
         bytemuck::cast_slice(&panels(&centroids, dim)),
     );
-    if index.metric() == Metric::L2 {
+    let l2 = index.metric() == Metric::L2;
+    if l2 {
         let norms: Vec<f32> = centroids
             .chunks_exact(dim.max(1))
             .map(|c| c.iter().map(|x| x * x).sum())
@@ -76,21 +89,106 @@ pub fn build_partitions(index: &Index, params: &Params, step: Step<'_>) -> Resul
     }
     put(regions.offsets, bytemuck::cast_slice(&offsets));
     put(regions.order, bytemuck::cast_slice(&order));
-    put(regions.scale, bytemuck::cast_slice(&codes.quantiser.scale));
-    put(
-        regions.offset,
-        bytemuck::cast_slice(&codes.quantiser.offset),
-    );
-    if index.metric() == Metric::L2 {
-        let norms: Vec<f32> = order.iter().map(|&r| codes.sq_norms[r as usize]).collect();
-        put(regions.sq_norms, bytemuck::cast_slice(&norms));
+    let [q0, q1] = regions.quantiser;
+    match params.codes {
+        CodeKind::Sq8 => {
+            let codes = RowCodes::of(&space)?;
+            put(q0, bytemuck::cast_slice(&codes.quantiser.scale));
+            put(q1, bytemuck::cast_slice(&codes.quantiser.offset));
+            if l2 {
+                let norms: Vec<f32> = order.iter().map(|&r| codes.sq_norms[r as usize]).collect();
+                put(regions.sq_norms, bytemuck::cast_slice(&norms));
+            }
+            out[regions.codes]
+                .par_chunks_exact_mut(dim.max(1))
+                .zip(&order)
+                .for_each(|(slot, &r)| {
+                    slot.copy_from_slice(bytemuck::cast_slice(codes.code(r as usize)))
+                });
+        }
+        CodeKind::Pq4 => {
+            let books = train_codebooks(&space, &assign, &centroids, params.seed);
+            put(q0, bytemuck::cast_slice(&books));
+            put(q1, bytemuck::cast_slice(&block_starts));
+            if l2 {
+                let norms: Vec<f32> = order
+                    .par_iter()
+                    .map_init(
+                        || vec![0f32; dim],
+                        |row, &r| {
+                            space.row(r as usize, row);
+                            row.iter().map(|x| x * x).sum()
+                        },
+                    )
+                    .collect();
+                put(regions.sq_norms, bytemuck::cast_slice(&norms));
+            }
+            encode_pq4(
+                &space,
+                (&offsets, &order, &block_starts),
+                (&centroids, &books),
+                &mut out[regions.codes],
+            );
+        }
     }
-    out[regions.codes]
-        .par_chunks_exact_mut(dim.max(1))
-        .zip(&order)
-        .for_each(|(slot, &r)| slot.copy_from_slice(bytemuck::cast_slice(codes.code(r as usize))));
     step("partitions: encode", 3, 3)?;
     Ok(out)
+}
+
+/// Residuals the 4-bit codebooks train on.
+const PQ_SAMPLE: usize = 1 << 16;
+
+/// The 4-bit codebooks of the residuals of a seeded sample of rows (`assign`: each row's
+/// partition; `centroids` row-major).
+fn train_codebooks(
+    space: &Space<'_>,
+    assign: &[(u32, f32)],
+    centroids: &[f32],
+    seed: u64,
+) -> Vec<f32> {
+    let dim = space.dim;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7071_3400);
+    let sample = kmeans::sample(space.rows, PQ_SAMPLE, &mut rng);
+    let mut residuals = vec![0f32; sample.len() * dim];
+    residuals
+        .par_chunks_exact_mut(dim.max(1))
+        .zip(&sample)
+        .for_each(|(out, &r)| residual(space, r, centroids, assign[r as usize].0, out));
+    pq::train(&residuals, dim, seed)
+}
+
+/// Row `r` minus centroid `c` into `out`.
+fn residual(space: &Space<'_>, r: u32, centroids: &[f32], c: u32, out: &mut [f32]) {
+    let dim = space.dim;
+    space.row(r as usize, out);
+    let centroid = &centroids[c as usize * dim..(c as usize + 1) * dim];
+    out.iter_mut().zip(centroid).for_each(|(x, m)| *x -= m);
+}
+
+/// The 4-bit codes of every partition's rows, in its blocks of `codes`.
+fn encode_pq4(
+    space: &Space<'_>,
+    (offsets, order, block_starts): (&[u32], &[u32], &[u32]),
+    (centroids, books): (&[f32], &[f32]),
+    mut codes: &mut [u8],
+) {
+    let (dim, nb) = (space.dim, pq::codebooks(space.dim));
+    let mut parts = Vec::with_capacity(offsets.len());
+    for (j, w) in block_starts.windows(2).enumerate() {
+        let (mine, rest) = codes.split_at_mut((w[1] - w[0]) as usize * pq::block_bytes(dim));
+        parts.push((j, mine));
+        codes = rest;
+    }
+    parts.into_par_iter().for_each(|(j, blocks)| {
+        let members = &order[offsets[j] as usize..offsets[j + 1] as usize];
+        let mut row = vec![0f32; dim];
+        let mut code = vec![0u8; members.len() * nb];
+        for (&r, c) in members.iter().zip(code.chunks_exact_mut(nb.max(1))) {
+            residual(space, r, centroids, j as u32, &mut row);
+            pq::encode(books, &row, c);
+        }
+        pq::pack(&code, nb, blocks);
+    });
 }
 
 /// Row-major `[p, dim]` centroids as panels of [`PANEL`] stored dimension-major, zero-padded.

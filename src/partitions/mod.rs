@@ -15,16 +15,23 @@
 //!
 //! ```text
 //! 0..64      header: magic b"PTSPART\0", version u32 (1), metric u32, dim u32, partitions u32,
-//!            rows u64, seed u64, code kind u32 (1 = sq8), zero padding
+//!            rows u64, seed u64, code kind u32 (1 = sq8, 2 = pq4), zero u32, blocks u64 (pq4,
+//!            else 0), zero padding
 //!            centroids [ceil(partitions / 64), dim, 64] f32: the mean of each partition's stored
 //!            vectors (unit norm for cos) in panels of 64 stored dimension-major (panel b,
 //!            dimension j, lane l: centroid 64 b + l), zero past the last centroid
 //!            centroid_sq_norms [partitions] f32: squared norm of each centroid (l2 only, else empty)
 //!            offsets [partitions + 1] u32: partition j holds positions offsets[j]..offsets[j+1]
 //!            order [rows] u32: the row at each position (a permutation of 0..rows)
-//!            scale, offset [dim] f32 each: code c of dimension j stands for offset[j] + scale[j] c
+//! sq8:       scale, offset [dim] f32 each: code c of dimension j stands for offset[j] + scale[j] c
 //!            sq_norms [rows] f32: squared norm of each position's decoded code (l2 only, else empty)
 //!            codes [rows, dim] i8: each position's code, partition after partition
+//! pq4:       codebooks [ceil(dim / 2), 16, 2] f32: 16 points per pair of dimensions (pq.rs)
+//!            block_starts [partitions + 1] u32: partition j's codes are blocks
+//!            block_starts[j]..block_starts[j+1], ceil(its rows / 32) of them
+//!            sq_norms [rows] f32: squared norm of each position's stored vector (l2 only)
+//!            codes [blocks, tables, 16] u8: the 4-bit codes of each position's residual (its
+//!            vector minus its partition's centroid) in blocks of 32 positions (pq.rs)
 //! ```
 //!
 //! A search ranks the centroids, scans the codes of the `probes` nearest partitions (more when
@@ -33,6 +40,8 @@
 //! user's: the order is applied to the results and never seen outside this module.
 
 mod build;
+mod pq;
+mod shortlist;
 mod view;
 
 pub use build::build_partitions;
@@ -48,16 +57,56 @@ pub const MAGIC: [u8; 8] = *b"PTSPART\0";
 pub const VERSION: u32 = 1;
 /// Bytes of the section header.
 pub const HEADER_LEN: usize = 64;
-/// Code kind: one i8 per dimension with a per-dimension scale and offset.
-const CODE_SQ8: u32 = 1;
+/// The codes a partitioned search scans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum CodeKind {
+    /// One i8 per dimension with a per-dimension scale and offset (the graph's traversal
+    /// codes): `dim` bytes a row, close enough that few rows need re-ranking. The faster kind
+    /// where a query scans few partitions (clustered corpora).
+    #[default]
+    Sq8,
+    /// 4 bits per pair of dimensions: the row's residual from its partition's centroid,
+    /// product-quantised and scanned with byte-shuffle tables. A quarter of the bytes of
+    /// [`CodeKind::Sq8`] and faster to scan, coarser, so more rows are re-ranked: the faster
+    /// kind where a query scans many partitions.
+    Pq4,
+}
+
+impl CodeKind {
+    /// The kind's name (`sq8`, `pq4`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CodeKind::Sq8 => "sq8",
+            CodeKind::Pq4 => "pq4",
+        }
+    }
+
+    fn code(self) -> u32 {
+        match self {
+            CodeKind::Sq8 => 1,
+            CodeKind::Pq4 => 2,
+        }
+    }
+
+    fn from_code(code: u32) -> Option<Self> {
+        [CodeKind::Sq8, CodeKind::Pq4]
+            .into_iter()
+            .find(|k| k.code() == code)
+    }
+}
+
+parse_by_name!(CodeKind, "partition code kind", { "sq8" => CodeKind::Sq8, "pq4" => CodeKind::Pq4 });
 
 /// Construction parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Params {
     /// Number of partitions; 0 chooses `2 sqrt(rows)` (ScaNN's default number of leaves).
     pub partitions: usize,
-    /// Seed of the k-means sample and seeding.
+    /// Seed of the k-means sample and seeding (and of the codebooks).
     pub seed: u64,
+    /// The codes scanned.
+    pub codes: CodeKind,
 }
 
 impl Params {
@@ -80,6 +129,7 @@ impl Params {
         };
         params.insert("partitions".into(), asked);
         params.insert("partitions_seed".into(), self.seed.to_string());
+        params.insert("partition_codes".into(), self.codes.name().into());
     }
 }
 
@@ -96,6 +146,10 @@ pub struct PartitionsHeader {
     pub rows: u64,
     /// Seed of the k-means.
     pub seed: u64,
+    /// The codes scanned.
+    pub codes: CodeKind,
+    /// Blocks of 4-bit codes ([`CodeKind::Pq4`]; 0 for [`CodeKind::Sq8`]).
+    pub blocks: u64,
 }
 
 impl PartitionsHeader {
@@ -108,12 +162,13 @@ impl PartitionsHeader {
             (12, self.metric.code()),
             (16, self.dim),
             (20, self.partitions),
-            (40, CODE_SQ8),
+            (40, self.codes.code()),
         ] {
             b[at..at + 4].copy_from_slice(&v.to_le_bytes());
         }
-        b[24..32].copy_from_slice(&self.rows.to_le_bytes());
-        b[32..40].copy_from_slice(&self.seed.to_le_bytes());
+        for (at, v) in [(24, self.rows), (32, self.seed), (48, self.blocks)] {
+            b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
         b
     }
 
@@ -138,9 +193,8 @@ impl PartitionsHeader {
                 w(8)
             ));
         }
-        if w(40) != CODE_SQ8 {
-            return Err(format!("unknown code kind {}", w(40)));
-        }
+        let codes =
+            CodeKind::from_code(w(40)).ok_or_else(|| format!("unknown code kind {}", w(40)))?;
         let metric =
             Metric::from_code(w(12)).ok_or_else(|| format!("unknown metric code {}", w(12)))?;
         let h = PartitionsHeader {
@@ -149,9 +203,20 @@ impl PartitionsHeader {
             partitions: w(20),
             rows: d(24),
             seed: d(32),
+            codes,
+            blocks: d(48),
         };
         if h.partitions == 0 || u64::from(h.partitions) > h.rows {
             return Err(format!("{} partitions for {} rows", h.partitions, h.rows));
+        }
+        // Each partition pads its last block: between rows / 32 and that plus one a partition.
+        let least = h.rows.div_ceil(pq::BLOCK as u64);
+        let blocks_ok = match codes {
+            CodeKind::Sq8 => h.blocks == 0,
+            CodeKind::Pq4 => (least..=least + u64::from(h.partitions)).contains(&h.blocks),
+        };
+        if !blocks_ok {
+            return Err(format!("{} code blocks for {} rows", h.blocks, h.rows));
         }
         Ok(h)
     }
@@ -161,37 +226,50 @@ impl PartitionsHeader {
     fn regions(&self) -> Option<(Regions, usize)> {
         let (p, dim) = (self.partitions as usize, self.dim as usize);
         let rows = usize::try_from(self.rows).ok()?;
-        let norms = if self.metric == Metric::L2 { rows } else { 0 };
-        let panels = p.div_ceil(PANEL);
+        let l2 = self.metric == Metric::L2;
+        let (quantiser, codes) = match self.codes {
+            CodeKind::Sq8 => (
+                [dim.checked_mul(4)?, dim.checked_mul(4)?],
+                rows.checked_mul(dim)?,
+            ),
+            CodeKind::Pq4 => (
+                [
+                    pq::codebooks(dim) * pq::POINTS * pq::SUB * 4,
+                    p.checked_add(1)?.checked_mul(4)?,
+                ],
+                usize::try_from(self.blocks)
+                    .ok()?
+                    .checked_mul(pq::block_bytes(dim))?,
+            ),
+        };
         let lens = [
-            panels
+            p.div_ceil(PANEL)
                 .checked_mul(PANEL)?
                 .checked_mul(dim)?
                 .checked_mul(4)?,
-            if self.metric == Metric::L2 { p * 4 } else { 0 },
+            if l2 { p * 4 } else { 0 },
             p.checked_add(1)?.checked_mul(4)?,
             rows.checked_mul(4)?,
-            dim.checked_mul(4)?,
-            dim.checked_mul(4)?,
-            norms.checked_mul(4)?,
-            rows.checked_mul(dim)?,
+            quantiser[0],
+            quantiser[1],
+            if l2 { rows.checked_mul(4)? } else { 0 },
+            codes,
         ];
         let mut at = HEADER_LEN;
-        let mut ranges = [0..0, 0..0, 0..0, 0..0, 0..0, 0..0, 0..0, 0..0];
+        let mut ranges: [std::ops::Range<usize>; 8] = Default::default();
         for (r, len) in ranges.iter_mut().zip(lens) {
             *r = at..at.checked_add(len)?;
             at = r.end.checked_next_multiple_of(64)?;
         }
         let end = ranges[7].end;
-        let [centroids, centroid_sq_norms, offsets, order, scale, offset, sq_norms, codes] = ranges;
+        let [centroids, centroid_sq_norms, offsets, order, q0, q1, sq_norms, codes] = ranges;
         Some((
             Regions {
                 centroids,
                 centroid_sq_norms,
                 offsets,
                 order,
-                scale,
-                offset,
+                quantiser: [q0, q1],
                 sq_norms,
                 codes,
             },
@@ -206,8 +284,8 @@ struct Regions {
     centroid_sq_norms: std::ops::Range<usize>,
     offsets: std::ops::Range<usize>,
     order: std::ops::Range<usize>,
-    scale: std::ops::Range<usize>,
-    offset: std::ops::Range<usize>,
+    /// sq8: the scale and the offset; pq4: the codebooks and the block starts.
+    quantiser: [std::ops::Range<usize>; 2],
     sq_norms: std::ops::Range<usize>,
     codes: std::ops::Range<usize>,
 }

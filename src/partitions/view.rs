@@ -1,6 +1,7 @@
 //! The validated view of a partitions section and the search over it.
 
-use super::{PartitionsHeader, Regions};
+use super::shortlist::Shortlist;
+use super::{pq, CodeKind, PartitionsHeader, Regions};
 use crate::error::{Error, Result};
 use crate::format::{Metric, SectionKind};
 use crate::hnsw::codes::CodeQuery;
@@ -9,7 +10,6 @@ use crate::score::simd::PANEL;
 use crate::score::{check_one_query, Neighbors};
 use crate::store::Index;
 use rayon::prelude::*;
-use std::collections::BinaryHeap;
 
 /// Queries whose centroid ranking shares each pass over the centroids in a batch search.
 const QUERY_BLOCK: usize = 8;
@@ -33,9 +33,35 @@ pub struct Partitions<'a> {
     centroid_sq_norms: &'a [f32],
     offsets: &'a [u32],
     order: &'a [u32],
-    scale: &'a [f32],
+    /// Squared norms of the positions' codes (sq8) or vectors (pq4); l2 only, else empty.
     sq_norms: &'a [f32],
-    codes: &'a [i8],
+    codes: Codes<'a>,
+}
+
+/// The codes of the positions, of the section's kind.
+enum Codes<'a> {
+    Sq8 {
+        scale: &'a [f32],
+        codes: &'a [i8],
+    },
+    Pq4 {
+        books: &'a [f32],
+        block_starts: &'a [u32],
+        blocks: &'a [u8],
+    },
+}
+
+/// The state of one query's scan: the candidates so far and scratch space.
+struct Scan {
+    best: Shortlist,
+    sums: Vec<u16>,
+    dists: Vec<f32>,
+}
+
+/// A query prepared for the codes of a section, with those codes.
+enum Prepared<'a> {
+    Sq8(CodeQuery, &'a [i8]),
+    Pq4(pq::Lut, &'a [u32], &'a [u8]),
 }
 
 impl std::fmt::Debug for Partitions<'_> {
@@ -91,8 +117,7 @@ impl<'a> Partitions<'a> {
             centroid_sq_norms,
             offsets,
             order,
-            scale,
-            offset: _,
+            quantiser: [q0, q1],
             sq_norms,
             codes,
         } = regions;
@@ -112,9 +137,18 @@ impl<'a> Partitions<'a> {
                 centroid_sq_norms: cast(bytes, centroid_sq_norms)?,
                 offsets: cast(bytes, offsets)?,
                 order: cast(bytes, order)?,
-                scale: cast(bytes, scale)?,
                 sq_norms: cast(bytes, sq_norms)?,
-                codes: cast(bytes, codes)?,
+                codes: match header.codes {
+                    CodeKind::Sq8 => Codes::Sq8 {
+                        scale: cast(bytes, q0)?,
+                        codes: cast(bytes, codes)?,
+                    },
+                    CodeKind::Pq4 => Codes::Pq4 {
+                        books: cast(bytes, q0)?,
+                        block_starts: cast(bytes, q1)?,
+                        blocks: cast(bytes, codes)?,
+                    },
+                },
             })
         })()
         .map_err(corrupt)?;
@@ -197,17 +231,20 @@ impl<'a> Partitions<'a> {
             .collect()
     }
 
-    /// The exact nearest rows among the `ef.max(k)` nearest by code in the partitions `parts`
+    /// The `k` exact nearest rows among the `ef.max(k)` nearest by code in the partitions `parts`
     /// (and the next ones when those hold fewer than `k` rows), nearest first.
     fn scan_and_rerank(&self, q: &[f32], parts: &[Cand], k: usize, ef: usize) -> Result<Vec<Cand>> {
-        let cq = CodeQuery::new(q, self.scale);
-        let keep = ef.max(k);
-        let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(keep + 1);
+        let prepared = self.prepare(q);
+        let mut scan = Scan {
+            best: Shortlist::new(ef.max(k)),
+            sums: Vec::new(),
+            dists: Vec::new(),
+        };
         let mut scanned = 0;
         for c in parts {
             let part = self.partition(c.id)?;
             scanned += part.len();
-            self.scan(&cq, part, keep, &mut best);
+            self.scan(&prepared, c, part, &mut scan)?;
         }
         if scanned < k {
             // Too few rows in the probed partitions: the next ones, nearest first.
@@ -216,13 +253,13 @@ impl<'a> Partitions<'a> {
             for c in all.into_iter().flatten().skip(parts.len()) {
                 let part = self.partition(c.id)?;
                 scanned += part.len();
-                self.scan(&cq, part, keep, &mut best);
+                self.scan(&prepared, &c, part, &mut scan)?;
                 if scanned >= k {
                     break;
                 }
             }
         }
-        self.rerank(best.into_vec(), q)
+        self.rerank(scan.best.into_vec(), q, k)
     }
 
     /// For each prepared query, the `n` partitions whose centroids are nearest to it, nearest
@@ -286,43 +323,79 @@ impl<'a> Partitions<'a> {
         }
     }
 
-    /// Measure the codes of `positions` and keep the `keep` nearest in `best` (a max-heap).
-    fn scan(
-        &self,
-        cq: &CodeQuery,
-        positions: std::ops::Range<usize>,
-        keep: usize,
-        best: &mut BinaryHeap<Cand>,
-    ) {
-        let dim = self.space.dim;
-        let codes = &self.codes[positions.start * dim..positions.end * dim];
-        let norms = self.sq_norms.get(positions.clone()).unwrap_or(&[]);
-        let mut dists = vec![0f32; positions.len()];
-        cq.dists(self.space.kernels, codes, norms, &mut dists);
-        // The distance a code must beat to enter `best`, kept in a register between entries.
-        let bar = |best: &BinaryHeap<Cand>| match best.peek() {
-            Some(w) if best.len() == keep => w.d,
-            _ => f32::INFINITY,
-        };
-        let mut worst = bar(best);
-        for (pos, d) in positions.zip(dists) {
-            if d > worst {
-                continue;
+    /// The prepared query `q` in the form this section's codes are compared with.
+    fn prepare(&self, q: &[f32]) -> Prepared<'a> {
+        match self.codes {
+            Codes::Sq8 { scale, codes } => Prepared::Sq8(CodeQuery::new(q, scale), codes),
+            Codes::Pq4 {
+                books,
+                block_starts,
+                blocks,
+            } => {
+                let factor = if self.space.metric == Metric::L2 {
+                    2.0
+                } else {
+                    1.0
+                };
+                Prepared::Pq4(pq::Lut::new(q, books, factor), block_starts, blocks)
             }
-            let c = Cand { d, id: pos as u32 };
-            if best.len() < keep {
-                best.push(c);
-            } else if let Some(mut top) = best.peek_mut() {
-                if c < *top {
-                    *top = c;
-                }
-            }
-            worst = bar(best);
         }
     }
 
-    /// The candidates' rows measured exactly and sorted, nearest first.
-    fn rerank(&self, cands: Vec<Cand>, q: &[f32]) -> Result<Vec<Cand>> {
+    /// Measure the codes of the positions of partition `part` and offer them to `scan.best`.
+    fn scan(
+        &self,
+        query: &Prepared,
+        part: &Cand,
+        positions: std::ops::Range<usize>,
+        scan: &mut Scan,
+    ) -> Result<()> {
+        let norms = self.sq_norms.get(positions.clone()).unwrap_or(&[]);
+        let kernels = self.space.kernels;
+        let dists = &mut scan.dists;
+        dists.clear();
+        dists.resize(positions.len(), 0.0);
+        match *query {
+            Prepared::Sq8(ref cq, codes) => {
+                let dim = self.space.dim;
+                let codes = &codes[positions.start * dim..positions.end * dim];
+                cq.dists(kernels, codes, norms, dists);
+            }
+            Prepared::Pq4(ref lut, block_starts, blocks) => {
+                let j = part.id as usize;
+                let width = pq::block_bytes(self.space.dim);
+                let span = match (block_starts.get(j), block_starts.get(j + 1)) {
+                    (Some(&a), Some(&b))
+                        if b.checked_sub(a)
+                            == u32::try_from(positions.len().div_ceil(pq::BLOCK)).ok() =>
+                    {
+                        blocks.get(a as usize * width..b as usize * width)
+                    }
+                    _ => None,
+                };
+                let span = span.ok_or_else(|| {
+                    self.corrupt(format!("partition {j} has no valid range of code blocks"))
+                })?;
+                lut.sums(kernels, span, &mut scan.sums);
+                // The partition's share of every distance: -q . centroid (times 2 for l2).
+                let centroid = match self.space.metric {
+                    Metric::L2 => part.d - self.centroid_sq_norms.get(j).copied().unwrap_or(0.0),
+                    _ => part.d,
+                };
+                let (base, delta) = (lut.bias + centroid, lut.delta);
+                dists
+                    .iter_mut()
+                    .zip(&scan.sums)
+                    .for_each(|(d, &s)| *d = base + delta * f32::from(s));
+                dists.iter_mut().zip(norms).for_each(|(d, n)| *d += n);
+            }
+        }
+        scan.best.offer(positions.start, dists);
+        Ok(())
+    }
+
+    /// The `k` of the candidates' rows nearest to `q` by exact measure, nearest first.
+    fn rerank(&self, cands: Vec<Cand>, q: &[f32], k: usize) -> Result<Vec<Cand>> {
         let rows = self.space.rows;
         let mut out = cands
             .into_iter()
@@ -332,7 +405,7 @@ impl<'a> Partitions<'a> {
             })
             .collect::<Result<Vec<_>>>()?;
         self.space
-            .rank_exact(&mut out, q)
+            .rank_exact(&mut out, q, k)
             .map_err(|row| self.corrupt(format!("row {row} is in two positions")))?;
         Ok(out)
     }

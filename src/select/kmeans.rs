@@ -232,7 +232,7 @@ fn check(p: KmeansParams, rows: usize) -> Result<()> {
 }
 
 /// A seeded sample of `len` of `rows` rows (all of them when `len >= rows`), ascending.
-fn sample(rows: usize, len: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
+pub(crate) fn sample(rows: usize, len: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
     let mut s: Vec<u32> = rand::seq::index::sample(rng, rows, rows.min(len))
         .into_iter()
         .map(|r| r as u32)

@@ -64,6 +64,10 @@ pub struct Args {
     /// 2 sqrt(rows)): faster than the graph on clustered corpora.
     #[arg(long, value_name = "N", num_args = 0..=1)]
     pub partitions: Option<Option<usize>>,
+    /// Codes the partitions scan: sq8 (8 bits per dimension; faster when a query scans few
+    /// partitions) or pq4 (4 bits per pair of dimensions; faster when it scans many).
+    #[arg(long, value_enum, default_value = "sq8", value_name = "KIND")]
+    pub partition_codes: ptsel::partitions::CodeKind,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -122,6 +126,7 @@ impl Args {
                 Some(n) => Some(ptsel::partitions::Params {
                     partitions: n.unwrap_or(0),
                     seed: self.seed,
+                    codes: self.partition_codes,
                 }),
                 None => None,
             },

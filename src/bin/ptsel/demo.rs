@@ -95,6 +95,7 @@ pub fn run(args: Args) -> Result<()> {
         seed: args.seed,
         no_hnsw: false,
         partitions: None,
+        partition_codes: Default::default(),
         quiet: args.quiet,
     })?;
     crate::info::run(crate::info::Args {

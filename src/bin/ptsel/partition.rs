@@ -14,6 +14,10 @@ pub struct Args {
     /// Seed of the k-means sample and seeding.
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
+    /// Codes scanned: sq8 (8 bits per dimension; faster when a query scans few partitions) or
+    /// pq4 (4 bits per pair of dimensions; faster when it scans many).
+    #[arg(long, value_enum, default_value = "sq8", value_name = "KIND")]
+    pub codes: ptsel::partitions::CodeKind,
 }
 
 /// Run `ptsel partition`.
@@ -21,6 +25,7 @@ pub fn run(args: Args) -> Result<()> {
     let params = ptsel::partitions::Params {
         partitions: args.partitions.unwrap_or(0),
         seed: args.seed,
+        codes: args.codes,
     };
     if args.partitions == Some(0) {
         return Err(ptsel::Error::invalid("--partitions must be at least 1").into());

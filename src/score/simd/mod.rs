@@ -30,7 +30,17 @@ pub struct Kernels {
     /// [`Kernels::dot_i8_i16`] of each of the `out.len()` consecutive codes of `codes` (each
     /// as long as the second argument) with it: a scan of contiguous codes in one call.
     pub dot_i8_i16_rows: fn(&[i8], &[i16], &mut [i32]),
+    /// `sum_lut16(luts, blocks, out)`: the sums of table look-ups of 4-bit codes in blocks of 32
+    /// rows (the partitioned search's product-quantised codes). `luts` holds `g` tables of 16
+    /// bytes, `g` a multiple of [`LUT_GROUP`]; each block of `blocks` holds `g` runs of 16 bytes,
+    /// byte `i` of run `t` packing the codes of rows `i` (low nibble) and `16 + i` (high nibble)
+    /// for table `t`. `out[32 b + r]` receives the sum over `t` of `luts[16 t + code]` for row
+    /// `r` of block `b`, for the `out.len() / 32` blocks (wrapping at 2^16, which callers avoid).
+    pub sum_lut16: fn(&[u8], &[u8], &mut [u16]),
 }
+
+/// Tables of [`Kernels::sum_lut16`] come in groups of this many (one 512-bit load).
+pub const LUT_GROUP: usize = 4;
 
 /// Vectors per panel of [`Kernels::dot_panel`].
 pub const PANEL: usize = 64;
@@ -75,6 +85,7 @@ pub fn scalar_kernels() -> Kernels {
         dot_i8_i16: scalar::dot_i8_i16,
         dot_panel: scalar::dot_panel,
         dot_i8_i16_rows: scalar::dot_i8_i16_rows,
+        sum_lut16: scalar::sum_lut16,
     }
 }
 
@@ -157,76 +168,7 @@ pub fn scalar_tile_kernel() -> TileKernel {
     }
 }
 
-mod scalar {
-    use half::f16;
-
-    pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| x * y).sum()
-    }
-    pub fn dot_f16(a: &[f16], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| x.to_f32() * y).sum()
-    }
-    pub fn l2_f32(a: &[f32], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
-    }
-    pub fn l2_f16(a: &[f16], b: &[f32]) -> f32 {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x.to_f32() - y) * (x.to_f32() - y))
-            .sum()
-    }
-    pub fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
-        a.iter()
-            .zip(b)
-            .map(|(&x, &y)| i32::from(x) * i32::from(y))
-            .sum()
-    }
-
-    pub fn dot_i8_i16_rows(codes: &[i8], q: &[i16], out: &mut [i32]) {
-        for (o, c) in out.iter_mut().zip(codes.chunks_exact(q.len().max(1))) {
-            *o = dot_i8_i16(c, q);
-        }
-    }
-
-    pub fn dot_panel(q: &[f32], panel: &[f32], out: &mut [f32; super::PANEL]) {
-        *out = [0.0; super::PANEL];
-        for (&x, p) in q.iter().zip(panel.chunks_exact(super::PANEL)) {
-            out.iter_mut().zip(p).for_each(|(o, &v)| *o += x * v);
-        }
-    }
-
-    pub const MR: usize = 4;
-    pub const NR: usize = 16;
-
-    pub fn tile(
-        kc: usize,
-        q: &[f32],
-        ldq: usize,
-        panel: &[f32],
-        c: &mut [f32],
-        ldc: usize,
-        accumulate: bool,
-    ) {
-        super::check_tile((MR, NR), kc, q, ldq, panel, c, ldc);
-        let mut s = [[0.0f32; NR]; MR];
-        for (k, p) in panel.chunks_exact(NR).take(kc).enumerate() {
-            for (i, si) in s.iter_mut().enumerate() {
-                let a = q[i * ldq + k];
-                si.iter_mut()
-                    .zip(p)
-                    .for_each(|(s, &b)| *s = a.mul_add(b, *s));
-            }
-        }
-        for (i, si) in s.iter().enumerate() {
-            let row = &mut c[i * ldc..i * ldc + NR];
-            if accumulate {
-                row.iter_mut().zip(si).for_each(|(c, s)| *c += s);
-            } else {
-                row.copy_from_slice(si);
-            }
-        }
-    }
-}
+mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -296,7 +238,9 @@ mod x86 {
         _mm_cvtsi128_si32(s) + tail
     }
 
+    mod fastscan;
     mod scan;
+    pub use fastscan::{sum_lut16_avx2, sum_lut16_avx512};
     pub use scan::{
         dot_i8_i16_rows, dot_i8_i16_rows_avx512, dot_panel_avx2, dot_panel_avx512, with_vnni,
     };
@@ -343,7 +287,7 @@ mod x86 {
     /// scalar tail), and `$set()`: the [`Kernels`](super::Kernels) using them when the CPU has
     /// the features of `$feat`.
     macro_rules! kernel_set {
-        ($set:ident, $isa:literal, $has:expr, $feat:literal, $lanes:literal, $zero:ident, $add:ident, $sub:ident, $fma:ident, $hsum:ident, $load32:ident, $dot_i8:ident, $panel:ident, $rows:ident,
+        ($set:ident, $isa:literal, $has:expr, $feat:literal, $lanes:literal, $zero:ident, $add:ident, $sub:ident, $fma:ident, $hsum:ident, $load32:ident, $dot_i8:ident, $panel:ident, $rows:ident, $lut16:ident,
          [$(($name:ident, $field:ident, $op:ident, $t:ty, $load:ident)),*]) => {
             $(
                 /// # Safety
@@ -384,6 +328,7 @@ mod x86 {
                     dot_i8_i16: |a, b| unsafe { $dot_i8(a, b) },
                     dot_panel: |q, p, o| unsafe { $panel(q, p, o) },
                     dot_i8_i16_rows: |c, q, o| unsafe { $rows(c, q, o) },
+                    sum_lut16: |l, b, o| unsafe { $lut16(l, b, o) },
                 })
             }
         };
@@ -552,6 +497,7 @@ mod x86 {
         dot_i8_i16,
         dot_panel_avx2,
         dot_i8_i16_rows,
+        sum_lut16_avx2,
         [
             (dot_f32, dot_f32, dot, f32, load_f32),
             (dot_f16, dot_f16, dot, f16, load_f16),
@@ -578,6 +524,7 @@ mod x86 {
         dot_i8_i16_avx512,
         dot_panel_avx512,
         dot_i8_i16_rows_avx512,
+        sum_lut16_avx512,
         [
             (dot_f32_avx512, dot_f32, dot, f32, load_f32x16),
             (dot_f16_avx512, dot_f16, dot, f16, load_f16x16),
@@ -619,6 +566,31 @@ mod tests {
             for k in std::iter::once(scalar_kernels()).chain(available_kernels()) {
                 let mut got = vec![0i32; rows];
                 (k.dot_i8_i16_rows)(&codes, &q, &mut got);
+                prop_assert_eq!(&got, &want, "{}", k.isa);
+            }
+        }
+
+        #[test]
+        fn lut16_sums_match_scalar(groups in 1usize..5, blocks in 0usize..4, seed in 0u32..1000) {
+            let g = groups * LUT_GROUP;
+            let luts: Vec<u8> = (0..g * 16).map(|i| ((i as u32 * 2654435761 + seed) >> 24) as u8).collect();
+            let codes: Vec<u8> = (0..blocks * g * 16).map(|i| ((i as u32 * 40503 + seed * 7) >> 5) as u8).collect();
+            let mut want = vec![0u16; blocks * 32];
+            (scalar_kernels().sum_lut16)(&luts, &codes, &mut want);
+            // Row r of block b: the low nibble of byte r (r < 16), else the high one of r - 16.
+            for (b, w) in want.chunks_exact(32).enumerate() {
+                for (r, &got) in w.iter().enumerate() {
+                    let sum: u32 = (0..g).map(|t| {
+                        let byte = codes[(b * g + t) * 16 + r % 16];
+                        let code = if r < 16 { byte & 15 } else { byte >> 4 };
+                        u32::from(luts[t * 16 + usize::from(code)])
+                    }).sum();
+                    prop_assert_eq!(u32::from(got), sum);
+                }
+            }
+            for k in available_kernels() {
+                let mut got = vec![7u16; blocks * 32];
+                (k.sum_lut16)(&luts, &codes, &mut got);
                 prop_assert_eq!(&got, &want, "{}", k.isa);
             }
         }
