@@ -467,6 +467,8 @@ fn cli_builds_adds_searches_and_benches_partitions() {
         String::from_utf8_lossy(&res.stderr)
     );
     assert!(String::from_utf8_lossy(&res.stderr).contains("110 partitions"));
+    let info = ptsel(&["info", s(&plain)]);
+    assert!(String::from_utf8_lossy(&info.stdout).contains("partitions 110 (sq8 codes"));
     let index = Index::open(&plain).unwrap();
     assert!(ptsel::hnsw::Graph::open(&index).unwrap().is_some());
     assert!(Partitions::open(&index).unwrap().is_some());

@@ -422,7 +422,7 @@ fn manifest_formats_agree() {
 
 #[test]
 fn knn_matches_brute_force() {
-    let f = fixture(true, "f32", &["--hnsw-m", "16"]);
+    let f = fixture(true, "f32", &["--hnsw-m", "16", "--partitions"]);
     let out = f.path("knn.csv");
     let (k, budget) = (7usize, 90usize);
     let knn = |extra: &[&str], out: &Path| {
@@ -458,6 +458,17 @@ fn knn_matches_brute_force() {
         found * 100 >= 90 * budget,
         "the graph found {found} of the {budget} exact rows"
     );
+    // Through the partitions (a third of the 126 scanned per target sample): nearly the same.
+    let parts = f.path("parts.csv");
+    assert!(!knn(&["--probes", "42"], &parts).contains("note:"));
+    let found = read_csv(&parts)
+        .iter()
+        .filter(|r| exact.contains(&r.1))
+        .count();
+    assert!(
+        found * 100 >= 90 * budget,
+        "the partitions found {found} of the {budget} exact rows"
+    );
     // Without a graph the exact fallback is reported.
     let flat = f.path("flat.ptsel");
     ok(&[
@@ -486,6 +497,25 @@ fn knn_matches_brute_force() {
         String::from_utf8_lossy(&res.stderr).contains("no HNSW graph"),
         "the exact fallback must be reported"
     );
+    // Partitions asked of an index without them: an error, nothing written.
+    let res = ptsel(&[
+        "select",
+        "--index",
+        s(&flat),
+        "--target",
+        s(&f.target),
+        "--method",
+        "knn",
+        "--budget",
+        "10",
+        "--probes",
+        "4",
+        "--out",
+        s(&f.path("flat-probes.csv")),
+    ]);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("no partitions"));
+    assert!(!f.path("flat-probes.csv").exists());
     // Oracle: f64 cosines, top k per target sample, summed, top budget.
     let d = f.corpus.dim;
     let mut summed: BTreeMap<usize, f64> = BTreeMap::new();

@@ -30,6 +30,9 @@ class Index:
     def has_graph(self) -> bool:
         """Whether every shard has an HNSW graph."""
     @property
+    def has_partitions(self) -> bool:
+        """Whether every shard has partitions (``search(probes=...)``)."""
+    @property
     def dim(self) -> int: ...
     @property
     def dtype(self) -> Literal["f16", "f32"]: ...
@@ -113,6 +116,7 @@ class Index:
         device: _Device = "auto",
         neighbors: Optional[Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]] = None,
         excluded: Optional[Sequence[npt.NDArray[np.int64]]] = None,
+        probes: Optional[int] = None,
     ) -> Selection:
         """The pre-training samples worth re-using for ``target`` (``ptsel select``)."""
 

@@ -209,11 +209,11 @@ def select(spark, path, target, labels=None, *, shards_per_task: int = 1,
     Spark tasks.
 
     With ``method="knn"`` each task searches ``shards_per_task`` shards for every target
-    sample's ``per_target`` neighbours (through the shards' graphs, or exactly), and with
-    ``exclude_near`` it lists their near-duplicates of the test set; the candidates merge per
-    query (by score, ties to the lower global row) in a tree over the executors, and the
-    driver ranks them. UOT and
-    the other class-level methods need no scan: the driver solves on the merged class means.
+    sample's ``per_target`` neighbours (through the shards' graphs, their partitions with
+    ``probes``, or exactly), and with ``exclude_near`` it lists their near-duplicates of the
+    test set; the candidates merge per query (by score, ties to the lower global row) in a tree
+    over the executors, and the driver ranks them. UOT and the other class-level methods need
+    no scan: the driver solves on the merged class means.
     Returns the same :class:`ptsel.Selection` as ``ptsel.open(path).select(target, labels,
     **select_options)``.
     """
@@ -226,12 +226,14 @@ def select(spark, path, target, labels=None, *, shards_per_task: int = 1,
     if shards_per_task < 1:
         raise ValueError("shards_per_task must be at least 1")
     per_target = select_options.get("per_target", 50)
+    probes = select_options.get("probes")
     search = {
         "k": per_target,
-        # Index.select's defaults: a beam of 5 x per_target (at least 64), exact search when
-        # a shard has no graph.
+        # Index.select's defaults: a beam of 5 x per_target (at least 64), the partitions with
+        # probes, exact search when a shard has no graph.
         "ef": select_options.get("ef") or max(5 * per_target, 64),
-        "exact": bool(select_options.get("exact", False)) or not index.has_graph,
+        "probes": probes,
+        "exact": bool(select_options.get("exact", False)) or (probes is None and not index.has_graph),
         "device": select_options.get("device", "auto"),
     }
     threshold = select_options.get("exclude_threshold", 0.95)

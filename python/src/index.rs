@@ -144,6 +144,12 @@ impl PyIndex {
         Ok(self.engine.graphs().or_raise()?.is_some())
     }
 
+    /// Whether every shard has partitions (for `search(probes=...)` and `select(probes=...)`).
+    #[getter]
+    fn has_partitions(&self) -> PyResult<bool> {
+        Ok(self.engine.approx(Some(1)).or_raise()?.is_some())
+    }
+
     /// Recompute every checksum (of every shard of a corpus), as `ptsel verify` does; raises
     /// CorruptIndexError naming the file at fault. Returns the bytes checked.
     fn verify(&self, py: Python<'_>) -> PyResult<u64> {
@@ -306,8 +312,9 @@ impl PyIndex {
     /// are class means. `method`: "uot" (the paper), "knn", "similarity" or "random". Keep the
     /// `classes` best classes (default 100 for class-level methods) or `budget` samples (knn
     /// needs it). `exclude_near` (array or path) drops corpus rows whose cosine to any of those
-    /// test features reaches `exclude_threshold`. The other parameters are the CLI's, with its
-    /// defaults. `neighbors` (a list of `(ids, scores)` from `search(target, per_target, ...,
+    /// test features reaches `exclude_threshold`. `probes` finds knn's neighbours through the
+    /// partitions (`build(partitions=...)`), `ef` rows re-ranked. The other parameters are the
+    /// CLI's, with its defaults. `neighbors` (a list of `(ids, scores)` from `search(target, per_target, ...,
     /// shards=...)` covering every shard) and `excluded` (a list of `near_duplicates(...)`
     /// arrays) are those scans done elsewhere, one task per group of shards: they are merged
     /// and the corpus is not scanned again (`ptsel.spark.select`). The GIL is released while
@@ -316,7 +323,8 @@ impl PyIndex {
         target, labels=None, means=false, method="uot", classes=None, budget=None,
         exclude_near=None, exclude_threshold=0.95, per_target=50, exact=false, ef=None, seed=0,
         p_m=0.1, eps=1.0, tau_source=1.0, tau_target=100.0, max_iter=1000, tol=1e-6,
-        uot_domain="auto", pseudo_classes=false, device="auto", neighbors=None, excluded=None
+        uot_domain="auto", pseudo_classes=false, device="auto", neighbors=None, excluded=None,
+        probes=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn select(
@@ -345,6 +353,7 @@ impl PyIndex {
         device: &str,
         neighbors: Option<Vec<(PyReadonlyArray2<'_, i64>, PyReadonlyArray2<'_, f32>)>>,
         excluded: Option<Vec<PyReadonlyArray1<'_, i64>>>,
+        probes: Option<usize>,
     ) -> PyResult<PySelection> {
         if classes.is_some() && budget.is_some() {
             return Err(bad_arg("budget", "give classes or budget, not both"));
@@ -365,6 +374,7 @@ impl PyIndex {
             per_target,
             exact,
             ef: ef.unwrap_or_else(|| select::knn::default_ef(per_target)),
+            probes,
             seed,
             pseudo_classes,
             device: device.parse().or_raise()?,

@@ -86,6 +86,14 @@ def test_partitioned_search_reaches_exact_and_names_what_is_missing(index, corpu
     np.testing.assert_array_equal(one[0], few[0])
     with pytest.raises(ValueError, match="no partitions"):
         index.search(corpus.queries, k=10, probes=2)
+    assert built.has_partitions and not built.has_graph and not index.has_partitions
+    # kNN selection through the partitions: the rows of exact search.
+    knn = dict(method="knn", per_target=10, budget=60)
+    exact = set(built.select(corpus.queries, exact=True, **knn).rows)
+    found = set(built.select(corpus.queries, probes=16, ef=100, **knn).rows)
+    assert len(found & exact) >= 0.95 * len(exact)
+    with pytest.raises(ValueError, match="no partitions"):
+        index.select(corpus.queries, probes=2, **knn)
     with pytest.raises(ValueError, match="pq4"):
         ptsel.build(corpus.x, tmp_path / "bad.ptsel", partitions=16, partition_codes="pq2", progress=False)
     assert not (tmp_path / "bad.ptsel").exists()

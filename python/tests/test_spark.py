@@ -64,7 +64,7 @@ def test_a_spark_corpus_selects_as_a_single_file_of_the_same_rows(spark, tmp_pat
               + 0.9 * rng.normal(size=(300, 64))).astype(np.float32)
     graph = dict(m=8, ef_construction=64)
     corpus = ptsel.spark.build(spark, features, tmp_path / "corpus", labels=label_files,
-                               ids=id_files, **graph)
+                               ids=id_files, partitions=0, **graph)
     single = ptsel.build(tmp_path / "all.npy", tmp_path / "single.ptsel", labels=labels, ids=ids,
                          progress=False, **graph)
     assert (len(corpus), corpus.shards, corpus.classes) == (200_000, 8, 100)
@@ -90,6 +90,11 @@ def test_a_spark_corpus_selects_as_a_single_file_of_the_same_rows(spark, tmp_pat
     hnsw = ptsel.spark.select(spark, tmp_path / "corpus", target, method="knn", per_target=20,
                               budget=3000, shards_per_task=3)
     agree = len(set(hnsw.rows) & set(ours.rows)) / len(ours)
+    assert agree >= 0.99, agree
+    # And over their partitions (2 sqrt(25k) = 316 a shard, 40 scanned).
+    ivf = ptsel.spark.select(spark, tmp_path / "corpus", target, method="knn", per_target=20,
+                             budget=3000, probes=40, shards_per_task=3)
+    agree = len(set(ivf.rows) & set(ours.rows)) / len(ours)
     assert agree >= 0.99, agree
 
 

@@ -39,6 +39,19 @@ pub struct HnswInfo {
     pub self_recall_repaired: u32,
 }
 
+/// The partitions of a partitioned search.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionsInfo {
+    /// Number of partitions.
+    pub partitions: u32,
+    /// Codes scanned (`sq8`, `pq4`).
+    pub codes: &'static str,
+    /// Bytes of the section.
+    pub bytes: u64,
+    /// Seed of the k-means.
+    pub seed: u64,
+}
+
 /// One shard of a corpus.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShardInfo {
@@ -54,6 +67,8 @@ pub struct ShardInfo {
     pub build_seconds: f64,
     /// Its graph, when it has one.
     pub hnsw: Option<HnswInfo>,
+    /// Its partitions, when it has them.
+    pub partitions: Option<PartitionsInfo>,
 }
 
 /// Shape, types, classes, sections and creation parameters of an index or corpus. For a corpus,
@@ -95,6 +110,8 @@ pub struct Info {
     pub params: BTreeMap<String, String>,
     /// The graph, when there is one.
     pub hnsw: Option<HnswInfo>,
+    /// The partitions, when there are some.
+    pub partitions: Option<PartitionsInfo>,
     /// Every section, in file order.
     pub sections: Vec<SectionInfo>,
     /// The shards of a corpus in row order (empty for a single file).
@@ -117,6 +134,21 @@ fn hnsw(index: &crate::Index) -> Result<Option<HnswInfo>> {
             entry: h.entry,
             unreachable_repaired: h.unreachable_repaired,
             self_recall_repaired: h.self_recall_repaired,
+        }
+    }))
+}
+
+/// The partitions header of `index`, when it has partitions.
+fn partitions(index: &crate::Index) -> Result<Option<PartitionsInfo>> {
+    Ok(crate::partitions::Partitions::open(index)?.map(|p| {
+        let h = p.header();
+        PartitionsInfo {
+            partitions: h.partitions,
+            codes: h.codes.name(),
+            bytes: index
+                .section_bytes(crate::format::SectionKind::Partitions)
+                .map_or(0, |b| b.len() as u64),
+            seed: h.seed,
         }
     }))
 }
@@ -145,6 +177,7 @@ impl Engine {
                 writer: m.writer.clone(),
                 params: m.params.clone(),
                 hnsw: hnsw(index)?,
+                partitions: partitions(index)?,
                 sections: index
                     .sections()
                     .iter()
@@ -169,6 +202,7 @@ impl Engine {
                     file_bytes: index.header().file_len,
                     build_seconds: index.meta().build_seconds,
                     hnsw: hnsw(index)?,
+                    partitions: partitions(index)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -189,6 +223,7 @@ impl Engine {
             writer: c.writer.clone(),
             params: c.params.clone(),
             hnsw: None,
+            partitions: None,
             sections: Vec::new(),
             shards,
         })

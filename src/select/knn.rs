@@ -17,8 +17,9 @@ pub fn default_ef(per_target: usize) -> usize {
 
 /// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) with `p.per_target`
 /// neighbours each; rows in `mask` are skipped. Neighbours are `hits` when a search elsewhere
-/// found them, else the engine's search: the HNSW graph (beam width `p.ef`), or exact scoring on
-/// `p.device` with `p.exact` or when the index has no graph (a note says so).
+/// found them, else the engine's search: the HNSW graph (beam width `p.ef`), the partitions with
+/// `p.probes` (`p.ef` rows re-ranked), or exact scoring on `p.device` with `p.exact` or when the
+/// index has neither (a note says so).
 pub(super) fn select(
     engine: &Engine,
     queries: &[f32],
@@ -39,7 +40,8 @@ pub(super) fn select(
     }
     super::check_budget(budget, engine.rows() - mask.map_or(0, Excluded::len))?;
     let mut notes = Vec::new();
-    let exact = p.exact || engine.graphs()?.is_none();
+    let probes = p.probes.filter(|_| !p.exact);
+    let exact = p.exact || (probes.is_none() && engine.graphs()?.is_none());
     if exact && !p.exact {
         notes.push(
             "kNN: the index (or a shard of the corpus) has no HNSW graph, so exact search was used"
@@ -48,7 +50,7 @@ pub(super) fn select(
     }
     let opts = SearchOpts {
         ef: Some(p.ef),
-        probes: None,
+        probes,
         exact,
         threads: None,
         device: p.device,

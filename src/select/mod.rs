@@ -117,8 +117,13 @@ pub struct SelectParams {
     pub per_target: usize,
     /// Exact search for kNN (otherwise the index's HNSW graph when it has one).
     pub exact: bool,
-    /// HNSW beam width for kNN (raised to `per_target` when lower).
+    /// HNSW beam width for kNN (raised to `per_target` when lower), or with `probes` the rows
+    /// re-ranked exactly.
     pub ef: usize,
+    /// kNN through the index's partitions, scanning this many per target sample, instead of
+    /// its HNSW graph (see [`crate::partitions`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probes: Option<usize>,
     /// Seed (random baselines).
     pub seed: u64,
     /// Use k-means pseudo-classes even when the index has labels.
@@ -138,6 +143,7 @@ impl Default for SelectParams {
             per_target: 50,
             exact: false,
             ef: knn::default_ef(50),
+            probes: None,
             seed: 0,
             pseudo_classes: false,
             device: Device::Auto,

@@ -71,6 +71,15 @@ pub fn run(args: Args) -> Result<()> {
         None if info.shards.is_empty() => outln!("hnsw      none (search needs --exact)")?,
         None => {}
     }
+    if let Some(p) = &info.partitions {
+        outln!(
+            "partitions {} ({} codes, {:.1} MiB), seed {}",
+            p.partitions,
+            p.codes,
+            p.bytes as f64 / 1048576.0,
+            p.seed
+        )?;
+    }
     for s in &info.shards {
         let graph = match &s.hnsw {
             Some(h) => format!("hnsw M {}", h.m),

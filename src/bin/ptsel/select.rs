@@ -77,10 +77,13 @@ pub struct Args {
     /// Exact neighbour search (knn); otherwise the index's HNSW graph when it has one.
     #[arg(long)]
     pub exact: bool,
-    /// HNSW beam width (knn; raised to --per-target when lower) [default: 5 x --per-target,
-    /// at least 64]
+    /// HNSW beam width (knn; raised to --per-target when lower), or with --probes the rows
+    /// re-ranked exactly [default: 5 x --per-target, at least 64]
     #[arg(long)]
     pub ef: Option<usize>,
+    /// Search the partitions (knn; built with --partitions), scanning P per target sample.
+    #[arg(long, value_name = "P", conflicts_with = "exact")]
+    pub probes: Option<usize>,
     /// Use the index's k-means pseudo-classes even when it has labels.
     #[arg(long)]
     pub pseudo_classes: bool,
@@ -127,6 +130,7 @@ impl Args {
             per_target: 50,
             exact: false,
             ef: None,
+            probes: None,
             pseudo_classes: false,
             exclude_near: None,
             exclude_threshold: ptsel::select::DEFAULT_EXCLUDE_THRESHOLD,
@@ -153,6 +157,7 @@ impl Args {
             ef: self
                 .ef
                 .unwrap_or_else(|| ptsel::select::knn::default_ef(self.per_target)),
+            probes: self.probes,
             seed: self.seed,
             pseudo_classes: self.pseudo_classes,
             device: self.device,

@@ -573,8 +573,8 @@ mod tests {
         #[test]
         fn lut16_sums_match_scalar(groups in 1usize..5, blocks in 0usize..4, seed in 0u32..1000) {
             let g = groups * LUT_GROUP;
-            let luts: Vec<u8> = (0..g * 16).map(|i| ((i as u32 * 2654435761 + seed) >> 24) as u8).collect();
-            let codes: Vec<u8> = (0..blocks * g * 16).map(|i| ((i as u32 * 40503 + seed * 7) >> 5) as u8).collect();
+            let luts: Vec<u8> = (0..g * 16).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 24) as u8).collect();
+            let codes: Vec<u8> = (0..blocks * g * 16).map(|i| ((i as u32).wrapping_mul(40503).wrapping_add(seed * 7) >> 5) as u8).collect();
             let mut want = vec![0u16; blocks * 32];
             (scalar_kernels().sum_lut16)(&luts, &codes, &mut want);
             // Row r of block b: the low nibble of byte r (r < 16), else the high one of r - 16.
