@@ -289,10 +289,24 @@ fn damaged_sections_are_corrupt_errors(codes: CodeKind) {
     ];
     match codes {
         CodeKind::Sq8 => {
+            // Every partition empty: a search cannot find k rows.
+            cases.push((
+                "fewer than k",
+                Box::new(move |b| {
+                    for j in 0..=p {
+                        put(b, offsets + 4 * j, 0);
+                    }
+                }),
+            ));
             cases.push(("bytes", Box::new(move |b| put(b, 20, 200))));
             cases.push(("code blocks", Box::new(move |b| put(b, 48, 1))));
         }
         CodeKind::Pq4 => {
+            // A version 1 section holds sq8 codes only.
+            cases.push((
+                "code kind 2 in layout version 1",
+                Box::new(move |b| put(b, 8, 1)),
+            ));
             // ROWS / 32 blocks at the least, one more a partition at most.
             cases.push(("code blocks", Box::new(move |b| put(b, 48, 90))));
             cases.push(("code blocks", Box::new(move |b| put(b, 48, 200))));
@@ -304,6 +318,16 @@ fn damaged_sections_are_corrupt_errors(codes: CodeKind) {
             cases.push((
                 "range of code blocks",
                 Box::new(move |b| put(b, block_starts + 4 * p, 9999)),
+            ));
+            // Every partition empty, consistently: a search cannot find k rows.
+            cases.push((
+                "fewer than k",
+                Box::new(move |b| {
+                    for j in 0..=p {
+                        put(b, offsets + 4 * j, 0);
+                        put(b, block_starts + 4 * j, 0);
+                    }
+                }),
             ));
         }
     }

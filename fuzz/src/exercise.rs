@@ -43,6 +43,12 @@ pub fn index_file(path: &Path) {
             if let Ok(Some(graph)) = ptsel::hnsw::Graph::open(&index) {
                 let _ = graph.search(&row, 3, 16);
             }
+            if let Ok(Some(parts)) = ptsel::partitions::Partitions::open(&index) {
+                // One partition (and the next ones when it holds too few rows), then all.
+                for probes in [1, parts.header().partitions as usize] {
+                    let _ = parts.search(&row, 3, 16, probes);
+                }
+            }
             select_uot(&ptsel::Engine::from_index(index), &row);
         }
     }

@@ -118,6 +118,104 @@ pub struct Info {
     pub shards: Vec<ShardInfo>,
 }
 
+/// The text of `ptsel info`: one line per fact, then the creation parameters and the sections.
+impl std::fmt::Display for Info {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.shards.is_empty() {
+            "index  "
+        } else {
+            "corpus "
+        };
+        writeln!(f, "{what}   {}", self.path)?;
+        writeln!(
+            f,
+            "format    v{}, written by {}",
+            self.format_version, self.writer
+        )?;
+        writeln!(
+            f,
+            "shape     {} rows x {} dims, {} vectors, metric {}",
+            self.rows, self.dim, self.dtype, self.metric
+        )?;
+        let names = if self.has_class_names { ", named" } else { "" };
+        writeln!(f, "classes   {}{names}", self.classes)?;
+        writeln!(
+            f,
+            "ids       {}",
+            if self.has_ids {
+                "stored"
+            } else {
+                "row numbers"
+            }
+        )?;
+        writeln!(
+            f,
+            "size      {} ({:.1} MiB), opened in {:.3} ms, built in {:.2} s",
+            self.file_bytes,
+            self.file_bytes as f64 / 1048576.0,
+            self.open_ms.unwrap_or_default(),
+            self.build_seconds
+        )?;
+        match &self.hnsw {
+            Some(h) => writeln!(f,
+                "hnsw      {} layout ({:.1} MiB), M {}, ef_construction {}, seed {}, {} levels; repaired {} unreachable, {} self-recall failures",
+                h.layout,
+                h.bytes as f64 / 1048576.0,
+                h.m,
+                h.ef_construction,
+                h.seed,
+                h.max_level + 1,
+                h.unreachable_repaired,
+                h.self_recall_repaired
+            )?,
+            None if self.shards.is_empty() => writeln!(f, "hnsw      none (search needs --exact)")?,
+            None => {}
+        }
+        if let Some(p) = &self.partitions {
+            writeln!(
+                f,
+                "partitions {} ({} codes, {:.1} MiB), seed {}",
+                p.partitions,
+                p.codes,
+                p.bytes as f64 / 1048576.0,
+                p.seed
+            )?;
+        }
+        for s in &self.shards {
+            let mut graph = match &s.hnsw {
+                Some(h) => format!("hnsw M {}", h.m),
+                None => "no hnsw".into(),
+            };
+            if let Some(p) = &s.partitions {
+                graph += &format!(", {} partitions ({})", p.partitions, p.codes);
+            }
+            writeln!(
+                f,
+                "shard     {}: rows {}..{}, {:.1} MiB, {graph}, built in {:.2} s",
+                s.path,
+                s.first_row,
+                s.first_row + s.rows,
+                s.file_bytes as f64 / 1048576.0,
+                s.build_seconds
+            )?;
+        }
+        for (k, v) in &self.params {
+            writeln!(f, "param     {k} = {v}")?;
+        }
+        if !self.sections.is_empty() {
+            writeln!(f, "sections:")?;
+        }
+        for s in &self.sections {
+            writeln!(
+                f,
+                "  {:<18} offset {:>14}  {:>14} bytes",
+                s.kind, s.offset, s.bytes
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The graph header of `index`, when it has a graph.
 fn hnsw(index: &crate::Index) -> Result<Option<HnswInfo>> {
     Ok(crate::hnsw::Graph::open(index)?.map(|g| {

@@ -69,8 +69,9 @@ impl<'a> Space<'a> {
     /// The candidates' rows (`id < rows`, checked by the caller) measured exactly against `q`
     /// (prepared), and the `k` nearest kept, sorted nearest first; `Err(row)` when a kept row
     /// appears twice, which only a damaged section can cause (the same row has the same
-    /// distance, so a repeat is adjacent after sorting). The exact re-rank of every search that
-    /// walks codes.
+    /// distance, so a repeat is adjacent after sorting; a repeat cut off by the `k` shows as
+    /// nothing worse than a row missing from the answer). The exact re-rank of every search
+    /// that walks codes.
     pub fn rank_exact(
         &self,
         rows: &mut Vec<Cand>,

@@ -14,7 +14,7 @@
 //! of the section:
 //!
 //! ```text
-//! 0..64      header: magic b"PTSPART\0", version u32 (1), metric u32, dim u32, partitions u32,
+//! 0..64      header: magic b"PTSPART\0", version u32 (1 for sq8, 2 for pq4), metric u32, dim u32, partitions u32,
 //!            rows u64, seed u64, code kind u32 (1 = sq8, 2 = pq4), zero u32, blocks u64 (pq4,
 //!            else 0), zero padding
 //!            centroids [ceil(partitions / 64), dim, 64] f32: the mean of each partition's stored
@@ -53,8 +53,10 @@ use std::collections::BTreeMap;
 
 /// Magic bytes at the start of the section.
 pub const MAGIC: [u8; 8] = *b"PTSPART\0";
-/// Layout version written by this build.
-pub const VERSION: u32 = 1;
+/// Highest layout version this build reads. Version 1 holds `sq8` codes only; version 2 added
+/// `pq4`. A section is written with the lowest version that holds its kind, so that builds
+/// reading only version 1 still open `sq8` sections and refuse `pq4` ones as a later version.
+pub const VERSION: u32 = 2;
 /// Bytes of the section header.
 pub const HEADER_LEN: usize = 64;
 /// The codes a partitioned search scans.
@@ -83,6 +85,14 @@ impl CodeKind {
     }
 
     fn code(self) -> u32 {
+        match self {
+            CodeKind::Sq8 => 1,
+            CodeKind::Pq4 => 2,
+        }
+    }
+
+    /// The layout version that introduced the kind.
+    fn version(self) -> u32 {
         match self {
             CodeKind::Sq8 => 1,
             CodeKind::Pq4 => 2,
@@ -158,7 +168,7 @@ impl PartitionsHeader {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
         for (at, v) in [
-            (8, VERSION),
+            (8, self.codes.version()),
             (12, self.metric.code()),
             (16, self.dim),
             (20, self.partitions),
@@ -187,14 +197,15 @@ impl PartitionsHeader {
             x.copy_from_slice(&b[at..at + 8]);
             u64::from_le_bytes(x)
         };
-        if w(8) != VERSION {
+        if !(1..=VERSION).contains(&w(8)) {
             return Err(format!(
-                "partitions layout version {} (this build reads {VERSION})",
+                "partitions layout version {} (this build reads 1 to {VERSION})",
                 w(8)
             ));
         }
-        let codes =
-            CodeKind::from_code(w(40)).ok_or_else(|| format!("unknown code kind {}", w(40)))?;
+        let codes = CodeKind::from_code(w(40))
+            .filter(|c| c.version() <= w(8))
+            .ok_or_else(|| format!("unknown code kind {} in layout version {}", w(40), w(8)))?;
         let metric =
             Metric::from_code(w(12)).ok_or_else(|| format!("unknown metric code {}", w(12)))?;
         let h = PartitionsHeader {

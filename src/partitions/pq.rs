@@ -58,25 +58,40 @@ fn sub(x: &[f32], b: usize) -> [f32; SUB] {
     std::array::from_fn(|j| x.get(b * SUB + j).copied().unwrap_or(0.0))
 }
 
-/// The nearest of `book`'s points to `p`.
+/// The nearest of `book`'s points to `p` (the first of equals).
 fn nearest(book: &[[f32; SUB]], p: [f32; SUB]) -> usize {
-    let d = |c: &[f32; SUB]| (0..SUB).map(|j| (c[j] - p[j]) * (c[j] - p[j])).sum::<f32>();
-    (0..book.len())
-        .min_by(|&a, &b| d(&book[a]).total_cmp(&d(&book[b])))
-        .unwrap_or(0)
+    let mut best = (f32::INFINITY, 0);
+    for (i, c) in book.iter().enumerate() {
+        let d = (0..SUB).map(|j| (c[j] - p[j]) * (c[j] - p[j])).sum::<f32>();
+        if d < best.0 {
+            best = (d, i);
+        }
+    }
+    best.1
 }
 
-/// [`POINTS`] centres of `points`: seeded from distinct random points, an empty centre moved to
-/// a random point.
+/// [`POINTS`] centres of `points`: seeded from distinct random values among them (so that
+/// points of 16 values or fewer are each a centre, and stay one), an empty centre moved to a
+/// random point.
 fn lloyd(points: &[[f32; SUB]], seed: u64) -> [[f32; SUB]; POINTS] {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut book = [[0f32; SUB]; POINTS];
     if points.is_empty() {
         return book;
     }
-    let picks = rand::seq::index::sample(&mut rng, points.len(), POINTS.min(points.len()));
+    let mut values = points.to_vec();
+    let order = |a: &[f32; SUB], b: &[f32; SUB]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.total_cmp(y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    };
+    values.sort_unstable_by(order);
+    values.dedup_by(|a, b| order(a, b).is_eq());
+    let picks = rand::seq::index::sample(&mut rng, values.len(), POINTS.min(values.len()));
     for (c, i) in book.iter_mut().zip(picks) {
-        *c = points[i];
+        *c = values[i];
     }
     for _ in 0..ITERS {
         let mut sum = [[0f64; SUB]; POINTS];
@@ -98,16 +113,9 @@ fn lloyd(points: &[[f32; SUB]], seed: u64) -> [[f32; SUB]; POINTS] {
 
 /// The code of `residual` in each codebook of `books`, into `out` (one per codebook).
 pub fn encode(books: &[f32], residual: &[f32], out: &mut [u8]) {
-    for (b, (o, book)) in out
-        .iter_mut()
-        .zip(books.chunks_exact(POINTS * SUB))
-        .enumerate()
-    {
-        let book: Vec<[f32; SUB]> = book
-            .chunks_exact(SUB)
-            .map(|c| std::array::from_fn(|j| c[j]))
-            .collect();
-        *o = nearest(&book, sub(residual, b)) as u8;
+    let books: &[[f32; SUB]] = bytemuck::cast_slice(books);
+    for (b, (o, book)) in out.iter_mut().zip(books.chunks_exact(POINTS)).enumerate() {
+        *o = nearest(book, sub(residual, b)) as u8;
     }
 }
 
@@ -143,7 +151,8 @@ pub struct Lut {
 impl Lut {
     /// The tables of `-factor * q . residual` for the prepared query `q` (`factor` 1 for cos
     /// and ip, 2 for l2), each table shifted to its minimum and all scaled to one unit that
-    /// keeps every entry within a byte and every row's sum within 16 bits.
+    /// keeps every entry within a byte and every row's sum within 16 bits (past about 1000
+    /// dimensions the 16 bits, not the byte, set the unit, and the tables grow coarser).
     pub fn new(q: &[f32], books: &[f32], factor: f32) -> Self {
         let dim = q.len();
         let mut exact = vec![[0f32; POINTS]; codebooks(dim)];
@@ -168,7 +177,9 @@ impl Lut {
             widest = widest.max(max - min);
             total += max - min;
         }
-        let delta = (widest / 255.0).max(total / f32::from(u16::MAX));
+        // Rounding adds at most half a unit a table: the sums stay below 2^16.
+        let room = f32::from(u16::MAX) - exact.len() as f32;
+        let delta = (widest / 255.0).max(total / room.max(1.0));
         let delta = if delta > 0.0 && delta.is_finite() {
             delta
         } else {
@@ -238,7 +249,7 @@ mod tests {
         }
     }
 
-    /// With 16 or fewer distinct points a codebook holds each of them, so encoding is lossless.
+    /// With 16 or fewer distinct values a codebook holds each of them, so encoding is lossless.
     #[test]
     fn few_distinct_points_are_encoded_exactly() {
         let dim = 4;

@@ -18,7 +18,8 @@ pub(super) struct Shortlist {
 }
 
 impl Shortlist {
-    /// An empty list that keeps `keep` (at least 1) candidates.
+    /// An empty list that keeps `keep` (at least 1) candidates; the caller bounds `keep` (by
+    /// the rows there are), the list holds `2 keep + 64`.
     pub fn new(keep: usize) -> Self {
         let keep = keep.max(1);
         Shortlist {
@@ -30,18 +31,20 @@ impl Shortlist {
     }
 
     /// Offer `dists`, the distances of positions `first`, `first + 1`, ... A NaN distance (only
-    /// damaged codes make one) is kept, to be measured exactly.
+    /// a damaged section makes one) counts as infinite: kept only while there is room, to be
+    /// measured exactly, and never the bar.
     pub fn offer(&mut self, first: usize, dists: &[f32]) {
         for (c, chunk) in dists.chunks(CHUNK).enumerate() {
             let at = first + c * CHUNK;
             let (mut n, bar) = (self.len, self.bar);
             for (i, &d) in chunk.iter().enumerate() {
+                let d = if d.is_nan() { f32::INFINITY } else { d };
                 // n < 2 keep + CHUNK: at most 2 keep - 1 before the chunk, then one per value.
                 self.buf[n] = Cand {
                     d,
                     id: (at + i) as u32,
                 };
-                n += usize::from((d <= bar) | d.is_nan());
+                n += usize::from(d <= bar);
             }
             self.len = n;
             if n >= 2 * self.keep {
@@ -90,5 +93,17 @@ mod tests {
             want.truncate(keep);
             prop_assert_eq!(got, want);
         }
+    }
+
+    /// NaN distances never block finite ones, however many come first.
+    #[test]
+    fn nan_distances_rank_last() {
+        let mut list = Shortlist::new(10);
+        list.offer(0, &[f32::NAN; 40]);
+        let finite: Vec<f32> = (0..100).map(|i| i as f32).collect();
+        list.offer(40, &finite);
+        let mut got: Vec<u32> = list.into_vec().iter().map(|c| c.id).collect();
+        got.sort_unstable();
+        assert_eq!(got, (40..50).collect::<Vec<u32>>());
     }
 }

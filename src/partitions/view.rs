@@ -236,7 +236,7 @@ impl<'a> Partitions<'a> {
     fn scan_and_rerank(&self, q: &[f32], parts: &[Cand], k: usize, ef: usize) -> Result<Vec<Cand>> {
         let prepared = self.prepare(q);
         let mut scan = Scan {
-            best: Shortlist::new(ef.max(k)),
+            best: Shortlist::new(ef.max(k).min(self.order.len())),
             sums: Vec::new(),
             dists: Vec::new(),
         };
@@ -257,6 +257,11 @@ impl<'a> Partitions<'a> {
                 if scanned >= k {
                     break;
                 }
+            }
+            if scanned < k {
+                return Err(self.corrupt(format!(
+                    "the partitions hold {scanned} positions, fewer than k = {k}"
+                )));
             }
         }
         self.rerank(scan.best.into_vec(), q, k)
@@ -296,11 +301,13 @@ impl<'a> Partitions<'a> {
                     continue;
                 }
                 for (l, &sim) in dots.iter().enumerate() {
-                    if -sim > worst(top) {
+                    // A NaN (a damaged centroid) ranks last.
+                    let d = if sim.is_nan() { f32::INFINITY } else { -sim };
+                    if d > worst(top) {
                         continue;
                     }
                     let c = Cand {
-                        d: -sim,
+                        d,
                         id: (b * PANEL + l) as u32,
                     };
                     let at = top.partition_point(|x| *x < c);

@@ -40,7 +40,12 @@ pub(super) fn select(
     }
     super::check_budget(budget, engine.rows() - mask.map_or(0, Excluded::len))?;
     let mut notes = Vec::new();
-    let probes = p.probes.filter(|_| !p.exact);
+    if p.exact && p.probes.is_some() {
+        return Err(Error::invalid(
+            "kNN: give exact or probes (a partitioned search), not both",
+        ));
+    }
+    let probes = p.probes;
     let exact = p.exact || (probes.is_none() && engine.graphs()?.is_none());
     if exact && !p.exact {
         notes.push(

@@ -110,6 +110,25 @@ pub struct TileKernel {
 /// Signature of a micro-kernel: `(kc, q, ldq, panel, c, ldc, accumulate)`.
 pub type TileFn = fn(usize, &[f32], usize, &[f32], &mut [f32], usize, bool);
 
+/// Checks the slice lengths every [`Kernels::sum_lut16`] relies on: tables in whole groups,
+/// whole blocks of 32 results, and a block of codes for each; returns the number of blocks.
+fn check_lut16(luts: &[u8], blocks: &[u8], out: &[u16]) -> usize {
+    assert!(
+        luts.len().is_multiple_of(16 * LUT_GROUP),
+        "sum_lut16: tables must come in groups of {LUT_GROUP}"
+    );
+    assert!(
+        out.len().is_multiple_of(32),
+        "sum_lut16: results in blocks of 32"
+    );
+    let n = out.len() / 32;
+    assert!(
+        n.checked_mul(luts.len()).is_some_and(|b| b <= blocks.len()),
+        "sum_lut16: fewer blocks of codes than of results"
+    );
+    n
+}
+
 /// Checks the slice lengths a micro-kernel relies on (one check per call, not per load).
 fn check_tile(
     (mr, nr): (usize, usize),

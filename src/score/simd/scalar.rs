@@ -38,10 +38,7 @@ pub fn dot_panel(q: &[f32], panel: &[f32], out: &mut [f32; super::PANEL]) {
 }
 
 pub fn sum_lut16(luts: &[u8], blocks: &[u8], out: &mut [u16]) {
-    assert!(
-        luts.len().is_multiple_of(16 * super::LUT_GROUP),
-        "tables must come in groups"
-    );
+    super::check_lut16(luts, blocks, out);
     for (block, out) in blocks
         .chunks_exact(luts.len().max(1))
         .zip(out.chunks_exact_mut(32))

@@ -15,20 +15,12 @@ macro_rules! lut16_kernel {
      $and:ident, $srli:ident, $shuffle:ident, $add:ident, $zero:ident, $fold:ident) => {
         /// # Safety
         /// The CPU must support the features named in the attribute. Slice lengths are checked
-        /// first (panics as the scalar kernel's indexing would).
+        /// first, as the scalar kernel checks them (`check_lut16`: a table group is 64 bytes,
+        /// a multiple of `$bytes`).
         #[target_feature(enable = $feat)]
         pub unsafe fn $name(luts: &[u8], blocks: &[u8], out: &mut [u16]) {
-            const TABLES: usize = $bytes / 16;
+            let n = super::super::check_lut16(luts, blocks, out);
             let stride = luts.len();
-            assert!(
-                stride % $bytes == 0,
-                "tables must come in groups of {TABLES}"
-            );
-            let n = out.len() / 32;
-            assert!(
-                out.len() % 32 == 0 && blocks.len() >= n * stride,
-                "blocks shorter than the results"
-            );
             let (low, byte) = ($set1_8(0x0f), $set1_16(0x00ff));
             for b in 0..n {
                 let base = blocks.as_ptr().add(b * stride);
