@@ -450,24 +450,25 @@ fn knn_matches_brute_force() {
         "the index has a graph"
     );
     let exact: BTreeSet<usize> = read_csv(&out).iter().map(|r| r.1).collect();
-    let found = read_csv(&approx)
-        .iter()
-        .filter(|r| exact.contains(&r.1))
-        .count();
+    // Rows of the manifest at `path` that exact search selected too.
+    let found = |path: &Path| {
+        read_csv(path)
+            .iter()
+            .filter(|r| exact.contains(&r.1))
+            .count()
+    };
+    let graph = found(&approx);
     assert!(
-        found * 100 >= 90 * budget,
-        "the graph found {found} of the {budget} exact rows"
+        graph * 100 >= 90 * budget,
+        "the graph found {graph} of the {budget} exact rows"
     );
     // Through the partitions (a third of the 126 scanned per target sample): nearly the same.
     let parts = f.path("parts.csv");
     assert!(!knn(&["--probes", "42"], &parts).contains("note:"));
-    let found = read_csv(&parts)
-        .iter()
-        .filter(|r| exact.contains(&r.1))
-        .count();
+    let scanned = found(&parts);
     assert!(
-        found * 100 >= 90 * budget,
-        "the partitions found {found} of the {budget} exact rows"
+        scanned * 100 >= 90 * budget,
+        "the partitions found {scanned} of the {budget} exact rows"
     );
     // Without a graph the exact fallback is reported.
     let flat = f.path("flat.ptsel");
@@ -480,39 +481,20 @@ fn knn_matches_brute_force() {
         "--no-hnsw",
         "-q",
     ]);
-    let res = ptsel(&[
-        "select",
-        "--index",
-        s(&flat),
-        "--target",
-        s(&f.target),
-        "--method",
-        "knn",
-        "--budget",
-        "10",
-        "--out",
-        s(&f.path("flat.csv")),
-    ]);
+    // kNN selection of 10 rows from the index without a graph, to `out`, with `extra`.
+    let flat_knn = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["select", "--index", s(&flat), "--target", s(&f.target)];
+        args.extend(["--method", "knn", "--budget", "10", "--out", s(out)]);
+        args.extend_from_slice(extra);
+        ptsel(&args)
+    };
+    let res = flat_knn(&f.path("flat.csv"), &[]);
     assert!(
         String::from_utf8_lossy(&res.stderr).contains("no HNSW graph"),
         "the exact fallback must be reported"
     );
     // Partitions asked of an index without them: an error, nothing written.
-    let res = ptsel(&[
-        "select",
-        "--index",
-        s(&flat),
-        "--target",
-        s(&f.target),
-        "--method",
-        "knn",
-        "--budget",
-        "10",
-        "--probes",
-        "4",
-        "--out",
-        s(&f.path("flat-probes.csv")),
-    ]);
+    let res = flat_knn(&f.path("flat-probes.csv"), &["--probes", "4"]);
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("no partitions"));
     assert!(!f.path("flat-probes.csv").exists());
