@@ -44,6 +44,15 @@ fn open_index_regressions() {
             let index = Index::open_with(&path, OpenOptions { verify: true })
                 .unwrap_or_else(|e| panic!("seed {} must open: {e}", input.display()));
             assert!(index.rows() > 0 && index.dim() > 0);
+            // A seed's partitions must open and answer, or the replay searches none of them.
+            if index
+                .section_bytes(ptsel::format::SectionKind::Partitions)
+                .is_some()
+            {
+                let parts = ptsel::partitions::Partitions::open(&index)
+                    .and_then(|p| p.unwrap().search(&vec![1.0; index.dim()], 3, 16, 1));
+                assert!(parts.is_ok(), "seed {}: {parts:?}", input.display());
+            }
         }
         exercise::index_file(&path);
         let mut fixed = std::fs::read(&input).unwrap();
