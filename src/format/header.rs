@@ -197,13 +197,31 @@ impl Header {
     }
 }
 
-fn le_u32<const N: usize>(b: &[u8; N], at: usize) -> u32 {
+/// The header of a section (its first `N` bytes) when the section is that long and starts with
+/// `magic`: where every section's header parser starts.
+pub(crate) fn section_header<'b, const N: usize>(
+    b: &'b [u8],
+    magic: &[u8; 8],
+) -> std::result::Result<&'b [u8; N], String> {
+    let b: &[u8; N] = b
+        .get(..N)
+        .and_then(|h| h.try_into().ok())
+        .ok_or("section shorter than its header")?;
+    match b.get(..8) {
+        Some(m) if m == magic => Ok(b),
+        _ => Err("bad magic bytes".into()),
+    }
+}
+
+/// The little-endian u32 at `at` of a header.
+pub(crate) fn le_u32<const N: usize>(b: &[u8; N], at: usize) -> u32 {
     let mut x = [0u8; 4];
     x.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(x)
 }
 
-fn le_u64<const N: usize>(b: &[u8; N], at: usize) -> u64 {
+/// The little-endian u64 at `at` of a header.
+pub(crate) fn le_u64<const N: usize>(b: &[u8; N], at: usize) -> u64 {
     let mut x = [0u8; 8];
     x.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(x)

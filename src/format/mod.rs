@@ -36,6 +36,7 @@ mod meta;
 mod stale;
 mod writer;
 
+pub(crate) use header::{le_u32, le_u64, section_header};
 pub use header::{
     Header, HeaderError, SectionEntry, SectionKind, HEADER_LEN, MAX_SECTIONS, SECTION_ENTRY_LEN,
 };

@@ -24,7 +24,7 @@
 use super::blocks::Blocks;
 use super::search::{checked_id, descend, search_layer, Adjacency, Cand, Distance, Space, Width};
 use crate::error::{Error, Result};
-use crate::format::{Metric, SectionKind};
+use crate::format::{le_u32, le_u64, section_header, Metric, SectionKind};
 use crate::score::{check_one_query, Neighbors};
 use crate::store::Index;
 use rayon::prelude::*;
@@ -145,14 +145,8 @@ impl GraphHeader {
 
     /// Parse and check the header fields that do not depend on the index.
     pub fn from_bytes(b: &[u8]) -> std::result::Result<Self, String> {
-        let b: &[u8; GRAPH_HEADER_LEN] = b
-            .get(..GRAPH_HEADER_LEN)
-            .and_then(|h| h.try_into().ok())
-            .ok_or("section shorter than its header")?;
-        if b[0..8] != GRAPH_MAGIC {
-            return Err("bad magic bytes".into());
-        }
-        let w = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let b = section_header::<GRAPH_HEADER_LEN>(b, &GRAPH_MAGIC)?;
+        let w = |at| le_u32(b, at);
         let layout = match w(8) {
             1 => GraphLayout::Compact,
             2 => GraphLayout::Blocks,
@@ -164,14 +158,12 @@ impl GraphHeader {
         };
         let metric =
             Metric::from_code(w(32)).ok_or_else(|| format!("unknown metric code {}", w(32)))?;
-        let mut seed = [0u8; 8];
-        seed.copy_from_slice(&b[24..32]);
         let h = GraphHeader {
             layout,
             m: w(12),
             m0: w(16),
             ef_construction: w(20),
-            seed: u64::from_le_bytes(seed),
+            seed: le_u64(b, 24),
             metric,
             entry: w(36),
             max_level: w(40),

@@ -47,7 +47,7 @@ mod view;
 pub use build::build_partitions;
 pub use view::Partitions;
 
-use crate::format::Metric;
+use crate::format::{le_u32, le_u64, section_header, Metric};
 use crate::score::simd::PANEL;
 use std::collections::BTreeMap;
 
@@ -184,19 +184,8 @@ impl PartitionsHeader {
 
     /// Parse and check the header fields that do not depend on the index.
     pub fn from_bytes(b: &[u8]) -> std::result::Result<Self, String> {
-        let b: &[u8; HEADER_LEN] = b
-            .get(..HEADER_LEN)
-            .and_then(|h| h.try_into().ok())
-            .ok_or("section shorter than its header")?;
-        if b[0..8] != MAGIC {
-            return Err("bad magic bytes".into());
-        }
-        let w = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-        let d = |at: usize| {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(&b[at..at + 8]);
-            u64::from_le_bytes(x)
-        };
+        let b = section_header::<HEADER_LEN>(b, &MAGIC)?;
+        let (w, d) = (|at| le_u32(b, at), |at| le_u64(b, at));
         if !(1..=VERSION).contains(&w(8)) {
             return Err(format!(
                 "partitions layout version {} (this build reads 1 to {VERSION})",
