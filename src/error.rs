@@ -163,6 +163,13 @@ impl<T> IoContext<T> for std::io::Result<T> {
     }
 }
 
+/// Progress callback of a long operation: (stage, done, total).
+pub type Progress<'a> = &'a dyn Fn(&str, u64, u64);
+
+/// A stage's progress report inside a long operation: (stage, done, total); an error once the
+/// operation is cancelled, which the stage returns at once.
+pub type Step<'a> = &'a dyn Fn(&str, u64, u64) -> Result<()>;
+
 /// A cancellation flag shared between a long operation and whoever may stop it (a signal
 /// handler, another thread). Clones share the flag.
 #[derive(Debug, Clone, Default)]

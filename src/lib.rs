@@ -1,25 +1,29 @@
 //! # ptsel
 //!
 //! Selects the pre-training data worth re-using when a model is fine-tuned on a new target task
-//! (Liu et al., NeurIPS 2022). Data flows through the modules in this order:
+//! (Liu et al., NeurIPS 2022). The modules are declared below in layers, lowest first, and a
+//! module imports only modules declared before it (`tests/layering.rs` keeps it so):
 //!
-//! - [`format`]: the one-file index layout (header, section table, checksums, atomic writes);
-//! - [`embed`]: features computed by a TorchScript backbone over an image folder (feature `torch`);
-//! - [`builder`]: streaming features (from .npy or a backbone) into an index;
-//! - [`corpus`]: sharded corpora: a folder of index files and the corpus file listing them,
-//!   built shard by shard in parallel;
-//! - [`store`]: the memory-mapped, validated views of an index ([`Index`]);
-//! - [`hnsw`]: the HNSW graph section: construction, checks and repair, search in place;
-//! - [`score`]: exact scoring behind the [`score::Scorer`] trait (SIMD CPU, CUDA);
-//! - [`select`]: the paper's UOT class selection, kNN selection, k-means pseudo-classes,
-//!   baselines and manifests;
-//! - [`embed`]: features computed by a TorchScript backbone over an image folder (cargo
-//!   feature `torch`);
-//! - [`npy`], [`output`]: reading inputs and writing results atomically;
-//! - [`synth`]: deterministic synthetic corpora for the demo, tests and benchmarks;
+//! - [`error`]: [`Error`], [`Result`], and the progress ([`Progress`], [`Step`]) and
+//!   cancellation ([`Cancel`]) types every long operation takes;
+//! - [`output`], [`format`], [`npy`]: atomic writes, the one-file index layout (header, section
+//!   table, checksums, limits), `.npy` inputs and outputs;
 //! - [`uot`]: the entropic unbalanced OT solver (plain and log-domain Sinkhorn scaling);
+//! - [`synth`], [`data`]: deterministic synthetic corpora, and the MoCo-v2 class means shipped
+//!   with ptsel;
+//! - [`store`]: the memory-mapped, validated views of an index ([`Index`]);
+//! - [`score`]: exact scoring behind the [`score::Scorer`] trait (SIMD CPU, CUDA), and the
+//!   machinery both index kinds search with (quantised codes, candidates, the distance space);
+//! - [`kmeans`]: spherical k-means (pseudo-classes, partition centroids);
+//! - [`hnsw`], [`partitions`]: the two index kinds, an HNSW graph and an inverted file of
+//!   k-means partitions, each a section searched in place;
+//! - [`builder`], [`corpus`], [`embed`]: building an index from features (from .npy or a
+//!   TorchScript backbone, cargo feature `torch`), or a sharded corpus of index files;
 //! - [`engine`]: [`Engine`], an open index or corpus with its caches, the entry point for
-//!   programs.
+//!   programs: search, info, measurement;
+//! - [`select`]: the paper's UOT class selection, kNN selection, baselines, their parameters
+//!   and defaults, manifests and summaries ([`Engine::select`]);
+//! - [`plot`]: recall/QPS plots (cargo feature `cli`).
 //!
 //! Build once, then open and select as often as needed:
 //!
@@ -72,30 +76,32 @@
 #[macro_use]
 mod names;
 
+pub mod error;
+pub mod output;
+pub mod format;
+pub mod npy;
+pub mod uot;
+pub mod synth;
+pub mod data;
+mod pages;
+pub mod store;
+pub mod score;
+pub mod kmeans;
+pub mod hnsw;
+pub mod partitions;
 pub mod builder;
 pub mod corpus;
-pub mod data;
 pub mod embed;
 pub mod engine;
-pub mod error;
-pub mod format;
-pub mod hnsw;
-pub mod npy;
-pub mod output;
-pub mod partitions;
+pub mod select;
 #[cfg(feature = "cli")]
 pub mod plot;
-pub mod score;
-pub mod select;
-pub mod store;
-pub mod synth;
-pub mod uot;
 
 pub use builder::{
     add_partitions, build, rebuild_graph, BuildOptions, BuildReport, Labels, RegraphReport,
     RowSource, TextList,
 };
 pub use engine::{Engine, SearchOpts};
-pub use error::{Cancel, Error, ErrorKind, Result};
+pub use error::{Cancel, Error, ErrorKind, Progress, Result, Step};
 pub use format::{DType, Metric};
 pub use store::{Index, OpenOptions, Vectors};

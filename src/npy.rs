@@ -202,12 +202,12 @@ impl MatrixReader {
                 format!("empty array of shape [{rows}, {dim}]"),
             ));
         }
-        if dim > u64::from(crate::store::MAX_DIM) {
+        if dim > u64::from(crate::format::MAX_DIM) {
             return Err(Error::input(
                 path,
                 format!(
                     "dimension {dim} exceeds the maximum {}",
-                    crate::store::MAX_DIM
+                    crate::format::MAX_DIM
                 ),
             ));
         }
@@ -415,12 +415,12 @@ pub fn read_labels(path: &Path) -> Result<Vec<u32>> {
                     path,
                     format!("label at position {i} is negative ({v})"),
                 ))
-            } else if v >= i128::from(crate::store::MAX_CLASSES) {
+            } else if v >= i128::from(crate::format::MAX_CLASSES) {
                 Err(Error::input(
                     path,
                     format!(
                         "label at position {i} is {v}, above the maximum class {}",
-                        crate::store::MAX_CLASSES - 1
+                        crate::format::MAX_CLASSES - 1
                     ),
                 ))
             } else {

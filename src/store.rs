@@ -10,8 +10,8 @@
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    self, DType, Header, Meta, Metric, SectionEntry, SectionKind, HEADER_LEN, MAX_SECTIONS,
-    SECTION_ENTRY_LEN,
+    self, DType, Header, Meta, Metric, SectionEntry, SectionKind, HEADER_LEN, MAX_CLASSES, MAX_DIM,
+    MAX_SECTIONS, SECTION_ENTRY_LEN,
 };
 use half::f16;
 use memmap2::Mmap;
@@ -19,10 +19,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// Largest vector dimension accepted.
-pub const MAX_DIM: u32 = 1 << 16;
-/// Largest number of classes accepted.
-pub const MAX_CLASSES: u32 = 1 << 24;
 /// Largest metadata block accepted.
 const MAX_META_LEN: u64 = 16 << 20;
 

@@ -6,8 +6,8 @@
 
 use ptsel::format::{DType, Metric, SectionKind};
 use ptsel::hnsw::{Graph, GraphLayout};
+use ptsel::kmeans::KmeansView;
 use ptsel::score::{cpu::CpuScorer, Scorer};
-use ptsel::select::kmeans::KmeansView;
 use ptsel::{Index, OpenOptions};
 use std::path::Path;
 

@@ -32,11 +32,7 @@ impl ptsel::builder::Extension for Raw {
     fn name(&self) -> &str {
         "raw"
     }
-    fn build(
-        &self,
-        _: &Index,
-        _: ptsel::builder::Step<'_>,
-    ) -> ptsel::Result<Vec<(SectionKind, Vec<u8>)>> {
+    fn build(&self, _: &Index, _: ptsel::Step<'_>) -> ptsel::Result<Vec<(SectionKind, Vec<u8>)>> {
         Ok(self.0.clone())
     }
 }

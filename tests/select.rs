@@ -738,7 +738,7 @@ fn kmeans_recovers_separated_clusters() {
     ptsel::npy::write_matrix(&features, &corpus.data, corpus.rows, corpus.dim).unwrap();
     let mut source = ptsel::npy::MatrixReader::open(&features).unwrap();
     let out = dir.path().join("k.ptsel");
-    let params = ptsel::select::kmeans::KmeansParams {
+    let params = ptsel::kmeans::KmeansParams {
         k: 12,
         iters: 30,
         seed: 1,
@@ -749,9 +749,7 @@ fn kmeans_recovers_separated_clusters() {
     };
     ptsel::build(&mut source, &out, opts, &|_, _, _| {}).unwrap();
     let index = ptsel::Index::open(&out).unwrap();
-    let km = ptsel::select::kmeans::KmeansView::open(&index)
-        .unwrap()
-        .unwrap();
+    let km = ptsel::kmeans::KmeansView::open(&index).unwrap().unwrap();
     assert_eq!(km.k, 12);
     // Purity: each cluster's majority class covers almost all of it.
     let mut agree = 0;
@@ -782,7 +780,7 @@ impl ptsel::builder::Extension for Raw {
     fn name(&self) -> &str {
         "raw"
     }
-    fn build(&self, _: &ptsel::Index, _: ptsel::builder::Step<'_>) -> ptsel::Result<Sections> {
+    fn build(&self, _: &ptsel::Index, _: ptsel::Step<'_>) -> ptsel::Result<Sections> {
         Ok(self.0.clone())
     }
 }

@@ -1,4 +1,5 @@
-//! docs/GUARANTEES.md names every source file that holds `unsafe` code. This keeps that list
+//! docs/GUARANTEES.md names every source file, the Python crate's included, that holds `unsafe`
+//! code. This keeps that list
 //! true, and checks the notes it promises: a `SAFETY` comment before every `unsafe` block, and a
 //! `# Safety` section in the docs of every `unsafe fn` and `#[target_feature]` function.
 
@@ -9,9 +10,10 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Every `.rs` file under `src/`, relative to the crate root.
+/// Every `.rs` file of the library, the binary and the Python crate (`src/`, `python/src/`),
+/// relative to the crate root.
 fn sources() -> Vec<PathBuf> {
-    let mut stack = vec![root().join("src")];
+    let mut stack = vec![root().join("src"), root().join("python/src")];
     let mut out = Vec::new();
     while let Some(p) = stack.pop() {
         if p.is_dir() {
@@ -47,7 +49,7 @@ fn documented() -> BTreeSet<PathBuf> {
         .expect("GUARANTEES.md has no bullet starting with \"`unsafe` appears\"");
     bullet
         .split('`')
-        .filter(|t| t.starts_with("src/") && t.ends_with(".rs"))
+        .filter(|t| (t.starts_with("src/") || t.starts_with("python/src/")) && t.ends_with(".rs"))
         .map(PathBuf::from)
         .collect()
 }

@@ -5,7 +5,7 @@
 use crate::arrays::{self, ArraySource, FloatArray};
 use crate::errors::{bad_arg, OrRaise};
 use crate::index::PyIndex;
-use ptsel::select::kmeans::KmeansParams;
+use ptsel::kmeans::KmeansParams;
 use ptsel::{BuildOptions, Cancel, Labels, RowSource};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;

@@ -9,7 +9,7 @@ use numpy::{
     Element, IntoPyArray, PyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1,
     PyReadonlyArray2, PyUntypedArrayMethods,
 };
-use ptsel::hnsw::graph::NO_NODE;
+use ptsel::hnsw::NO_NODE;
 use ptsel::select::{self, Amount, Exclude, Found, SelectParams, Target, TargetKind};
 use ptsel::{Engine, SearchOpts, Vectors};
 use pyo3::exceptions::PyRuntimeError;

@@ -2,8 +2,8 @@
 //! memory, checked against the rows, and written as their sections.
 
 use crate::error::{Error, IoContext, Result};
+use crate::format::MAX_CLASSES;
 use crate::format::{IndexWriter, SectionKind};
-use crate::store::MAX_CLASSES;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 

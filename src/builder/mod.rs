@@ -10,12 +10,12 @@ mod regraph;
 pub use inputs::{Labels, TextList};
 pub use regraph::{add_partitions, rebuild_graph, RegraphReport};
 
-use crate::error::{Cancel, Error, Result};
+use crate::error::{Cancel, Error, Progress, Result, Step};
 use crate::format::{DType, IndexWriter, Meta, Metric, SectionKind};
 use crate::hnsw;
+use crate::kmeans::{self, KmeansParams};
 use crate::npy::MatrixReader;
 use crate::partitions;
-use crate::select::kmeans::{self, KmeansParams};
 use crate::store::Index;
 use half::f16;
 pub(crate) use inputs::{check_labels, read_class_names};
@@ -132,13 +132,6 @@ pub struct BuildReport {
     /// Wall-clock seconds.
     pub seconds: f64,
 }
-
-/// Progress callback: (stage, done, total).
-pub type Progress<'a> = &'a dyn Fn(&str, u64, u64);
-
-/// A stage's progress report inside a build: (stage, done, total); an error once the build is
-/// cancelled, which the stage returns at once.
-pub type Step<'a> = &'a dyn Fn(&str, u64, u64) -> Result<()>;
 
 /// Build an index at `out` from `source`.
 pub fn build(

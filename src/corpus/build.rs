@@ -2,7 +2,8 @@
 //! file written once every shard is complete.
 
 use super::{corpus_file, shard_file, write, CorpusMeta, ShardEntry, MAX_ROWS, MAX_SHARDS};
-use crate::builder::{check_labels, read_class_names, recorded_params, Progress};
+use crate::builder::{check_labels, read_class_names, recorded_params};
+use crate::error::Progress;
 use crate::error::{Error, IoContext, Result};
 use crate::npy::MatrixReader;
 use crate::store::{Index, OpenOptions};

@@ -29,7 +29,8 @@ pub use build::{assemble, build, build_shard, CorpusReport, ShardOutcome};
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::{DType, Metric};
-use crate::store::{Index, MAX_CLASSES, MAX_DIM};
+use crate::format::{MAX_CLASSES, MAX_DIM};
+use crate::store::Index;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;

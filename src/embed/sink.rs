@@ -2,8 +2,8 @@
 //! float32 .npy ([`write_features`]).
 
 use super::{EmbedOptions, Embedder};
-use crate::builder::{BuildOptions, BuildReport, Labels, Progress, RowSource, TextList};
-use crate::error::{Error, IoContext, Result};
+use crate::builder::{BuildOptions, BuildReport, Labels, RowSource, TextList};
+use crate::error::{Error, IoContext, Progress, Result};
 use npyz::WriterBuilder;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;

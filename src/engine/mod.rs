@@ -28,7 +28,6 @@ use crate::corpus::{self, CorpusMeta, Shard};
 use crate::error::{Error, Result};
 use crate::format::{DType, Metric};
 use crate::score::{self, cuda::CudaScorer, Backend, Device};
-use crate::select::{self, Exclude, SelectParams, Selection, Target};
 use crate::store::Index;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -313,41 +312,6 @@ impl Engine {
             }
         };
         pool.install(f)
-    }
-
-    /// Run the selection `params` for `target`, leaving out near-duplicates of `exclude`.
-    pub fn select(
-        &self,
-        target: &Target,
-        exclude: Option<&Exclude>,
-        params: &SelectParams,
-    ) -> Result<Selection> {
-        select::run(self, target, exclude, params, select::Found::default())
-    }
-
-    /// [`Engine::select`] with the corpus-wide scans already done elsewhere and their parts
-    /// in `found` (the kNN searches of [`Engine::search_shards`], the near-duplicates of
-    /// [`Engine::near_duplicates`]): what a driver runs after one task per group of shards. The
-    /// result is the one [`Engine::select`] gives when the parts cover every shard.
-    pub fn select_found(
-        &self,
-        target: &Target,
-        exclude: Option<&Exclude>,
-        params: &SelectParams,
-        found: select::Found,
-    ) -> Result<Selection> {
-        select::run(self, target, exclude, params, found)
-    }
-
-    /// The summary of a selection, as `ptsel select --summary` writes it (without timing).
-    pub fn summary(
-        &self,
-        target: &Target,
-        exclude: Option<&Exclude>,
-        params: &SelectParams,
-        sel: &Selection,
-    ) -> serde_json::Value {
-        select::manifest::summary(self, sel, select::parameters(target, exclude, params), None)
     }
 }
 

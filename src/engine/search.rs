@@ -6,7 +6,7 @@
 use super::{Engine, SearchOpts, DEFAULT_EF};
 use crate::error::{Error, Result};
 use crate::format::Metric;
-use crate::hnsw::{graph::NO_NODE, Graph};
+use crate::hnsw::{Graph, NO_NODE};
 use crate::partitions::Partitions;
 use crate::score::{self, cpu::CpuScorer, Neighbors, Scorer};
 use rayon::prelude::*;

@@ -43,6 +43,10 @@ pub use header::{
 pub use meta::{DType, Meta, Metric, NO_LABEL};
 pub use writer::{IndexWriter, SectionSink};
 
+/// Largest vector dimension accepted.
+pub const MAX_DIM: u32 = 1 << 16;
+/// Largest number of classes accepted.
+pub const MAX_CLASSES: u32 = 1 << 24;
 /// Magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"PTSELIDX";
 /// Format version written by this build.

@@ -21,12 +21,14 @@
 //! exact; the codes only steer the walk. Rows stay the user's ids: the permutation is
 //! applied to the results and never seen outside this module.
 
-use super::codes::{CodeQuery, RowCodes};
-use super::graph::NO_NODE;
-use super::graph::{size_mismatch, Compact, GraphHeader, GraphLayout, Upper, GRAPH_HEADER_LEN};
-use super::search::{prefetch, Adjacency, Cand, Distance, Space};
+use super::compact::{Compact, Upper};
+use super::header::{size_mismatch, GraphHeader, GraphLayout, GRAPH_HEADER_LEN, NO_NODE};
+use super::search::Adjacency;
 use crate::error::{Error, Result};
 use crate::format::Metric;
+use crate::score::cand::Cand;
+use crate::score::codes::{CodeQuery, RowCodes};
+use crate::score::space::{prefetch, Distance, Space};
 use rayon::prelude::*;
 use std::path::Path;
 

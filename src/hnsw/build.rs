@@ -10,14 +10,18 @@
 //! never on the thread count or timing.
 
 use super::blocks;
-use super::codes::RowCodes;
-use super::graph::{Compact, Graph, GraphHeader, GraphLayout, MAX_LEVEL, MAX_M, NO_NODE};
-use super::pages::Pages;
+use super::compact::Compact;
+use super::graph::Graph;
+use super::header::{GraphHeader, GraphLayout, MAX_LEVEL, MAX_M, NO_NODE};
+use super::layers::{internal, used, Layers};
 use super::repair::{repair_reachability, repair_self_recall};
-use super::search::{descend, search_layer, Adjacency, Cand, Space, Width};
+use super::search::{descend, search_layer, Adjacency, Width};
 use super::Params;
-use crate::builder::Step;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Step};
+use crate::pages::Pages;
+use crate::score::cand::Cand;
+use crate::score::codes::RowCodes;
+use crate::score::space::Space;
 use crate::store::Index;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -27,77 +31,6 @@ use rayon::prelude::*;
 const MAX_BATCH: usize = 256;
 /// A batch holds at most this fraction of the points already inserted.
 const BATCH_FRACTION: usize = 16;
-
-/// The graph while it is being built: level-0 lists in one flat array, upper levels per node.
-pub(crate) struct Layers {
-    pub(super) m: usize,
-    pub(super) m0: usize,
-    pub(super) rows: usize,
-    pub(super) level0: Pages<u32>,
-    pub(super) levels: Vec<u8>,
-    pub(super) upper: Vec<Vec<u32>>,
-    pub(super) entry: u32,
-    pub(super) max_level: u32,
-}
-
-impl Adjacency for Layers {
-    fn neighbours(&self, node: u32, level: u32) -> Result<&[u32]> {
-        let n = node as usize;
-        let list = if level == 0 {
-            self.level0.get(n * self.m0..(n + 1) * self.m0)
-        } else {
-            let l = level as usize - 1;
-            self.upper
-                .get(n)
-                .and_then(|u| u.get(l * self.m..(l + 1) * self.m))
-        };
-        list.ok_or_else(|| internal(format!("node {node} has no level {level}")))
-    }
-}
-
-impl Layers {
-    pub(super) fn list_mut(&mut self, node: u32, level: u32) -> &mut [u32] {
-        let n = node as usize;
-        if level == 0 {
-            &mut self.level0[n * self.m0..(n + 1) * self.m0]
-        } else {
-            let l = level as usize - 1;
-            &mut self.upper[n][l * self.m..(l + 1) * self.m]
-        }
-    }
-
-    /// The level-0 slots of `node` (used ones first, then `NO_NODE`).
-    pub(super) fn level0_of(&self, node: u32) -> &[u32] {
-        let n = node as usize;
-        &self.level0[n * self.m0..(n + 1) * self.m0]
-    }
-
-    pub(super) fn set(&mut self, node: u32, level: u32, ids: &[u32]) {
-        let list = self.list_mut(node, level);
-        list.fill(NO_NODE);
-        list[..ids.len()].copy_from_slice(ids);
-    }
-
-    pub(super) fn cap(&self, level: u32) -> usize {
-        if level == 0 {
-            self.m0
-        } else {
-            self.m
-        }
-    }
-}
-
-pub(super) fn used(list: &[u32]) -> &[u32] {
-    &list[..list
-        .iter()
-        .position(|&x| x == NO_NODE)
-        .unwrap_or(list.len())]
-}
-
-/// Errors of the graph under construction (a bug, not a file problem).
-pub(super) fn internal(problem: String) -> Error {
-    Error::invalid(format!("hnsw build: {problem}"))
-}
 
 /// SELECT-NEIGHBORS-HEURISTIC (algorithm 4, without extension or kept pruned connections, as in
 /// hnswlib): walk `cands` closest first and keep a candidate only if it is closer to the base

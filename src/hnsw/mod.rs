@@ -4,7 +4,7 @@
 //! - [`build_graph`] constructs the graph over the index's stored vectors (f16 or f32, the
 //!   index's metric) with parameters M, efConstruction and a seed, deterministically and across
 //!   threads, then checks that every point is reachable from the entry point on level 0 and finds
-//!   itself, repairs what is not, and exports the compact layout described in [`graph`].
+//!   itself, repairs what is not, and exports the layout described in [`header`].
 //!   [`crate::build`] runs it when [`crate::BuildOptions::hnsw`] is set (the default).
 //! - [`Graph::open`] validates the section in O(1); [`Graph::search`] and [`Graph::search_batch`]
 //!   run the beam search (SIMD distances, per-thread visited bitset, prefetch).
@@ -17,15 +17,16 @@
 
 mod blocks;
 mod build;
-pub(crate) mod codes;
+mod compact;
 pub mod graph;
-mod pages;
+pub mod header;
+mod layers;
 mod repair;
-pub(crate) mod search;
-mod space;
+mod search;
 
 pub use build::{build_graph, regraph};
-pub use graph::{Graph, GraphHeader, GraphLayout};
+pub use graph::Graph;
+pub use header::{GraphHeader, GraphLayout, NO_NODE};
 
 use std::collections::BTreeMap;
 

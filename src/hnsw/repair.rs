@@ -3,10 +3,12 @@
 //! neighbours, or to any reachable node with a free slot where distances tie), and every point
 //! found by a search for its own vector.
 
-use super::build::{internal, used, Layers};
-use super::codes::RowCodes;
-use super::search::{descend, search_layer, Cand, Space, Width};
+use super::layers::{internal, used, Layers};
+use super::search::{descend, search_layer, Width};
 use crate::error::Result;
+use crate::score::cand::Cand;
+use crate::score::codes::RowCodes;
+use crate::score::space::Space;
 use rayon::prelude::*;
 
 /// Beam width of the self-recall check and of the searches that place repaired links.

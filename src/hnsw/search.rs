@@ -2,11 +2,11 @@
 //! ([`Space`]), the greedy descent through the upper levels and SEARCH-LAYER on one level, with
 //! a per-thread visited bitset and prefetching of the next candidates.
 
-use super::graph::NO_NODE;
-pub(crate) use super::space::Space;
+use super::header::NO_NODE;
 use crate::error::{Error, Result};
+use crate::score::cand::Cand;
+use crate::score::space::{prefetch, Distance};
 use std::cell::RefCell;
-use std::cmp::Ordering;
 
 /// Neighbour lists by node and level; implemented by the mapped graph and the one being built,
 /// so construction and queries share one search.
@@ -14,79 +14,6 @@ pub(crate) trait Adjacency {
     /// Ids of `node` at `level` (padded with [`NO_NODE`]); an error when the stored layout is
     /// inconsistent.
     fn neighbours(&self, node: u32, level: u32) -> Result<&[u32]>;
-}
-
-/// Distances from a prepared query to the nodes of a graph (lower is closer), as the beam search
-/// sees them: the stored vectors ([`Space`]) or the node blocks' codes
-/// ([`super::blocks::Blocks`]).
-pub(crate) trait Distance {
-    /// A query prepared for these distances.
-    type Query: ?Sized;
-    /// Nodes addressed (`i < rows` for [`Distance::dist`]).
-    fn rows(&self) -> usize;
-    /// Distance from node `i` (`i < rows`, checked by the caller) to the prepared `q`.
-    fn dist(&self, i: usize, q: &Self::Query) -> f32;
-    /// Hint the CPU to load what [`Distance::dist`] reads for node `i` (`i < rows`).
-    fn prefetch(&self, i: usize);
-}
-
-impl Distance for Space<'_> {
-    type Query = [f32];
-    #[inline]
-    fn rows(&self) -> usize {
-        self.rows
-    }
-    #[inline]
-    fn dist(&self, i: usize, q: &[f32]) -> f32 {
-        Space::dist(self, i, q)
-    }
-    #[inline]
-    fn prefetch(&self, i: usize) {
-        Space::prefetch(self, i)
-    }
-}
-
-/// Hint the CPU to load the `bytes` at `ptr`, a line (64 bytes) at a time from `ptr`, all of
-/// them: the hardware prefetchers of some CPUs do not follow a line with the next (on a Zen 5
-/// EPYC, prefetching 64 of a 128-d code's 128 bytes halved the QPS, and prefetching 256 of a
-/// 512-d code's 512 bytes left the search waiting on the rest: 1.9x QPS with all of them). The
-/// first four lines (all of a 128-d code or a list) take a loop of their own, bounded where it
-/// is compiled, which measured faster than one loop for all.
-#[inline]
-pub(super) fn prefetch<T>(ptr: *const T, bytes: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let ptr = ptr.cast::<i8>();
-        let line = |at: usize| {
-            // SAFETY: prefetch is a hint that never faults, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(at)) }
-        };
-        (0..bytes.min(256)).step_by(64).for_each(line);
-        if bytes > 256 {
-            (256..bytes).step_by(64).for_each(line);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ptr, bytes);
-}
-
-/// A node and its distance to the query; ordered by distance, then id (deterministic ties).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Cand {
-    pub d: f32,
-    pub id: u32,
-}
-impl Eq for Cand {}
-impl Ord for Cand {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.d.total_cmp(&o.d).then(self.id.cmp(&o.id))
-    }
-}
-impl PartialOrd for Cand {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
 }
 
 /// Visited set, one bit per node, with the words a search set so that the next search clears

@@ -3,13 +3,12 @@
 //! that order.
 
 use super::{pq, CodeKind, Params, PartitionsHeader, HEADER_LEN};
-use crate::builder::Step;
-use crate::error::Result;
+use crate::error::{Result, Step};
 use crate::format::Metric;
-use crate::hnsw::codes::RowCodes;
-use crate::hnsw::search::Space;
+use crate::kmeans::{self, KmeansParams};
+use crate::score::codes::RowCodes;
 use crate::score::simd::PANEL;
-use crate::select::kmeans::{self, KmeansParams};
+use crate::score::space::Space;
 use crate::store::Index;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

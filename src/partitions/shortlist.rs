@@ -1,7 +1,7 @@
 //! The candidates of a partitioned search: the `keep` nearest of every scanned row's distance,
 //! gathered without a heap.
 
-use crate::hnsw::search::Cand;
+use crate::score::cand::Cand;
 
 /// Distances offered per pass of the gathering loop.
 const CHUNK: usize = 64;

@@ -4,11 +4,14 @@
 //! [`scorer_for`] (or an [`crate::Engine`], which keeps the GPU copy across calls); nothing
 //! above that point asks which backend it has.
 
+pub(crate) mod cand;
+pub(crate) mod codes;
 pub mod cpu;
 pub mod cuda;
 pub mod oracle;
 pub(crate) mod rescore;
 pub mod simd;
+pub(crate) mod space;
 
 use crate::error::{Error, Result};
 use crate::format::Metric;

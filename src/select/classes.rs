@@ -2,11 +2,11 @@
 //! whole classes until the amount is reached.
 
 use super::{
-    baselines, kmeans, Amount, Excluded, Groups, Method, Pick, SelectParams, Selection,
-    SolverStats, Target,
+    baselines, Amount, Excluded, Groups, Method, Pick, SelectParams, Selection, SolverStats, Target,
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::kmeans;
 use crate::score;
 use crate::uot;
 use rayon::prelude::*;

@@ -1,9 +1,9 @@
 //! The classes of a corpus for class-level methods: its labels, or its k-means pseudo-classes.
 
-use super::kmeans;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::NO_LABEL;
+use crate::kmeans;
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::path::Path;

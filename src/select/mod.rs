@@ -10,7 +10,6 @@
 pub mod baselines;
 pub mod classes;
 pub mod groups;
-pub mod kmeans;
 pub mod knn;
 pub mod manifest;
 pub mod target;
@@ -253,10 +252,48 @@ impl Excluded {
     }
 }
 
+/// Selection on an open index or corpus: the methods of this module as [`Engine`] calls.
+impl Engine {
+    /// Run the selection `params` for `target`, leaving out near-duplicates of `exclude`.
+    pub fn select(
+        &self,
+        target: &Target,
+        exclude: Option<&Exclude>,
+        params: &SelectParams,
+    ) -> Result<Selection> {
+        run(self, target, exclude, params, Found::default())
+    }
+
+    /// [`Engine::select`] with the corpus-wide scans already done elsewhere and their parts
+    /// in `found` (the kNN searches of [`Engine::search_shards`], the near-duplicates of
+    /// [`Engine::near_duplicates`]): what a driver runs after one task per group of shards. The
+    /// result is the one [`Engine::select`] gives when the parts cover every shard.
+    pub fn select_found(
+        &self,
+        target: &Target,
+        exclude: Option<&Exclude>,
+        params: &SelectParams,
+        found: Found,
+    ) -> Result<Selection> {
+        run(self, target, exclude, params, found)
+    }
+
+    /// The summary of a selection, as `ptsel select --summary` writes it (without timing).
+    pub fn summary(
+        &self,
+        target: &Target,
+        exclude: Option<&Exclude>,
+        params: &SelectParams,
+        sel: &Selection,
+    ) -> serde_json::Value {
+        manifest::summary(self, sel, parameters(target, exclude, params), None)
+    }
+}
+
 /// Run the selection `p` for `target` over the engine's index or corpus (global rows),
 /// dropping near-duplicates of `exclude`, with the scans in `found` already done elsewhere
 /// ([`Engine::select`], [`Engine::select_found`]).
-pub(crate) fn run(
+fn run(
     engine: &Engine,
     target: &Target,
     exclude: Option<&Exclude>,

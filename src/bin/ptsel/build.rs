@@ -3,7 +3,7 @@
 
 use crate::progress::Bars;
 use anyhow::Result;
-use ptsel::select::kmeans::KmeansParams;
+use ptsel::kmeans::KmeansParams;
 use ptsel::{BuildOptions, DType, Labels, Metric};
 use std::path::PathBuf;
 
@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long, value_name = "K")]
     pub kmeans: Option<usize>,
     /// Lloyd iterations of k-means at most.
-    #[arg(long, value_name = "N", default_value_t = ptsel::select::kmeans::DEFAULT_ITERS)]
+    #[arg(long, value_name = "N", default_value_t = ptsel::kmeans::DEFAULT_ITERS)]
     pub kmeans_iters: usize,
     #[command(flatten)]
     pub graph: GraphArgs,

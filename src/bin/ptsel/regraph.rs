@@ -28,7 +28,7 @@ impl Rewrite {
     /// written and what `rewrite` returned.
     pub fn run<T>(
         &self,
-        rewrite: impl FnOnce(&Path, &Path, bool, ptsel::builder::Progress<'_>) -> ptsel::Result<T>,
+        rewrite: impl FnOnce(&Path, &Path, bool, ptsel::Progress<'_>) -> ptsel::Result<T>,
     ) -> Result<(PathBuf, T)> {
         let dest = self.out.clone().unwrap_or_else(|| self.index.clone());
         let bars = Bars::new(self.quiet);

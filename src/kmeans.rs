@@ -8,8 +8,7 @@
 //! Every step is deterministic for a given seed whatever the thread count: per-row work is
 //! independent, and sums are taken per cluster in row order.
 
-use crate::builder::Step;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Step};
 use crate::format::{Metric, SectionKind};
 use crate::score::{cpu::CpuScorer, Scorer};
 use crate::store::{Index, Vectors};

@@ -3,11 +3,11 @@
 //! i16, and the integer inner product between them (`vpmaddwd`). A code takes a quarter of an
 //! f32 vector and half of the stored f16 one; beams walked on codes are re-ranked exactly.
 
-use super::pages::Pages;
-use super::search::{prefetch, Distance, Space};
+use super::simd::Kernels;
+use super::space::{prefetch, Distance, Space};
 use crate::error::Result;
 use crate::format::Metric;
-use crate::score::simd::Kernels;
+use crate::pages::Pages;
 use rayon::prelude::*;
 
 /// Per-dimension scale and offset: code `c` of dimension `j` stands for `offset[j] + scale[j] c`.
