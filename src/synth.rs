@@ -36,6 +36,17 @@ pub struct Spec {
     pub seed: u64,
 }
 
+impl Spec {
+    /// The corpus of `ptsel demo`: 20,000 rows of 128 dims in 100 overlapping classes.
+    pub const DEMO: Spec = Spec {
+        rows: 20_000,
+        dim: 128,
+        classes: 100,
+        spread: 1.0,
+        seed: 7,
+    };
+}
+
 fn gaussian(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| normal(rng)).collect()
 }

@@ -55,7 +55,7 @@ fn partitioned(
     dir: &Path,
     name: &str,
     metric: Metric,
-    partitions: usize,
+    partitions: Option<usize>,
     codes: CodeKind,
 ) -> PathBuf {
     let opts = BuildOptions {
@@ -91,7 +91,7 @@ fn recall_rises_with_probes_to_exact_and_scores_are_exact() {
         .flat_map(|m| CODES.map(|c| (m, c)))
     {
         let name = format!("{}-{}.ptsel", metric.name(), codes.name());
-        let path = partitioned(dir.path(), &name, metric, 0, codes);
+        let path = partitioned(dir.path(), &name, metric, None, codes);
         let index = Index::open(&path).unwrap();
         let parts = Partitions::open(&index).unwrap().unwrap();
         assert_eq!(parts.header().codes, codes);
@@ -172,13 +172,13 @@ fn exact_score(index: &Index, q: &[f32], rows: &[u32]) -> (Vec<f32>, Vec<f32>) {
 fn batches_answer_as_single_queries_and_builds_are_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     for codes in CODES {
-        let a = partitioned(dir.path(), "a.ptsel", Metric::L2, 40, codes);
+        let a = partitioned(dir.path(), "a.ptsel", Metric::L2, Some(40), codes);
         // The same section whatever the thread count.
         let one_thread = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
             .unwrap();
-        let b = one_thread.install(|| partitioned(dir.path(), "b.ptsel", Metric::L2, 40, codes));
+        let b = one_thread.install(|| partitioned(dir.path(), "b.ptsel", Metric::L2, Some(40), codes));
         let (ia, ib) = (Index::open(&a).unwrap(), Index::open(&b).unwrap());
         let sa = ia.section_bytes(SectionKind::Partitions).unwrap();
         assert_eq!(sa, ib.section_bytes(SectionKind::Partitions).unwrap());
@@ -200,7 +200,7 @@ fn partitions_too_small_for_k_are_topped_up_from_the_next_ones() {
     let q = data(5, 7);
     for codes in CODES {
         // About 2 rows a partition: one partition cannot hold k = 10.
-        let path = partitioned(dir.path(), "tiny.ptsel", Metric::Cos, 1500, codes);
+        let path = partitioned(dir.path(), "tiny.ptsel", Metric::Cos, Some(1500), codes);
         let index = Index::open(&path).unwrap();
         let parts = Partitions::open(&index).unwrap().unwrap();
         let nn = parts.search_batch(&q, K, K, 1).unwrap();
@@ -241,7 +241,7 @@ fn damaged_sections_are_corrupt_errors_not_panics() {
 
 fn damaged_sections_are_corrupt_errors(codes: CodeKind) {
     let dir = tempfile::tempdir().unwrap();
-    let good = partitioned(dir.path(), "good.ptsel", Metric::Cos, 50, codes);
+    let good = partitioned(dir.path(), "good.ptsel", Metric::Cos, Some(50), codes);
     let bytes = Index::open(&good)
         .unwrap()
         .section_bytes(SectionKind::Partitions)
@@ -454,8 +454,12 @@ fn cli_builds_adds_searches_and_benches_partitions() {
         "{}",
         String::from_utf8_lossy(&res.stderr)
     );
+    // `--partitions 0` is refused by the library (the CLI and Python pass it on), with nothing
+    // left behind.
     let res = build(&d.join("z"), &["--partitions", "0"]);
     assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("partitions must be at least 1"));
+    assert!(!d.join("z").exists());
     let res = build(&d.join("z"), &["--partitions", "--partition-codes", "pq5"]);
     assert_eq!(res.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&res.stderr).contains("pq4"));

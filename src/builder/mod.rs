@@ -146,6 +146,9 @@ pub fn build(
         progress(stage, done, total);
         Ok(())
     };
+    if let Some(p) = &opts.partitions {
+        p.check()?;
+    }
     let (rows, dim) = (source.rows(), source.dim());
     let classes = check_labels(opts.labels.as_ref(), rows)?;
     if (classes as u64) * (dim as u64) * 8 > MAX_CLASS_MEANS_BYTES {

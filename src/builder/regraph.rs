@@ -65,6 +65,7 @@ pub fn add_partitions(
     force: bool,
     progress: Progress<'_>,
 ) -> Result<usize> {
+    params.check()?;
     let mut made = 0;
     rewrite(
         src,

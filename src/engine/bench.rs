@@ -8,6 +8,13 @@ use serde::Serialize;
 use std::collections::HashSet;
 use std::time::Instant;
 
+/// Beam widths (or rows re-ranked) `ptsel bench` measures unless asked otherwise.
+pub const DEFAULT_EF_SWEEP: [usize; 5] = [16, 32, 64, 128, 256];
+
+/// Search threads of a measurement unless asked otherwise: one measures latency without
+/// contention.
+pub const DEFAULT_THREADS: usize = 1;
+
 /// One setting's measurements.
 #[derive(Debug, Serialize, Clone, Copy)]
 pub struct Measured {

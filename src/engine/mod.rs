@@ -19,7 +19,7 @@ mod rows;
 mod search;
 mod truth;
 
-pub use bench::Measured;
+pub use bench::{Measured, DEFAULT_EF_SWEEP, DEFAULT_THREADS};
 pub use info::{HnswInfo, Info, SectionInfo, ShardInfo};
 pub use search::{merge_neighbors, missing, Approx};
 pub use truth::GroundTruth;
@@ -37,6 +37,9 @@ use std::time::{Duration, Instant};
 
 /// HNSW beam width of a search when none is given (raised to `k` when lower).
 pub const DEFAULT_EF: usize = 64;
+
+/// Neighbours per query unless asked otherwise.
+pub const DEFAULT_K: usize = 10;
 
 /// How to run a search.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -45,16 +45,20 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params {
-            m: 16,
-            ef_construction: 200,
-            seed: 0,
-            layout: GraphLayout::default(),
-        }
+        Self::DEFAULT
     }
 }
 
 impl Params {
+    /// The defaults: M 16, efConstruction 200, seed 0, node blocks (chosen by the recall/QPS
+    /// benchmarks: see docs/PERFORMANCE.md).
+    pub const DEFAULT: Params = Params {
+        m: 16,
+        ef_construction: 200,
+        seed: 0,
+        layout: GraphLayout::Blocks,
+    };
+
     /// The parameters as recorded in the index metadata (`Meta.params`).
     pub fn record(&self, params: &mut BTreeMap<String, String>) {
         params.insert("hnsw_m".into(), self.m.to_string());

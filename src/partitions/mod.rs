@@ -47,6 +47,7 @@ mod view;
 pub use build::build_partitions;
 pub use view::Partitions;
 
+use crate::error::{Error, Result};
 use crate::format::{le_u32, le_u64, section_header, Metric};
 use crate::score::simd::PANEL;
 use std::collections::BTreeMap;
@@ -109,34 +110,57 @@ impl CodeKind {
 parse_by_name!(CodeKind, "partition code kind", { "sq8" => CodeKind::Sq8, "pq4" => CodeKind::Pq4 });
 
 /// Construction parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Params {
-    /// Number of partitions; 0 chooses `2 sqrt(rows)` (ScaNN's default number of leaves).
-    pub partitions: usize,
+    /// Number of partitions, at least 1; `None` chooses `2 sqrt(rows)` (ScaNN's default number
+    /// of leaves).
+    pub partitions: Option<usize>,
     /// Seed of the k-means sample and seeding (and of the codebooks).
     pub seed: u64,
     /// The codes scanned.
     pub codes: CodeKind,
 }
 
+impl Default for Params {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 impl Params {
+    /// The defaults: `2 sqrt(rows)` partitions, seed 0, [`CodeKind::Sq8`] codes.
+    pub const DEFAULT: Params = Params {
+        partitions: None,
+        seed: 0,
+        codes: CodeKind::Sq8,
+    };
+
+    /// An error unless the parameters can be built: a number of partitions, when given, is at
+    /// least 1.
+    pub fn check(&self) -> Result<()> {
+        match self.partitions {
+            Some(0) => Err(Error::invalid(
+                "the number of partitions must be at least 1",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The number of partitions for `rows` rows: the one asked for, or `2 sqrt(rows)`, at most
     /// one per row.
     pub fn partitions_for(&self, rows: usize) -> usize {
-        let p = match self.partitions {
-            0 => (2.0 * (rows as f64).sqrt()).round() as usize,
-            p => p,
-        };
+        let p = self
+            .partitions
+            .unwrap_or_else(|| (2.0 * (rows as f64).sqrt()).round() as usize);
         p.clamp(1, rows.max(1))
     }
 
     /// The parameters as recorded in the index metadata (`Meta.params`; the number made is in
     /// the section header).
     pub fn record(&self, params: &mut BTreeMap<String, String>) {
-        let asked = match self.partitions {
-            0 => "auto".to_string(),
-            p => p.to_string(),
-        };
+        let asked = self
+            .partitions
+            .map_or_else(|| "auto".to_string(), |p| p.to_string());
         params.insert("partitions".into(), asked);
         params.insert("partitions_seed".into(), self.seed.to_string());
         params.insert("partition_codes".into(), self.codes.name().into());

@@ -2,7 +2,7 @@
 //! its `k` nearest corpus rows, hits are aggregated by summed similarity, the best `N` are kept.
 
 use super::{Excluded, Method, Pick, SelectParams, Selection};
-use crate::engine::{Engine, SearchOpts};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::Metric;
 use crate::score::Neighbors;
@@ -12,8 +12,15 @@ use crate::score::Neighbors;
 /// 100,000 rows agreed with exact search for 85.8% of rows at ef 64, 96.3% at ef 128, 99.5%
 /// at ef 256 and 99.9% at ef 512, for 2.3, 3.2, 3.3 and 4.2 s (exact search: 47 s).
 pub fn default_ef(per_target: usize) -> usize {
-    per_target.saturating_mul(5).max(64)
+    per_target
+        .saturating_mul(EF_PER_NEIGHBOUR)
+        .max(MIN_DEFAULT_EF)
 }
+
+/// The default beam width per neighbour asked for ([`default_ef`]).
+pub const EF_PER_NEIGHBOUR: usize = 5;
+/// The narrowest default beam ([`default_ef`]).
+pub const MIN_DEFAULT_EF: usize = 64;
 
 /// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) with `p.per_target`
 /// neighbours each; rows in `mask` are skipped. Neighbours are `hits` when a search elsewhere
@@ -40,29 +47,16 @@ pub(super) fn select(
     }
     super::check_budget(budget, engine.rows() - mask.map_or(0, Excluded::len))?;
     let mut notes = Vec::new();
-    if p.exact && p.probes.is_some() {
-        return Err(Error::invalid(
-            "kNN: give exact or probes (a partitioned search), not both",
-        ));
-    }
-    let probes = p.probes;
-    let exact = p.exact || (probes.is_none() && engine.graphs()?.is_none());
-    if exact && !p.exact {
+    let search = p.knn_search(engine)?;
+    if search.fallback {
         notes.push(
             "kNN: the index (or a shard of the corpus) has no HNSW graph, so exact search was used"
                 .to_string(),
         );
     }
-    let opts = SearchOpts {
-        ef: Some(p.ef),
-        probes,
-        exact,
-        threads: None,
-        device: p.device,
-    };
     let hits = match hits {
         Some(hits) => hits,
-        None => engine.search(queries, per_target, &opts)?,
+        None => engine.search(queries, search.k, &search.opts)?,
     };
     // Sort (row, query order) pairs so the sums are taken in one fixed order.
     let mut pairs: Vec<(u32, f32)> = hits

@@ -18,7 +18,7 @@ pub use classes::uot_importance;
 pub use groups::{Grouping, Groups};
 pub use target::{Target, TargetKind};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, SearchOpts};
 use crate::error::{Error, Result};
 use crate::format::Metric;
 use crate::npy::Matrix;
@@ -117,8 +117,8 @@ pub struct SelectParams {
     /// Exact search for kNN (otherwise the index's HNSW graph when it has one).
     pub exact: bool,
     /// HNSW beam width for kNN (raised to `per_target` when lower), or with `probes` the rows
-    /// re-ranked exactly.
-    pub ef: usize,
+    /// re-ranked exactly; `None`: [`knn::default_ef`] of `per_target` ([`SelectParams::ef`]).
+    pub ef: Option<usize>,
     /// kNN through the index's partitions, scanning this many per target sample, instead of
     /// its HNSW graph (see [`crate::partitions`]).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,22 +132,72 @@ pub struct SelectParams {
     pub device: Device,
 }
 
+impl SelectParams {
+    /// The defaults, the one place they are written (the CLI's `--help` and the Python
+    /// package's `None` arguments take them from here): the paper's UOT (`p_m` 0.1 and
+    /// [`uot::UotParams::DEFAULT`]) keeping [`DEFAULT_CLASSES`] classes; for kNN, 50 neighbours
+    /// per target sample through the HNSW graph.
+    pub const DEFAULT: SelectParams = SelectParams {
+        method: Method::Uot,
+        amount: Amount::Classes(DEFAULT_CLASSES),
+        p_m: 0.1,
+        uot: uot::UotParams::DEFAULT,
+        per_target: 50,
+        exact: false,
+        ef: None,
+        probes: None,
+        seed: 0,
+        pseudo_classes: false,
+        device: Device::Auto,
+    };
+
+    /// The kNN search's beam width (or rows re-ranked through the partitions): `ef` when given,
+    /// else [`knn::default_ef`] of `per_target`.
+    pub fn ef(&self) -> usize {
+        self.ef.unwrap_or_else(|| knn::default_ef(self.per_target))
+    }
+
+    /// How kNN selection searches `engine` for each target sample's `per_target` neighbours:
+    /// exact scoring when asked, or when no partitions are asked for and the index (or a shard
+    /// of the corpus) has no graph (`fallback` is then set); else the graph or the partitions
+    /// with [`SelectParams::ef`]. An error when both exact search and partitions are asked for.
+    pub fn knn_search(&self, engine: &Engine) -> Result<KnnSearch> {
+        if self.exact && self.probes.is_some() {
+            return Err(Error::invalid(
+                "kNN: give exact or probes (a partitioned search), not both",
+            ));
+        }
+        let fallback = !self.exact && self.probes.is_none() && engine.graphs()?.is_none();
+        Ok(KnnSearch {
+            k: self.per_target,
+            opts: SearchOpts {
+                ef: Some(self.ef()),
+                probes: self.probes,
+                exact: self.exact || fallback,
+                threads: None,
+                device: self.device,
+            },
+            fallback,
+        })
+    }
+}
+
 impl Default for SelectParams {
     fn default() -> Self {
-        SelectParams {
-            method: Method::Uot,
-            amount: Amount::Classes(DEFAULT_CLASSES),
-            p_m: 0.1,
-            uot: uot::UotParams::default(),
-            per_target: 50,
-            exact: false,
-            ef: knn::default_ef(50),
-            probes: None,
-            seed: 0,
-            pseudo_classes: false,
-            device: Device::Auto,
-        }
+        Self::DEFAULT
     }
+}
+
+/// The search behind a kNN selection ([`SelectParams::knn_search`]): what each shard, or the
+/// whole corpus, is searched with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnnSearch {
+    /// Neighbours per target sample.
+    pub k: usize,
+    /// The search.
+    pub opts: SearchOpts,
+    /// Exact search because the index has no graph (not because it was asked for).
+    pub fallback: bool,
 }
 
 /// One selected sample.
@@ -369,6 +419,7 @@ pub fn parameters(
     };
     let mut block = serde_json::to_value(p).unwrap_or_default();
     if let Some(map) = block.as_object_mut() {
+        map.insert("ef".into(), p.ef().into());
         let (kind, labels) = match &target.kind {
             TargetKind::Samples => ("samples", None),
             TargetKind::Means => ("means", None),

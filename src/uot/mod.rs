@@ -53,16 +53,22 @@ pub struct UotParams {
     pub domain: Domain,
 }
 
+impl UotParams {
+    /// The paper's parameters: `eps` 1, `tau_s` 1, `tau_t` 100, at most 1000 iterations to a
+    /// relative change of 1e-6, the log domain only where the plain kernel would fail.
+    pub const DEFAULT: UotParams = UotParams {
+        eps: 1.0,
+        tau_source: 1.0,
+        tau_target: 100.0,
+        max_iter: 1000,
+        tol: 1e-6,
+        domain: Domain::Auto,
+    };
+}
+
 impl Default for UotParams {
     fn default() -> Self {
-        UotParams {
-            eps: 1.0,
-            tau_source: 1.0,
-            tau_target: 100.0,
-            max_iter: 1000,
-            tol: 1e-6,
-            domain: Domain::Auto,
-        }
+        Self::DEFAULT
     }
 }
 

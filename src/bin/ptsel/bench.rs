@@ -17,17 +17,17 @@ pub struct Args {
     #[command(flatten)]
     pub input: Input,
     /// Beam widths to measure, comma-separated (with --probes: rows re-ranked exactly).
-    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
+    #[arg(long, value_delimiter = ',', default_values_t = ptsel::engine::DEFAULT_EF_SWEEP)]
     pub ef: Vec<usize>,
     /// Measure the partitioned search instead of the graph: partitions scanned per query,
     /// comma-separated (each with every --ef).
     #[arg(long, value_delimiter = ',', value_name = "P,...")]
     pub probes: Vec<usize>,
     /// Search threads (1 measures latency without contention).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = ptsel::engine::DEFAULT_THREADS)]
     pub threads: usize,
     /// Backend of the exact ground truth.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value_t = ptsel::SearchOpts::default().device)]
     pub device: Device,
     /// Write the results as JSON.
     #[arg(long, value_name = "OUT.json")]

@@ -23,10 +23,10 @@ pub struct Args {
     #[arg(long, value_name = "NAMES.txt")]
     pub class_names: Option<PathBuf>,
     /// Element type of the stored vectors.
-    #[arg(long, value_enum, default_value = "f16")]
+    #[arg(long, value_enum, default_value_t = BuildOptions::default().dtype)]
     pub dtype: DType,
     /// Search metric (cos stores unit-normalised vectors and keeps the raw norms).
-    #[arg(long, value_enum, default_value = "cos")]
+    #[arg(long, value_enum, default_value_t = BuildOptions::default().metric)]
     pub metric: Metric,
     /// Output index file (a corpus folder with --shard-rows).
     #[arg(long, value_name = "PATH")]
@@ -55,18 +55,18 @@ pub struct Args {
     pub graph: GraphArgs,
     /// Seed of the HNSW level draws and insertion order, and of k-means++ seeding (same input
     /// and seed, same index).
-    #[arg(long, default_value_t = 0, value_name = "S")]
+    #[arg(long, default_value_t = ptsel::hnsw::Params::DEFAULT.seed, value_name = "S")]
     pub seed: u64,
     /// Do not build the HNSW graph (search then needs --exact or --probes).
     #[arg(long)]
     pub no_hnsw: bool,
     /// Also build N partitions for partitioned search (`search --probes`; without N,
-    /// 2 sqrt(rows)): faster than the graph on clustered corpora.
+    /// 2 sqrt(rows)): faster than the graph on clustered corpora. N is at least 1.
     #[arg(long, value_name = "N", num_args = 0..=1)]
     pub partitions: Option<Option<usize>>,
     /// Codes the partitions scan: sq8 (8 bits per dimension; faster when a query scans few
     /// partitions) or pq4 (4 bits per pair of dimensions; faster when it scans many).
-    #[arg(long, value_enum, default_value = "sq8", value_name = "KIND")]
+    #[arg(long, value_enum, default_value_t = ptsel::partitions::Params::DEFAULT.codes, value_name = "KIND")]
     pub partition_codes: ptsel::partitions::CodeKind,
     /// No progress bar.
     #[arg(long, short)]
@@ -80,14 +80,14 @@ pub struct Args {
 #[derive(clap::Args)]
 pub struct GraphArgs {
     /// HNSW: links per node (M; level 0 keeps 2 M).
-    #[arg(long, default_value_t = 16, value_name = "M")]
+    #[arg(long, default_value_t = ptsel::hnsw::Params::DEFAULT.m, value_name = "M")]
     pub hnsw_m: usize,
     /// HNSW: beam width while inserting (efConstruction).
-    #[arg(long, default_value_t = 200, value_name = "N")]
+    #[arg(long, default_value_t = ptsel::hnsw::Params::DEFAULT.ef_construction, value_name = "N")]
     pub ef_construction: usize,
     /// HNSW storage: `blocks` (each node's neighbour list beside an 8-bit code of its vector,
     /// breadth-first order: fastest search) or `compact` (neighbour ids only: the smallest).
-    #[arg(long, value_enum, default_value = "blocks")]
+    #[arg(long, value_enum, default_value_t = ptsel::hnsw::Params::DEFAULT.layout)]
     pub graph_layout: ptsel::hnsw::GraphLayout,
 }
 
@@ -119,17 +119,11 @@ impl Args {
                 iters: self.kmeans_iters,
                 seed: self.seed,
             }),
-            partitions: match self.partitions {
-                Some(Some(0)) => {
-                    return Err(ptsel::Error::invalid("--partitions must be at least 1").into())
-                }
-                Some(n) => Some(ptsel::partitions::Params {
-                    partitions: n.unwrap_or(0),
-                    seed: self.seed,
-                    codes: self.partition_codes,
-                }),
-                None => None,
-            },
+            partitions: self.partitions.map(|partitions| ptsel::partitions::Params {
+                partitions,
+                seed: self.seed,
+                codes: self.partition_codes,
+            }),
             ..BuildOptions::default()
         })
     }

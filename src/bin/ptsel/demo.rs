@@ -5,12 +5,18 @@
 
 use anyhow::{Context, Result};
 use ptsel::data::{ClassMeans, TARGETS};
+use ptsel::select::{SelectParams, DEFAULT_CLASSES};
 use ptsel::synth::{self, Spec};
-use ptsel::uot::{class_importance, UotParams};
+use ptsel::uot::class_importance;
+
+const DEFAULT: SelectParams = SelectParams::DEFAULT;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// Source classes the synthetic target is drawn from.
 const TARGET_CLASSES: [usize; 3] = [3, 17, 42];
+/// Classes the demo selects.
+const DEMO_CLASSES: usize = 10;
 /// Arguments of `ptsel demo`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,16 +24,16 @@ pub struct Args {
     #[arg(long, default_value = "index-data")]
     pub dir: PathBuf,
     /// Corpus rows.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = Spec::DEMO.rows)]
     pub rows: usize,
     /// Feature dimension.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = Spec::DEMO.dim)]
     pub dim: usize,
     /// Source classes (at least 43: the target is drawn from classes 3, 17 and 42).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = Spec::DEMO.classes)]
     pub classes: usize,
     /// Seed of the synthetic data.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = Spec::DEMO.seed)]
     pub seed: u64,
     /// Instead: the classes chosen for the 8 real target sets (MoCo-v2 class means).
     #[arg(long)]
@@ -59,8 +65,8 @@ pub fn run(args: Args) -> Result<()> {
         rows: args.rows,
         dim: args.dim,
         classes: args.classes,
-        spread: 1.0,
         seed: args.seed,
+        ..Spec::DEMO
     });
     let features = args.dir.join("demo-features.npy");
     let labels = args.dir.join("demo-labels.npy");
@@ -74,30 +80,22 @@ pub fn run(args: Args) -> Result<()> {
         args.classes,
         out.display()
     )?;
-    crate::build::run(crate::build::Args {
-        features: Some(features),
-        images: Default::default(),
-        labels: Some(labels),
-        ids: None,
-        class_names: None,
-        dtype: ptsel::DType::F16,
-        metric: ptsel::Metric::Cos,
-        out: out.clone(),
-        shard_rows: None,
-        force: true,
-        kmeans: None,
-        kmeans_iters: 20,
-        graph: crate::build::GraphArgs {
-            hnsw_m: 16,
-            ef_construction: 200,
-            graph_layout: Default::default(),
-        },
-        seed: args.seed,
-        no_hnsw: false,
-        partitions: None,
-        partition_codes: Default::default(),
-        quiet: args.quiet,
-    })?;
+    let mut build: Vec<OsString> = vec!["--features".into(), features.into()];
+    build.extend([
+        "--labels".into(),
+        labels.into(),
+        "--out".into(),
+        out.clone().into(),
+    ]);
+    build.extend([
+        "--seed".into(),
+        args.seed.to_string().into(),
+        "--force".into(),
+    ]);
+    if args.quiet {
+        build.push("--quiet".into());
+    }
+    crate::build::run(crate::parse_args(build)?)?;
     crate::info::run(crate::info::Args {
         path: out.clone(),
         json: false,
@@ -111,14 +109,21 @@ pub fn run(args: Args) -> Result<()> {
     ptsel::npy::write_labels(&target_labels_path, &target_labels)?;
     let summary = args.dir.join("demo-summary.json");
     let manifest = args.dir.join("demo-selection.csv");
-    outln!("\ntarget: {} samples drawn around source classes {TARGET_CLASSES:?}; selecting 10 classes with UOT", target_labels.len())?;
-    crate::select::run(crate::select::Args::demo(
-        out,
-        target_path,
-        target_labels_path,
-        manifest.clone(),
-        summary.clone(),
-    ))?;
+    outln!("\ntarget: {} samples drawn around source classes {TARGET_CLASSES:?}; selecting {DEMO_CLASSES} classes with UOT", target_labels.len())?;
+    crate::select::run(crate::parse_args([
+        "--index".into(),
+        out.into_os_string(),
+        "--target".into(),
+        target_path.into_os_string(),
+        "--target-labels".into(),
+        target_labels_path.into_os_string(),
+        "--classes".into(),
+        DEMO_CLASSES.to_string().into(),
+        "--out".into(),
+        manifest.clone().into_os_string(),
+        "--summary".into(),
+        summary.clone().into_os_string(),
+    ])?)?;
     let s: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&summary)
             .with_context(|| format!("reading {}", summary.display()))?,
@@ -167,11 +172,11 @@ fn real(data: Option<&Path>) -> Result<()> {
             ));
         }
         let (importance, plan) =
-            class_importance(&source, &target, dim, 0.1, &UotParams::default())?;
+            class_importance(&source, &target, dim, DEFAULT.p_m, &DEFAULT.uot)?;
         let mut order: Vec<usize> = (0..importance.len()).collect();
         order.sort_by(|&a, &b| importance[b].total_cmp(&importance[a]).then(a.cmp(&b)));
         let mut concepts: std::collections::BTreeMap<&str, usize> = Default::default();
-        for &c in order.iter().take(100) {
+        for &c in order.iter().take(DEFAULT_CLASSES) {
             *concepts
                 .entry(classes.get(c).map_or("?", |x| x.concept.as_str()))
                 .or_default() += 1;

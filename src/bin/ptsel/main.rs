@@ -24,6 +24,7 @@ mod select;
 mod verify;
 
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 /// Select the pre-training data worth re-using when fine-tuning on a new target task.
@@ -62,6 +63,16 @@ enum Command {
     Bench(bench::Args),
     /// List the CUDA kernels; with --check, compile each with NVRTC and report PTX size or log.
     Kernels(kernels::Args),
+}
+
+/// A subcommand's arguments parsed from `args` exactly as `ptsel SUBCOMMAND ARGS...` would
+/// parse them, defaults included: how the demo runs the commands a user would type.
+fn parse_args<A: clap::Args + clap::FromArgMatches>(
+    args: impl IntoIterator<Item = OsString>,
+) -> anyhow::Result<A> {
+    let command = A::augment_args(clap::Command::new("ptsel"));
+    let matches = command.try_get_matches_from(std::iter::once("ptsel".into()).chain(args))?;
+    Ok(A::from_arg_matches(&matches)?)
 }
 
 fn main() -> ExitCode {

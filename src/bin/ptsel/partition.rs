@@ -2,34 +2,32 @@
 //! features again.
 
 use anyhow::Result;
+use ptsel::partitions::Params;
 
 /// Arguments of `ptsel partition`.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub file: crate::regraph::Rewrite,
-    /// Number of partitions (default: 2 sqrt(rows)).
+    /// Number of partitions, at least 1 [default: 2 sqrt(rows)].
     #[arg(long, value_name = "N")]
     pub partitions: Option<usize>,
     /// Seed of the k-means sample and seeding.
-    #[arg(long, default_value_t = 0, value_name = "S")]
+    #[arg(long, default_value_t = Params::DEFAULT.seed, value_name = "S")]
     pub seed: u64,
     /// Codes scanned: sq8 (8 bits per dimension; faster when a query scans few partitions) or
     /// pq4 (4 bits per pair of dimensions; faster when it scans many).
-    #[arg(long, value_enum, default_value = "sq8", value_name = "KIND")]
+    #[arg(long, value_enum, default_value_t = Params::DEFAULT.codes, value_name = "KIND")]
     pub codes: ptsel::partitions::CodeKind,
 }
 
 /// Run `ptsel partition`.
 pub fn run(args: Args) -> Result<()> {
-    let params = ptsel::partitions::Params {
-        partitions: args.partitions.unwrap_or(0),
+    let params = Params {
+        partitions: args.partitions,
         seed: args.seed,
         codes: args.codes,
     };
-    if args.partitions == Some(0) {
-        return Err(ptsel::Error::invalid("--partitions must be at least 1").into());
-    }
     let t = std::time::Instant::now();
     let (out, made) = args.file.run(|src, dest, force, progress| {
         ptsel::add_partitions(src, dest, &params, force, progress)

@@ -47,17 +47,18 @@ pub struct Args {
     pub file: Rewrite,
     // The stored graph is re-encoded, not rebuilt, when --hnsw-m, --ef-construction and --seed
     // equal its own, which is what each of them defaults to.
-    /// HNSW: links per node (default: the stored graph's, else 16).
+    /// HNSW: links per node (default: the stored graph's, else `ptsel build`'s).
     #[arg(long, value_name = "M")]
     pub hnsw_m: Option<usize>,
-    /// HNSW: beam width while inserting (default: the stored graph's, else 200).
+    /// HNSW: beam width while inserting (default: the stored graph's, else `ptsel build`'s).
     #[arg(long, value_name = "N")]
     pub ef_construction: Option<usize>,
-    /// Seed of the HNSW level draws and insertion order (default: the stored graph's, else 0).
+    /// Seed of the HNSW level draws and insertion order (default: the stored graph's, else `ptsel
+    /// build`'s).
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
     /// HNSW storage: `blocks` (fastest search) or `compact` (smallest); see `ptsel build`.
-    #[arg(long, value_enum, default_value = "blocks")]
+    #[arg(long, value_enum, default_value_t = ptsel::hnsw::Params::DEFAULT.layout)]
     pub graph_layout: GraphLayout,
 }
 

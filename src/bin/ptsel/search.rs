@@ -16,7 +16,7 @@ pub struct Input {
     #[arg(long, value_name = "Q.npy")]
     pub queries: PathBuf,
     /// Neighbours per query.
-    #[arg(short, long, default_value_t = 10)]
+    #[arg(short, long, default_value_t = ptsel::engine::DEFAULT_K)]
     pub k: usize,
 }
 
@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, value_name = "T")]
     pub threads: Option<usize>,
     /// Backend of the exact search.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value_t = SearchOpts::default().device)]
     pub device: Device,
     /// Output: int64 .npy [nq, k] of (global) row numbers, best first.
     #[arg(long, value_name = "NN.npy")]

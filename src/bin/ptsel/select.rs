@@ -3,8 +3,12 @@
 use anyhow::Result;
 use ptsel::npy::read_matrix;
 use ptsel::score::Device;
+use ptsel::select::knn::{EF_PER_NEIGHBOUR, MIN_DEFAULT_EF};
 use ptsel::select::manifest::{self, Format};
-use ptsel::select::{Amount, Exclude, Method, SelectParams, Target, TargetKind};
+use ptsel::select::{
+    Amount, Exclude, Method, SelectParams, Target, TargetKind, DEFAULT_CLASSES,
+    DEFAULT_EXCLUDE_THRESHOLD,
+};
 use ptsel::uot::{Domain, UotParams};
 use ptsel::Engine;
 use std::path::PathBuf;
@@ -25,10 +29,9 @@ pub struct Args {
     #[arg(long)]
     pub target_means: bool,
     /// Selection method.
-    #[arg(long, value_enum, default_value = "uot")]
+    #[arg(long, value_enum, default_value_t = SelectParams::DEFAULT.method)]
     pub method: Method,
-    /// Keep the K best classes and all their samples (default 100 for class-level methods).
-    #[arg(long, value_name = "K", conflicts_with = "budget")]
+    #[arg(long, value_name = "K", conflicts_with = "budget", help = classes_help())]
     pub classes: Option<usize>,
     /// Keep N samples: whole classes in order, the last one cut to its samples closest to the
     /// target (class-level methods), or the N best rows (knn, random).
@@ -48,38 +51,36 @@ pub struct Args {
     #[arg(long)]
     pub timing: bool,
     /// Seed of the random baselines.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = SelectParams::DEFAULT.seed)]
     pub seed: u64,
     /// Cost scale: `M = (1 - cos) / p_m`.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = SelectParams::DEFAULT.p_m)]
     pub p_m: f64,
     /// Entropic regularisation eps.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = SelectParams::DEFAULT.uot.eps)]
     pub eps: f64,
     /// Source marginal relaxation tau_s.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = SelectParams::DEFAULT.uot.tau_source)]
     pub tau_source: f64,
     /// Target marginal relaxation tau_t.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = SelectParams::DEFAULT.uot.tau_target)]
     pub tau_target: f64,
     /// Sinkhorn iterations at most.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = SelectParams::DEFAULT.uot.max_iter)]
     pub max_iter: usize,
     /// Sinkhorn tolerance on the relative change of the scalings.
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = SelectParams::DEFAULT.uot.tol)]
     pub tol: f64,
     /// Plain or log-domain Sinkhorn (auto: log domain only when the plain kernel would fail).
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value_t = SelectParams::DEFAULT.uot.domain)]
     pub uot_domain: Domain,
     /// Neighbours per target sample (knn).
-    #[arg(long, value_name = "K", default_value_t = 50)]
+    #[arg(long, value_name = "K", default_value_t = SelectParams::DEFAULT.per_target)]
     pub per_target: usize,
     /// Exact neighbour search (knn); otherwise the index's HNSW graph when it has one.
     #[arg(long)]
     pub exact: bool,
-    /// HNSW beam width (knn; raised to --per-target when lower), or with --probes the rows
-    /// re-ranked exactly [default: 5 x --per-target, at least 64]
-    #[arg(long)]
+    #[arg(long, help = ef_help())]
     pub ef: Option<usize>,
     /// Search the partitions (knn; built with --partitions), scanning P per target sample.
     #[arg(long, value_name = "P", conflicts_with = "exact")]
@@ -91,53 +92,27 @@ pub struct Args {
     #[arg(long, value_name = "TEST.npy")]
     pub exclude_near: Option<PathBuf>,
     /// Cosine at or above which a corpus sample counts as a near-duplicate.
-    #[arg(long, default_value_t = ptsel::select::DEFAULT_EXCLUDE_THRESHOLD)]
+    #[arg(long, default_value_t = DEFAULT_EXCLUDE_THRESHOLD)]
     pub exclude_threshold: f32,
     /// Scoring backend (knn, --exclude-near).
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value_t = SelectParams::DEFAULT.device)]
     pub device: Device,
 }
 
-impl Args {
-    /// The demo's selection: UOT, 10 classes, default parameters, summary without timing.
-    pub fn demo(
-        index: PathBuf,
-        target: PathBuf,
-        target_labels: PathBuf,
-        out: PathBuf,
-        summary: PathBuf,
-    ) -> Self {
-        Args {
-            index,
-            target,
-            target_labels: Some(target_labels),
-            target_means: false,
-            method: Method::Uot,
-            classes: Some(10),
-            budget: None,
-            out,
-            format: None,
-            summary: Some(summary),
-            timing: false,
-            seed: 0,
-            p_m: 0.1,
-            eps: 1.0,
-            tau_source: 1.0,
-            tau_target: 100.0,
-            max_iter: 1000,
-            tol: 1e-6,
-            uot_domain: Domain::Auto,
-            per_target: 50,
-            exact: false,
-            ef: None,
-            probes: None,
-            pseudo_classes: false,
-            exclude_near: None,
-            exclude_threshold: ptsel::select::DEFAULT_EXCLUDE_THRESHOLD,
-            device: Device::Auto,
-        }
-    }
+/// `--classes`'s help, with the library's default.
+fn classes_help() -> String {
+    format!("Keep the K best classes and all their samples [default for class-level methods: {DEFAULT_CLASSES}]")
+}
 
+/// `--ef`'s help, with the library's default.
+fn ef_help() -> String {
+    format!(
+        "HNSW beam width (knn; raised to --per-target when lower), or with --probes the rows \
+         re-ranked exactly [default: {EF_PER_NEIGHBOUR} x --per-target, at least {MIN_DEFAULT_EF}]"
+    )
+}
+
+impl Args {
     /// Engine parameters for these arguments.
     fn params(&self) -> Result<SelectParams> {
         Ok(SelectParams {
@@ -154,9 +129,7 @@ impl Args {
             },
             per_target: self.per_target,
             exact: self.exact,
-            ef: self
-                .ef
-                .unwrap_or_else(|| ptsel::select::knn::default_ef(self.per_target)),
+            ef: self.ef,
             probes: self.probes,
             seed: self.seed,
             pseudo_classes: self.pseudo_classes,
