@@ -73,6 +73,11 @@ pub enum Error {
     /// The operation was cancelled through its [`Cancel`] token; nothing was left behind.
     #[error("interrupted: {0}")]
     Interrupted(String),
+    /// A broken invariant inside ptsel (a bug to report, not a problem of the input): a cache
+    /// poisoned by a panic on another thread, a graph under construction that contradicts
+    /// itself.
+    #[error("internal error (please report): {0}")]
+    Internal(String),
 }
 
 /// What kind of failure an [`Error`] is, for callers that map errors to their own types (exit
@@ -95,6 +100,8 @@ pub enum ErrorKind {
     Cuda,
     /// Cancelled by the caller.
     Interrupted,
+    /// A bug in ptsel.
+    Internal,
 }
 
 impl Error {
@@ -113,7 +120,15 @@ impl Error {
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Cuda(_) => ErrorKind::Cuda,
             Error::Interrupted(_) => ErrorKind::Interrupted,
+            Error::Internal(_) => ErrorKind::Internal,
         }
+    }
+
+    /// A shared cache found poisoned: a panic on another thread left it, so this is a bug.
+    pub fn poisoned(what: &str) -> Self {
+        Error::Internal(format!(
+            "the {what} was poisoned by a panic on another thread"
+        ))
     }
 
     /// An I/O error on `path`.

@@ -1,6 +1,6 @@
-//! Pseudo-classes for unlabelled corpora (DESIGN.md §1, step 6): spherical k-means with
-//! k-means++ seeding, computed at build time by [`crate::build`] and stored as two sections:
-//! `KmeansCentroids` (f32 `[k, dim]`, unit norm; `k` = section length / (4 dim)) and
+//! Pseudo-classes for unlabelled corpora (docs/ARCHITECTURE.md, "The method", step 6): spherical
+//! k-means with k-means++ seeding, computed at build time by [`crate::build`] and stored as two
+//! sections: `KmeansCentroids` (f32 `[k, dim]`, unit norm; `k` = section length / (4 dim)) and
 //! `KmeansAssign` (u32 `[rows]`). [`KmeansView::open`] validates them when they are first used.
 //!
 //! Seeding runs k-means++ on a seeded sample of at most `max(SEED_SAMPLE, 16 k)` rows (as faiss

@@ -120,10 +120,21 @@ fn open_npy_bytes(origin: &Path, bytes: &[u8]) -> Result<Opened> {
     parse_npy(origin, cursor, len)
 }
 
+/// A read error of the .npy `path`: a problem of its content (it ends early, its header does
+/// not parse) as [`Error::Input`] saying `what`, any other as the [`Error::Io`] it is.
+fn content_or_io(path: &Path, e: std::io::Error, what: &str) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData => {
+            Error::input(path, format!("{what}: {e}"))
+        }
+        _ => Error::io(path, e),
+    }
+}
+
 /// Parses the header of a screened .npy of `len` bytes read from the start by `reader`.
 fn parse_npy(path: &Path, reader: impl Read + Seek + Send + 'static, len: u64) -> Result<Opened> {
     let npy = npyz::NpyFile::new(reader)
-        .map_err(|e| Error::input(path, format!("not a readable .npy file: {e}")))?;
+        .map_err(|e| content_or_io(path, e, "not a readable .npy file"))?;
     if npy.order() != npyz::Order::C {
         return Err(Error::input(
             path,
@@ -398,7 +409,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<u32>> {
     let mut raw = vec![0u8; bytes_len];
     o.reader
         .read_exact(&mut raw)
-        .map_err(|e| Error::input(path, format!("data ends early: {e}")))?;
+        .map_err(|e| content_or_io(path, e, "data ends early"))?;
     raw.chunks_exact(size)
         .enumerate()
         .map(|(i, c)| {
@@ -499,6 +510,25 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn a_short_or_malformed_file_is_bad_input_and_an_os_failure_stays_io() {
+        let path = Path::new("x.npy");
+        let kind = |k: std::io::ErrorKind| content_or_io(path, k.into(), "data ends early").kind();
+        assert_eq!(kind(std::io::ErrorKind::UnexpectedEof), ErrorKind::Input);
+        assert_eq!(kind(std::io::ErrorKind::InvalidData), ErrorKind::Input);
+        assert_eq!(kind(std::io::ErrorKind::PermissionDenied), ErrorKind::Io);
+        let eio = content_or_io(
+            path,
+            std::io::Error::from_raw_os_error(5),
+            "data ends early",
+        );
+        assert!(
+            matches!(&eio, Error::Io { error, .. } if error.raw_os_error() == Some(5)),
+            "{eio}"
+        );
+    }
 
     #[test]
     fn in_memory_files_read_like_files_and_are_screened_alike() {

@@ -178,7 +178,8 @@ fn batches_answer_as_single_queries_and_builds_are_reproducible() {
             .num_threads(1)
             .build()
             .unwrap();
-        let b = one_thread.install(|| partitioned(dir.path(), "b.ptsel", Metric::L2, Some(40), codes));
+        let b =
+            one_thread.install(|| partitioned(dir.path(), "b.ptsel", Metric::L2, Some(40), codes));
         let (ia, ib) = (Index::open(&a).unwrap(), Index::open(&b).unwrap());
         let sa = ia.section_bytes(SectionKind::Partitions).unwrap();
         assert_eq!(sa, ib.section_bytes(SectionKind::Partitions).unwrap());

@@ -25,6 +25,7 @@ pub fn to_py(e: ptsel::Error) -> PyErr {
         ErrorKind::Corrupt => CorruptIndexError::new_err(msg),
         ErrorKind::Unavailable | ErrorKind::Cuda => PyRuntimeError::new_err(msg),
         ErrorKind::Interrupted => PyKeyboardInterrupt::new_err(msg),
+        ErrorKind::Internal => PyRuntimeError::new_err(msg),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Feature extraction: one forward pass of a TorchScript backbone over an image folder, the step
-//! that turns a pre-training corpus into the features an index is built from (DESIGN.md 1, step 1).
+//! that turns a pre-training corpus into the features an index is built from (docs/ARCHITECTURE.md,
+//! "The method", step 1).
 //!
 //! - [`ImageFolder`] lists the images: torchvision's ImageFolder layout (one sub-folder per class,
 //!   sorted folder names are classes `0..C-1`) or a flat folder (no labels). Ids are the paths

@@ -269,7 +269,7 @@ impl Engine {
             .inner
             .gpu
             .lock()
-            .map_err(|_| Error::Cuda("GPU cache poisoned by a panic".into()))?;
+            .map_err(|_| Error::poisoned("GPU cache"))?;
         let slot = &mut cached[shard];
         if slot.is_none() {
             *slot = match score::upload(index.vectors(), index.dim(), index.metric(), Device::Cuda)
@@ -302,7 +302,7 @@ impl Engine {
                 .inner
                 .pools
                 .lock()
-                .map_err(|_| Error::invalid("thread pool cache poisoned by a panic"))?;
+                .map_err(|_| Error::poisoned("thread pool cache"))?;
             match pools.get(&n) {
                 Some(p) => p.clone(),
                 None => {

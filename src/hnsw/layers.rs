@@ -75,5 +75,5 @@ pub(super) fn used(list: &[u32]) -> &[u32] {
 
 /// Errors of the graph under construction (a bug, not a file problem).
 pub(super) fn internal(problem: String) -> Error {
-    Error::invalid(format!("hnsw build: {problem}"))
+    Error::Internal(format!("hnsw build: {problem}"))
 }

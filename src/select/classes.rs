@@ -48,9 +48,9 @@ pub(super) fn select(
     })
 }
 
-/// UOT importance (DESIGN.md §1, steps 3-5) of every class: row sums of the plan between the
-/// L2-normalised class means (`a = 1` per non-empty class) and the target units (`b = 1` each).
-/// Empty classes are left out of the problem and get importance 0.
+/// UOT importance (docs/ARCHITECTURE.md, "The method", steps 3-5) of every class: row sums of the
+/// plan between the L2-normalised class means (`a = 1` per non-empty class) and the target units
+/// (`b = 1` each). Empty classes are left out of the problem and get importance 0.
 pub fn uot_importance(
     groups: &Groups<'_>,
     target_units: &[f64],

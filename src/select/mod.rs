@@ -1,7 +1,7 @@
 //! Selection methods: which pre-training samples to re-use for a target task.
 //!
-//! Class-level methods rank the corpus's classes (its labels, or k-means pseudo-classes) and
-//! keep whole classes ([`classes`]): [`Method::Uot`] (the paper, DESIGN.md §1),
+//! Class-level methods rank the corpus's classes (its labels, or k-means pseudo-classes) and keep
+//! whole classes ([`classes`]): [`Method::Uot`] (the paper; docs/ARCHITECTURE.md, "The method"),
 //! [`Method::Similarity`] and the [`Amount::Classes`] form of [`Method::Random`]. Sample-level
 //! methods rank rows: [`Method::Knn`] (neighbours of every target sample) and the
 //! [`Amount::Budget`] form of [`Method::Random`]. [`crate::Engine::select`] runs one of them and

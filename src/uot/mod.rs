@@ -1,6 +1,7 @@
-//! Entropic unbalanced optimal transport between source and target classes (DESIGN.md §1,
-//! step 4): minimise `<T,M> + eps*sum T log T + tau_s KL(T1 | a) + tau_t KL(T^T 1 | b)` by
-//! generalised Sinkhorn-Knopp scaling, computed in f64.
+//! Entropic unbalanced optimal transport between source and target classes
+//! (docs/ARCHITECTURE.md, "The method", step 4): minimise
+//! `<T,M> + eps*sum T log T + tau_s KL(T1 | a) + tau_t KL(T^T 1 | b)` by generalised
+//! Sinkhorn-Knopp scaling, computed in f64.
 //!
 //! Two forms of the same iteration: the plain one scales `u`, `v` against `K = exp(-M/eps)`
 //! (fast, the reference of POT's `sinkhorn_knopp_unbalanced`); the log-domain one updates the
@@ -212,9 +213,9 @@ fn rel_change(x: &[f64], prev: &[f64]) -> f64 {
         .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
     diff / max_abs(x).max(max_abs(prev)).max(1.0)
 }
-/// Importance of each source class (DESIGN.md §1, steps 3-5): the row sums `T 1` of the plan
-/// between the L2-normalised `source` means (`[rows, dim]`, marginal `a = 1` each) and
-/// `target` means (`[cols, dim]`, `b = 1` each) under the cost `(1 - cos) / p_m`.
+/// Importance of each source class (docs/ARCHITECTURE.md, "The method", steps 3-5): the row sums `T
+/// 1` of the plan between the L2-normalised `source` means (`[rows, dim]`, marginal `a = 1` each)
+/// and `target` means (`[cols, dim]`, `b = 1` each) under the cost `(1 - cos) / p_m`.
 pub fn class_importance(
     source: &[f64],
     target: &[f64],

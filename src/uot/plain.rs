@@ -234,9 +234,10 @@ fn plain_kernel(cost: &[f64], eps: f64, max_scaled: f64) -> Vec<f64> {
     k
 }
 
-/// The plain iteration of DESIGN.md §1: `u = (a / K v)^(tau_s/(tau_s+eps))`,
-/// `v = (b / K^T u)^(tau_t/(tau_t+eps))`, from `u = 1/K_s`, `v = 1/K_t`, stopping when
-/// `0.5 * (|du|_inf / max(|u|_inf, |u_prev|_inf, 1) + same for v) < tol` (POT's rule).
+/// The plain iteration of the method (docs/ARCHITECTURE.md, step 4): `u = (a / K
+/// v)^(tau_s/(tau_s+eps))`, `v = (b / K^T u)^(tau_t/(tau_t+eps))`, from `u = 1/K_s`, `v = 1/K_t`,
+/// stopping when `0.5 * (|du|_inf / max(|u|_inf, |u_prev|_inf, 1) + same for v) < tol` (POT's
+/// rule).
 pub(super) fn plain(
     cost: &[f64],
     a: &[f64],

@@ -101,7 +101,7 @@ pub struct Args {
 
 /// `--classes`'s help, with the library's default.
 fn classes_help() -> String {
-    format!("Keep the K best classes and all their samples [default for class-level methods: {DEFAULT_CLASSES}]")
+    format!("Keep the K best classes and all their samples [default: {DEFAULT_CLASSES} for class-level methods]")
 }
 
 /// `--ef`'s help, with the library's default.

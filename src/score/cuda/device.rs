@@ -227,7 +227,7 @@ pub(super) fn device(ordinal: usize) -> Result<Arc<Device>> {
     let mut devices = DEVICES
         .get_or_init(Default::default)
         .lock()
-        .map_err(|_| Error::Cuda("device cache poisoned".into()))?;
+        .map_err(|_| Error::poisoned("CUDA device cache"))?;
     if let Some(d) = devices.get(&ordinal) {
         return Ok(d.clone());
     }
