@@ -12,7 +12,7 @@
 //! the other): tiles never cross a segment, and every thread's top-k lists span all segments, so
 //! a corpus is scored in one pass with the pruning of one file.
 
-use super::{prepare_queries, simd, Cand, Neighbors, Prepared, Scorer, TopK};
+use super::{prepare_queries, simd, Neighbors, Prepared, Scorer, TopK};
 use crate::error::{Error, Result};
 use crate::format::Metric;
 use crate::store::{Index, Vectors};
@@ -335,9 +335,9 @@ impl Scorer for CpuScorer<'_> {
                 })
                 .unwrap_or_default();
             for list in lists {
-                for Cand { sim, id } in list.into_sorted() {
-                    ids.push(id);
-                    scores.push(self.to_metric(sim));
+                for c in list.into_sorted() {
+                    ids.push(c.id);
+                    scores.push(self.to_metric(c.sim()));
                 }
             }
         }

@@ -16,8 +16,8 @@ pub(crate) mod space;
 use crate::error::{Error, Result};
 use crate::format::Metric;
 use crate::store::{Index, Vectors};
+use cand::Cand;
 use rayon::prelude::*;
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
@@ -95,28 +95,8 @@ pub trait Scorer: Send + Sync {
     fn max_similarity(&self, queries: &[f32]) -> Result<Vec<f32>>;
 }
 
-/// A candidate neighbour, ordered so that the *worst* one is the greatest (the top of a
-/// max-heap): lower similarity is worse, and on equal similarity the higher row id is worse.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Cand {
-    /// Similarity (higher is better).
-    pub sim: f32,
-    /// Row id.
-    pub id: u32,
-}
-impl Eq for Cand {}
-impl Ord for Cand {
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.sim.total_cmp(&self.sim).then(self.id.cmp(&o.id))
-    }
-}
-impl PartialOrd for Cand {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-
-/// The `k` best candidates seen so far for one query.
+/// The `k` best candidates seen so far for one query: a max-heap of [`Cand::of_sim`]
+/// candidates, whose greatest is the worst kept (the lowest similarity, the higher id on ties).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TopK {
     k: usize,
@@ -134,7 +114,7 @@ impl TopK {
     /// Similarity a candidate must reach to be considered (`-inf` until `k` are kept).
     fn threshold(&self) -> f32 {
         match self.heap.peek() {
-            Some(w) if self.heap.len() >= self.k => w.sim,
+            Some(w) if self.heap.len() >= self.k => w.sim(),
             _ => f32::NEG_INFINITY,
         }
     }
@@ -154,10 +134,7 @@ impl TopK {
         let mut threshold = self.threshold();
         for (j, &sim) in sims.iter().enumerate() {
             if sim >= threshold {
-                self.push(Cand {
-                    sim,
-                    id: first + j as u32,
-                });
+                self.push(Cand::of_sim(sim, first + j as u32));
                 threshold = self.threshold();
             }
         }

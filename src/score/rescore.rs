@@ -19,7 +19,8 @@
 //! k-th re-scored candidate has `s_k > s16_last + delta` (strictly: an equal score with a lower
 //! row id would rank first), the list holds the exact top-k.
 
-use super::{Cand, TopK};
+use super::cand::Cand;
+use super::TopK;
 use crate::format::Metric;
 
 /// Candidates the tensor-core kernel proposes beyond `k`. Chosen from the distribution of the
@@ -75,9 +76,9 @@ pub fn finish(
     ids.iter()
         .zip(exact)
         .filter(|(&id, _)| id != u32::MAX)
-        .for_each(|(&id, &sim)| top.push(Cand { sim, id }));
+        .for_each(|(&id, &sim)| top.push(Cand::of_sim(sim, id)));
     let best = top.into_sorted();
-    let kth = best.get(k.checked_sub(1)?)?.sim;
+    let kth = best.get(k.checked_sub(1)?)?.sim();
     (complete || f64::from(kth) > f64::from(last_approx) + slack).then_some(best)
 }
 
@@ -101,10 +102,7 @@ mod tests {
     fn best(rows: &[f32], dim: usize, n: usize, score: impl Fn(&[f32]) -> f32) -> Vec<Cand> {
         let mut top = TopK::new(n);
         for (i, x) in rows.chunks_exact(dim).enumerate() {
-            top.push(Cand {
-                sim: score(x),
-                id: i as u32,
-            });
+            top.push(Cand::of_sim(score(x), i as u32));
         }
         top.into_sorted()
     }
@@ -126,7 +124,7 @@ mod tests {
             .map(|&i| exact(&rows[i as usize * dim..][..dim], q))
             .collect();
         let delta = slack(Metric::Ip, q, max_norm(rows, dim));
-        let last = list.last()?.sim;
+        let last = list.last()?.sim();
         finish(k, &ids, &sims, last, delta, kc >= rows.len() / dim)
     }
 
@@ -255,12 +253,12 @@ mod tests {
                 .map(|q| {
                     let n = q.iter().map(|v| v * v).sum::<f32>().sqrt();
                     let q: Vec<f32> = q.iter().map(|v| v / n).collect();
-                    let kth = best(&x, dim, k, |r| exact(r, &q))[k - 1].sim;
+                    let kth = best(&x, dim, k, |r| exact(r, &q))[k - 1].sim();
                     let delta = slack(Metric::Ip, &q, norm);
                     let q16 = fp16(&q);
                     let list = best(&x, dim, k + 64, |r| exact(r, &q16));
                     list.iter()
-                        .position(|c| f64::from(kth) > f64::from(c.sim) + delta)
+                        .position(|c| f64::from(kth) > f64::from(c.sim()) + delta)
                         .map_or(usize::MAX, |len| (len + 1).saturating_sub(k))
                 })
                 .collect();

@@ -40,7 +40,7 @@ impl CudaScorer {
             ) {
                 Some(best) => {
                     for (j, c) in best.into_iter().enumerate() {
-                        (sims[qi * k + j], out[qi * k + j]) = (c.sim, c.id);
+                        (sims[qi * k + j], out[qi * k + j]) = (c.sim(), c.id);
                     }
                 }
                 None => unproven.push(qi),
