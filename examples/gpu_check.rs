@@ -2,7 +2,7 @@
 //! random data and measures its throughput. Build it here (`cargo build --release --example
 //! gpu_check`), carry it to the GPU machine and run it through `scripts/gpu-check.sh`; it
 //! prints everything to stdout and exits non-zero if a check fails. For each batch size it reports the
-//! ids identical to the CPU's (all of them, ties aside, is the promise of the README), whether
+//! ids identical to the CPU's (all of them, ties aside, is the promise of docs/CLI.md), whether
 //! every query gets the same ids and scores as when it is sent alone, and how many queries the
 //! tensor-core path re-ran with f32 queries.
 

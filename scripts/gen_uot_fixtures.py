@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Write the UOT fixtures of tests/uot_pot.rs: small random instances solved by the Python
-Optimal Transport package (POT), the independent oracle of DESIGN.md section 1.
+Optimal Transport package (POT), the independent oracle of the solver that docs/ARCHITECTURE.md
+("The method") describes.
 
     pip install pot numpy && python3 scripts/gen_uot_fixtures.py
 
 The fixtures are committed, so CI needs no POT. POT >= 0.9.5 starts from u = v = 1 and
 multiplies the kernel by a b^T unless reg_type="entropy"; we pass reg_type="entropy" (the
-objective eps * sum T log T of DESIGN.md) and warmstart = (log 1/K_s, log 1/K_t), the start of
-DESIGN.md, so the plain solver runs the very same iterates as ptsel's.
+objective's eps * sum T log T) and warmstart = (log 1/K_s, log 1/K_t), the method's start,
+so the plain solver runs the very same iterates as ptsel's.
 """
 import json
 import os

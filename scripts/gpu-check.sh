@@ -6,7 +6,7 @@
 # wheels, compiles the kernels, then gpu_check compares CUDA with the CPU on seeded random data
 # and measures throughput.
 # Per batch size it prints the ids identical to the CPU's and the share once ties are set aside
-# (the README promises 100%), whether each query gets the same ids and scores when sent alone,
+# (docs/CLI.md promises 100%), whether each query gets the same ids and scores when sent alone,
 # and how many tensor-core queries were re-scored with f32 queries; a line starts with FAIL when
 # a promise is broken. Everything goes to stdout; the exit status is non-zero if a step fails.
 set -uo pipefail

@@ -192,30 +192,3 @@ def test_a_dataframe_and_parquet_metadata(spark, tmp_path):
     assert got.dtype == np.dtype("u8,u8")
     want = sorted({(int(u[:16], 16), int(u[16:], 16)) for u in (from_df.ids[r] for r in sel.rows)})
     assert [tuple(map(int, g)) for g in got] == want
-
-
-def test_the_readme_recipe_runs_as_written(spark, tmp_path, monkeypatch):
-    # A folder of embedding shards as clip-retrieval writes them, a target, and the README's
-    # "Scaling out" snippet run verbatim in it (its SparkSession is this one).
-    pa, pq = require("pyarrow"), require("pyarrow.parquet")
-    from conftest import REPO
-
-    rng = np.random.default_rng(9)
-    (tmp_path / "embeddings" / "img_emb").mkdir(parents=True)
-    (tmp_path / "embeddings" / "metadata").mkdir()
-    for k in range(3):
-        np.save(tmp_path / "embeddings" / "img_emb" / f"img_emb_{k}.npy",
-                rng.normal(size=(8000, 16)).astype(np.float32))
-        uids = [f"{u:032x}" for u in rng.integers(0, 2**62, size=8000)]
-        pq.write_table(pa.table({"uid": uids}),
-                       tmp_path / "embeddings" / "metadata" / f"metadata_{k}.parquet")
-    np.save(tmp_path / "target.npy", rng.normal(size=(300, 16)).astype(np.float32))
-    section = (REPO / "README.md").read_text().split("\n## Scaling out\n", 1)[1]
-    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
-    monkeypatch.chdir(tmp_path)
-    exec(compile(snippet, "README.md", "exec"), {})
-    corpus = ptsel.open(tmp_path / "corpus")
-    assert (len(corpus), corpus.shards) == (24_000, 3)
-    uids = np.load(tmp_path / "selection.npy")
-    assert uids.dtype == np.dtype("u8,u8") and 5000 < len(uids) <= 10_000
-    assert (np.sort(uids) == uids).all()
