@@ -64,6 +64,14 @@ fn name<T: clap::ValueEnum>(v: T) -> String {
 fn select_help_shows_the_library_defaults() {
     let d = SelectParams::DEFAULT;
     assert_eq!(d.method, Method::Uot);
+    // uot-knn's own defaults: the sample-level eps and neighbours, the rest shared.
+    let u = SelectParams::UOT_KNN;
+    assert_eq!(
+        SelectParams::for_method(Method::UotKnn).per_target,
+        u.per_target
+    );
+    assert_eq!((u.uot.eps, u.per_target, u.p_m), (0.1, 64, d.p_m));
+    assert_eq!((u.uot.tau_source, u.uot.tau_target), (1.0, 100.0));
     check(
         &["select"],
         &[
@@ -74,13 +82,17 @@ fn select_help_shows_the_library_defaults() {
             ),
             ("seed", d.seed.to_string()),
             ("p-m", d.p_m.to_string()),
-            ("eps", d.uot.eps.to_string()),
+            ("eps", format!("{}; {} for uot-knn", d.uot.eps, u.uot.eps)),
             ("tau-source", d.uot.tau_source.to_string()),
             ("tau-target", d.uot.tau_target.to_string()),
             ("max-iter", d.uot.max_iter.to_string()),
             ("tol", d.uot.tol.to_string()),
             ("uot-domain", name(d.uot.domain)),
-            ("per-target", d.per_target.to_string()),
+            (
+                "per-target",
+                format!("{}; {} for uot-knn", d.per_target, u.per_target),
+            ),
+            ("draw", name(d.draw)),
             (
                 "ef",
                 format!("{EF_PER_NEIGHBOUR} x --per-target, at least {MIN_DEFAULT_EF}"),

@@ -23,9 +23,18 @@ pub(super) fn select(
 ) -> Result<Selection> {
     let groups = Groups::resolve(engine, p.pseudo_classes)?;
     let units = target.units();
+    let mut notes = Vec::new();
     let (order, importance, solver) = match method {
         Method::Uot => {
-            let (imp, stats) = uot_importance(&groups, &units, p)?;
+            let (imp, stats) = match p.graph_k {
+                Some(k) => {
+                    let (imp, stats, note) =
+                        super::uot_knn::class_importance(&groups, &units, k, p)?;
+                    notes.extend(note);
+                    (imp, stats)
+                }
+                None => uot_importance(&groups, &units, p)?,
+            };
             (rank(&groups, &imp), Some(imp), Some(stats))
         }
         Method::Similarity => {
@@ -44,7 +53,7 @@ pub(super) fn select(
         selected_classes,
         solver,
         excluded: 0,
-        notes: Vec::new(),
+        notes,
     })
 }
 
@@ -64,14 +73,7 @@ pub fn uot_importance(
             groups.engine.path().display()
         )));
     }
-    let means: Vec<f64> = classes
-        .iter()
-        .flat_map(|&c| {
-            groups.means[c as usize * dim..(c as usize + 1) * dim]
-                .iter()
-                .copied()
-        })
-        .collect();
+    let means = groups.means_of(&classes);
     let (rows, plan) = uot::class_importance(&means, target_units, dim, p.p_m, &p.uot)?;
     let mut importance = vec![0.0; groups.len()];
     for (&c, s) in classes.iter().zip(rows) {
@@ -84,6 +86,7 @@ pub fn uot_importance(
         converged: plan.converged,
         marginal_error: plan.marginal_error,
         log_domain: plan.log_domain,
+        graph: None,
     };
     Ok((importance, stats))
 }

@@ -150,6 +150,19 @@ impl<'a> Groups<'a> {
         }
     }
 
+    /// The means of `classes`, one `dim`-wide row each.
+    pub fn means_of(&self, classes: &[u32]) -> Vec<f64> {
+        let dim = self.engine.dim();
+        classes
+            .iter()
+            .flat_map(|&c| {
+                self.means[c as usize * dim..(c as usize + 1) * dim]
+                    .iter()
+                    .copied()
+            })
+            .collect()
+    }
+
     /// Classes with at least one sample, in class order.
     pub fn non_empty(&self) -> Vec<u32> {
         (0..self.len() as u32)

@@ -35,29 +35,11 @@ pub(super) fn select(
     p: &SelectParams,
     hits: Option<Neighbors>,
 ) -> Result<Selection> {
-    let per_target = p.per_target;
     if engine.metric() == Metric::L2 {
         return Err(Error::invalid("kNN selection sums similarities: it needs an index built with the cos or ip metric (this one is l2)"));
     }
-    if per_target == 0 || per_target > engine.rows() {
-        return Err(Error::invalid(format!(
-            "per_target = {per_target} neighbours must be between 1 and the number of rows ({})",
-            engine.rows()
-        )));
-    }
     super::check_budget(budget, engine.rows() - mask.map_or(0, Excluded::len))?;
-    let mut notes = Vec::new();
-    let search = p.knn_search(engine)?;
-    if search.fallback {
-        notes.push(
-            "kNN: the index (or a shard of the corpus) has no HNSW graph, so exact search was used"
-                .to_string(),
-        );
-    }
-    let hits = match hits {
-        Some(hits) => hits,
-        None => engine.search(queries, search.k, &search.opts)?,
-    };
+    let (hits, mut notes) = neighbours(engine, queries, p, hits, "kNN")?;
     // Sort (row, query order) pairs so the sums are taken in one fixed order.
     let mut pairs: Vec<(u32, f32)> = hits
         .ids
@@ -95,4 +77,36 @@ pub(super) fn select(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Selection::samples(Method::Knn, picks, notes))
+}
+
+/// The `p.per_target` neighbours of every target sample: `hits` when a search elsewhere found
+/// them, else the engine's search ([`SelectParams::knn_search`]), with a note (naming `method`)
+/// when exact search stood in for a missing graph. An error unless `per_target` is between 1
+/// and the number of rows.
+pub(super) fn neighbours(
+    engine: &Engine,
+    queries: &[f32],
+    p: &SelectParams,
+    hits: Option<Neighbors>,
+    method: &str,
+) -> Result<(Neighbors, Vec<String>)> {
+    let per_target = p.per_target;
+    if per_target == 0 || per_target > engine.rows() {
+        return Err(Error::invalid(format!(
+            "per_target = {per_target} neighbours must be between 1 and the number of rows ({})",
+            engine.rows()
+        )));
+    }
+    let mut notes = Vec::new();
+    let search = p.knn_search(engine)?;
+    if search.fallback {
+        notes.push(format!(
+            "{method}: the index (or a shard of the corpus) has no HNSW graph, so exact search was used"
+        ));
+    }
+    let hits = match hits {
+        Some(hits) => hits,
+        None => engine.search(queries, search.k, &search.opts)?,
+    };
+    Ok((hits, notes))
 }

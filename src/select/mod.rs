@@ -13,6 +13,7 @@ pub mod groups;
 pub mod knn;
 pub mod manifest;
 pub mod target;
+pub mod uot_knn;
 
 pub use classes::uot_importance;
 pub use groups::{Grouping, Groups};
@@ -36,6 +37,10 @@ pub enum Method {
     Uot,
     /// Nearest corpus samples of every target sample, aggregated by summed similarity.
     Knn,
+    /// Unbalanced OT between the target samples and the corpus rows, restricted to each target
+    /// sample's nearest rows (the paper's objective at sample level).
+    #[serde(rename = "uot-knn")]
+    UotKnn,
     /// Classes ranked by cosine between class mean and the mean target direction.
     Similarity,
     /// Seeded uniform sample of rows (`--budget`) or of classes (`--classes`).
@@ -45,6 +50,7 @@ pub enum Method {
 parse_by_name!(Method, "method", {
     "uot" => Method::Uot,
     "knn" => Method::Knn,
+    "uot-knn" => Method::UotKnn,
     "similarity" => Method::Similarity,
     "random" => Method::Random,
 });
@@ -74,8 +80,8 @@ impl Amount {
             )),
             (Some(k), None, _) => Ok(Amount::Classes(k)),
             (None, Some(n), _) => Ok(Amount::Budget(n)),
-            (None, None, Method::Knn) => Err(Error::invalid(
-                "kNN selection needs a budget (the number of samples to keep)",
+            (None, None, Method::Knn | Method::UotKnn) => Err(Error::invalid(
+                "sample-level selection (knn, uot-knn) needs a budget (the number of samples to keep)",
             )),
             (None, None, _) => Ok(Amount::Classes(DEFAULT_CLASSES)),
         }
@@ -130,6 +136,27 @@ pub struct SelectParams {
     /// Scoring backend (kNN, exclusion).
     #[serde(skip)]
     pub device: Device,
+    /// Class-level UOT over each target unit's `K` nearest classes (a sparse plan) instead of
+    /// the dense plan; `K` equal to the number of classes is the dense problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph_k: Option<usize>,
+    /// uot-knn: also link each touched row to its `K2` nearest target samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reverse_k: Option<usize>,
+    /// uot-knn: keep the rows of highest importance, or draw them in proportion to it.
+    pub draw: Draw,
+}
+
+/// How uot-knn turns importance into rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Draw {
+    /// The `N` rows of highest importance (ties: lower row first).
+    #[default]
+    Top,
+    /// `N` distinct rows drawn (seeded) with probability in proportion to importance.
+    Sample,
 }
 
 impl SelectParams {
@@ -149,7 +176,35 @@ impl SelectParams {
         seed: 0,
         pseudo_classes: false,
         device: Device::Auto,
+        graph_k: None,
+        reverse_k: None,
+        draw: Draw::Top,
     };
+
+    /// The defaults of [`Method::UotKnn`], where they differ from [`SelectParams::DEFAULT`]:
+    /// `eps` 0.1 (at the paper's 1 the sample-level plan is so diffuse that a kNN graph cuts
+    /// much of it) and 64 neighbours per target sample.
+    pub const UOT_KNN: SelectParams = SelectParams {
+        method: Method::UotKnn,
+        uot: uot::UotParams {
+            eps: 0.1,
+            ..uot::UotParams::DEFAULT
+        },
+        per_target: 64,
+        ..Self::DEFAULT
+    };
+
+    /// The defaults for `method`: [`SelectParams::UOT_KNN`] for uot-knn, else
+    /// [`SelectParams::DEFAULT`] with that method.
+    pub const fn for_method(method: Method) -> SelectParams {
+        match method {
+            Method::UotKnn => Self::UOT_KNN,
+            _ => SelectParams {
+                method,
+                ..Self::DEFAULT
+            },
+        }
+    }
 
     /// The kNN search's beam width (or rows re-ranked through the partitions): `ef` when given,
     /// else [`knn::default_ef`] of `per_target`.
@@ -208,7 +263,7 @@ pub struct Pick {
     /// Its source class (label or pseudo-class), when known.
     pub class: Option<u32>,
     /// What ranked it: the class importance (uot, similarity), the summed similarity (knn),
-    /// 0 (random).
+    /// the row's plan mass (uot-knn), 0 (random).
     pub score: f64,
 }
 
@@ -227,6 +282,30 @@ pub struct SolverStats {
     pub marginal_error: f64,
     /// Whether the log-domain iteration was used.
     pub log_domain: bool,
+    /// The sparse plan's graph and terms (uot with a graph, uot-knn).
+    #[serde(flatten)]
+    pub graph: Option<GraphStats>,
+}
+
+/// The graph of a sparse UOT plan and what it may have cut off.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct GraphStats {
+    /// Edges of the graph.
+    pub edges: usize,
+    /// Source rows (or classes) touched by an edge: the rows of the problem.
+    pub touched_rows: usize,
+    /// The objective's terms.
+    pub objective: uot::Objective,
+    /// Median over targets of the estimated plan mass the graph cut off, relative to `b_j`: an
+    /// upper bound, loose at sample level (it lets every row outside the graph take mass from
+    /// the target alone), so the note is driven by `kth_kernel_median` instead.
+    pub tail_median: f64,
+    /// Largest such estimate.
+    pub tail_max: f64,
+    /// Median over targets of the kernel at the farthest kept neighbour relative to the
+    /// nearest, `exp(-(c_far - c_near) / eps)`: near 1, the plan is still flat where the graph
+    /// ends, so it likely cut real mass off (raise k or lower eps); near 0, it has decayed.
+    pub kth_kernel_median: f64,
 }
 
 /// The outcome of a selection.
@@ -360,12 +439,22 @@ fn run(
                 "the number of classes or the budget must be at least 1",
             ))
         }
-        (Method::Knn, Amount::Classes(_)) => {
+        (Method::Knn | Method::UotKnn, Amount::Classes(_)) => {
             return Err(Error::invalid(
-                "kNN selection picks samples: give a budget of samples, not a number of classes",
+                "sample-level selection (knn, uot-knn) picks samples: give a budget of samples, not a number of classes",
             ))
         }
         _ => {}
+    }
+    if p.graph_k.is_some() && p.method != Method::Uot {
+        return Err(Error::invalid(
+            "graph_k restricts the class-level UOT plan: it needs the uot method",
+        ));
+    }
+    if (p.reverse_k.is_some() || p.draw != Draw::Top) && p.method != Method::UotKnn {
+        return Err(Error::invalid(
+            "reverse_k and a sampled draw are options of the uot-knn method",
+        ));
     }
     let mask = match exclude {
         Some(_) if !found.excluded.is_empty() => Some(Excluded::new(found.excluded)),
@@ -388,6 +477,9 @@ fn run(
     let mut sel = match (p.method, p.amount) {
         (Method::Knn, Amount::Budget(n)) => {
             knn::select(engine, &target.features.data, n, mask, p, hits)?
+        }
+        (Method::UotKnn, Amount::Budget(n)) => {
+            uot_knn::select(engine, &target.features.data, n, mask, p, hits)?
         }
         (Method::Random, Amount::Budget(n)) => baselines::random_rows(engine, n, mask, p.seed)?,
         (method, amount) => classes::select(engine, target, method, amount, mask, p)?,

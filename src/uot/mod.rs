@@ -14,6 +14,9 @@
 
 mod log;
 mod plain;
+pub mod sparse;
+
+pub use sparse::{solve_sparse, Objective, SparseCost, SparsePlan};
 
 use crate::error::{Error, Result};
 
@@ -111,17 +114,7 @@ pub fn solve(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<UotPla
             cost.len()
         )));
     }
-    if !(p.eps > 0.0 && p.tau_source > 0.0 && p.tau_target > 0.0 && p.tol >= 0.0) || p.max_iter == 0
-    {
-        return Err(Error::invalid(format!(
-            "UOT: eps, tau and max_iter must be positive (got {p:?})"
-        )));
-    }
-    if let Some(bad) = a.iter().chain(b).find(|x| !(x.is_finite() && **x > 0.0)) {
-        return Err(Error::invalid(format!(
-            "UOT: marginals must be finite and positive (found {bad})"
-        )));
-    }
+    check_params(a, b, p)?;
     let max_abs = max_abs(cost);
     if !max_abs.is_finite() {
         let bad = cost.iter().find(|c| !c.is_finite()).unwrap_or(&max_abs);
@@ -140,6 +133,22 @@ pub fn solve(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<UotPla
         },
     };
     Ok(finish(plan, b))
+}
+
+/// An error unless the parameters and marginals are usable (both solvers).
+fn check_params(a: &[f64], b: &[f64], p: &UotParams) -> Result<()> {
+    if !(p.eps > 0.0 && p.tau_source > 0.0 && p.tau_target > 0.0 && p.tol >= 0.0) || p.max_iter == 0
+    {
+        return Err(Error::invalid(format!(
+            "UOT: eps, tau and max_iter must be positive (got {p:?})"
+        )));
+    }
+    if let Some(bad) = a.iter().chain(b).find(|x| !(x.is_finite() && **x > 0.0)) {
+        return Err(Error::invalid(format!(
+            "UOT: marginals must be finite and positive (found {bad})"
+        )));
+    }
+    Ok(())
 }
 
 /// `max |x|`, or NaN when `x` holds a NaN (infinities come out as the maximum). Eight
@@ -254,7 +263,8 @@ fn check_size(rows: usize, cols: usize) -> Result<()> {
         cells => Err(Error::invalid(format!(
             "UOT over {rows} source classes x {cols} target units needs {} GiB for its three \
              {rows} x {cols} matrices (at most {} GiB): give target labels or target class means so \
-             that each target class is one unit, or cluster the corpus into fewer pseudo-classes",
+             that each target class is one unit, cluster the corpus into fewer pseudo-classes, or \
+             restrict the plan to each target unit's K nearest classes (--graph-k K)",
             cells.map_or("more than 2^64 bytes / 2^30".into(), |c| format!(
                 "{:.0}",
                 (c as f64) * 24.0 / f64::from(1u32 << 30)

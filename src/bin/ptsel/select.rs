@@ -6,7 +6,7 @@ use ptsel::score::Device;
 use ptsel::select::knn::{EF_PER_NEIGHBOUR, MIN_DEFAULT_EF};
 use ptsel::select::manifest::{self, Format};
 use ptsel::select::{
-    Amount, Exclude, Method, SelectParams, Target, TargetKind, DEFAULT_CLASSES,
+    Amount, Draw, Exclude, Method, SelectParams, Target, TargetKind, DEFAULT_CLASSES,
     DEFAULT_EXCLUDE_THRESHOLD,
 };
 use ptsel::uot::{Domain, UotParams};
@@ -56,9 +56,8 @@ pub struct Args {
     /// Cost scale: `M = (1 - cos) / p_m`.
     #[arg(long, default_value_t = SelectParams::DEFAULT.p_m)]
     pub p_m: f64,
-    /// Entropic regularisation eps.
-    #[arg(long, default_value_t = SelectParams::DEFAULT.uot.eps)]
-    pub eps: f64,
+    #[arg(long, help = per_method_help("Entropic regularisation eps", |p| p.uot.eps.to_string()))]
+    pub eps: Option<f64>,
     /// Source marginal relaxation tau_s.
     #[arg(long, default_value_t = SelectParams::DEFAULT.uot.tau_source)]
     pub tau_source: f64,
@@ -74,9 +73,17 @@ pub struct Args {
     /// Plain or log-domain Sinkhorn (auto: log domain only when the plain kernel would fail).
     #[arg(long, value_enum, default_value_t = SelectParams::DEFAULT.uot.domain)]
     pub uot_domain: Domain,
-    /// Neighbours per target sample (knn).
-    #[arg(long, value_name = "K", default_value_t = SelectParams::DEFAULT.per_target)]
-    pub per_target: usize,
+    #[arg(long, value_name = "K", help = per_method_help("Neighbours per target sample (knn, uot-knn)", |p| p.per_target.to_string()))]
+    pub per_target: Option<usize>,
+    /// Class-level UOT over each target unit's K nearest classes (a sparse plan).
+    #[arg(long, value_name = "K")]
+    pub graph_k: Option<usize>,
+    /// uot-knn: also link each touched row to its K2 nearest target samples.
+    #[arg(long, value_name = "K2")]
+    pub reverse_k: Option<usize>,
+    /// uot-knn: keep the rows of highest importance, or draw them (--seed) in proportion to it.
+    #[arg(long, value_enum, default_value_t = SelectParams::DEFAULT.draw)]
+    pub draw: Draw,
     /// Exact neighbour search (knn); otherwise the index's HNSW graph when it has one.
     #[arg(long)]
     pub exact: bool,
@@ -104,6 +111,12 @@ fn classes_help() -> String {
     format!("Keep the K best classes and all their samples [default: {DEFAULT_CLASSES} for class-level methods]")
 }
 
+/// A help line with the library's default, and uot-knn's where it differs.
+fn per_method_help(what: &str, get: fn(&SelectParams) -> String) -> String {
+    let (d, s) = (get(&SelectParams::DEFAULT), get(&SelectParams::UOT_KNN));
+    format!("{what} [default: {d}; {s} for uot-knn]")
+}
+
 /// `--ef`'s help, with the library's default.
 fn ef_help() -> String {
     format!(
@@ -115,25 +128,29 @@ fn ef_help() -> String {
 impl Args {
     /// Engine parameters for these arguments.
     fn params(&self) -> Result<SelectParams> {
+        let d = SelectParams::for_method(self.method);
         Ok(SelectParams {
             method: self.method,
             amount: Amount::for_method(self.method, self.classes, self.budget)?,
             p_m: self.p_m,
             uot: UotParams {
-                eps: self.eps,
+                eps: self.eps.unwrap_or(d.uot.eps),
                 tau_source: self.tau_source,
                 tau_target: self.tau_target,
                 max_iter: self.max_iter,
                 tol: self.tol,
                 domain: self.uot_domain,
             },
-            per_target: self.per_target,
+            per_target: self.per_target.unwrap_or(d.per_target),
             exact: self.exact,
             ef: self.ef,
             probes: self.probes,
             seed: self.seed,
             pseudo_classes: self.pseudo_classes,
             device: self.device,
+            graph_k: self.graph_k,
+            reverse_k: self.reverse_k,
+            draw: self.draw,
         })
     }
 

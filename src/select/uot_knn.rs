@@ -1,0 +1,291 @@
+//! UOT over a kNN graph (docs/ARCHITECTURE.md, "The method", UOT over the kNN graph): the
+//! paper's objective with the plan restricted to each target unit's nearest source rows.
+//!
+//! Sample level ([`super::Method::UotKnn`]): every target sample is linked to its `per_target`
+//! nearest corpus rows found by the index's search (optionally each touched row to its
+//! `reverse_k` nearest targets), the cost is `(1 - cos) / p_m`, and a row's importance is its
+//! plan row sum. Class level (`graph_k`): every target unit is linked to its `K` nearest class
+//! means, in place of the dense plan.
+
+use super::{
+    Draw, Excluded, GraphStats, Groups, Method, Pick, SelectParams, Selection, SolverStats,
+};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::format::Metric;
+use crate::hnsw::NO_NODE;
+use crate::kmeans;
+use crate::score::{self, Neighbors};
+use crate::uot::{self, SparseCost, SparsePlan};
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+/// Median kernel at the farthest kept neighbour, relative to the nearest, above which the
+/// summary says that the graph may have cut off much of the plan (the plan has not decayed by
+/// an order of magnitude where the graph ends).
+pub const FLAT_NOTE: f64 = 0.1;
+
+/// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) by their mass in
+/// the plan over the kNN graph; rows in `mask` are dropped from the graph first. Neighbours
+/// are `hits` when a search elsewhere found them, else the engine's search as for kNN.
+pub(super) fn select(
+    engine: &Engine,
+    queries: &[f32],
+    budget: usize,
+    mask: Option<&Excluded>,
+    p: &SelectParams,
+    hits: Option<Neighbors>,
+) -> Result<Selection> {
+    if engine.metric() != Metric::Cos {
+        return Err(Error::invalid(format!("uot-knn's cost is 1 - cos: it needs an index built with the cos metric (this one is {})", engine.metric().name())));
+    }
+    if p.reverse_k == Some(0) {
+        return Err(Error::invalid("reverse_k must be at least 1"));
+    }
+    let (hits, mut notes) = super::knn::neighbours(engine, queries, p, hits, "uot-knn")?;
+    let nq = hits.ids.len() / hits.k.max(1);
+    // Forward edges: (global row, target, cost), rows in `mask` dropped.
+    let mut edges: Vec<(u32, u32, f64)> = Vec::with_capacity(hits.ids.len());
+    for (j, (ids, scores)) in hits
+        .ids
+        .chunks_exact(hits.k)
+        .zip(hits.scores.chunks_exact(hits.k))
+        .enumerate()
+    {
+        for (&r, &s) in ids.iter().zip(scores) {
+            if r != NO_NODE && s.is_finite() && !mask.is_some_and(|m| m.contains(r)) {
+                edges.push((r, j as u32, (1.0 - f64::from(s)) / p.p_m));
+            }
+        }
+    }
+    let mut touched: Vec<u32> = edges.iter().map(|e| e.0).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    if let Some(k2) = p.reverse_k {
+        edges.extend(reverse_edges(engine, queries, &touched, k2, p.p_m)?);
+    }
+    let compact = |r: u32| touched.binary_search(&r).unwrap_or(0) as u32;
+    let mut columns: Vec<Vec<(u32, f64)>> = vec![Vec::new(); nq];
+    for &(r, j, c) in &edges {
+        columns[j as usize].push((compact(r), c));
+    }
+    for col in &mut columns {
+        // A reverse edge may repeat a forward one: keep the forward one (pushed first).
+        col.sort_by_key(|e| e.0);
+        col.dedup_by_key(|e| e.0);
+    }
+    if let Some(j) = columns.iter().position(Vec::is_empty) {
+        return Err(Error::invalid(format!(
+            "uot-knn: target sample {j} has no neighbour left (all excluded?)"
+        )));
+    }
+    if budget > touched.len() {
+        return Err(Error::invalid(format!(
+            "a budget of {budget} exceeds the {} corpus rows the graph touches; raise per_target (or reverse_k)",
+            touched.len()
+        )));
+    }
+    let g = SparseCost::from_columns(touched.len(), columns)?;
+    let plan = uot::solve_sparse(&g, &vec![1.0; g.rows()], &vec![1.0; g.cols()], &p.uot, None)?;
+    let total = engine.rows() - mask.map_or(0, Excluded::len);
+    let (stats, note) = graph_stats(&g, &plan, total, p);
+    notes.extend(note);
+    let chosen = match p.draw {
+        Draw::Top => top(&plan.row_sums, budget),
+        Draw::Sample => draw(&plan.row_sums, budget, p.seed),
+    };
+    let picks = chosen
+        .into_iter()
+        .map(|i| {
+            let row = touched[i];
+            Ok(Pick {
+                row,
+                class: engine.label(row as usize)?,
+                score: plan.row_sums[i],
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut sel = Selection::samples(Method::UotKnn, picks, notes);
+    sel.solver = Some(stats);
+    Ok(sel)
+}
+
+/// Each of `rows` linked to its `k2` nearest `queries` by exact cosine: `(row, target, cost)`.
+fn reverse_edges(
+    engine: &Engine,
+    queries: &[f32],
+    rows: &[u32],
+    k2: usize,
+    p_m: f64,
+) -> Result<Vec<(u32, u32, f64)>> {
+    let dim = engine.dim();
+    let units: Vec<f32> = queries
+        .chunks_exact(dim)
+        .flat_map(|t| {
+            let n = t.iter().map(|x| x * x).sum::<f32>().sqrt();
+            t.iter().map(move |x| if n > 0.0 { x / n } else { 0.0 })
+        })
+        .collect();
+    let dot = score::simd::kernels().dot_f32;
+    let per_row: Vec<Vec<(u32, u32, f64)>> = rows
+        .par_iter()
+        .map_init(
+            || vec![0f32; dim],
+            |x, &r| {
+                let (shard, local) = engine.locate(r as usize)?;
+                kmeans::unit_row(&shard.index().vectors(), local, dim, x);
+                let mut s: Vec<(f32, u32)> = units
+                    .chunks_exact(dim)
+                    .zip(0u32..)
+                    .map(|(t, j)| (dot(x, t), j))
+                    .collect();
+                s.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                s.truncate(k2);
+                Ok(s.into_iter()
+                    .map(|(c, j)| (r, j, (1.0 - f64::from(c)) / p_m))
+                    .collect())
+            },
+        )
+        .collect::<Result<_>>()?;
+    Ok(per_row.into_iter().flatten().collect())
+}
+
+/// The `n` largest of `w` (ties: lower index first).
+fn top(w: &[f64], n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..w.len()).collect();
+    order.sort_by(|&a, &b| w[b].total_cmp(&w[a]).then(a.cmp(&b)));
+    order.truncate(n);
+    order
+}
+
+/// `n` distinct indices drawn with probability in proportion to `w` (sequential sampling
+/// without replacement, as Efraimidis and Spirakis' keys `ln(U) / w`), seeded; best key first.
+fn draw(w: &[f64], n: usize, seed: u64) -> Vec<usize> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let keys: Vec<f64> = w
+        .iter()
+        .map(|&w| {
+            let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+            if w > 0.0 {
+                u.ln() / w
+            } else {
+                f64::NEG_INFINITY
+            }
+        })
+        .collect();
+    top(&keys, n)
+}
+
+/// The summary's graph block and, when the median tail is large, a note. The tail of target
+/// `j` estimates the mass the graph cut off: `(R - k_j) a_max^fi_s (v_j exp(-c_j,max /
+/// eps))^(1 - fi_s) / b_j` (here `a = b = 1`), with `R` the source rows of the whole problem.
+fn graph_stats(
+    g: &SparseCost,
+    plan: &SparsePlan,
+    total_rows: usize,
+    p: &SelectParams,
+) -> (SolverStats, Option<String>) {
+    let eps = p.uot.eps;
+    let fi_s = p.uot.tau_source / (p.uot.tau_source + eps);
+    let mut tails: Vec<f64> = (0..g.cols())
+        .map(|j| {
+            let (rows, cost) = g.column(j);
+            let c_max = cost.iter().fold(f64::NEG_INFINITY, |m, c| m.max(*c));
+            let cut = total_rows.saturating_sub(rows.len()) as f64;
+            cut * ((1.0 - fi_s) * (plan.beta[j] - c_max / eps)).exp()
+        })
+        .collect();
+    tails.sort_by(f64::total_cmp);
+    let tail_median = tails[tails.len() / 2];
+    let tail_max = tails[tails.len() - 1];
+    let mut flat: Vec<f64> = (0..g.cols())
+        .map(|j| {
+            let (_, cost) = g.column(j);
+            let (lo, hi) = cost
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), c| {
+                    (l.min(*c), h.max(*c))
+                });
+            (-(hi - lo) / eps).exp()
+        })
+        .collect();
+    flat.sort_by(f64::total_cmp);
+    let kth_kernel_median = flat[flat.len() / 2];
+    let stats = SolverStats {
+        source_classes: g.rows(),
+        target_units: g.cols(),
+        iterations: plan.iterations,
+        converged: plan.converged,
+        marginal_error: plan.marginal_error,
+        log_domain: plan.log_domain,
+        graph: Some(GraphStats {
+            edges: g.edges(),
+            touched_rows: g.rows(),
+            objective: plan.objective,
+            tail_median,
+            tail_max,
+            kth_kernel_median,
+        }),
+    };
+    let note = (kth_kernel_median > FLAT_NOTE).then(|| {
+        format!(
+            "sparse UOT: at the median target the kernel at the farthest kept neighbour is still {kth_kernel_median:.3} of the nearest's, so the graph likely cut off part of the plan; raise the neighbours per target (per_target / graph_k) or lower eps"
+        )
+    });
+    (stats, note)
+}
+
+/// Class-level UOT over each target unit's `k` nearest classes (by cost): the importance of
+/// every class (0 for classes no edge touches), the solver's statistics and a note.
+pub(super) fn class_importance(
+    groups: &Groups<'_>,
+    target_units: &[f64],
+    k: usize,
+    p: &SelectParams,
+) -> Result<(Vec<f64>, SolverStats, Option<String>)> {
+    let dim = groups.engine.dim();
+    let classes = groups.non_empty();
+    if k == 0 || k > classes.len() {
+        return Err(Error::invalid(format!(
+            "graph_k = {k} must be between 1 and the number of non-empty classes ({})",
+            classes.len()
+        )));
+    }
+    if !(p.p_m > 0.0 && p.p_m.is_finite()) {
+        return Err(Error::invalid(format!(
+            "p_m must be positive (got {})",
+            p.p_m
+        )));
+    }
+    let means = groups.means_of(&classes);
+    let rows = classes.len();
+    // Columns in chunks whose cost block stays near 32 MiB.
+    let chunk = ((1usize << 22) / rows).max(1) * dim;
+    let mut columns: Vec<Vec<(u32, f64)>> = Vec::new();
+    for t in target_units.chunks(chunk) {
+        let cols = t.len() / dim;
+        let cost = uot::cost_matrix(&means, t, dim, p.p_m);
+        columns.par_extend((0..cols).into_par_iter().map(|j| {
+            let mut col: Vec<(u32, f64)> =
+                (0..rows).map(|i| (i as u32, cost[i * cols + j])).collect();
+            col.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            col.truncate(k);
+            col
+        }));
+    }
+    let mut touched: Vec<u32> = columns.iter().flatten().map(|e| e.0).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    for col in &mut columns {
+        col.iter_mut()
+            .for_each(|e| e.0 = touched.binary_search(&e.0).unwrap_or(0) as u32);
+    }
+    let g = SparseCost::from_columns(touched.len(), columns)?;
+    let plan = uot::solve_sparse(&g, &vec![1.0; g.rows()], &vec![1.0; g.cols()], &p.uot, None)?;
+    let mut importance = vec![0.0; groups.len()];
+    for (&i, s) in touched.iter().zip(&plan.row_sums) {
+        importance[classes[i as usize] as usize] = *s;
+    }
+    let (stats, note) = graph_stats(&g, &plan, rows, p);
+    Ok((importance, stats, note))
+}

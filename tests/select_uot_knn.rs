@@ -1,0 +1,275 @@
+//! `ptsel select --method uot-knn` and `--method uot --graph-k` end to end: through the graph,
+//! exact search and an index without a graph, on a sharded corpus, with reverse edges, seeded
+//! draws and near-duplicate exclusion; reruns byte-identical; bad input refused.
+
+use ptsel::synth::{self, Spec};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ptsel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ptsel"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = ptsel(args);
+    assert!(
+        out.status.success(),
+        "ptsel {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const ROWS: usize = 4000;
+const DIM: usize = 24;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    target: PathBuf,
+    test: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let corpus = synth::clustered(Spec {
+        rows: ROWS,
+        dim: DIM,
+        classes: 30,
+        spread: 1.0,
+        seed: 11,
+    });
+    let f = dir.join("f.npy");
+    ptsel::npy::write_matrix(&f, &corpus.data, ROWS, DIM).unwrap();
+    let l = dir.join("l.npy");
+    ptsel::npy::write_labels(&l, &corpus.labels).unwrap();
+    let common = [
+        "--features",
+        s(&f),
+        "--labels",
+        s(&l),
+        "--hnsw-m",
+        "8",
+        "-q",
+    ];
+    for (name, extra) in [
+        ("g.ptsel", vec![]),
+        ("n.ptsel", vec!["--no-hnsw"]),
+        ("sh", vec!["--shard-rows", "1500"]),
+    ] {
+        let out = dir.join(name);
+        let mut args = vec!["build", "--out", s(&out)];
+        args.extend(common);
+        args.extend(extra);
+        ok(&args);
+    }
+    let (t, _) = synth::target_like(&corpus, &[1, 7, 20], 30, 1.0, 4);
+    let target = dir.join("t.npy");
+    ptsel::npy::write_matrix(&target, &t, t.len() / DIM, DIM).unwrap();
+    // Near-duplicates of a few corpus rows.
+    let test = dir.join("test.npy");
+    let rows: Vec<f32> = corpus.data[..5 * DIM].to_vec();
+    ptsel::npy::write_matrix(&test, &rows, 5, DIM).unwrap();
+    Fixture {
+        _tmp: tmp,
+        dir,
+        target,
+        test,
+    }
+}
+
+/// Manifest lines without their score (the last column).
+fn unscored(manifest: &str) -> Vec<String> {
+    manifest
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
+impl Fixture {
+    /// `select --index DIR/index --target T --out out ARGS...`.
+    fn select_args(&self, index: &str, out: &Path, args: &[&str]) -> Vec<String> {
+        let index = self.dir.join(index);
+        let mut all: Vec<String> = ["select", "--index", s(&index), "--target", s(&self.target)]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        all.extend(["--out".to_string(), s(out).to_string()]);
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    }
+
+    /// [`Fixture::select_args`], which must succeed.
+    fn ok_select(&self, index: &str, out: &Path, args: &[&str]) {
+        let all = self.select_args(index, out, args);
+        ok(&all.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    /// `select --method uot-knn` on `index` with `args`: the manifest and the summary.
+    fn run(&self, index: &str, args: &[&str]) -> (String, serde_json::Value) {
+        let (out, sum) = (self.dir.join("sel.csv"), self.dir.join("sum.json"));
+        let mut all = vec!["--summary", s(&sum), "--method", "uot-knn"];
+        all.extend(args);
+        self.ok_select(index, &out, &all);
+        let summary = serde_json::from_str(&std::fs::read_to_string(&sum).unwrap()).unwrap();
+        (std::fs::read_to_string(out).unwrap(), summary)
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.dir.join("bad.csv");
+        let all = self.select_args("g.ptsel", &out, args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let o = ptsel(&all);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+}
+
+fn rows(manifest: &str) -> Vec<String> {
+    manifest
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn uot_knn_selects_through_every_search_and_on_shards() {
+    let f = fixture();
+    let (graph, sum) = f.run("g.ptsel", &["--budget", "200"]);
+    assert_eq!(rows(&graph).len(), 200);
+    let solver = &sum["solver"];
+    assert_eq!(solver["converged"], true, "{sum}");
+    assert_eq!(sum["parameters"]["per_target"], 64);
+    assert_eq!(sum["parameters"]["uot"]["eps"], 0.1);
+    assert!(solver["edges"].as_u64().unwrap() == 90 * 64, "{solver}");
+    assert!(solver["touched_rows"].as_u64().unwrap() >= 200);
+    for term in ["transport", "entropy", "source_kl", "target_kl", "total"] {
+        assert!(solver["objective"][term].is_f64(), "{term}");
+    }
+    assert!(solver["tail_median"].is_f64());
+    // At eps 0.1 the plan decays well within 64 neighbours: no note. At eps 1 (the class-level
+    // value) the sample-level plan is still flat where the graph ends, and the note says so.
+    let flat = |s: &serde_json::Value| s["solver"]["kth_kernel_median"].as_f64().unwrap();
+    assert!(flat(&sum) < 0.1, "{sum}");
+    assert!(!sum["notes"].to_string().contains("cut off"), "{sum}");
+    let (_, diffuse) = f.run("g.ptsel", &["--budget", "200", "--eps", "1"]);
+    assert!(
+        flat(&diffuse) > flat(&sum) && flat(&diffuse) > 0.1,
+        "{diffuse}"
+    );
+    assert!(
+        diffuse["notes"].to_string().contains("cut off"),
+        "{diffuse}"
+    );
+    // Reruns are byte-identical.
+    assert_eq!(f.run("g.ptsel", &["--budget", "200"]), (graph.clone(), sum));
+    // Exact search, an index without a graph (exact, with a note), and shards: the same rows.
+    let (exact, _) = f.run("g.ptsel", &["--budget", "200", "--exact"]);
+    let (nograph, s2) = f.run("n.ptsel", &["--budget", "200"]);
+    assert_eq!(rows(&exact), rows(&nograph));
+    assert!(s2["notes"].to_string().contains("exact search"), "{s2}");
+    let (shards, _) = f.run("sh", &["--budget", "200", "--exact"]);
+    assert_eq!(exact, shards);
+    let (shard_graph, s3) = f.run("sh", &["--budget", "200"]);
+    assert_eq!(rows(&shard_graph).len(), 200);
+    assert_eq!(s3["solver"]["converged"], true);
+    // The graph's answer is close to the exact one.
+    let common = rows(&graph)
+        .iter()
+        .filter(|r| rows(&exact).contains(r))
+        .count();
+    assert!(common >= 180, "{common} of 200");
+}
+
+#[test]
+fn uot_knn_options_reverse_edges_draws_and_exclusion() {
+    let f = fixture();
+    let base = ["--budget", "100", "--exact", "--per-target", "16"];
+    let (_, plain) = f.run("g.ptsel", &base);
+    let (_, rev) = f.run("g.ptsel", &[&base[..], &["--reverse-k", "5"]].concat());
+    let edges = |v: &serde_json::Value| v["solver"]["edges"].as_u64().unwrap();
+    assert!(edges(&rev) > edges(&plain));
+    assert_eq!(rev["parameters"]["reverse_k"], 5);
+    let drawn = |seed: &str| {
+        let (m, _) = f.run(
+            "g.ptsel",
+            &[&base[..], &["--draw", "sample", "--seed", seed]].concat(),
+        );
+        rows(&m)
+    };
+    let (a, b, c) = (drawn("1"), drawn("1"), drawn("2"));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    let mut distinct = a.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 100);
+    let (m, sum) = f.run(
+        "g.ptsel",
+        &[&base[..], &["--exclude-near", s(&f.test)]].concat(),
+    );
+    assert!(sum["excluded"].as_u64().unwrap() >= 5);
+    for r in 0..5 {
+        assert!(!rows(&m).contains(&r.to_string()), "row {r} excluded");
+    }
+}
+
+#[test]
+fn class_level_graph_k_over_all_classes_is_the_dense_selection() {
+    let f = fixture();
+    let sel = |extra: &[&str]| {
+        let out = f.dir.join("c.csv");
+        f.ok_select("g.ptsel", &out, &[&["--classes", "5"], extra].concat());
+        std::fs::read_to_string(out).unwrap()
+    };
+    let dense = sel(&[]);
+    // The complete graph: the same classes and rows (scores within rounding).
+    assert!(unscored(&sel(&["--graph-k", "30"])) == unscored(&dense));
+    let few = sel(&["--graph-k", "3"]);
+    assert_eq!(few.lines().count(), dense.lines().count());
+}
+
+#[test]
+fn bad_values_are_refused_with_the_argument_named() {
+    let f = fixture();
+    let cases: [(&[&str], &str); 6] = [
+        (&["--graph-k", "0"], "graph_k"),
+        (&["--graph-k", "31"], "graph_k"),
+        (
+            &["--method", "uot-knn", "--budget", "10", "--per-target", "0"],
+            "per_target",
+        ),
+        (
+            &[
+                "--method",
+                "uot-knn",
+                "--budget",
+                "3999",
+                "--per-target",
+                "2",
+            ],
+            "budget",
+        ),
+        (&["--method", "uot-knn", "--classes", "3"], "budget"),
+        (&["--method", "uot-knn"], "budget"),
+    ];
+    for (args, want) in cases {
+        let err = f.fails(args);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let err = f.fails(&["--method", "uot-knn", "--budget", "10", "--reverse-k", "0"]);
+    assert!(err.contains("reverse_k"), "{err}");
+    let err = f.fails(&["--method", "knn", "--budget", "10", "--graph-k", "3"]);
+    assert!(err.contains("graph_k"), "{err}");
+    let err = f.fails(&["--method", "knn", "--budget", "10", "--draw", "sample"]);
+    assert!(err.contains("uot-knn"), "{err}");
+}
