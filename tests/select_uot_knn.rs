@@ -272,4 +272,51 @@ fn bad_values_are_refused_with_the_argument_named() {
     assert!(err.contains("graph_k"), "{err}");
     let err = f.fails(&["--method", "knn", "--budget", "10", "--draw", "sample"]);
     assert!(err.contains("uot-knn"), "{err}");
+    let err = f.fails(&["--method", "knn", "--budget", "10", "--dedup-greedy", "0.9"]);
+    assert!(err.contains("uot-knn"), "{err}");
+    let err = f.fails(&["--method", "uot-knn", "--budget", "10", "--dedup-kde", "1"]);
+    assert!(err.contains("cosine in [-1, 1)"), "{err}");
+}
+
+/// The unit-norm feature rows of the fixture's corpus.
+fn unit_rows(f: &Fixture) -> Vec<Vec<f32>> {
+    let m = ptsel::npy::read_matrix(&f.dir.join("f.npy")).unwrap();
+    m.data
+        .chunks_exact(m.dim)
+        .map(|r| {
+            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            r.iter().map(|x| x / n).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn deduplication_spreads_the_selection_and_is_counted() {
+    let f = fixture();
+    let (plain, _) = f.run("g.ptsel", &["--budget", "150"]);
+    // Greedy: no two kept rows within cosine 0.8 of each other, the skipped ones counted.
+    let (greedy, s) = f.run("g.ptsel", &["--budget", "150", "--dedup-greedy", "0.8"]);
+    let skipped = s["solver"]["greedy_skipped"].as_u64().unwrap();
+    assert!(skipped > 0, "{s}");
+    let units = unit_rows(&f);
+    let kept: Vec<usize> = rows(&greedy).iter().map(|r| r.parse().unwrap()).collect();
+    assert_eq!(kept.len(), 150);
+    for (a, &i) in kept.iter().enumerate() {
+        for &j in &kept[..a] {
+            let c: f32 = units[i].iter().zip(&units[j]).map(|(x, y)| x * y).sum();
+            assert!(c < 0.8 + 1e-3, "rows {i} and {j}: cosine {c}");
+        }
+    }
+    // The same rows as the plain ranking, with the skipped ones taken out.
+    let plain_rows = rows(&plain);
+    assert_eq!(rows(&greedy)[0], plain_rows[0]);
+    // Density: rows in dense neighbourhoods lose mass, so the ranking changes.
+    let (kde, s) = f.run("g.ptsel", &["--budget", "150", "--dedup-kde", "0.8"]);
+    assert!(s["solver"]["kde_downweighted"].as_u64().unwrap() > 0, "{s}");
+    assert_ne!(rows(&kde), plain_rows);
+    assert_eq!(
+        f.run("g.ptsel", &["--budget", "150", "--dedup-kde", "0.8"])
+            .0,
+        kde
+    );
 }

@@ -145,6 +145,15 @@ pub struct SelectParams {
     pub reverse_k: Option<usize>,
     /// uot-knn: keep the rows of highest importance, or draw them in proportion to it.
     pub draw: Draw,
+    /// uot-knn: divide each row's source mass by its local density among its
+    /// [`uot_knn::DENSITY_NEIGHBOURS`] nearest pool rows, `sum max(0, 1 - (1 - cos) / (1 - C0))`
+    /// (TSDS's kernel-density de-duplication with cosine `C0`), so that near-copies share one
+    /// row's mass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup_kde: Option<f32>,
+    /// uot-knn: skip a row whose cosine to a row already kept is at least `C0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup_greedy: Option<f32>,
 }
 
 /// How uot-knn turns importance into rows.
@@ -179,6 +188,8 @@ impl SelectParams {
         graph_k: None,
         reverse_k: None,
         draw: Draw::Top,
+        dedup_kde: None,
+        dedup_greedy: None,
     };
 
     /// The defaults of [`Method::UotKnn`], where they differ from [`SelectParams::DEFAULT`]:
@@ -306,6 +317,12 @@ pub struct GraphStats {
     /// nearest, `exp(-(c_far - c_near) / eps)`: near 1, the plan is still flat where the graph
     /// ends, so it likely cut real mass off (raise k or lower eps); near 0, it has decayed.
     pub kth_kernel_median: f64,
+    /// Rows whose source mass the density de-duplication lowered (`dedup_kde`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kde_downweighted: Option<usize>,
+    /// Rows skipped as near-copies of a row already kept (`dedup_greedy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub greedy_skipped: Option<usize>,
 }
 
 /// The outcome of a selection.
@@ -451,10 +468,18 @@ fn run(
             "graph_k restricts the class-level UOT plan: it needs the uot method",
         ));
     }
-    if (p.reverse_k.is_some() || p.draw != Draw::Top) && p.method != Method::UotKnn {
+    let dedup = p.dedup_kde.is_some() || p.dedup_greedy.is_some();
+    if (p.reverse_k.is_some() || p.draw != Draw::Top || dedup) && p.method != Method::UotKnn {
         return Err(Error::invalid(
-            "reverse_k and a sampled draw are options of the uot-knn method",
+            "reverse_k, a sampled draw and de-duplication are options of the uot-knn method",
         ));
+    }
+    for c0 in [p.dedup_kde, p.dedup_greedy].into_iter().flatten() {
+        if !(-1.0..1.0).contains(&c0) {
+            return Err(Error::invalid(format!(
+                "a de-duplication threshold is a cosine in [-1, 1) (got {c0})"
+            )));
+        }
     }
     let mask = match exclude {
         Some(_) if !found.excluded.is_empty() => Some(Excluded::new(found.excluded)),

@@ -25,6 +25,10 @@ use rayon::prelude::*;
 /// an order of magnitude where the graph ends).
 pub const FLAT_NOTE: f64 = 0.1;
 
+/// Pool rows around a touched row whose similarity makes its density (`dedup_kde`), itself
+/// included (TSDS's choice).
+pub const DENSITY_NEIGHBOURS: usize = 32;
+
 /// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) by their mass in
 /// the plan over the kNN graph; rows in `mask` are dropped from the graph first. Neighbours
 /// are `hits` when a search elsewhere found them, else the engine's search as for kNN.
@@ -86,14 +90,32 @@ pub(super) fn select(
         )));
     }
     let g = SparseCost::from_columns(touched.len(), columns)?;
-    let plan = uot::solve_sparse(&g, &vec![1.0; g.rows()], &vec![1.0; g.cols()], &p.uot, None)?;
-    let total = engine.rows() - mask.map_or(0, Excluded::len);
-    let (stats, note) = graph_stats(&g, &plan, total, p);
-    notes.extend(note);
-    let chosen = match p.draw {
-        Draw::Top => top(&plan.row_sums, budget),
-        Draw::Sample => draw(&plan.row_sums, budget, p.seed),
+    let a = match p.dedup_kde {
+        Some(c0) => density_masses(engine, &touched, c0, p)?,
+        None => vec![1.0; g.rows()],
     };
+    let plan = uot::solve_sparse(&g, &a, &vec![1.0; g.cols()], &p.uot, None)?;
+    let total = engine.rows() - mask.map_or(0, Excluded::len);
+    let (mut stats, note) = graph_stats(&g, &plan, total, p);
+    notes.extend(note);
+    let order = match p.draw {
+        Draw::Top => top(&plan.row_sums, touched.len()),
+        Draw::Sample => draw(&plan.row_sums, touched.len(), p.seed),
+    };
+    let (chosen, skipped) = match p.dedup_greedy {
+        Some(c0) => greedy(engine, &touched, &order, budget, c0)?,
+        None => (order.into_iter().take(budget).collect(), 0),
+    };
+    if chosen.len() < budget {
+        notes.push(format!(
+            "uot-knn: only {} rows are left after de-duplication for a budget of {budget}",
+            chosen.len()
+        ));
+    }
+    if let Some(graph) = stats.graph.as_mut() {
+        graph.kde_downweighted = p.dedup_kde.map(|_| a.iter().filter(|&&m| m < 1.0).count());
+        graph.greedy_skipped = p.dedup_greedy.map(|_| skipped);
+    }
     let picks = chosen
         .into_iter()
         .map(|i| {
@@ -108,6 +130,70 @@ pub(super) fn select(
     let mut sel = Selection::samples(Method::UotKnn, picks, notes);
     sel.solver = Some(stats);
     Ok(sel)
+}
+
+/// The source mass of each of `rows` (global, ascending) with TSDS's density de-duplication:
+/// `1 / rho` with `rho = sum max(0, 1 - (1 - cos) / (1 - c0))` over the row's
+/// [`DENSITY_NEIGHBOURS`] nearest pool rows (itself included, so `rho >= 1`), found by the
+/// same search as the target samples' neighbours.
+fn density_masses(engine: &Engine, rows: &[u32], c0: f32, p: &SelectParams) -> Result<Vec<f64>> {
+    let dim = engine.dim();
+    let mut vectors = vec![0f32; rows.len() * dim];
+    for (&r, x) in rows.iter().zip(vectors.chunks_exact_mut(dim)) {
+        let (shard, local) = engine.locate(r as usize)?;
+        kmeans::unit_row(&shard.index().vectors(), local, dim, x);
+    }
+    let k = DENSITY_NEIGHBOURS.min(engine.rows());
+    let search = SelectParams {
+        per_target: k,
+        ..*p
+    }
+    .knn_search(engine)?;
+    let near = engine.search(&vectors, k, &search.opts)?;
+    let width = 1.0 - f64::from(c0);
+    Ok(near
+        .scores
+        .chunks_exact(k)
+        .map(|s| {
+            let rho: f64 = s
+                .iter()
+                .filter(|c| c.is_finite())
+                .map(|&c| (1.0 - (1.0 - f64::from(c)) / width).max(0.0))
+                .sum();
+            1.0 / rho.max(1.0)
+        })
+        .collect())
+}
+
+/// The first `budget` of `order` (indices into `rows`) with every row whose cosine to a row
+/// already kept is at least `c0` skipped; and how many were skipped.
+fn greedy(
+    engine: &Engine,
+    rows: &[u32],
+    order: &[usize],
+    budget: usize,
+    c0: f32,
+) -> Result<(Vec<usize>, usize)> {
+    let dim = engine.dim();
+    let dot = score::simd::kernels().dot_f32;
+    let mut kept: Vec<usize> = Vec::with_capacity(budget);
+    let mut kept_vectors: Vec<f32> = Vec::with_capacity(budget * dim);
+    let mut x = vec![0f32; dim];
+    let mut skipped = 0;
+    for &i in order {
+        if kept.len() == budget {
+            break;
+        }
+        let (shard, local) = engine.locate(rows[i] as usize)?;
+        kmeans::unit_row(&shard.index().vectors(), local, dim, &mut x);
+        if kept_vectors.par_chunks_exact(dim).any(|k| dot(k, &x) >= c0) {
+            skipped += 1;
+            continue;
+        }
+        kept.push(i);
+        kept_vectors.extend_from_slice(&x);
+    }
+    Ok((kept, skipped))
 }
 
 /// Each of `rows` linked to its `k2` nearest `queries` by exact cosine: `(row, target, cost)`.
@@ -225,6 +311,8 @@ fn graph_stats(
             tail_median,
             tail_max,
             kth_kernel_median,
+            kde_downweighted: None,
+            greedy_skipped: None,
         }),
     };
     let note = (kth_kernel_median > FLAT_NOTE).then(|| {

@@ -84,6 +84,13 @@ pub struct Args {
     /// uot-knn: keep the rows of highest importance, or draw them (--seed) in proportion to it.
     #[arg(long, value_enum, default_value_t = SelectParams::DEFAULT.draw)]
     pub draw: Draw,
+    /// uot-knn: divide each row's mass by its density among its nearest pool rows within
+    /// cosine C0 (near-copies share one row's mass).
+    #[arg(long, value_name = "C0")]
+    pub dedup_kde: Option<f32>,
+    /// uot-knn: skip a row within cosine C0 of a row already kept.
+    #[arg(long, value_name = "C0")]
+    pub dedup_greedy: Option<f32>,
     /// Exact neighbour search (knn); otherwise the index's HNSW graph when it has one.
     #[arg(long)]
     pub exact: bool,
@@ -151,6 +158,8 @@ impl Args {
             graph_k: self.graph_k,
             reverse_k: self.reverse_k,
             draw: self.draw,
+            dedup_kde: self.dedup_kde,
+            dedup_greedy: self.dedup_greedy,
         })
     }
 
