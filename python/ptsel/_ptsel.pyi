@@ -70,14 +70,17 @@ class Index:
     def verify(self) -> int:
         """Recompute every checksum of every shard (CorruptIndexError naming the file at
         fault); returns the bytes checked."""
+    # Every argument that defaults to None takes the library's default (``defaults()``, the
+    # same values ``ptsel CMD --help`` shows).
     def search(
         self,
         queries: _Floats,
-        k: int = 10,
+        k: Optional[int] = None,
+        *,
         ef: Optional[int] = None,
-        exact: bool = False,
+        exact: Optional[bool] = None,
         threads: Optional[int] = None,
-        device: _Device = "auto",
+        device: Optional[_Device] = None,
         shards: Optional[tuple[int, int]] = None,
         probes: Optional[int] = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
@@ -87,38 +90,50 @@ class Index:
     def near_duplicates(
         self,
         test: Union[_Floats, _Path],
-        threshold: float = 0.95,
+        threshold: Optional[float] = None,
+        *,
         shards: Optional[tuple[int, int]] = None,
     ) -> npt.NDArray[np.int64]:
         """Rows whose cosine to some test row reaches ``threshold``, ascending."""
+    def knn_search(self, **select_options: Any) -> dict[str, Any]:
+        """The ``search`` keyword arguments (k, ef, probes, exact, device) of a kNN-based
+        selection with these ``select`` options, as the library resolves them."""
     def select(
         self,
         target: Union[_Floats, _Path],
         labels: Union[npt.NDArray[np.integer], _Path, None] = None,
+        *,
         means: bool = False,
-        method: Literal["uot", "knn", "similarity", "random"] = "uot",
+        method: Optional[Literal["uot", "uot-knn", "knn", "similarity", "random"]] = None,
         classes: Optional[int] = None,
         budget: Optional[int] = None,
         exclude_near: Union[_Floats, _Path, None] = None,
-        exclude_threshold: float = 0.95,
-        per_target: int = 50,
-        exact: bool = False,
+        exclude_threshold: Optional[float] = None,
+        per_target: Optional[int] = None,
+        exact: Optional[bool] = None,
         ef: Optional[int] = None,
-        seed: int = 0,
-        p_m: float = 0.1,
-        eps: float = 1.0,
-        tau_source: float = 1.0,
-        tau_target: float = 100.0,
-        max_iter: int = 1000,
-        tol: float = 1e-6,
-        uot_domain: Literal["auto", "plain", "log"] = "auto",
-        pseudo_classes: bool = False,
-        device: _Device = "auto",
+        seed: Optional[int] = None,
+        p_m: Optional[float] = None,
+        eps: Optional[float] = None,
+        tau_source: Optional[float] = None,
+        tau_target: Optional[float] = None,
+        max_iter: Optional[int] = None,
+        tol: Optional[float] = None,
+        uot_domain: Optional[Literal["auto", "plain", "log"]] = None,
+        pseudo_classes: Optional[bool] = None,
+        device: Optional[_Device] = None,
         neighbors: Optional[Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]] = None,
         excluded: Optional[Sequence[npt.NDArray[np.int64]]] = None,
         probes: Optional[int] = None,
+        graph_k: Optional[int] = None,
+        reverse_k: Optional[int] = None,
+        draw: Optional[Literal["top", "sample"]] = None,
+        dedup_kde: Optional[float] = None,
+        dedup_greedy: Optional[float] = None,
     ) -> Selection:
-        """The pre-training samples worth re-using for ``target`` (``ptsel select``)."""
+        """The pre-training samples worth re-using for ``target`` (``ptsel select``); options
+        left None take the library's defaults for ``method`` (``defaults("select",
+        method=...)``)."""
 
 class Selection:
     """The pre-training samples chosen for a target task, best first."""
@@ -150,22 +165,29 @@ def build(
     labels: Union[npt.NDArray[np.integer], _Path, None] = None,
     ids: Union[Sequence[str], _Path, None] = None,
     class_names: Union[Sequence[str], _Path, None] = None,
-    dtype: Literal["f16", "f32"] = "f16",
-    metric: Literal["cos", "ip", "l2"] = "cos",
-    hnsw: bool = True,
-    m: int = 16,
-    ef_construction: int = 200,
+    *,
+    dtype: Optional[Literal["f16", "f32"]] = None,
+    metric: Optional[Literal["cos", "ip", "l2"]] = None,
+    hnsw: Optional[bool] = None,
+    m: Optional[int] = None,
+    ef_construction: Optional[int] = None,
     kmeans: Optional[int] = None,
-    kmeans_iters: int = 20,
-    seed: int = 0,
+    kmeans_iters: Optional[int] = None,
+    seed: Optional[int] = None,
     progress: Union[bool, Callable[[str, int, int], Any]] = True,
     force: bool = False,
     resume: bool = False,
-    graph_layout: Literal["blocks", "compact"] = "blocks",
-    partitions: Optional[int] = None,
-    partition_codes: Literal["sq8", "pq4"] = "sq8",
+    graph_layout: Optional[Literal["blocks", "compact"]] = None,
+    partitions: Union[int, Literal["auto"], None] = None,
+    partition_codes: Optional[Literal["sq8", "pq4"]] = None,
 ) -> Index:
-    """Build an index of ``features`` at ``out`` and return it opened (``ptsel build``)."""
+    """Build an index of ``features`` at ``out`` and return it opened (``ptsel build``);
+    options left None take the library's defaults (``defaults("build")``); ``partitions``
+    None builds none, ``"auto"`` 2 sqrt(rows)."""
+
+def defaults(kind: Optional[str] = None, *, method: Optional[str] = None) -> dict[str, Any]:
+    """The library's defaults of the arguments that are None by default: ``{"select": ...,
+    "search": ..., "near_duplicates": ..., "build": ...}`` or one kind of them."""
 
 def merge_neighbors(
     parts: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]],

@@ -208,7 +208,7 @@ def select(spark, path, target, labels=None, *, shards_per_task: int = 1,
     """:meth:`ptsel.Index.select` on the corpus folder ``path``, its corpus-wide scans run as
     Spark tasks.
 
-    With ``method="knn"`` each task searches ``shards_per_task`` shards for every target
+    With ``method="knn"`` or ``"uot-knn"`` each task searches ``shards_per_task`` shards for every target
     sample's ``per_target`` neighbours (through the shards' graphs, their partitions with
     ``probes``, or exactly), and with ``exclude_near`` it lists their near-duplicates of the
     test set; the candidates merge per query (by score, ties to the lower global row) in a tree
@@ -219,29 +219,21 @@ def select(spark, path, target, labels=None, *, shards_per_task: int = 1,
     """
     path = os.path.abspath(os.fspath(path))
     index = ptsel.open(path)
-    method = select_options.get("method", "uot")
+    method = select_options.get("method") or ptsel.defaults("select")["method"]
     exclude = select_options.get("exclude_near")
-    if method != "knn" and exclude is None:
+    knn = method in ("knn", "uot-knn")
+    if not knn and exclude is None:
         return index.select(target, labels, **select_options)
     if shards_per_task < 1:
         raise ValueError("shards_per_task must be at least 1")
-    per_target = select_options.get("per_target", 50)
-    probes = select_options.get("probes")
-    search = {
-        "k": per_target,
-        # Index.select's defaults: a beam of 5 x per_target (at least 64), the partitions with
-        # probes, exact search when a shard has no graph.
-        "ef": select_options.get("ef") or max(5 * per_target, 64),
-        "probes": probes,
-        "exact": bool(select_options.get("exact", False)) or (probes is None and not index.has_graph),
-        "device": select_options.get("device", "auto"),
-    }
-    threshold = select_options.get("exclude_threshold", 0.95)
+    # The search each task runs, as Index.select would (the library resolves ef, probes and
+    # the exact fallback for a shard without a graph).
+    search = index.knn_search(**select_options) if knn else None
+    per_target = search["k"] if knn else None
+    threshold = select_options.get("exclude_threshold")
     sc = spark.sparkContext
     queries = sc.broadcast(np.ascontiguousarray(_matrix(target), dtype=np.float32))
     test = sc.broadcast(None if exclude is None else _matrix(exclude))
-    knn = method == "knn"
-
     metric = index.metric
 
     def task(shards):

@@ -3,6 +3,7 @@
 //! Ctrl-C, which cancels the build through the library's [`Cancel`] token.
 
 use crate::arrays::{self, ArraySource, FloatArray};
+use crate::defaults::parsed;
 use crate::errors::{bad_arg, OrRaise};
 use crate::index::PyIndex;
 use ptsel::kmeans::KmeansParams;
@@ -24,6 +25,27 @@ pub enum Progress {
     Stderr,
     /// Called with `(stage, done, total)`.
     Callback(Py<PyAny>),
+}
+
+/// `build(partitions=...)`: a number of partitions, or `"auto"` for the library's choice
+/// (`None` inside).
+pub struct PartitionCount(Option<usize>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for PartitionCount {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(n) = ob.extract::<usize>() {
+            Ok(PartitionCount(Some(n)))
+        } else if ob.extract::<String>().is_ok_and(|s| s == "auto") {
+            Ok(PartitionCount(None))
+        } else {
+            Err(bad_arg(
+                "partitions",
+                "expected a number of partitions or \"auto\"",
+            ))
+        }
+    }
 }
 
 impl<'a, 'py> FromPyObject<'a, 'py> for Progress {
@@ -86,24 +108,24 @@ fn stderr_write(py: Python<'_>, text: &str) -> PyResult<()> {
 /// full copy) or a `.npy` path. `labels`: integer array or `.npy` path, one per row. `ids` and
 /// `class_names`: sequences of str or text files with one per line. `dtype` "f16" or "f32",
 /// `metric` "cos", "ip" or "l2". An HNSW graph (`m`, `ef_construction`, `seed`) is built unless
-/// `hnsw=False`, stored as `graph_layout` "blocks" (fastest search) or "compact" (smallest); `kmeans=K` adds K pseudo-classes (spherical k-means, at most `kmeans_iters`
-/// Lloyd iterations); `partitions=N` (0: 2 sqrt(rows)) adds partitions for
+/// `hnsw=False`, stored as `graph_layout` "blocks" (fastest search) or "compact" (smallest);
+/// `kmeans=K` adds K pseudo-classes (spherical k-means, at most `kmeans_iters` Lloyd
+/// iterations); `partitions=N` (at least 1) or `"auto"` (2 sqrt(rows)) adds partitions for
 /// `Index.search(probes=...)`, scanning `partition_codes` "sq8" (8 bits per dimension; faster
 /// when a query scans few partitions) or "pq4" (4 bits per pair of dimensions; faster when it
 /// scans many). `progress`: True (a line on stderr), False,
 /// or a callable `(stage, done, total)`. An existing `out` is refused unless `force=True`;
 /// with `resume=True` (features from a file) an existing `out` that verifies and was built from
 /// the same file with the same options is kept, and any other replaced (a retried Spark task
-/// does not build its shard twice). Ctrl-C stops the build and leaves nothing behind.
+/// does not build its shard twice). Ctrl-C stops the build and leaves nothing behind. Options
+/// left `None` take the library's defaults (`ptsel.defaults("build")`).
 #[pyfunction]
 #[pyo3(signature = (
-    features, out, labels=None, ids=None, class_names=None, dtype="f16", metric="cos",
-    hnsw=true, m=16, ef_construction=200, kmeans=None, kmeans_iters=20, seed=0, progress=Progress::Stderr,
-    force=false, resume=false, graph_layout="blocks", partitions=None, partition_codes="sq8"
-), text_signature = "(features, out, labels=None, ids=None, class_names=None, dtype='f16', \
-    metric='cos', hnsw=True, m=16, ef_construction=200, kmeans=None, kmeans_iters=20, seed=0, \
-    progress=True, force=False, resume=False, graph_layout='blocks', partitions=None, \
-    partition_codes='sq8')")]
+    features, out, labels=None, ids=None, class_names=None, *, dtype=None, metric=None,
+    hnsw=None, m=None, ef_construction=None, kmeans=None, kmeans_iters=None, seed=None,
+    progress=Progress::Stderr, force=false, resume=false, graph_layout=None, partitions=None,
+    partition_codes=None
+))]
 #[allow(clippy::too_many_arguments)]
 pub fn build(
     py: Python<'_>,
@@ -112,36 +134,41 @@ pub fn build(
     labels: Option<&Bound<'_, PyAny>>,
     ids: Option<&Bound<'_, PyAny>>,
     class_names: Option<&Bound<'_, PyAny>>,
-    dtype: &str,
-    metric: &str,
-    hnsw: bool,
-    m: usize,
-    ef_construction: usize,
+    dtype: Option<&str>,
+    metric: Option<&str>,
+    hnsw: Option<bool>,
+    m: Option<usize>,
+    ef_construction: Option<usize>,
     kmeans: Option<usize>,
-    kmeans_iters: usize,
-    seed: u64,
+    kmeans_iters: Option<usize>,
+    seed: Option<u64>,
     progress: Progress,
     force: bool,
     resume: bool,
-    graph_layout: &str,
-    partitions: Option<usize>,
-    partition_codes: &str,
+    graph_layout: Option<&str>,
+    partitions: Option<PartitionCount>,
+    partition_codes: Option<&str>,
 ) -> PyResult<PyIndex> {
-    let (dtype, metric) = (dtype.parse().or_raise()?, metric.parse().or_raise()?);
-    let hnsw = hnsw.then_some(ptsel::hnsw::Params {
-        m,
-        ef_construction,
-        seed,
-        layout: graph_layout.parse().or_raise()?,
-    });
+    let d = BuildOptions::default();
+    let graph = ptsel::hnsw::Params::DEFAULT;
+    let seed = seed.unwrap_or(graph.seed);
+    let (dtype, metric) = (parsed(dtype, d.dtype)?, parsed(metric, d.metric)?);
+    let hnsw = hnsw
+        .unwrap_or(d.hnsw.is_some())
+        .then_some(ptsel::hnsw::Params {
+            m: m.unwrap_or(graph.m),
+            ef_construction: ef_construction.unwrap_or(graph.ef_construction),
+            seed,
+            layout: parsed(graph_layout, graph.layout)?,
+        });
     let kmeans = kmeans.map(|k| KmeansParams {
         k,
-        iters: kmeans_iters,
+        iters: kmeans_iters.unwrap_or(ptsel::kmeans::DEFAULT_ITERS),
         seed,
     });
-    let codes = partition_codes.parse().or_raise()?;
-    let partitions = partitions.map(|partitions| ptsel::partitions::Params {
-        partitions,
+    let codes = parsed(partition_codes, ptsel::partitions::Params::DEFAULT.codes)?;
+    let partitions = partitions.map(|count| ptsel::partitions::Params {
+        partitions: count.0,
         seed,
         codes,
     });

@@ -2,6 +2,7 @@
 //! memory-mapped file, with batch search and selection.
 
 use crate::arrays::{self, FloatArray};
+use crate::defaults::parsed;
 use crate::errors::{bad_arg, CorruptIndexError, OrRaise};
 use crate::selection::PySelection;
 use numpy::ndarray::{Array2, ArrayView, Dimension, Ix1, Ix2};
@@ -9,11 +10,15 @@ use numpy::{
     Element, IntoPyArray, PyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1,
     PyReadonlyArray2, PyUntypedArrayMethods,
 };
+use ptsel::engine::DEFAULT_K;
 use ptsel::hnsw::NO_NODE;
-use ptsel::select::{self, Amount, Exclude, Found, SelectParams, Target, TargetKind};
+use ptsel::select::{
+    Amount, Exclude, Found, Method, SelectParams, Target, TargetKind, DEFAULT_EXCLUDE_THRESHOLD,
+};
 use ptsel::{Engine, SearchOpts, Vectors};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use std::path::PathBuf;
 
 /// An open index: memory-mapped and validated, O(1) to open. The array properties are
@@ -241,17 +246,17 @@ impl PyIndex {
     /// rows of a corpus; `shards=(start, stop)` searches only those shards (one task's part:
     /// padded with -1 where they hold fewer than `k` rows). The GIL is released while
     /// searching.
-    #[pyo3(signature = (queries, k=10, ef=None, exact=false, threads=None, device="auto", shards=None, probes=None))]
+    #[pyo3(signature = (queries, k=None, *, ef=None, exact=None, threads=None, device=None, shards=None, probes=None))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
         py: Python<'py>,
         queries: &Bound<'py, PyAny>,
-        k: usize,
+        k: Option<usize>,
         ef: Option<usize>,
-        exact: bool,
+        exact: Option<bool>,
         threads: Option<usize>,
-        device: &str,
+        device: Option<&str>,
         shards: Option<(usize, usize)>,
         probes: Option<usize>,
     ) -> PyResult<Neighbors<'py>> {
@@ -262,13 +267,15 @@ impl PyIndex {
                 format!("{}-d, but the index is {}-d", q.dim, self.engine.dim()),
             ));
         }
+        let d = SearchOpts::default();
         let opts = SearchOpts {
-            ef,
-            probes,
-            exact,
-            threads,
-            device: device.parse().or_raise()?,
+            ef: ef.or(d.ef),
+            probes: probes.or(d.probes),
+            exact: exact.unwrap_or(d.exact),
+            threads: threads.or(d.threads),
+            device: parsed(device, d.device)?,
         };
+        let k = k.unwrap_or(DEFAULT_K);
         let shards = self.shard_range(shards);
         let nn = py
             .detach(|| self.engine.search_shards(shards, &q.data, k, &opts))
@@ -279,12 +286,12 @@ impl PyIndex {
     /// The rows whose cosine to some row of `test` (`[n, dim]` array or `.npy` path) reaches
     /// `threshold`, ascending int64: what `select(exclude_near=test)` leaves out, over the shards
     /// `shards=(start, stop)` only when given (one task's part).
-    #[pyo3(signature = (test, threshold=0.95, shards=None))]
+    #[pyo3(signature = (test, threshold=None, *, shards=None))]
     fn near_duplicates<'py>(
         &self,
         py: Python<'py>,
         test: &Bound<'py, PyAny>,
-        threshold: f32,
+        threshold: Option<f32>,
         shards: Option<(usize, usize)>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let (test, _) = arrays::matrix(test, "test")?;
@@ -294,6 +301,7 @@ impl PyIndex {
                 format!("{}-d, but the index is {}-d", test.dim, self.engine.dim()),
             ));
         }
+        let threshold = threshold.unwrap_or(DEFAULT_EXCLUDE_THRESHOLD);
         let shards = self.shard_range(shards);
         let rows = py
             .detach(|| self.engine.near_duplicates(shards, &test.data, threshold))
@@ -303,6 +311,47 @@ impl PyIndex {
             .map(i64::from)
             .collect::<Vec<_>>()
             .into_pyarray(py))
+    }
+
+    /// The search a kNN-based selection (`method` "knn" or "uot-knn") runs with these
+    /// `select` options (others are ignored), as the library resolves it: `{"k", "ef",
+    /// "probes", "exact", "device"}`, the keyword arguments of `search` (`exact` is set when
+    /// asked for, or when no partitions are asked for and a shard has no graph).
+    /// `ptsel.spark.select` runs it per group of shards.
+    #[pyo3(signature = (**options))]
+    fn knn_search<'py>(
+        &self,
+        py: Python<'py>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        fn get<'py, T: for<'a> FromPyObject<'a, 'py, Error = PyErr>>(
+            options: Option<&Bound<'py, PyDict>>,
+            key: &str,
+        ) -> PyResult<Option<T>> {
+            match options.map(|o| o.get_item(key)).transpose()?.flatten() {
+                Some(v) if !v.is_none() => v.extract().map(Some).map_err(|e| bad_arg(key, e)),
+                _ => Ok(None),
+            }
+        }
+        let method = parsed(get::<String>(options, "method")?.as_deref(), Method::Knn)?;
+        let d = SelectParams::for_method(method);
+        let params = SelectParams {
+            per_target: get(options, "per_target")?.unwrap_or(d.per_target),
+            exact: get(options, "exact")?.unwrap_or(d.exact),
+            ef: get(options, "ef")?.or(d.ef),
+            probes: get(options, "probes")?.or(d.probes),
+            device: parsed(get::<String>(options, "device")?.as_deref(), d.device)?,
+            ..d
+        };
+        let search = params.knn_search(&self.engine).or_raise()?;
+        let value = serde_json::json!({
+            "k": search.k,
+            "ef": search.opts.ef,
+            "probes": search.opts.probes,
+            "exact": search.opts.exact,
+            "device": crate::defaults::name_of(search.opts.device)?,
+        });
+        crate::selection::json_to_py(py, &value)
     }
 
     /// Choose the pre-training samples worth re-using for a target task (`ptsel select`).
@@ -320,11 +369,12 @@ impl PyIndex {
     /// and the corpus is not scanned again (`ptsel.spark.select`). The GIL is released while
     /// selecting.
     #[pyo3(signature = (
-        target, labels=None, means=false, method="uot", classes=None, budget=None,
-        exclude_near=None, exclude_threshold=0.95, per_target=50, exact=false, ef=None, seed=0,
-        p_m=0.1, eps=1.0, tau_source=1.0, tau_target=100.0, max_iter=1000, tol=1e-6,
-        uot_domain="auto", pseudo_classes=false, device="auto", neighbors=None, excluded=None,
-        probes=None
+        target, labels=None, *, means=false, method=None, classes=None, budget=None,
+        exclude_near=None, exclude_threshold=None, per_target=None, exact=None, ef=None,
+        seed=None, p_m=None, eps=None, tau_source=None, tau_target=None, max_iter=None,
+        tol=None, uot_domain=None, pseudo_classes=None, device=None, neighbors=None,
+        excluded=None, probes=None, graph_k=None, reverse_k=None, draw=None, dedup_kde=None,
+        dedup_greedy=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn select(
@@ -333,52 +383,64 @@ impl PyIndex {
         target: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
         means: bool,
-        method: &str,
+        method: Option<&str>,
         classes: Option<usize>,
         budget: Option<usize>,
         exclude_near: Option<&Bound<'_, PyAny>>,
-        exclude_threshold: f32,
-        per_target: usize,
-        exact: bool,
+        exclude_threshold: Option<f32>,
+        per_target: Option<usize>,
+        exact: Option<bool>,
         ef: Option<usize>,
-        seed: u64,
-        p_m: f64,
-        eps: f64,
-        tau_source: f64,
-        tau_target: f64,
-        max_iter: usize,
-        tol: f64,
-        uot_domain: &str,
-        pseudo_classes: bool,
-        device: &str,
+        seed: Option<u64>,
+        p_m: Option<f64>,
+        eps: Option<f64>,
+        tau_source: Option<f64>,
+        tau_target: Option<f64>,
+        max_iter: Option<usize>,
+        tol: Option<f64>,
+        uot_domain: Option<&str>,
+        pseudo_classes: Option<bool>,
+        device: Option<&str>,
         neighbors: Option<Vec<(PyReadonlyArray2<'_, i64>, PyReadonlyArray2<'_, f32>)>>,
         excluded: Option<Vec<PyReadonlyArray1<'_, i64>>>,
         probes: Option<usize>,
+        graph_k: Option<usize>,
+        reverse_k: Option<usize>,
+        draw: Option<&str>,
+        dedup_kde: Option<f32>,
+        dedup_greedy: Option<f32>,
     ) -> PyResult<PySelection> {
         if classes.is_some() && budget.is_some() {
             return Err(bad_arg("budget", "give classes or budget, not both"));
         }
-        let method = method.parse().or_raise()?;
+        let method = parsed(method, SelectParams::DEFAULT.method)?;
+        let d = SelectParams::for_method(method);
         let params = SelectParams {
             method,
             amount: Amount::for_method(method, classes, budget).or_raise()?,
-            p_m,
+            p_m: p_m.unwrap_or(d.p_m),
             uot: ptsel::uot::UotParams {
-                eps,
-                tau_source,
-                tau_target,
-                max_iter,
-                tol,
-                domain: uot_domain.parse().or_raise()?,
+                eps: eps.unwrap_or(d.uot.eps),
+                tau_source: tau_source.unwrap_or(d.uot.tau_source),
+                tau_target: tau_target.unwrap_or(d.uot.tau_target),
+                max_iter: max_iter.unwrap_or(d.uot.max_iter),
+                tol: tol.unwrap_or(d.uot.tol),
+                domain: parsed(uot_domain, d.uot.domain)?,
             },
-            per_target,
-            exact,
-            ef: ef.unwrap_or_else(|| select::knn::default_ef(per_target)),
-            probes,
-            seed,
-            pseudo_classes,
-            device: device.parse().or_raise()?,
+            per_target: per_target.unwrap_or(d.per_target),
+            exact: exact.unwrap_or(d.exact),
+            ef: ef.or(d.ef),
+            probes: probes.or(d.probes),
+            seed: seed.unwrap_or(d.seed),
+            pseudo_classes: pseudo_classes.unwrap_or(d.pseudo_classes),
+            device: parsed(device, d.device)?,
+            graph_k: graph_k.or(d.graph_k),
+            reverse_k: reverse_k.or(d.reverse_k),
+            draw: parsed(draw, d.draw)?,
+            dedup_kde: dedup_kde.or(d.dedup_kde),
+            dedup_greedy: dedup_greedy.or(d.dedup_greedy),
         };
+        let exclude_threshold = exclude_threshold.unwrap_or(DEFAULT_EXCLUDE_THRESHOLD);
         let (features, origin) = arrays::matrix(target, "target")?;
         let kind = match (labels, means) {
             (Some(_), true) => {

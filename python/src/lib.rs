@@ -7,11 +7,13 @@
 //!   cancels, and `ptsel.assemble`, the corpus file of shards built elsewhere;
 //! - [`selection`]: the `Selection` class (rows, importance, summary, manifests);
 //! - [`arrays`]: numpy inputs (any float dtype and layout) converted once or streamed;
+//! - [`defaults`]: `ptsel.defaults()`, the library's defaults of every `None` argument;
 //! - [`errors`]: library errors mapped to Python exceptions by [`ptsel::ErrorKind`].
 #![deny(missing_docs)]
 
 mod arrays;
 mod build;
+mod defaults;
 mod errors;
 mod index;
 mod selection;
@@ -33,5 +35,6 @@ fn _ptsel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(index::merge_neighbors, m)?)?;
     m.add_function(wrap_pyfunction!(build::build, m)?)?;
     m.add_function(wrap_pyfunction!(build::assemble, m)?)?;
+    m.add_function(wrap_pyfunction!(defaults::defaults, m)?)?;
     Ok(())
 }

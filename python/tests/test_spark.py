@@ -64,7 +64,7 @@ def test_a_spark_corpus_selects_as_a_single_file_of_the_same_rows(spark, tmp_pat
               + 0.9 * rng.normal(size=(300, 64))).astype(np.float32)
     graph = dict(m=8, ef_construction=64)
     corpus = ptsel.spark.build(spark, features, tmp_path / "corpus", labels=label_files,
-                               ids=id_files, partitions=0, **graph)
+                               ids=id_files, partitions="auto", **graph)
     single = ptsel.build(tmp_path / "all.npy", tmp_path / "single.ptsel", labels=labels, ids=ids,
                          progress=False, **graph)
     assert (len(corpus), corpus.shards, corpus.classes) == (200_000, 8, 100)

@@ -168,6 +168,11 @@ pub enum Draw {
     Sample,
 }
 
+parse_by_name!(Draw, "draw", {
+    "top" => Draw::Top,
+    "sample" => Draw::Sample,
+});
+
 impl SelectParams {
     /// The defaults, the one place they are written (the CLI's `--help` and the Python
     /// package's `None` arguments take them from here): the paper's UOT (`p_m` 0.1 and
