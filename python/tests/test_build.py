@@ -1,6 +1,8 @@
 """Building from numpy arrays and from files, with the CLI's outputs and creation parameters."""
 
 import subprocess
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -88,9 +90,41 @@ def test_progress_reports_reach_the_end(corpus, tmp_path):
     assert stage.startswith("hnsw") and done == total
 
 
-def test_progress_on_stderr(corpus, tmp_path, capsys):
+def test_progress_on_a_terminal_without_tqdm(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import fails as if not installed
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     ptsel.build(corpus.x, tmp_path / "s.ptsel", hnsw=False)
     assert capsys.readouterr().err.endswith("\r   vectors 3000/3000\n")
+    # Not a terminal (a log, a notebook without tqdm): no stream of raw lines.
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    ptsel.build(corpus.x, tmp_path / "t.ptsel", hnsw=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_bars_with_tqdm_and_none_when_off(corpus, tmp_path, capsys, monkeypatch):
+    bars = []
+
+    class FakeTqdm:
+        def __init__(self, total, desc, **_):
+            self.total, self.desc, self.n, self.closed = total, desc, 0, False
+            bars.append(self)
+
+        def refresh(self):
+            assert 0 <= self.n <= self.total
+
+        def close(self):
+            self.closed = True
+
+    auto = types.ModuleType("tqdm.auto")
+    auto.tqdm = FakeTqdm
+    monkeypatch.setitem(sys.modules, "tqdm.auto", auto)
+    ptsel.build(corpus.x, tmp_path / "b.ptsel")
+    assert bars and bars[-1].desc.startswith("hnsw"), [b.desc for b in bars]
+    # Reports are snapshots: the last stage's bar ends full; every bar is closed.
+    assert bars[-1].n == bars[-1].total and all(b.closed for b in bars)
+    bars.clear()
+    ptsel.build(corpus.x, tmp_path / "q.ptsel", progress=False)
+    assert bars == [] and capsys.readouterr().err == ""
 
 
 def test_an_existing_output_needs_force(corpus, tmp_path):
