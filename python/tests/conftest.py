@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +81,17 @@ def brute_force(x, q, k):
 
 def recall(found, truth):
     return np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)])
+
+
+def local_spark(app: str, master: str):
+    """A local Spark session for tests: loopback only, no UI, this Python for the workers."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    session = (SparkSession.builder.master(master).appName(app)
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    return session

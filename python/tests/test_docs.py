@@ -38,7 +38,7 @@ import pytest
 
 import ptsel
 
-from conftest import REPO
+from conftest import REPO, local_spark
 
 DOCS = [REPO / "README.md"] + sorted((REPO / "docs").glob("*.md"))
 SHELL = {"sh", "bash", "console"}
@@ -184,14 +184,7 @@ def spark_session():
 
     def get():
         if not sessions:
-            from pyspark.sql import SparkSession
-            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-            os.environ["PYSPARK_PYTHON"] = sys.executable
-            os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-            session = (SparkSession.builder.master("local[2]").appName("ptsel-docs")
-                       .config("spark.ui.enabled", "false")
-                       .config("spark.ui.showConsoleProgress", "false").getOrCreate())
-            session.sparkContext.setLogLevel("ERROR")
+            session = local_spark("ptsel-docs", "local[2]")
             sessions.append(session)
         return sessions[0]
 

@@ -15,6 +15,7 @@ import pytest
 
 import ptsel
 
+from conftest import local_spark
 
 
 def require(module):
@@ -30,15 +31,7 @@ import ptsel.spark  # noqa: E402
 
 @pytest.fixture(scope="module")
 def spark():
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    session = (SparkSession.builder.master("local[2, 2]").appName("ptsel-tests")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false").getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
+    session = local_spark("ptsel-tests", "local[2, 2]")
     yield session
     session.stop()
 
