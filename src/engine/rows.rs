@@ -23,6 +23,13 @@ impl Engine {
         Ok((s, row - s.first_row()))
     }
 
+    /// Global `row` as a unit vector in `out` (`dim` values; a zero row stays zero).
+    pub fn unit_row(&self, row: usize, out: &mut [f32]) -> Result<()> {
+        let (shard, local) = self.locate(row)?;
+        crate::kmeans::unit_row(&shard.index().vectors(), local, self.dim(), out);
+        Ok(())
+    }
+
     /// Checked class label of global `row` (see [`crate::Index::label`]).
     pub fn label(&self, row: usize) -> Result<Option<u32>> {
         let (s, r) = self.locate(row)?;

@@ -6,7 +6,6 @@ use super::{
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::kmeans;
 use crate::score;
 use crate::uot;
 use rayon::prelude::*;
@@ -187,8 +186,7 @@ fn closest(engine: &Engine, rows: &[u32], target_units: &[f64], n: usize) -> Res
         .map_init(
             || vec![0f32; dim],
             |x, &r| {
-                let (shard, local) = engine.locate(r as usize)?;
-                kmeans::unit_row(&shard.index().vectors(), local, dim, x);
+                engine.unit_row(r as usize, x)?;
                 Ok((
                     units
                         .chunks_exact(dim)

@@ -14,7 +14,6 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::Metric;
 use crate::hnsw::NO_NODE;
-use crate::kmeans;
 use crate::score::{self, Neighbors};
 use crate::uot::{self, SparseCost, SparsePlan};
 use rand::{Rng, SeedableRng};
@@ -140,8 +139,7 @@ fn density_masses(engine: &Engine, rows: &[u32], c0: f32, p: &SelectParams) -> R
     let dim = engine.dim();
     let mut vectors = vec![0f32; rows.len() * dim];
     for (&r, x) in rows.iter().zip(vectors.chunks_exact_mut(dim)) {
-        let (shard, local) = engine.locate(r as usize)?;
-        kmeans::unit_row(&shard.index().vectors(), local, dim, x);
+        engine.unit_row(r as usize, x)?;
     }
     let k = DENSITY_NEIGHBOURS.min(engine.rows());
     let search = SelectParams {
@@ -184,8 +182,7 @@ fn greedy(
         if kept.len() == budget {
             break;
         }
-        let (shard, local) = engine.locate(rows[i] as usize)?;
-        kmeans::unit_row(&shard.index().vectors(), local, dim, &mut x);
+        engine.unit_row(rows[i] as usize, &mut x)?;
         if kept_vectors.par_chunks_exact(dim).any(|k| dot(k, &x) >= c0) {
             skipped += 1;
             continue;
@@ -218,8 +215,7 @@ fn reverse_edges(
         .map_init(
             || vec![0f32; dim],
             |x, &r| {
-                let (shard, local) = engine.locate(r as usize)?;
-                kmeans::unit_row(&shard.index().vectors(), local, dim, x);
+                engine.unit_row(r as usize, x)?;
                 let mut s: Vec<(f32, u32)> = units
                     .chunks_exact(dim)
                     .zip(0u32..)
