@@ -120,6 +120,22 @@ fn open_npy_bytes(origin: &Path, bytes: &[u8]) -> Result<Opened> {
     parse_npy(origin, cursor, len)
 }
 
+/// An [`Error::Input`] naming `origin` and the first non-finite value of `rows` (`dim` values
+/// each, the first being row `first_row` of the input): features must be finite.
+pub fn check_finite(origin: &Path, first_row: usize, dim: usize, rows: &[f32]) -> Result<()> {
+    match rows.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        Some((bad, x)) => Err(Error::input(
+            origin,
+            format!(
+                "row {} column {} is {x} (features must be finite)",
+                first_row + bad / dim,
+                bad % dim
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A read error of the .npy `path`: a problem of its content (it ends early, its header does
 /// not parse) as [`Error::Input`] saying `what`, any other as the [`Error::Io`] it is.
 fn content_or_io(path: &Path, e: std::io::Error, what: &str) -> Error {
@@ -313,16 +329,7 @@ impl MatrixReader {
                 }
             }
         }
-        if let Some((bad, x)) = out.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-            let row = self.next_row + bad / self.dim;
-            return Err(Error::input(
-                &self.path,
-                format!(
-                    "row {row} column {} is {x} (features must be finite)",
-                    bad % self.dim
-                ),
-            ));
-        }
+        check_finite(&self.path, self.next_row, self.dim, out)?;
         self.next_row += want;
         Ok(want)
     }

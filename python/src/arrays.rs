@@ -10,10 +10,10 @@ use numpy::{
     PyUntypedArray, PyUntypedArrayMethods,
 };
 use ptsel::npy::Matrix;
-use ptsel::{Error, Result, RowSource};
+use ptsel::{Result, RowSource};
 use pyo3::prelude::*;
 use pyo3::types::PyString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A float element type numpy arrays may hold.
 pub trait Float: Element + Copy + Sync {
@@ -199,17 +199,7 @@ impl RowSource for ArraySource<'_> {
     fn read_rows(&mut self, out: &mut [f32]) -> Result<usize> {
         let n = self.view.copy_rows(self.next, out);
         let dim = self.dim();
-        if let Some(i) = out[..n * dim].iter().position(|x| !x.is_finite()) {
-            return Err(Error::input(
-                "features",
-                format!(
-                    "row {} column {} is {} (features must be finite)",
-                    self.next + i / dim,
-                    i % dim,
-                    out[i]
-                ),
-            ));
-        }
+        ptsel::npy::check_finite(Path::new("features"), self.next, dim, &out[..n * dim])?;
         self.next += n;
         Ok(n)
     }
