@@ -73,6 +73,12 @@ def test_a_spark_corpus_selects_as_a_single_file_of_the_same_rows(spark, tmp_pat
     single.select(target, **knn).save(tmp_path / "single.csv")
     assert (tmp_path / "spark.csv").read_bytes() == (tmp_path / "single.csv").read_bytes()
     assert ours.summary == corpus.select(target, **knn).summary
+    # UOT over the kNN graph: its exact search fans out the same way, and the plan is solved on
+    # the driver: the same manifest as one file.
+    sparse = dict(method="uot-knn", exact=True, per_target=16, budget=2000)
+    ptsel.spark.select(spark, tmp_path / "corpus", target, **sparse).save(tmp_path / "s.csv")
+    single.select(target, **sparse).save(tmp_path / "s1.csv")
+    assert (tmp_path / "s.csv").read_bytes() == (tmp_path / "s1.csv").read_bytes()
     # UOT on the merged class means: the same rows and classes; importances to 1e-12.
     uot = dict(method="uot", classes=6)
     a, b = ptsel.spark.select(spark, tmp_path / "corpus", target, **uot), single.select(target, **uot)
