@@ -5,24 +5,8 @@
 use ptsel::synth::{self, Spec};
 use ptsel::Engine;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn ptsel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ptsel"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = ptsel(args);
-    assert!(
-        out.status.success(),
-        "ptsel {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+mod common;
+use common::{ok, ptsel, s};
 
 /// Exit code and stderr of a command that must fail.
 fn fails(args: &[&str]) -> (i32, String) {
@@ -32,10 +16,6 @@ fn fails(args: &[&str]) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 const ROWS: usize = 6000;

@@ -8,7 +8,8 @@ use ptsel::score::{cpu::CpuScorer, Scorer};
 use ptsel::synth::{clustered, Spec};
 use ptsel::{BuildOptions, DType, Engine, ErrorKind, Index, Metric, SearchOpts};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::{ptsel, s};
 
 const ROWS: usize = 3000;
 const DIM: usize = 32;
@@ -421,17 +422,6 @@ fn engine_searches_partitions_of_a_corpus_and_says_what_is_missing() {
         .search(&q, K, &probes)
         .unwrap_err();
     assert!(err.to_string().contains("no partitions"), "{err}");
-}
-
-fn ptsel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ptsel"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

@@ -5,6 +5,8 @@ use ptsel::synth::{self, Corpus, Spec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+mod common;
+use common::{ok, ptsel, s};
 
 const TRUE_CLASSES: [usize; 3] = [2, 9, 30];
 
@@ -17,27 +19,6 @@ struct Fixture {
     target_labels: PathBuf,
     target_data: Vec<f32>,
     target_label_values: Vec<u32>,
-}
-
-fn ptsel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ptsel"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = ptsel(args);
-    assert!(
-        out.status.success(),
-        "ptsel {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A labelled corpus of 40 classes (labels optional), its index (without an HNSW graph unless

@@ -4,28 +4,8 @@
 
 use ptsel::synth::{self, Spec};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn ptsel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ptsel"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = ptsel(args);
-    assert!(
-        out.status.success(),
-        "ptsel {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{ok, ptsel, s};
 
 const ROWS: usize = 4000;
 const DIM: usize = 24;

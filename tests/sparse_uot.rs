@@ -5,7 +5,7 @@
 
 use ptsel::uot::{self, solve_sparse, Domain, SparseCost, UotParams};
 use serde::Deserialize;
-use std::path::PathBuf;
+mod common;
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -26,18 +26,7 @@ struct Fixture {
 }
 
 fn fixtures() -> Vec<Fixture> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sparse_uot");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    assert!(paths.len() >= 4, "fixtures missing in {}", dir.display());
-    paths
-        .iter()
-        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
-        .collect()
+    common::json_fixtures("sparse_uot", 4)
 }
 
 impl Fixture {
