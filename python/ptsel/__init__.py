@@ -10,24 +10,8 @@ with Spark tasks.
 :mod:`ptsel.torch` turns a :class:`Selection` into PyTorch datasets and samplers.
 """
 
-from ptsel import _progress
-from ptsel import _ptsel
-from ptsel._ptsel import (CorruptIndexError, Index, Selection, __version__, assemble, defaults,
-                          merge_neighbors, open)
-
-
-def build(features, out, labels=None, ids=None, class_names=None, *, progress=True, **options):
-    """Build an index of ``features`` at ``out`` and return it opened (``ptsel build``; the
-    options are :func:`ptsel._ptsel.build`'s, None taking the library's defaults).
-    ``progress``: True shows a bar per stage (tqdm where installed, else a line on a terminal's
-    stderr, else nothing), False nothing, or a callable ``(stage, done, total)``."""
-    report = _progress.reporter(progress)
-    try:
-        return _ptsel.build(features, out, labels, ids, class_names, progress=report, **options)
-    finally:
-        if isinstance(report, _progress._Bars):
-            report.close()
-
+from ptsel._ptsel import (CorruptIndexError, Index, Selection, __version__, assemble, build,
+                          defaults, merge_neighbors, open)
 
 __all__ = ["CorruptIndexError", "Index", "Selection", "__version__", "assemble", "build",
            "defaults", "merge_neighbors", "open"]

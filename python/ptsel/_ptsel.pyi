@@ -95,9 +95,11 @@ class Index:
         shards: Optional[tuple[int, int]] = None,
     ) -> npt.NDArray[np.int64]:
         """Rows whose cosine to some test row reaches ``threshold``, ascending."""
-    def knn_search(self, **select_options: Any) -> dict[str, Any]:
+    def knn_search(self, **select_options: Any) -> Optional[dict[str, Any]]:
         """The ``search`` keyword arguments (k, ef, probes, exact, device) of a kNN-based
-        selection with these ``select`` options, as the library resolves them."""
+        selection ("knn", "uot-knn") with these ``select`` options, as the library resolves
+        them; None for a method that searches nothing. Options that do not change the search
+        are ignored; a name that is no argument of ``select`` is a TypeError."""
     def select(
         self,
         target: Union[_Floats, _Path],
@@ -162,10 +164,10 @@ def open(path: _Path) -> Index:
 def build(
     features: Union[_Floats, _Path],
     out: _Path,
+    *,
     labels: Union[npt.NDArray[np.integer], _Path, None] = None,
     ids: Union[Sequence[str], _Path, None] = None,
     class_names: Union[Sequence[str], _Path, None] = None,
-    *,
     dtype: Optional[Literal["f16", "f32"]] = None,
     metric: Optional[Literal["cos", "ip", "l2"]] = None,
     hnsw: Optional[bool] = None,
@@ -174,7 +176,7 @@ def build(
     kmeans: Optional[int] = None,
     kmeans_iters: Optional[int] = None,
     seed: Optional[int] = None,
-    progress: Union[bool, Callable[[str, int, int], Any]] = True,
+    progress: Union[bool, Callable[[str, int, int], Any], None] = None,
     force: bool = False,
     resume: bool = False,
     graph_layout: Optional[Literal["blocks", "compact"]] = None,
@@ -183,7 +185,10 @@ def build(
 ) -> Index:
     """Build an index of ``features`` at ``out`` and return it opened (``ptsel build``);
     options left None take the library's defaults (``defaults("build")``); ``partitions``
-    None builds none, ``"auto"`` 2 sqrt(rows)."""
+    None builds none, ``"auto"`` 2 sqrt(rows), 0 is a ValueError. ``progress`` None or True:
+    a bar per stage where a person watches (tqdm when installed, ``ptsel[progress]``; else a
+    line on a terminal's stderr; else nothing), False: nothing, or a callable
+    ``(stage, done, total)``."""
 
 def defaults(kind: Optional[str] = None, *, method: Optional[str] = None) -> dict[str, Any]:
     """The library's defaults of the arguments that are None by default: ``{"select": ...,

@@ -219,16 +219,15 @@ def select(spark, path, target, labels=None, *, shards_per_task: int = 1,
     """
     path = os.path.abspath(os.fspath(path))
     index = ptsel.open(path)
-    method = select_options.get("method") or ptsel.defaults("select")["method"]
     exclude = select_options.get("exclude_near")
-    knn = method in ("knn", "uot-knn")
+    # The search each task runs, as Index.select would (the library resolves ef, probes and
+    # the exact fallback for a shard without a graph; None for a method that searches nothing).
+    search = index.knn_search(**select_options)
+    knn = search is not None
     if not knn and exclude is None:
         return index.select(target, labels, **select_options)
     if shards_per_task < 1:
         raise ValueError("shards_per_task must be at least 1")
-    # The search each task runs, as Index.select would (the library resolves ef, probes and
-    # the exact fallback for a shard without a graph).
-    search = index.knn_search(**select_options) if knn else None
     per_target = search["k"] if knn else None
     threshold = select_options.get("exclude_threshold")
     sc = spark.sparkContext

@@ -17,12 +17,13 @@ use std::time::Duration;
 /// How often the waiting thread reports progress and checks for signals.
 const POLL: Duration = Duration::from_millis(100);
 
-/// The `progress` argument: off, a line on `sys.stderr`, or a callable `(stage, done, total)`.
+/// The `progress` argument: None or True (the display of `ptsel._progress`: bars where a person
+/// watches), False, or a callable `(stage, done, total)`.
 pub enum Progress {
     /// No reports.
     Off,
-    /// `stage done/total` rewritten in place on `sys.stderr`.
-    Stderr,
+    /// `ptsel._progress.reporter()`'s display.
+    Shown,
     /// Called with `(stage, done, total)`.
     Callback(Py<PyAny>),
 }
@@ -53,7 +54,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Progress {
 
     fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         if let Ok(on) = ob.extract::<bool>() {
-            Ok(if on { Progress::Stderr } else { Progress::Off })
+            Ok(if on { Progress::Shown } else { Progress::Off })
         } else if ob.is_callable() {
             Ok(Progress::Callback(ob.to_owned().unbind()))
         } else {
@@ -65,41 +66,49 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Progress {
 }
 
 impl Progress {
-    /// Report `now`; `before` is the last state reported (a new stage starts a new line).
-    fn report(
-        &self,
-        py: Python<'_>,
-        now: &(String, u64, u64),
-        before: Option<&(String, u64, u64)>,
-    ) -> PyResult<()> {
-        let (stage, done, total) = now;
-        match self {
-            Progress::Off => Ok(()),
-            Progress::Stderr => {
-                let newline = if before.is_some_and(|b| b.0 != *stage) {
-                    "\n"
-                } else {
-                    ""
-                };
-                stderr_write(py, &format!("{newline}\r{stage:>10} {done}/{total}"))
+    /// Where this build's reports go.
+    fn start(self, py: Python<'_>) -> PyResult<Reporter> {
+        Ok(match self {
+            Progress::Off => Reporter {
+                to: None,
+                owned: false,
+            },
+            Progress::Callback(f) => Reporter {
+                to: Some(f),
+                owned: false,
+            },
+            Progress::Shown => {
+                let shown = py.import("ptsel._progress")?.call_method0("reporter")?;
+                Reporter {
+                    to: (!shown.is_none()).then(|| shown.unbind()),
+                    owned: true,
+                }
             }
-            Progress::Callback(f) => f.call1(py, (stage, *done, *total)).map(drop),
-        }
-    }
-
-    fn finish(&self, py: Python<'_>) -> PyResult<()> {
-        match self {
-            Progress::Stderr => stderr_write(py, "\n"),
-            _ => Ok(()),
-        }
+        })
     }
 }
 
-fn stderr_write(py: Python<'_>, text: &str) -> PyResult<()> {
-    py.import("sys")?
-        .getattr("stderr")?
-        .call_method1("write", (text,))
-        .map(drop)
+/// The callable that receives a build's `(stage, done, total)` reports, if any, and whether it is
+/// the display this build made (closed at the end) or the caller's.
+struct Reporter {
+    to: Option<Py<PyAny>>,
+    owned: bool,
+}
+
+impl Reporter {
+    fn report(&self, py: Python<'_>, (stage, done, total): &(String, u64, u64)) -> PyResult<()> {
+        match &self.to {
+            Some(f) => f.call1(py, (stage, *done, *total)).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.to {
+            Some(display) if self.owned => display.call_method0(py, "close").map(drop),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Build an index of `features` at `out` and return it opened (see `ptsel build`).
@@ -113,17 +122,18 @@ fn stderr_write(py: Python<'_>, text: &str) -> PyResult<()> {
 /// iterations); `partitions=N` (at least 1) or `"auto"` (2 sqrt(rows)) adds partitions for
 /// `Index.search(probes=...)`, scanning `partition_codes` "sq8" (8 bits per dimension; faster
 /// when a query scans few partitions) or "pq4" (4 bits per pair of dimensions; faster when it
-/// scans many). `progress`: True (a line on stderr), False,
-/// or a callable `(stage, done, total)`. An existing `out` is refused unless `force=True`;
+/// scans many). `progress`: None or True (a bar per stage where a person watches: tqdm
+/// when installed, else a line rewritten on a terminal's stderr, else nothing), False, or a
+/// callable `(stage, done, total)`. An existing `out` is refused unless `force=True`;
 /// with `resume=True` (features from a file) an existing `out` that verifies and was built from
 /// the same file with the same options is kept, and any other replaced (a retried Spark task
 /// does not build its shard twice). Ctrl-C stops the build and leaves nothing behind. Options
 /// left `None` take the library's defaults (`ptsel.defaults("build")`).
 #[pyfunction]
 #[pyo3(signature = (
-    features, out, labels=None, ids=None, class_names=None, *, dtype=None, metric=None,
+    features, out, *, labels=None, ids=None, class_names=None, dtype=None, metric=None,
     hnsw=None, m=None, ef_construction=None, kmeans=None, kmeans_iters=None, seed=None,
-    progress=Progress::Stderr, force=false, resume=false, graph_layout=None, partitions=None,
+    progress=None, force=false, resume=false, graph_layout=None, partitions=None,
     partition_codes=None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -142,7 +152,7 @@ pub fn build(
     kmeans: Option<usize>,
     kmeans_iters: Option<usize>,
     seed: Option<u64>,
-    progress: Progress,
+    progress: Option<Progress>,
     force: bool,
     resume: bool,
     graph_layout: Option<&str>,
@@ -196,6 +206,7 @@ pub fn build(
             Box::new(ArraySource::new(&array))
         }
     };
+    let reporter = progress.unwrap_or(Progress::Shown).start(py)?;
     let cancel = Cancel::default();
     let state = Mutex::new(None::<(String, u64, u64)>);
     let caller = std::thread::current();
@@ -229,9 +240,7 @@ pub fn build(
                 let finished = worker.is_finished();
                 let now = state.lock().map(|s| s.clone()).unwrap_or_default();
                 let step = match now.filter(|now| shown.as_ref() != Some(now)) {
-                    Some(now) => progress
-                        .report(py, &now, shown.as_ref())
-                        .map(|()| shown = Some(now)),
+                    Some(now) => reporter.report(py, &now).map(|()| shown = Some(now)),
                     None => Ok(()),
                 };
                 if let Err(e) = step.and_then(|()| py.check_signals()) {
@@ -239,10 +248,11 @@ pub fn build(
                     // clean up, then raise.
                     cancel.cancel();
                     let _ = py.detach(|| worker.join());
+                    let _ = reporter.close(py);
                     return Err(e);
                 }
                 if finished {
-                    progress.finish(py)?;
+                    reporter.close(py)?;
                     return worker
                         .join()
                         .map_err(|_| PyRuntimeError::new_err("the build thread panicked"));

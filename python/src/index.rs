@@ -16,7 +16,7 @@ use ptsel::select::{
     Amount, Exclude, Found, Method, SelectParams, Target, TargetKind, DEFAULT_EXCLUDE_THRESHOLD,
 };
 use ptsel::{Engine, SearchOpts, Vectors};
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
@@ -58,6 +58,111 @@ fn view<'py, T: Element, D: Dimension>(
     // A write into the read-only mapping would be a SIGSEGV: numpy must refuse it instead.
     let readonly = array.try_readwrite()?.make_nonwriteable();
     Ok((*readonly).clone())
+}
+
+/// The keyword arguments of `Index.select` that make its [`SelectParams`], each `None` for the
+/// library's default (the method's own where it has some): `select` fills them from its
+/// arguments, `knn_search` from the same names in a dict. Written once by the macro, for both.
+macro_rules! select_options {
+    ($($name:ident: $ty:ty),* $(,)?) => {
+        #[derive(Default)]
+        struct SelectOptions {
+            $($name: Option<$ty>,)*
+        }
+
+        impl SelectOptions {
+            /// The options among `select`'s keyword arguments `kwargs`; the other arguments of
+            /// `select` ([`SELECT_OTHER`]) are ignored, any other name is a TypeError.
+            fn from_kwargs(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+                let mut options = Self::default();
+                for (key, value) in kwargs.into_iter().flatten() {
+                    let key: String = key.extract()?;
+                    match key.as_str() {
+                        $(stringify!($name) => {
+                            options.$name = value.extract().map_err(|e| bad_arg(&key, e))?
+                        })*
+                        other if SELECT_OTHER.contains(&other) => {}
+                        other => {
+                            return Err(PyTypeError::new_err(format!(
+                                "unexpected keyword argument '{other}' (not one of Index.select's)"
+                            )))
+                        }
+                    }
+                }
+                Ok(options)
+            }
+        }
+    };
+}
+
+select_options!(
+    method: String,
+    per_target: usize,
+    exact: bool,
+    ef: usize,
+    probes: usize,
+    seed: u64,
+    p_m: f64,
+    eps: f64,
+    tau_source: f64,
+    tau_target: f64,
+    max_iter: usize,
+    tol: f64,
+    uot_domain: String,
+    pseudo_classes: bool,
+    device: String,
+    graph_k: usize,
+    reverse_k: usize,
+    draw: String,
+    dedup_kde: f32,
+    dedup_greedy: f32,
+);
+
+/// The arguments of `Index.select` that are not [`SelectOptions`] (the target, how much to keep,
+/// the exclusion and the scans done elsewhere).
+const SELECT_OTHER: [&str; 8] = [
+    "labels",
+    "means",
+    "classes",
+    "budget",
+    "exclude_near",
+    "exclude_threshold",
+    "neighbors",
+    "excluded",
+];
+
+impl SelectOptions {
+    /// The selection parameters: each option given, else the library's default for the method
+    /// (keeping the default amount, which `select` replaces).
+    fn params(&self) -> PyResult<SelectParams> {
+        let method = parsed(self.method.as_deref(), SelectParams::DEFAULT.method)?;
+        let d = crate::defaults::select_params(method);
+        Ok(SelectParams {
+            method,
+            amount: d.amount,
+            p_m: self.p_m.unwrap_or(d.p_m),
+            uot: ptsel::uot::UotParams {
+                eps: self.eps.unwrap_or(d.uot.eps),
+                tau_source: self.tau_source.unwrap_or(d.uot.tau_source),
+                tau_target: self.tau_target.unwrap_or(d.uot.tau_target),
+                max_iter: self.max_iter.unwrap_or(d.uot.max_iter),
+                tol: self.tol.unwrap_or(d.uot.tol),
+                domain: parsed(self.uot_domain.as_deref(), d.uot.domain)?,
+            },
+            per_target: self.per_target.unwrap_or(d.per_target),
+            exact: self.exact.unwrap_or(d.exact),
+            ef: self.ef.or(d.ef),
+            probes: self.probes.or(d.probes),
+            seed: self.seed.unwrap_or(d.seed),
+            pseudo_classes: self.pseudo_classes.unwrap_or(d.pseudo_classes),
+            device: parsed(self.device.as_deref(), d.device)?,
+            graph_k: self.graph_k.or(d.graph_k),
+            reverse_k: self.reverse_k.or(d.reverse_k),
+            draw: parsed(self.draw.as_deref(), d.draw)?,
+            dedup_kde: self.dedup_kde.or(d.dedup_kde),
+            dedup_greedy: self.dedup_greedy.or(d.dedup_greedy),
+        })
+    }
 }
 
 /// What `Index.search` returns: ids (int64) and scores (float32), both `[n, k]`.
@@ -313,36 +418,22 @@ impl PyIndex {
             .into_pyarray(py))
     }
 
-    /// The search a kNN-based selection (`method` "knn" or "uot-knn") runs with these
-    /// `select` options (others are ignored), as the library resolves it: `{"k", "ef",
-    /// "probes", "exact", "device"}`, the keyword arguments of `search` (`exact` is set when
-    /// asked for, or when no partitions are asked for and a shard has no graph).
-    /// `ptsel.spark.select` runs it per group of shards.
-    #[pyo3(signature = (**options))]
+    /// The search a selection with these `select` keyword arguments runs for its kNN-based
+    /// method ("knn", "uot-knn"), as the library resolves it: `{"k", "ef", "probes", "exact",
+    /// "device"}`, the keyword arguments of `search` (`exact` is set when asked for, or when no
+    /// partitions are asked for and a shard has no graph); None for a method that searches
+    /// nothing. Options that do not change the search are accepted and ignored; a name that is
+    /// no argument of `select` is a TypeError. `ptsel.spark.select` runs it per group of shards.
+    #[pyo3(signature = (**select_options))]
     fn knn_search<'py>(
         &self,
         py: Python<'py>,
-        options: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        fn get<'py, T: for<'a> FromPyObject<'a, 'py, Error = PyErr>>(
-            options: Option<&Bound<'py, PyDict>>,
-            key: &str,
-        ) -> PyResult<Option<T>> {
-            match options.map(|o| o.get_item(key)).transpose()?.flatten() {
-                Some(v) if !v.is_none() => v.extract().map(Some).map_err(|e| bad_arg(key, e)),
-                _ => Ok(None),
-            }
+        select_options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let params = SelectOptions::from_kwargs(select_options)?.params()?;
+        if !matches!(params.method, Method::Knn | Method::UotKnn) {
+            return Ok(None);
         }
-        let method = parsed(get::<String>(options, "method")?.as_deref(), Method::Knn)?;
-        let d = SelectParams::for_method(method);
-        let params = SelectParams {
-            per_target: get(options, "per_target")?.unwrap_or(d.per_target),
-            exact: get(options, "exact")?.unwrap_or(d.exact),
-            ef: get(options, "ef")?.or(d.ef),
-            probes: get(options, "probes")?.or(d.probes),
-            device: parsed(get::<String>(options, "device")?.as_deref(), d.device)?,
-            ..d
-        };
         let search = params.knn_search(&self.engine).or_raise()?;
         let value = serde_json::json!({
             "k": search.k,
@@ -351,7 +442,7 @@ impl PyIndex {
             "exact": search.opts.exact,
             "device": crate::defaults::name_of(search.opts.device)?,
         });
-        crate::selection::json_to_py(py, &value)
+        crate::selection::json_to_py(py, &value).map(Some)
     }
 
     /// Choose the pre-training samples worth re-using for a target task (`ptsel select`).
@@ -413,33 +504,30 @@ impl PyIndex {
         if classes.is_some() && budget.is_some() {
             return Err(bad_arg("budget", "give classes or budget, not both"));
         }
-        let method = parsed(method, SelectParams::DEFAULT.method)?;
-        let d = SelectParams::for_method(method);
-        let params = SelectParams {
-            method,
-            amount: Amount::for_method(method, classes, budget).or_raise()?,
-            p_m: p_m.unwrap_or(d.p_m),
-            uot: ptsel::uot::UotParams {
-                eps: eps.unwrap_or(d.uot.eps),
-                tau_source: tau_source.unwrap_or(d.uot.tau_source),
-                tau_target: tau_target.unwrap_or(d.uot.tau_target),
-                max_iter: max_iter.unwrap_or(d.uot.max_iter),
-                tol: tol.unwrap_or(d.uot.tol),
-                domain: parsed(uot_domain, d.uot.domain)?,
-            },
-            per_target: per_target.unwrap_or(d.per_target),
-            exact: exact.unwrap_or(d.exact),
-            ef: ef.or(d.ef),
-            probes: probes.or(d.probes),
-            seed: seed.unwrap_or(d.seed),
-            pseudo_classes: pseudo_classes.unwrap_or(d.pseudo_classes),
-            device: parsed(device, d.device)?,
-            graph_k: graph_k.or(d.graph_k),
-            reverse_k: reverse_k.or(d.reverse_k),
-            draw: parsed(draw, d.draw)?,
-            dedup_kde: dedup_kde.or(d.dedup_kde),
-            dedup_greedy: dedup_greedy.or(d.dedup_greedy),
+        let options = SelectOptions {
+            method: method.map(String::from),
+            per_target,
+            exact,
+            ef,
+            probes,
+            seed,
+            p_m,
+            eps,
+            tau_source,
+            tau_target,
+            max_iter,
+            tol,
+            uot_domain: uot_domain.map(String::from),
+            pseudo_classes,
+            device: device.map(String::from),
+            graph_k,
+            reverse_k,
+            draw: draw.map(String::from),
+            dedup_kde,
+            dedup_greedy,
         };
+        let mut params = options.params()?;
+        params.amount = Amount::for_method(params.method, classes, budget).or_raise()?;
         let exclude_threshold = exclude_threshold.unwrap_or(DEFAULT_EXCLUDE_THRESHOLD);
         let (features, origin) = arrays::matrix(target, "target")?;
         let kind = match (labels, means) {
@@ -497,11 +585,7 @@ impl PyIndex {
 
 /// `nn` as numpy `(ids, scores)`, `[n, k]` int64 and float32, padding as -1.
 fn to_numpy(py: Python<'_>, nn: ptsel::score::Neighbors) -> PyResult<Neighbors<'_>> {
-    let ids: Vec<i64> = nn
-        .ids
-        .iter()
-        .map(|&i| if i == NO_NODE { -1 } else { i64::from(i) })
-        .collect();
+    let ids: Vec<i64> = nn.ids.iter().map(|&row| row_to_py(row)).collect();
     let shape = (nn.queries(), nn.k);
     let ids = Array2::from_shape_vec(shape, ids).map_err(|e| bad_arg("k", e))?;
     let scores = Array2::from_shape_vec(shape, nn.scores).map_err(|e| bad_arg("k", e))?;
@@ -530,16 +614,31 @@ pub fn merge_neighbors<'py>(
     to_numpy(py, nn)
 }
 
-/// Global rows given back from Python (`name` for errors): -1 (padding) becomes [`NO_NODE`].
+/// Python's row where the library has [`NO_NODE`] (a slot no row fills).
+const PADDING: i64 = -1;
+
+/// A library row as Python sees it: [`NO_NODE`] is [`PADDING`].
+fn row_to_py(row: u32) -> i64 {
+    if row == NO_NODE {
+        PADDING
+    } else {
+        i64::from(row)
+    }
+}
+
+/// A row given back from Python, the inverse of [`row_to_py`]; `None` for a value that is no
+/// row.
+fn row_from_py(row: i64) -> Option<u32> {
+    if row == PADDING {
+        return Some(NO_NODE);
+    }
+    u32::try_from(row).ok().filter(|&r| r != NO_NODE)
+}
+
+/// Global rows given back from Python (`name` for errors), padding included.
 fn global_rows(rows: &[i64], name: &str) -> PyResult<Vec<u32>> {
     rows.iter()
-        .map(|&r| match r {
-            -1 => Ok(NO_NODE),
-            r => u32::try_from(r)
-                .ok()
-                .filter(|&r| r != NO_NODE)
-                .ok_or_else(|| bad_arg(name, format!("{r} is not a row"))),
-        })
+        .map(|&r| row_from_py(r).ok_or_else(|| bad_arg(name, format!("{r} is not a row"))))
         .collect()
 }
 

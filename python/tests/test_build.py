@@ -90,11 +90,27 @@ def test_progress_reports_reach_the_end(corpus, tmp_path):
     assert stage.startswith("hnsw") and done == total
 
 
+def test_a_callable_sees_each_stage_count_up(tmp_path):
+    x = np.random.default_rng(3).normal(size=(60_000, 32)).astype(np.float32)
+    seen = []
+    ptsel.build(x, tmp_path / "c.ptsel", progress=lambda *a: seen.append(a))
+    stages = list(dict.fromkeys(s for s, _, _ in seen))
+    assert "hnsw" in stages, stages  # (writing the vectors may end between two polls)
+    for stage in stages:
+        counts = [(d, t) for s, d, t in seen if s == stage]
+        done = [d for d, _ in counts]
+        assert done == sorted(done) and all(0 <= d <= t for d, t in counts), (stage, counts)
+    # Each stage reports on one run of calls: a stage never comes back after the next began.
+    runs = [s for i, (s, _, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != s]
+    assert len(runs) == len(stages), runs
+    assert len(seen) > len(stages)  # a build of this size is seen while it runs
+
+
 def test_progress_on_a_terminal_without_tqdm(corpus, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import fails as if not installed
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     ptsel.build(corpus.x, tmp_path / "s.ptsel", hnsw=False)
-    assert capsys.readouterr().err.endswith("\r   vectors 3000/3000\n")
+    assert capsys.readouterr().err.endswith("\r   vectors [" + "=" * 30 + "] 3000/3000\n")
     # Not a terminal (a log, a notebook without tqdm): no stream of raw lines.
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     ptsel.build(corpus.x, tmp_path / "t.ptsel", hnsw=False)

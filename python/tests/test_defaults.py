@@ -135,7 +135,66 @@ def test_knn_search_is_what_the_library_resolves(small):
     assert s["ef"] == max(5 * s["k"], 64) and s["exact"] is False and s["probes"] is None
     assert index.knn_search(method="uot-knn", per_target=7, exact=True)["exact"] is True
     with pytest.raises(ValueError, match="not both"):
-        index.knn_search(exact=True, probes=2)
+        index.knn_search(method="knn", exact=True, probes=2)
+    # A method that searches nothing, the default one included.
+    assert index.knn_search() is None and index.knn_search(method="similarity") is None
+
+
+def test_knn_search_takes_the_arguments_of_select_and_no_other(small):
+    index = ptsel.open(small / "a.ptsel")
+    keywords = [p.name for p in inspect.signature(ptsel.Index.select).parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY or p.name == "labels"]
+    assert len(keywords) > 20, keywords
+    assert index.knn_search(**{name: None for name in keywords}) is None
+    assert index.knn_search(method="knn", budget=5, exclude_threshold=0.5)["k"] == 50
+    with pytest.raises(TypeError, match="per_targt"):
+        index.knn_search(method="knn", per_targt=5)
+
+
+REQUIRED = "<no default>"
+
+
+def stub_signatures():
+    """name -> the signature the stub ``_ptsel.pyi`` gives it (functions and Index methods)."""
+    import ast
+
+    tree = ast.parse(Path(ptsel.__file__).with_name("_ptsel.pyi").read_text())
+    found = {}
+
+    def read(fn, prefix):
+        a = fn.args
+        positional = a.posonlyargs + a.args
+        defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+        params = [(p.arg, "positional", REQUIRED if d is None else ast.literal_eval(d))
+                  for p, d in zip(positional, defaults) if p.arg != "self"]
+        params += [(p.arg, "keyword", REQUIRED if d is None else ast.literal_eval(d))
+                   for p, d in zip(a.kwonlyargs, a.kw_defaults)]
+        if a.kwarg:
+            params.append((a.kwarg.arg, "kwargs", REQUIRED))
+        found[prefix + fn.name] = params
+
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            read(node, "")
+        elif isinstance(node, ast.ClassDef) and node.name == "Index":
+            for fn in node.body:
+                if isinstance(fn, ast.FunctionDef) and not fn.decorator_list:
+                    read(fn, "Index.")
+    return found
+
+
+@pytest.mark.parametrize("name", ["Index.search", "Index.near_duplicates", "Index.knn_search",
+                                  "Index.select", "build", "defaults"])
+def test_the_stubs_are_the_runtime_signatures(name):
+    kinds = {inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional",
+             inspect.Parameter.KEYWORD_ONLY: "keyword", inspect.Parameter.VAR_KEYWORD: "kwargs"}
+    fn = ptsel.Index if name.startswith("Index.") else ptsel
+    fn = getattr(fn, name.split(".")[-1])
+    runtime = [(p.name, kinds[p.kind],
+                REQUIRED if p.default is inspect.Parameter.empty else p.default)
+               for p in inspect.signature(fn).parameters.values()
+               if p.name != "self" and p.kind is not inspect.Parameter.POSITIONAL_ONLY]
+    assert stub_signatures()[name] == runtime
 
 
 def test_partitions_zero_is_refused_by_the_library(tmp_path):
