@@ -47,6 +47,9 @@ struct Args {
     /// Timed repetitions (the best is reported).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// The CPU's products: auto, f32, bf16 or amx.
+    #[arg(long, value_enum, default_value = "auto")]
+    kernel: ptsel::score::simd::Kernel,
 }
 
 #[derive(Serialize)]
@@ -64,6 +67,7 @@ struct Report {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    args.kernel.choose()?;
     let (data, rows, dim) = match &args.data {
         Some(p) => {
             let m = ptsel::npy::read_matrix(p)?;

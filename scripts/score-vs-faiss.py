@@ -3,7 +3,7 @@
 (f32, BLAS sgemm) on the same data and thread count, measured in the same run.
 
 usage: scripts/score-vs-faiss.py [--rows 100000] [--dim 512] [--queries 1000] [--k 10]
-       [--threads 1,2] [--dtype f16] [--bin target/release/examples/bench_score]
+       [--threads 1,2] [--dtype f16] [--kernels auto] [--bin target/release/examples/bench_score]
 needs: pip install faiss-cpu numpy
 """
 import argparse, json, os, subprocess, tempfile, time
@@ -19,6 +19,7 @@ ap.add_argument("--k", type=int, default=10)
 ap.add_argument("--threads", default="1,2")
 ap.add_argument("--dtype", default="f16")
 ap.add_argument("--repeat", type=int, default=3)
+ap.add_argument("--kernels", default="auto", help="ptsel's CPU products to run, e.g. f32,amx")
 ap.add_argument("--bin", default="target/release/examples/bench_score")
 a = ap.parse_args()
 
@@ -40,11 +41,12 @@ with tempfile.TemporaryDirectory() as tmp:
             index.search(q, a.k)
             best = min(best, time.perf_counter() - t0)
         faiss_qps = a.queries / best
-        out = subprocess.run(
-            [a.bin, "--data", xp, "--queries-file", qp, "--dtype", a.dtype, "--metric", "ip",
-             "--k", str(a.k), "--device", "cpu", "--repeat", str(a.repeat)],
-            env=dict(os.environ, RAYON_NUM_THREADS=str(t)), check=True, capture_output=True, text=True).stdout
-        ours = json.loads(out.splitlines()[-1])
-        print(f"threads {t}: ptsel {ours['backend']} ({a.dtype}) {ours['qps']:.0f} q/s, "
-              f"faiss IndexFlatIP (f32) {faiss_qps:.0f} q/s, ratio {ours['qps'] / faiss_qps:.2f}  "
-              f"[{a.rows} x {a.dim}, {a.queries} queries, k={a.k}]", flush=True)
+        for kernel in a.kernels.split(","):
+            out = subprocess.run(
+                [a.bin, "--data", xp, "--queries-file", qp, "--dtype", a.dtype, "--metric", "ip",
+                 "--k", str(a.k), "--device", "cpu", "--repeat", str(a.repeat), "--kernel", kernel],
+                env=dict(os.environ, RAYON_NUM_THREADS=str(t)), check=True, capture_output=True, text=True).stdout
+            ours = json.loads(out.splitlines()[-1])
+            print(f"threads {t}: ptsel {ours['backend']} ({a.dtype}) {ours['qps']:.0f} q/s, "
+                  f"faiss IndexFlatIP (f32) {faiss_qps:.0f} q/s, ratio {ours['qps'] / faiss_qps:.2f}  "
+                  f"[{a.rows} x {a.dim}, {a.queries} queries, k={a.k}]", flush=True)

@@ -5,6 +5,10 @@
 //!
 //! Seeding runs k-means++ on a seeded sample of at most `max(SEED_SAMPLE, 16 k)` rows (as faiss
 //! samples its training set), because exact k-means++ is `k` sequential passes over the corpus.
+//! Beyond [`PLUSPLUS_MAX_K`] clusters even the sample's `k` passes would take hours (100,000
+//! passes over 1.6M rows), so the seeds are `k` distinct rows of the sample drawn uniformly, as
+//! faiss seeds every k-means; Lloyd's assignments run on the exact scorer (AMX tiles where the
+//! CPU has them).
 //! Every step is deterministic for a given seed whatever the thread count: per-row work is
 //! independent, and sums are taken per cluster in row order.
 
@@ -22,6 +26,9 @@ const SEED_SAMPLE: usize = 50_000;
 const BLOCK: usize = 1024;
 /// Rows assigned per call of the scorer (its packing of the centroids is amortised over them).
 const ASSIGN_BLOCK: usize = 4096;
+
+/// Largest k seeded with k-means++; larger runs seed with a uniform draw of distinct rows.
+pub const PLUSPLUS_MAX_K: usize = 4096;
 
 /// Lloyd iterations of a k-means run unless asked otherwise.
 pub const DEFAULT_ITERS: usize = 20;
@@ -98,10 +105,20 @@ pub(crate) fn assign(index: &Index, centroids: &[f32], rows: &[u32]) -> Result<V
 }
 
 /// k-means++ seeds drawn from `sample` (rows): the first uniformly, each next one with
-/// probability proportional to `1 - cos` to its nearest seed so far.
+/// probability proportional to `1 - cos` to its nearest seed so far; beyond [`PLUSPLUS_MAX_K`],
+/// `k` distinct rows of `sample` drawn uniformly.
 fn seed(index: &Index, k: usize, sample: &[u32], rng: &mut ChaCha8Rng) -> Vec<f32> {
     let dim = index.dim();
     let vectors = index.vectors();
+    if k > PLUSPLUS_MAX_K {
+        let mut centroids = vec![0f32; k * dim];
+        let picks = rand::seq::index::sample(rng, sample.len(), k);
+        centroids
+            .par_chunks_exact_mut(dim)
+            .zip(picks.into_vec())
+            .for_each(|(c, i)| unit_row(&vectors, sample[i] as usize, dim, c));
+        return centroids;
+    }
     let dot = crate::score::simd::kernels().dot_f32;
     let units: Vec<f32> = sample
         .par_chunks(BLOCK)

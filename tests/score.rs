@@ -279,3 +279,120 @@ fn kernels_compile_with_nvrtc() {
         }
     }
 }
+
+/// Every CPU kernel the machine has (f32 SIMD, portable f32, portable bf16, AVX512-BF16, AMX)
+/// proposes rows and re-scores them in f64, so each gives the float64 top-k exactly: the same
+/// ids in the same order as the oracle (ties to the lower row) and its scores.
+fn cpu_scorers<'a>(stored: &'a Stored, dim: usize, metric: Metric) -> Vec<(String, CpuScorer<'a>)> {
+    let kernels: &'static simd::Kernels = Box::leak(Box::new(simd::scalar_kernels()));
+    let tile: &'static simd::TileKernel = Box::leak(Box::new(simd::scalar_tile_kernel()));
+    let simd_f32 = CpuScorer::from_vectors(stored.view(), dim, metric).unwrap();
+    let mut all = vec![
+        ("f32 simd".to_string(), simd_f32.with_matrix(None)),
+        (
+            "f32 scalar".to_string(),
+            CpuScorer::with_kernels(stored.view(), dim, metric, kernels, tile).with_matrix(None),
+        ),
+    ];
+    for m in std::iter::once(simd::scalar_matrix_kernel()).chain(simd::available_matrix_kernels()) {
+        let s = CpuScorer::from_vectors(stored.view(), dim, metric).unwrap();
+        all.push((m.isa.to_string(), s.with_matrix(Some(m))));
+    }
+    all
+}
+
+/// Asserts that `got` is the oracle's top-k of every query, ids and scores.
+fn assert_float64_top_k(
+    what: &str,
+    metric: Metric,
+    x: &[f32],
+    dim: usize,
+    q: &[f32],
+    got: &Neighbors,
+) {
+    let sign = if metric == Metric::L2 { -1.0 } else { 1.0 };
+    for (qi, query) in q.chunks_exact(dim).enumerate() {
+        let want = oracle::top_k(metric, x, dim, query, got.k);
+        let ids: Vec<u32> = want.iter().map(|w| w.1).collect();
+        assert_eq!(got.ids_of(qi), &ids[..], "{what} {metric:?} query {qi}");
+        for (&s, w) in got.scores_of(qi).iter().zip(&want) {
+            let exact = sign * w.0;
+            assert!(
+                (f64::from(s) - exact).abs() <= 1e-6 * exact.abs().max(1e-30),
+                "{what} {metric:?} query {qi}: score {s} vs {exact}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_cpu_kernel_gives_the_float64_top_k() {
+    let (rows, dim, k) = (1300, 100, 7);
+    for metric in [Metric::Cos, Metric::Ip, Metric::L2] {
+        for f16_storage in [true, false] {
+            for nq in [3, 40] {
+                let (stored, q) = data(rows, dim, nq, metric, f16_storage, 17);
+                for (what, scorer) in cpu_scorers(&stored, dim, metric) {
+                    let got = scorer.top_k(&q, k).unwrap();
+                    assert_float64_top_k(&what, metric, &stored.values(), dim, &q, &got);
+                }
+            }
+        }
+    }
+}
+
+/// Rows that differ only below bf16's resolution (a few f16 steps in four components): bf16
+/// products cannot order them, and more of them tie within the bound than a query keeps before
+/// re-scoring early, yet every kernel returns the float64 order (exact duplicates by row id).
+/// Rows far from the query surround them.
+#[test]
+fn near_ties_below_bf16_resolution_are_ranked_exactly() {
+    let (dim, ties, far, k) = (64, 2500, 700, 12);
+    let base = ptsel::synth::gaussian_matrix(1, dim, 40);
+    let noise = ptsel::synth::gaussian_matrix(ties, dim, 41);
+    let mut x = Vec::with_capacity((ties + far) * dim);
+    for j in 0..ties {
+        // Around 0.25 bf16 steps by 2^-10..2^-9, f16 by 2^-13..2^-12.
+        x.extend((0..dim).map(|c| {
+            let jitter = if c < 4 {
+                3e-4 * noise[j * dim + c]
+            } else {
+                0.0
+            };
+            0.25 + 0.03 * base[c] + jitter
+        }));
+    }
+    x.extend(
+        ptsel::synth::gaussian_matrix(far, dim, 42)
+            .iter()
+            .map(|v| 0.1 * v),
+    );
+    let distinct = |round: fn(f32) -> u16| {
+        let mut r: Vec<Vec<u16>> = x[..ties * dim]
+            .chunks_exact(dim)
+            .map(|r| r.iter().map(|&v| round(v)).collect())
+            .collect();
+        r.sort_unstable();
+        r.dedup();
+        r.len()
+    };
+    let (in_f16, in_bf16) = (
+        distinct(|v| f16::from_f32(v).to_bits()),
+        distinct(|v| half::bf16::from_f32(v).to_bits()),
+    );
+    assert!(
+        in_f16 > 200 && in_bf16 * 4 < in_f16,
+        "not adversarial: {in_f16} distinct rows in f16, {in_bf16} in bf16"
+    );
+    for metric in [Metric::Ip, Metric::L2, Metric::Cos] {
+        let stored = Stored::new(x.clone(), dim, ptsel::DType::F16, metric);
+        let mut q: Vec<f32> = (0..20 * dim).map(|i| 0.25 + 0.03 * base[i % dim]).collect();
+        q.iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v += 1e-3 * ((i * 7919 % 13) as f32 - 6.0));
+        for (what, scorer) in cpu_scorers(&stored, dim, metric) {
+            let got = scorer.top_k(&q, k).unwrap();
+            assert_float64_top_k(&what, metric, &stored.values(), dim, &q, &got);
+        }
+    }
+}

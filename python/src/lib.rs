@@ -1,7 +1,7 @@
 //! Python bindings of ptsel: the extension module `ptsel._ptsel`, re-exported by the pure-Python
 //! package `ptsel` (`python/ptsel/`). A thin shell over the library's [`ptsel::Engine`]:
 //!
-//! - [`index`]: `ptsel.open` and the `Index` class (read-only zero-copy numpy views of the
+//! - [`index`]: `ptsel.open`, `ptsel.set_kernel` and the `Index` class (read-only zero-copy numpy views of the
 //!   mapped file, batch search, selection);
 //! - [`build`]: `ptsel.build` from numpy arrays or `.npy` files, on a worker thread that Ctrl-C
 //!   cancels, and `ptsel.assemble`, the corpus file of shards built elsewhere;
@@ -32,6 +32,7 @@ fn _ptsel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<index::PyIndex>()?;
     m.add_class::<selection::PySelection>()?;
     m.add_function(wrap_pyfunction!(index::open, m)?)?;
+    m.add_function(wrap_pyfunction!(index::set_kernel, m)?)?;
     m.add_function(wrap_pyfunction!(index::merge_neighbors, m)?)?;
     m.add_function(wrap_pyfunction!(build::build, m)?)?;
     m.add_function(wrap_pyfunction!(build::assemble, m)?)?;

@@ -6,6 +6,8 @@ import time
 import numpy as np
 import pytest
 
+import ptsel
+
 from conftest import brute_force, recall
 
 
@@ -97,3 +99,30 @@ def test_partitioned_search_reaches_exact_and_names_what_is_missing(index, corpu
     with pytest.raises(ValueError, match="pq4"):
         ptsel.build(corpus.x, tmp_path / "bad.ptsel", partitions=16, partition_codes="pq2", progress=False)
     assert not (tmp_path / "bad.ptsel").exists()
+
+
+def test_every_kernel_gives_the_float64_top_k(index, corpus):
+    """Exact search on each kernel this CPU has equals float64 arithmetic on the stored f16
+    vectors: the same ids in the same order, scores to float32 rounding."""
+    v = index.vectors.astype(np.float64)
+    q = corpus.queries.astype(np.float64)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    sims = q @ v.T
+    truth = np.lexsort((np.broadcast_to(np.arange(v.shape[0]), sims.shape), -sims))[:, :10]
+    ran = []
+    try:
+        for kernel in ["f32", "bf16", "amx", "auto"]:
+            try:
+                name = ptsel.set_kernel(kernel)
+            except RuntimeError as e:  # this CPU lacks the unit
+                assert kernel in ("bf16", "amx") and "needs" in str(e)
+                continue
+            ran.append(name)
+            ids, scores = index.search(corpus.queries, k=10, exact=True, device="cpu")
+            np.testing.assert_array_equal(ids, truth, err_msg=name)
+            np.testing.assert_allclose(scores, np.take_along_axis(sims, truth, 1), rtol=1e-6)
+    finally:
+        ptsel.set_kernel("auto")
+    assert ran[0].startswith("f32")
+    with pytest.raises(ValueError, match="unknown kernel"):
+        ptsel.set_kernel("tpu")

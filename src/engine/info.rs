@@ -116,6 +116,10 @@ pub struct Info {
     pub sections: Vec<SectionInfo>,
     /// The shards of a corpus in row order (empty for a single file).
     pub shards: Vec<ShardInfo>,
+    /// The products exact scoring runs on in this process (`amx-bf16`, `f32 avx512f`, ...).
+    pub exact_kernel: String,
+    /// The scoring units this CPU has.
+    pub cpu_units: String,
 }
 
 /// The text of `ptsel info`: one line per fact, then the creation parameters and the sections.
@@ -171,6 +175,11 @@ impl std::fmt::Display for Info {
             None if self.shards.is_empty() => writeln!(f, "hnsw      none (search needs --exact)")?,
             None => {}
         }
+        writeln!(
+            f,
+            "scoring   exact top-k on {} products, re-scored in f64 (this CPU: {})",
+            self.exact_kernel, self.cpu_units
+        )?;
         if let Some(p) = &self.partitions {
             writeln!(
                 f,
@@ -286,6 +295,8 @@ impl Engine {
                     })
                     .collect(),
                 shards: Vec::new(),
+                exact_kernel: crate::score::simd::kernel_name(),
+                cpu_units: crate::score::simd::cpu_units(),
             });
         };
         let shards = self
@@ -324,6 +335,8 @@ impl Engine {
             partitions: None,
             sections: Vec::new(),
             shards,
+            exact_kernel: crate::score::simd::kernel_name(),
+            cpu_units: crate::score::simd::cpu_units(),
         })
     }
 }

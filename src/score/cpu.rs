@@ -1,5 +1,12 @@
 //! Exact CPU scoring as a blocked matrix product fused with the per-query top-k.
 //!
+//! The products run on the fastest unit the CPU has ([`simd::Kernel`]): AMX tiles or
+//! AVX512-BF16 multiply bf16-rounded rows and queries (`score::simd::bf16`), else the f32
+//! micro-kernel below. Either way the scores only propose rows: each query's
+//! [`exact::Collector`] keeps every row that a proven error bound cannot rule out and re-scores
+//! those in f64, so the top-k is that of float64 arithmetic on the stored vectors whichever
+//! kernel ran (`score::exact` states the bound).
+//!
 //! A batch is scored tile by tile: a tile of corpus rows is widened to f32 once and packed into
 //! panels of `nr` rows stored dimension-major, then every query block sweeps it through the
 //! register-blocked micro-kernel of [`simd::tile_kernel`] (f32 accumulation). Each tile's scores
@@ -12,7 +19,9 @@
 //! the other): tiles never cross a segment, and every thread's top-k lists span all segments, so
 //! a corpus is scored in one pass with the pruning of one file.
 
-use super::{prepare_queries, simd, Neighbors, Prepared, Scorer, TopK};
+use super::exact::{self, Collector, Row, Rows};
+use super::simd::{bf16, MatrixKernel};
+use super::{prepare_queries, simd, Neighbors, Prepared, Scorer};
 use crate::error::{Error, Result};
 use crate::format::Metric;
 use crate::store::{Index, Vectors};
@@ -31,6 +40,12 @@ const KC: usize = 128;
 const TILE_BYTES: usize = 384 << 10;
 /// Queries scored per pass over the corpus: bounds the per-thread top-k lists.
 const OUTER_BATCH: usize = 4096;
+/// Target bytes of one bf16 corpus tile of the matrix kernels (fits L2 beside a query chunk).
+const MATRIX_TILE_BYTES: usize = 256 << 10;
+/// Queries per matrix kernel call (its scores, tile rows x this, stay in L2).
+const MATRIX_QUERIES: usize = 128;
+/// Relative rounding of a value to bf16 (8 significant bits), for the error bound.
+const BF16_RHO: f64 = 1.0 / 256.0;
 
 /// CPU scorer over borrowed vectors (an index's mapped ones, several shards' in turn, or any
 /// slice).
@@ -44,6 +59,8 @@ pub struct CpuScorer<'a> {
     tile: &'static simd::TileKernel,
     /// Corpus rows per tile (a multiple of `tile.nr`).
     tile_rows: usize,
+    /// The bf16 matrix kernel, if exact scoring multiplies with one.
+    matrix: Option<&'static MatrixKernel>,
 }
 
 /// Rows `first..first + vectors.len() / dim` of the scorer.
@@ -67,6 +84,26 @@ struct Workspace {
     row_norms2: Vec<f32>,
     scores: Vec<f32>,
     row: Vec<f32>,
+    /// The tile's rows as the matrix kernel's operand.
+    packed: Vec<u16>,
+    /// Zeros, to take norms with the distance kernels.
+    zeros: Vec<f32>,
+    /// Per query of a chunk: the error bound and the score a row must reach.
+    deltas: Vec<f32>,
+    thresholds: Vec<f32>,
+}
+
+/// The queries of one pass as the kernels read them.
+struct Batch<'q> {
+    q: &'q Prepared,
+    /// The queries of the pass.
+    range: Range<usize>,
+    /// The bf16 query operand of the matrix kernel (empty for the f32 kernels).
+    packed: Vec<u16>,
+    /// Queries in the operand (a multiple of [`bf16::BLOCK`]).
+    padded: usize,
+    /// The error bound's view of each query.
+    bounds: Vec<exact::Query>,
 }
 
 impl<'a> CpuScorer<'a> {
@@ -144,7 +181,20 @@ impl<'a> CpuScorer<'a> {
             kernels,
             tile,
             tile_rows,
+            matrix: simd::matrix_kernel(),
         }
+    }
+
+    /// This scorer multiplying with `matrix` (`None`: the f32 kernels) instead of the chosen
+    /// [`simd::Kernel`] (tests and benchmarks pin each).
+    pub fn with_matrix(mut self, matrix: Option<&'static MatrixKernel>) -> Self {
+        self.matrix = matrix;
+        self
+    }
+
+    /// Name of the kernel the products of a large batch run on.
+    pub fn kernel(&self) -> &'static str {
+        self.matrix.map_or(self.tile.isa, |m| m.isa)
     }
 
     fn prepare(&self, queries: &[f32]) -> Result<Prepared> {
@@ -170,20 +220,22 @@ impl<'a> CpuScorer<'a> {
         }
     }
 
-    /// Calls `f(query, sims)` for every query of `q` and the similarities (higher is better;
-    /// negated squared distance for l2) of the corpus rows of `tile` to it.
+    /// Calls `f(query, sims, m)` for every query of `q` and the f32 similarities (higher is
+    /// better; negated squared distance for l2) of the corpus rows of `tile` to it; `m` bounds
+    /// the norms of the tile's rows.
     fn score_tile(
         &self,
         q: &Prepared,
         queries: Range<usize>,
         tile: &Tile,
         ws: &mut Workspace,
-        mut f: impl FnMut(usize, &[f32]),
+        mut f: impl FnMut(usize, &[f32], f64),
     ) {
         let vectors = self.segments[tile.segment].vectors;
         let rows = tile.rows.clone();
         let (d, n) = (self.dim, rows.len());
         if queries.len() < DIRECT_MAX_QUERIES {
+            let m = self.max_norm(vectors, rows.clone(), ws);
             ws.scores.resize(n, 0.0);
             for qi in queries {
                 let query = &q.data[qi * d..(qi + 1) * d];
@@ -197,7 +249,7 @@ impl<'a> CpuScorer<'a> {
                         (Vectors::F32(v), _) => (k.dot_f32)(&v[r], query),
                     };
                 }
-                f(qi, &ws.scores);
+                f(qi, &ws.scores, m);
             }
             return;
         }
@@ -205,6 +257,7 @@ impl<'a> CpuScorer<'a> {
         let panels = n.div_ceil(nr);
         let ldc = panels * nr;
         self.pack(vectors, rows, ws);
+        let m = exact::max_norm(ws.row_norms2.iter().fold(0.0, |a, &b| a.max(b)), d);
         let qb = QUERY_BLOCK.div_ceil(mr) * mr;
         let mut q0 = queries.start;
         while q0 < queries.end {
@@ -238,9 +291,155 @@ impl<'a> CpuScorer<'a> {
                         .zip(&ws.row_norms2)
                         .for_each(|(s, xn)| *s = (2.0 * *s - xn - qn).min(0.0));
                 }
-                f(qi, sims);
+                f(qi, sims, m);
             }
             q0 = q1;
+        }
+    }
+
+    /// The bound `M` on the norms of rows `rows` (the few-query path, which packs nothing).
+    fn max_norm(&self, vectors: Vectors<'_>, rows: Range<usize>, ws: &mut Workspace) -> f64 {
+        let d = self.dim;
+        ws.zeros.resize(d, 0.0);
+        let k = self.kernels;
+        let max2 = rows
+            .map(|i| match vectors {
+                Vectors::F16(v) => (k.l2_f16)(&v[i * d..(i + 1) * d], &ws.zeros),
+                Vectors::F32(v) => (k.dot_f32)(&v[i * d..(i + 1) * d], &v[i * d..(i + 1) * d]),
+            })
+            .fold(0.0, f32::max);
+        exact::max_norm(max2, d)
+    }
+
+    /// Offers the rows of `tile` to the collectors of `batch` through the matrix kernel
+    /// `matrix`: the tile's rows are packed to bf16 once, then every chunk of queries is scored
+    /// in one kernel call and its scores filtered row by row against each query's threshold.
+    fn collect_matrix(
+        &self,
+        matrix: &MatrixKernel,
+        batch: &Batch<'_>,
+        tile: &Tile,
+        ws: &mut Workspace,
+        lists: &mut [Collector],
+    ) {
+        let seg = self.segments[tile.segment];
+        let (d, n) = (self.dim, tile.rows.len());
+        let padded = n.div_ceil(bf16::BLOCK) * bf16::BLOCK;
+        let r = tile.rows.start * d..tile.rows.end * d;
+        let x = match seg.vectors {
+            Vectors::F16(v) => Vectors::F16(&v[r]),
+            Vectors::F32(v) => Vectors::F32(&v[r]),
+        };
+        (matrix.pack)(x, d, padded, &mut ws.packed, &mut ws.row_norms2);
+        let m = exact::max_norm(ws.row_norms2.iter().fold(0.0, |a, &b| a.max(b)), d);
+        let kb = bf16::kblocks(d);
+        let first = (seg.first + tile.rows.start) as u32;
+        let count = batch.range.len();
+        for c0 in (0..batch.padded).step_by(MATRIX_QUERIES) {
+            let qc = MATRIX_QUERIES.min(batch.padded - c0);
+            let live = qc.min(count.saturating_sub(c0));
+            if live == 0 {
+                break;
+            }
+            let b = &batch.packed[bf16::operand_len(c0, kb)..bf16::operand_len(c0 + qc, kb)];
+            ws.scores.resize(padded * qc, 0.0);
+            (matrix.run)(kb, &ws.packed, b, &mut ws.scores);
+            ws.deltas.clear();
+            ws.thresholds.clear();
+            for (j, list) in lists[c0..c0 + live].iter().enumerate() {
+                let delta = batch.bounds[c0 + j].delta(self.metric, BF16_RHO, m);
+                ws.deltas.push(delta);
+                ws.thresholds.push(list.threshold() - delta);
+            }
+            let norms2 = &batch.q.norms2[batch.range.start + c0..];
+            for (r, row) in ws.scores.chunks_exact_mut(qc).take(n).enumerate() {
+                let row = &mut row[..live];
+                if self.metric == Metric::L2 {
+                    let xn = ws.row_norms2[r];
+                    row.iter_mut()
+                        .zip(norms2)
+                        .for_each(|(s, qn)| *s = (2.0 * *s - xn - qn).min(0.0));
+                }
+                // Most rows reach no query's threshold: one SIMD test skips them.
+                if !(self.kernels.reaches)(row, &ws.thresholds) {
+                    continue;
+                }
+                for (j, &a) in row.iter().enumerate() {
+                    if a >= ws.thresholds[j] || a.is_nan() {
+                        let (list, delta) = (&mut lists[c0 + j], ws.deltas[j]);
+                        self.offer(list, &batch.bounds[c0 + j], a, delta, first + r as u32);
+                        ws.thresholds[j] = list.threshold() - delta;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Offers one row to one query's collector, re-scoring its kept rows when they pile up.
+    fn offer(&self, list: &mut Collector, bound: &exact::Query, a: f32, delta: f32, id: u32) {
+        if list.offer(a, delta, id) {
+            list.settle(bound, self.metric, self);
+        }
+    }
+
+    /// Offers the rows of `tile` to the collectors of `batch` through the f32 kernels.
+    fn collect_f32(
+        &self,
+        batch: &Batch<'_>,
+        tile: &Tile,
+        ws: &mut Workspace,
+        lists: &mut [Collector],
+    ) {
+        let first = (self.segments[tile.segment].first + tile.rows.start) as u32;
+        let start = batch.range.start;
+        self.score_tile(batch.q, batch.range.clone(), tile, ws, |qi, sims, m| {
+            let (list, bound) = (&mut lists[qi - start], &batch.bounds[qi - start]);
+            let delta = bound.delta(self.metric, 0.0, m);
+            let mut threshold = list.threshold() - delta;
+            for (j, &a) in sims.iter().enumerate() {
+                if a >= threshold || a.is_nan() {
+                    self.offer(list, bound, a, delta, first + j as u32);
+                    threshold = list.threshold() - delta;
+                }
+            }
+        });
+    }
+
+    /// The queries `range` of `q` (raw `raw`) as the kernels and the error bound read them.
+    fn batch<'q>(
+        &self,
+        raw: &[f32],
+        q: &'q Prepared,
+        range: Range<usize>,
+        matrix: bool,
+    ) -> Batch<'q> {
+        let d = self.dim;
+        let prepared = &q.data[range.start * d..range.end * d];
+        let (mut packed, mut padded, mut seen) = (Vec::new(), 0, Vec::new());
+        if matrix {
+            padded = range.len().div_ceil(bf16::BLOCK) * bf16::BLOCK;
+            seen = bf16::pack_queries(prepared, d, padded, &mut packed);
+        }
+        let kernel = if matrix { &seen[..] } else { prepared };
+        let bounds = range
+            .clone()
+            .into_par_iter()
+            .map(|qi| {
+                let at = (qi - range.start) * d..(qi - range.start + 1) * d;
+                exact::Query::new(
+                    self.metric,
+                    &raw[qi * d..(qi + 1) * d],
+                    &prepared[at.clone()],
+                    &kernel[at],
+                )
+            })
+            .collect();
+        Batch {
+            q,
+            range,
+            packed,
+            padded,
+            bounds,
         }
     }
 
@@ -270,9 +469,8 @@ impl<'a> CpuScorer<'a> {
         ws.row = buf;
     }
 
-    /// Tiles of corpus rows, segment by segment.
-    fn tiles(&self) -> Vec<Tile> {
-        let step = self.tile_rows;
+    /// Tiles of `step` corpus rows, segment by segment.
+    fn tiles(&self, step: usize) -> Vec<Tile> {
         let mut tiles = Vec::new();
         for (segment, s) in self.segments.iter().enumerate() {
             let rows = s.vectors.len().checked_div(self.dim).unwrap_or(0);
@@ -293,11 +491,20 @@ impl<'a> CpuScorer<'a> {
     }
 }
 
+/// Rows by their global number, for re-scoring.
+impl Rows for CpuScorer<'_> {
+    fn row(&self, id: u32) -> Row<'_> {
+        let id = id as usize;
+        let s = self.segments[self.segments.partition_point(|s| s.first <= id) - 1];
+        Row::of(s.vectors, self.dim, id - s.first)
+    }
+}
+
 impl Scorer for CpuScorer<'_> {
     fn describe(&self) -> String {
         format!(
-            "cpu {} tiles, {} dots x{}",
-            self.tile.isa,
+            "cpu {} products, {} dots x{}",
+            self.kernel(),
             self.kernels.isa,
             rayon::current_num_threads()
         )
@@ -311,20 +518,34 @@ impl Scorer for CpuScorer<'_> {
             )));
         }
         let q = self.prepare(queries)?;
-        let tiles = self.tiles();
+        // Few queries are memory-bound: the f32 kernels read the rows once, unpacked.
+        let matrix = self.matrix.filter(|_| q.count >= DIRECT_MAX_QUERIES);
+        let step = match matrix {
+            Some(_) => {
+                (MATRIX_TILE_BYTES / (2 * self.dim) / bf16::BLOCK).clamp(1, 16) * bf16::BLOCK
+            }
+            None => self.tile_rows,
+        };
+        let tiles = self.tiles(step);
         let mut ids = Vec::with_capacity(q.count * k);
         let mut scores = Vec::with_capacity(q.count * k);
         for start in (0..q.count).step_by(OUTER_BATCH) {
-            let batch = start..(start + OUTER_BATCH).min(q.count);
+            let batch = self.batch(
+                queries,
+                &q,
+                start..(start + OUTER_BATCH).min(q.count),
+                matrix.is_some(),
+            );
+            let n = batch.range.len();
             let lists = tiles
                 .par_iter()
                 .fold(
-                    || (Workspace::default(), vec![TopK::new(k); batch.len()]),
+                    || (Workspace::default(), vec![Collector::new(k); n]),
                     |(mut ws, mut lists), tile| {
-                        let first = (self.segments[tile.segment].first + tile.rows.start) as u32;
-                        self.score_tile(&q, batch.clone(), tile, &mut ws, |qi, sims| {
-                            lists[qi - batch.start].extend(first, sims)
-                        });
+                        match matrix {
+                            Some(m) => self.collect_matrix(m, &batch, tile, &mut ws, &mut lists),
+                            None => self.collect_f32(&batch, tile, &mut ws, &mut lists),
+                        }
                         (ws, lists)
                     },
                 )
@@ -334,11 +555,14 @@ impl Scorer for CpuScorer<'_> {
                     a
                 })
                 .unwrap_or_default();
-            for list in lists {
-                for c in list.into_sorted() {
-                    ids.push(c.id);
-                    scores.push(self.to_metric(c.sim()));
-                }
+            let found: Vec<Vec<exact::Exact>> = lists
+                .into_par_iter()
+                .zip(&batch.bounds)
+                .map(|(list, bound)| list.finish(bound, self.metric, self))
+                .collect();
+            for e in found.into_iter().flatten() {
+                ids.push(e.id);
+                scores.push(self.to_metric(e.sim as f32));
             }
         }
         Ok(Neighbors { k, ids, scores })
@@ -350,14 +574,14 @@ impl Scorer for CpuScorer<'_> {
         // Each tile's slice of `out`: tiles follow one another through the rows.
         let mut rest = out.as_mut_slice();
         let mut jobs = Vec::new();
-        for tile in self.tiles() {
+        for tile in self.tiles(self.tile_rows) {
             let (best, tail) = rest.split_at_mut(tile.rows.len());
             jobs.push((tile, best));
             rest = tail;
         }
         jobs.into_par_iter()
             .for_each_init(Workspace::default, |ws, (tile, best)| {
-                self.score_tile(&q, 0..q.count, &tile, ws, |_, sims| {
+                self.score_tile(&q, 0..q.count, &tile, ws, |_, sims, _| {
                     best.iter_mut().zip(sims).for_each(|(b, &s)| *b = b.max(s))
                 });
             });

@@ -6,6 +6,7 @@
 
 pub(crate) mod cand;
 pub(crate) mod codes;
+pub(crate) mod exact;
 pub mod cpu;
 pub mod cuda;
 pub mod oracle;
@@ -95,15 +96,16 @@ pub trait Scorer: Send + Sync {
     fn max_similarity(&self, queries: &[f32]) -> Result<Vec<f32>>;
 }
 
-/// The `k` best candidates seen so far for one query: a max-heap of [`Cand::of_sim`]
-/// candidates, whose greatest is the worst kept (the lowest similarity, the higher id on ties).
+/// The `k` best items seen so far for one query: a max-heap whose greatest item is the worst
+/// kept. Items order best first: [`Cand::of_sim`] candidates (the lowest similarity, then the
+/// higher id, is the worst) or the exact scores of [`exact::Exact`].
 #[derive(Debug, Clone, Default)]
-pub(crate) struct TopK {
+pub(crate) struct TopK<C: Ord = Cand> {
     k: usize,
-    heap: BinaryHeap<Cand>,
+    heap: BinaryHeap<C>,
 }
 
-impl TopK {
+impl<C: Ord> TopK<C> {
     pub fn new(k: usize) -> Self {
         TopK {
             k,
@@ -111,15 +113,12 @@ impl TopK {
         }
     }
 
-    /// Similarity a candidate must reach to be considered (`-inf` until `k` are kept).
-    fn threshold(&self) -> f32 {
-        match self.heap.peek() {
-            Some(w) if self.heap.len() >= self.k => w.sim(),
-            _ => f32::NEG_INFINITY,
-        }
+    /// The worst item kept, once `k` are.
+    pub fn worst(&self) -> Option<&C> {
+        self.heap.peek().filter(|_| self.heap.len() >= self.k)
     }
 
-    pub fn push(&mut self, c: Cand) {
+    pub fn push(&mut self, c: C) {
         if self.heap.len() < self.k {
             self.heap.push(c);
         } else if let Some(mut worst) = self.heap.peek_mut() {
@@ -129,24 +128,20 @@ impl TopK {
         }
     }
 
-    /// Offers rows `first, first + 1, ...` with similarities `sims`.
-    pub fn extend(&mut self, first: u32, sims: &[f32]) {
-        let mut threshold = self.threshold();
-        for (j, &sim) in sims.iter().enumerate() {
-            if sim >= threshold {
-                self.push(Cand::of_sim(sim, first + j as u32));
-                threshold = self.threshold();
-            }
-        }
-    }
-
-    pub fn merge(&mut self, other: TopK) {
+    pub fn merge(&mut self, other: TopK<C>) {
         other.heap.into_iter().for_each(|c| self.push(c));
     }
 
-    /// Candidates best first.
-    pub fn into_sorted(self) -> Vec<Cand> {
+    /// Items best first.
+    pub fn into_sorted(self) -> Vec<C> {
         self.heap.into_sorted_vec()
+    }
+}
+
+impl TopK<Cand> {
+    /// Similarity a candidate must reach to be considered (`-inf` until `k` are kept).
+    pub fn threshold(&self) -> f32 {
+        self.worst().map_or(f32::NEG_INFINITY, Cand::sim)
     }
 }
 

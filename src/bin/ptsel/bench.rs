@@ -72,8 +72,9 @@ pub fn run(args: Args) -> Result<()> {
     let truth = engine.ground_truth(&q.data, args.input.k, args.device)?;
     match truth.computed_s {
         Some(s) => eprintln!(
-            "exact ground truth: {} queries in {s:.2} s, cached in {}",
+            "exact ground truth: {} queries in {s:.2} s ({} products), cached in {}",
             q.rows,
+            ptsel::score::simd::kernel_name(),
             truth.path.display()
         ),
         None => eprintln!("exact ground truth from {}", truth.path.display()),

@@ -33,6 +33,11 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The unit exact scoring multiplies on: auto (AMX tiles, else AVX512-BF16, else f32),
+    /// f32, bf16 or amx. Every kernel gives the same exact top-k (bf16 products only propose
+    /// rows, re-scored in f64); forcing one is for tests and benchmarks.
+    #[arg(long, global = true, env = "PTSEL_KERNEL", value_name = "KERNEL")]
+    kernel: Option<ptsel::score::simd::Kernel>,
 }
 
 #[derive(Subcommand)]
@@ -76,8 +81,24 @@ fn parse_args<A: clap::Args + clap::FromArgMatches>(
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let result = run(Cli::parse());
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): the usual ending, not a failure.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// Runs the command line's subcommand with its kernel choice.
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(kernel) = cli.kernel {
+        kernel.choose()?;
+    }
+    match cli.command {
         Command::Build(a) => build::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Info(a) => info::run(a),
@@ -89,15 +110,6 @@ fn main() -> ExitCode {
         Command::Search(a) => search::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Kernels(a) => kernels::run(a),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        // The reader of our output went away (`| head`): the usual ending, not a failure.
-        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(exit_code(&e))
-        }
     }
 }
 

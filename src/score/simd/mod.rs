@@ -2,7 +2,9 @@
 //! AVX2 + FMA + F16C, on x86-64; portable scalar code elsewhere). f16 values are widened in
 //! registers and accumulated in f32.
 
+use crate::store::Vectors;
 use half::f16;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 /// A set of kernels for one instruction set.
@@ -37,6 +39,10 @@ pub struct Kernels {
     /// for table `t`. `out[32 b + r]` receives the sum over `t` of `luts[16 t + code]` for row
     /// `r` of block `b`, for the `out.len() / 32` blocks (wrapping at 2^16, which callers avoid).
     pub sum_lut16: fn(&[u8], &[u8], &mut [u16]),
+    /// Whether any score of the first slice is not below the threshold at the same position in
+    /// the second (a `NaN` score counts as reaching): exact scoring's test of a row against
+    /// every query's threshold at once.
+    pub reaches: fn(&[f32], &[f32]) -> bool,
 }
 
 /// Tables of [`Kernels::sum_lut16`] come in groups of this many (one 512-bit load).
@@ -86,6 +92,7 @@ pub fn scalar_kernels() -> Kernels {
         dot_panel: scalar::dot_panel,
         dot_i8_i16_rows: scalar::dot_i8_i16_rows,
         sum_lut16: scalar::sum_lut16,
+        reaches: scalar::reaches,
     }
 }
 
@@ -187,6 +194,148 @@ pub fn scalar_tile_kernel() -> TileKernel {
     }
 }
 
+/// A matrix kernel: scores blocks of corpus rows against blocks of queries with bf16 products
+/// summed in f32 (operands packed by [`bf16::pack_rows`] and [`bf16::pack_queries`]). Exact
+/// scoring proposes rows with it and re-scores them exactly (`score::exact`).
+#[derive(Clone, Copy)]
+pub struct MatrixKernel {
+    /// Name of the unit (`amx-bf16`, `avx512-bf16` or `scalar-bf16`).
+    pub isa: &'static str,
+    /// `run(kblocks, rows, queries, scores)`: `scores[r * queries + q]` for every packed row
+    /// `r` and query `q`.
+    pub run: MatrixFn,
+    /// `pack(rows, dim, padded, operand, norms2)`: rows `[n, dim]` as the corpus operand of
+    /// `padded` rows ([`bf16::pack_rows`]), and their f32 sums of squares.
+    pub pack: PackFn,
+}
+
+/// Signature of a matrix kernel's packing of corpus rows.
+pub type PackFn = fn(Vectors<'_>, usize, usize, &mut Vec<u16>, &mut Vec<f32>);
+
+/// Signature of a matrix kernel: `(kblocks, rows, queries, scores)`.
+pub type MatrixFn = fn(usize, &[u16], &[u16], &mut [f32]);
+
+/// Which kernel exact scoring multiplies with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Kernel {
+    /// AMX tiles where the CPU has them, else f32 (AVX512-BF16 measured slower than f32 FMA
+    /// on the Xeon of docs/PERFORMANCE.md, so it runs only when asked for).
+    #[default]
+    Auto,
+    /// f32 products on the SIMD units (every CPU).
+    F32,
+    /// bf16 products with AVX512-BF16 (`vdpbf16ps`).
+    Bf16,
+    /// bf16 products on AMX tiles.
+    Amx,
+}
+
+parse_by_name!(Kernel, "kernel", { "auto" => Kernel::Auto, "f32" => Kernel::F32, "bf16" => Kernel::Bf16, "amx" => Kernel::Amx });
+
+/// The process-wide kernel choice (a [`Kernel`] as its index).
+static CHOICE: AtomicU8 = AtomicU8::new(0);
+const CHOICES: [Kernel; 4] = [Kernel::Auto, Kernel::F32, Kernel::Bf16, Kernel::Amx];
+
+impl Kernel {
+    /// The matrix kernel this choice means on this CPU (`None`: the f32 kernels), or an error
+    /// naming what the CPU lacks.
+    pub fn resolve(self) -> crate::Result<Option<&'static MatrixKernel>> {
+        let unavailable =
+            |what: &str| crate::Error::Unavailable(format!("{what} (this CPU: {})", cpu_units()));
+        match self {
+            Kernel::F32 => Ok(None),
+            Kernel::Auto => Ok(amx()),
+            Kernel::Bf16 => dpbf16()
+                .map(Some)
+                .ok_or_else(|| unavailable("the bf16 kernel needs AVX512-BF16")),
+            Kernel::Amx => amx()
+                .map(Some)
+                .ok_or_else(|| unavailable("the amx kernel needs AMX-BF16 tiles")),
+        }
+    }
+
+    /// Makes this the kernel of every exact scoring from now on; an error when the CPU lacks it.
+    pub fn choose(self) -> crate::Result<()> {
+        self.resolve()?;
+        let i = CHOICES.iter().position(|&k| k == self).unwrap_or(0);
+        CHOICE.store(i as u8, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The current choice ([`Kernel::Auto`] unless [`Kernel::choose`] said otherwise).
+    pub fn chosen() -> Kernel {
+        CHOICES[usize::from(CHOICE.load(Ordering::Relaxed)) % CHOICES.len()]
+    }
+}
+
+/// The matrix kernel of the current choice (`None`: exact scoring multiplies in f32).
+pub fn matrix_kernel() -> Option<&'static MatrixKernel> {
+    Kernel::chosen().resolve().ok().flatten()
+}
+
+/// Name of the products exact scoring of a batch runs on now: the matrix kernel's (`amx-bf16`,
+/// `avx512-bf16`) or `f32 <isa>`.
+pub fn kernel_name() -> String {
+    match matrix_kernel() {
+        Some(m) => m.isa.to_string(),
+        None => format!("f32 {}", tile_kernel().isa),
+    }
+}
+
+/// The portable matrix kernel (the reference the others are tested against).
+pub fn scalar_matrix_kernel() -> &'static MatrixKernel {
+    static K: MatrixKernel = MatrixKernel {
+        isa: "scalar-bf16",
+        run: bf16::matrix,
+        pack: bf16::pack_rows,
+    };
+    &K
+}
+
+/// The AMX kernel, when the CPU and OS allow tiles.
+fn amx() -> Option<&'static MatrixKernel> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static K: MatrixKernel = MatrixKernel {
+            isa: "amx-bf16",
+            run: x86::matrix_amx,
+            pack: x86::pack_rows_bf16,
+        };
+        x86::has_amx().then_some(&K)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// The AVX512-BF16 kernel, when the CPU has it.
+fn dpbf16() -> Option<&'static MatrixKernel> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static K: MatrixKernel = MatrixKernel {
+            isa: "avx512-bf16",
+            run: x86::matrix_dpbf16,
+            pack: x86::pack_rows_bf16,
+        };
+        x86::has_dpbf16().then_some(&K)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// The matrix kernels this CPU can run, best first (tests check each against the scalar one).
+pub fn available_matrix_kernels() -> Vec<&'static MatrixKernel> {
+    [amx(), dpbf16()].into_iter().flatten().collect()
+}
+
+/// The scoring units this CPU has, for messages and reports (e.g. `avx512f, avx512-bf16, amx`).
+pub fn cpu_units() -> String {
+    let mut units = vec![tile_kernel().isa];
+    units.extend(available_matrix_kernels().iter().map(|k| k.isa));
+    units.join(", ")
+}
+
+pub mod bf16;
 mod scalar;
 
 #[cfg(target_arch = "x86_64")]
@@ -213,6 +362,7 @@ mod tests {
                 prop_assert!(((k.l2_f32)(&a, &b) - (s.l2_f32)(&a, &b)).abs() <= tol * 4.0, "{}", k.isa);
                 prop_assert!(((k.l2_f16)(&h, &b) - (s.l2_f16)(&h, &b)).abs() <= tol * 4.0, "{}", k.isa);
                 prop_assert_eq!((k.dot_i8_i16)(&c, &w), (s.dot_i8_i16)(&c, &w), "{}", k.isa);
+                prop_assert_eq!((k.reaches)(&a, &b), (s.reaches)(&a, &b), "{}", k.isa);
             }
         }
 
@@ -250,6 +400,37 @@ mod tests {
                 let mut got = vec![7u16; blocks * 32];
                 (k.sum_lut16)(&luts, &codes, &mut got);
                 prop_assert_eq!(&got, &want, "{}", k.isa);
+            }
+        }
+
+        #[test]
+        fn matrix_kernels_match_scalar(rows in 1usize..70, queries in 1usize..70, dim in 1usize..100, seed in 0u64..1000) {
+            let x: Vec<f32> = crate::synth::gaussian_matrix(rows, dim, seed);
+            let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+            let q: Vec<f32> = crate::synth::gaussian_matrix(queries, dim, seed + 1);
+            let (rp, qp) = (rows.div_ceil(bf16::BLOCK) * bf16::BLOCK, queries.div_ceil(bf16::BLOCK) * bf16::BLOCK);
+            let kb = bf16::kblocks(dim);
+            let s = scalar_matrix_kernel();
+            let mut b = Vec::new();
+            bf16::pack_queries(&q, dim, qp, &mut b);
+            for v in [Vectors::F16(&h), Vectors::F32(&x)] {
+                let (mut a, mut n2) = (Vec::new(), Vec::new());
+                (s.pack)(v, dim, rp, &mut a, &mut n2);
+                let mut want = vec![0.0; rp * qp];
+                (s.run)(kb, &a, &b, &mut want);
+                for k in available_matrix_kernels() {
+                    let (mut ka, mut kn2) = (Vec::new(), Vec::new());
+                    (k.pack)(v, dim, rp, &mut ka, &mut kn2);
+                    prop_assert_eq!(&ka, &a, "{} packs differently", k.isa);
+                    for (g, w) in kn2.iter().zip(&n2) {
+                        prop_assert!((g - w).abs() <= 1e-5 * w.max(1.0), "{}: norm {g} vs {w}", k.isa);
+                    }
+                    let mut got = vec![f32::NAN; rp * qp];
+                    (k.run)(kb, &ka, &b, &mut got);
+                    for (g, w) in got.iter().zip(&want) {
+                        prop_assert!((g - w).abs() <= 1e-4 * (1.0 + dim as f32), "{}: {g} vs {w}", k.isa);
+                    }
+                }
             }
         }
 

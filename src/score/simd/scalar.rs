@@ -24,6 +24,10 @@ pub fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
         .sum()
 }
 
+pub fn reaches(s: &[f32], t: &[f32]) -> bool {
+    s.iter().zip(t).any(|(s, t)| s >= t || s.is_nan())
+}
+
 pub fn dot_i8_i16_rows(codes: &[i8], q: &[i16], out: &mut [i32]) {
     for (o, c) in out.iter_mut().zip(codes.chunks_exact(q.len().max(1))) {
         *o = dot_i8_i16(c, q);

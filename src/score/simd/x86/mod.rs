@@ -68,10 +68,13 @@ pub unsafe fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
 }
 
 mod fastscan;
+mod matrix;
 mod scan;
 pub use fastscan::{sum_lut16_avx2, sum_lut16_avx512};
+pub use matrix::{has_amx, has_dpbf16, matrix_amx, matrix_dpbf16, pack_rows_bf16};
 pub use scan::{
-    dot_i8_i16_rows, dot_i8_i16_rows_avx512, dot_panel_avx2, dot_panel_avx512, with_vnni,
+    dot_i8_i16_rows, dot_i8_i16_rows_avx512, dot_panel_avx2, dot_panel_avx512, reaches_avx2,
+    reaches_avx512, with_vnni,
 };
 
 /// [`dot_i8_i16`] on 512-bit registers: 32 pairs a step into one accumulator (the chain
@@ -116,7 +119,7 @@ macro_rules! step {
 /// scalar tail), and `$set()`: the [`Kernels`](super::Kernels) using them when the CPU has
 /// the features of `$feat`.
 macro_rules! kernel_set {
-    ($set:ident, $isa:literal, $has:expr, $feat:literal, $lanes:literal, $zero:ident, $add:ident, $sub:ident, $fma:ident, $hsum:ident, $load32:ident, $dot_i8:ident, $panel:ident, $rows:ident, $lut16:ident,
+    ($set:ident, $isa:literal, $has:expr, $feat:literal, $lanes:literal, $zero:ident, $add:ident, $sub:ident, $fma:ident, $hsum:ident, $load32:ident, $dot_i8:ident, $panel:ident, $rows:ident, $lut16:ident, $reach:ident,
      [$(($name:ident, $field:ident, $op:ident, $t:ty, $load:ident)),*]) => {
         $(
             /// # Safety
@@ -158,6 +161,7 @@ macro_rules! kernel_set {
                 dot_panel: |q, p, o| unsafe { $panel(q, p, o) },
                 dot_i8_i16_rows: |c, q, o| unsafe { $rows(c, q, o) },
                 sum_lut16: |l, b, o| unsafe { $lut16(l, b, o) },
+                reaches: |s, t| unsafe { $reach(s, t) },
             })
         }
     };
@@ -327,6 +331,7 @@ kernel_set!(
     dot_panel_avx2,
     dot_i8_i16_rows,
     sum_lut16_avx2,
+    reaches_avx2,
     [
         (dot_f32, dot_f32, dot, f32, load_f32),
         (dot_f16, dot_f16, dot, f16, load_f16),
@@ -354,6 +359,7 @@ kernel_set!(
     dot_panel_avx512,
     dot_i8_i16_rows_avx512,
     sum_lut16_avx512,
+    reaches_avx512,
     [
         (dot_f32_avx512, dot_f32, dot, f32, load_f32x16),
         (dot_f16_avx512, dot_f16, dot, f16, load_f16x16),

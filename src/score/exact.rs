@@ -1,0 +1,402 @@
+//! Exact top-k from approximate scores with a proven error bound: every CPU kernel (f32 sums,
+//! bf16 products on AVX512-BF16 or AMX tiles) proposes rows, and the final ranking is the one of
+//! float64 arithmetic on the stored vectors, whichever kernel ran.
+//!
+//! The bound. Let `q*` be the exact query in f64 (the raw query; for cos, divided by its f64
+//! norm) and `qk` the query the kernel multiplies (the prepared f32 query, or its bf16
+//! rounding). For a stored row `x` with `|x| <= M` (the largest row norm of the tile scored) the
+//! kernel's f32 inner product `a` satisfies
+//!
+//! `|a - q*.x| <= D = e M + |qk| rho M + g |qk| M (1 + rho) + t`
+//!
+//! where `e = |q* - qk|` (computed exactly per query), `rho` bounds the relative rounding of the
+//! row to the kernel's format (0 for f32 kernels, which read f16/f32 rows exactly; 2^-8 for
+//! bf16, whose significand has 8 bits), `g = (d + 8) 2^-22` covers the f32 accumulation of `d`
+//! products (`d 2^-24 sum|qk_i x_i|`, Cauchy-Schwarz, with a factor of 4 to spare for fused and
+//! pairwise adds and the rounding of `a +- delta` below), and `t = d 2^-120 (1 + M + |qk|)`
+//! covers the flushing of subnormal bf16 inputs and outputs by the matrix units. For l2 the
+//! kernel's similarity is `2a - |x|^2 - |qp|^2` from f32 norms (`qp` the prepared f32 query), so
+//! `delta = 2D + 2g (|qp| + M)^2 + ep (2|qp| + ep)` with `ep = |q* - qp|`; for cos and ip
+//! `delta = D`. (A kernel that sums `(qp_i - x_i)^2` directly, as the few-query path does, is
+//! within the same `delta`.)
+//!
+//! The proof. Each query keeps `L`, a lower bound on the k-th best exact similarity: the k-th
+//! best of the lower bounds `a - delta` seen, raised by the exact scores of rows already
+//! re-scored. A row can belong to the exact top-k only if `a + delta >= L`; such rows are kept
+//! and re-scored in f64, all others are dropped. `L` only grows, so a dropped row is never
+//! needed. When many rows tie within the bound (duplicates), the kept rows are re-scored early
+//! and the list stays short; the work is the same, the memory bounded.
+
+use super::cand::Cand;
+use super::TopK;
+use crate::format::Metric;
+use crate::store::Vectors;
+use half::slice::HalfFloatSliceExt;
+use std::cmp::Ordering;
+
+/// Rows a query keeps before its list is pruned (and, if still long, re-scored early).
+const KEEP_MAX: usize = 1024;
+
+/// A row and its exact (f64) similarity, ordered best first (higher similarity, then lower id).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Exact {
+    pub sim: f64,
+    pub id: u32,
+}
+
+impl Eq for Exact {}
+impl Ord for Exact {
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.sim.total_cmp(&self.sim).then(self.id.cmp(&o.id))
+    }
+}
+impl PartialOrd for Exact {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// The largest value `<= x` an f32 holds.
+fn down(x: f64) -> f32 {
+    let f = x as f32;
+    if f64::from(f) > x {
+        f.next_down()
+    } else {
+        f
+    }
+}
+
+/// The smallest value `>= x` an f32 holds.
+fn up(x: f64) -> f32 {
+    let f = x as f32;
+    if f64::from(f) < x {
+        f.next_up()
+    } else {
+        f
+    }
+}
+
+/// A row norm bound `M` from the largest f32 sum of squares of a tile's rows (f32 sums of `dim`
+/// squares are within `dim 2^-24` relative of the exact ones).
+pub(crate) fn max_norm(max_norm2: f32, dim: usize) -> f64 {
+    (f64::from(max_norm2) * (1.0 + (dim + 2) as f64 * 2f64.powi(-23))).sqrt()
+}
+
+/// One query as the error bound sees it: its exact form and the kernel's.
+#[derive(Debug, Clone)]
+pub(crate) struct Query {
+    /// `q*`: the exact query in f64.
+    pub exact: Vec<f64>,
+    /// `|q* - qk|`.
+    e: f64,
+    /// `|qk|`.
+    nk: f64,
+    /// `|qp|`, the prepared f32 query's norm.
+    np: f64,
+    /// `|q* - qp|`.
+    ep: f64,
+}
+
+/// `|a - b|` and `|b|` in f64.
+fn gap_and_norm(a: &[f64], b: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut gap2, mut norm2) = (0.0, 0.0);
+    for (&x, y) in a.iter().zip(b) {
+        gap2 += (x - y) * (x - y);
+        norm2 += y * y;
+    }
+    (gap2.sqrt(), norm2.sqrt())
+}
+
+impl Query {
+    /// The bound's view of raw query `raw`, prepared as `prepared` (f32, normalised for cos)
+    /// and multiplied by the kernel as `kernel` (the prepared values, or their bf16 rounding).
+    pub fn new(metric: Metric, raw: &[f32], prepared: &[f32], kernel: &[f32]) -> Self {
+        let mut exact: Vec<f64> = raw.iter().map(|&v| f64::from(v)).collect();
+        if metric == Metric::Cos {
+            let n = exact.iter().map(|v| v * v).sum::<f64>().sqrt();
+            if n > 0.0 {
+                exact.iter_mut().for_each(|v| *v /= n);
+            }
+        }
+        let (ep, np) = gap_and_norm(&exact, prepared.iter().map(|&v| f64::from(v)));
+        let (e, nk) = gap_and_norm(&exact, kernel.iter().map(|&v| f64::from(v)));
+        Query {
+            exact,
+            e,
+            nk,
+            np,
+            ep,
+        }
+    }
+
+    /// `delta` of the module docs for rows of norm at most `m`, rounded up to an f32.
+    pub fn delta(&self, metric: Metric, rho: f64, m: f64) -> f32 {
+        let d = self.exact.len() as f64;
+        let g = (d + 8.0) * 2f64.powi(-22);
+        let t = d * 2f64.powi(-120) * (1.0 + m + self.nk);
+        let dot = self.e * m + self.nk * rho * m + g * self.nk * m * (1.0 + rho) + t;
+        let delta = match metric {
+            Metric::L2 => {
+                2.0 * dot + 2.0 * g * (self.np + m).powi(2) + self.ep * (2.0 * self.np + self.ep)
+            }
+            Metric::Cos | Metric::Ip => dot,
+        };
+        if delta.is_finite() {
+            up(delta)
+        } else {
+            f32::INFINITY
+        }
+    }
+
+    /// The exact similarity (higher is better; the negated squared distance for l2) of stored
+    /// row `x`, in f64.
+    fn similarity(&self, metric: Metric, x: Row<'_>) -> f64 {
+        /// Values widened at a time (f16 rows through the SIMD conversion).
+        const CHUNK: usize = 64;
+        const W: usize = 8;
+        let mut acc = [0.0f64; W];
+        let mut wide = [0.0f32; CHUNK];
+        for (c, q) in self.exact.chunks(CHUNK).enumerate() {
+            let x: &[f32] = match x {
+                Row::F16(x) => {
+                    let src = &x[c * CHUNK..c * CHUNK + q.len()];
+                    src.convert_to_f32_slice(&mut wide[..q.len()]);
+                    &wide[..q.len()]
+                }
+                Row::F32(x) => &x[c * CHUNK..c * CHUNK + q.len()],
+            };
+            for (i, (&q, &x)) in q.iter().zip(x).enumerate() {
+                let x = f64::from(x);
+                acc[i % W] += match metric {
+                    Metric::L2 => (q - x) * (q - x),
+                    Metric::Cos | Metric::Ip => q * x,
+                };
+            }
+        }
+        let s: f64 = acc.iter().sum();
+        match metric {
+            Metric::L2 => -s,
+            Metric::Cos | Metric::Ip => s,
+        }
+    }
+}
+
+/// One stored row.
+#[derive(Clone, Copy)]
+pub(crate) enum Row<'a> {
+    F16(&'a [half::f16]),
+    F32(&'a [f32]),
+}
+
+/// Where the rows of the scorer are: a row number to its stored values.
+pub(crate) trait Rows: Sync {
+    fn row(&self, id: u32) -> Row<'_>;
+}
+
+impl<'a> Row<'a> {
+    /// Row `i` (local) of `[rows, dim]` vectors.
+    pub fn of(vectors: Vectors<'a>, dim: usize, i: usize) -> Self {
+        let r = i * dim..(i + 1) * dim;
+        match vectors {
+            Vectors::F16(v) => Row::F16(&v[r]),
+            Vectors::F32(v) => Row::F32(&v[r]),
+        }
+    }
+}
+
+/// The proof state of one query (module docs): the lower bound `L` and the rows that may still
+/// beat it.
+#[derive(Debug, Clone)]
+pub(crate) struct Collector {
+    /// The `k` best lower bounds `a - delta` seen.
+    lower: TopK<Cand>,
+    /// The `k` best rows re-scored so far.
+    exact: TopK<Exact>,
+    /// Rows kept, with their upper bounds `a + delta`, not yet re-scored.
+    kept: Vec<Cand>,
+}
+
+impl Collector {
+    pub fn new(k: usize) -> Self {
+        Collector {
+            lower: TopK::new(k),
+            exact: TopK::new(k),
+            kept: Vec::new(),
+        }
+    }
+
+    /// `L`: a lower bound on the k-th best exact similarity (`-inf` until `k` rows are seen).
+    pub fn threshold(&self) -> f32 {
+        let exact = self
+            .exact
+            .worst()
+            .map_or(f32::NEG_INFINITY, |e| down(e.sim));
+        self.lower.threshold().max(exact)
+    }
+
+    /// Offers row `id` with approximate similarity `a` within `delta` of the exact one (a `NaN`
+    /// from an overflow is kept: only its exact score can tell). Returns whether so many rows
+    /// tie that the caller should [`Collector::settle`] them now.
+    pub fn offer(&mut self, a: f32, delta: f32, id: u32) -> bool {
+        let (hi, lo) = if a.is_nan() {
+            (f32::INFINITY, f32::NEG_INFINITY)
+        } else {
+            (a + delta, a - delta)
+        };
+        if hi < self.threshold() {
+            return false;
+        }
+        self.lower.push(Cand::of_sim(lo, id));
+        self.kept.push(Cand::of_sim(hi, id));
+        if self.kept.len() < KEEP_MAX {
+            return false;
+        }
+        self.prune();
+        self.kept.len() >= KEEP_MAX / 2
+    }
+
+    /// Re-scores the kept rows exactly now (they tie within the bound, so the work is due
+    /// anyway), which keeps the list short.
+    pub fn settle(&mut self, query: &Query, metric: Metric, rows: &dyn Rows) {
+        for c in self.kept.drain(..) {
+            let sim = query.similarity(metric, rows.row(c.id));
+            self.exact.push(Exact { sim, id: c.id });
+        }
+    }
+
+    /// Drops the kept rows whose upper bound is below `L`.
+    fn prune(&mut self) {
+        let l = self.threshold();
+        self.kept.retain(|c| c.sim() >= l);
+    }
+
+    /// Folds another thread's state of the same query into this one.
+    pub fn merge(&mut self, other: Collector) {
+        self.lower.merge(other.lower);
+        self.exact.merge(other.exact);
+        self.kept.extend(other.kept);
+        self.prune();
+    }
+
+    /// The exact top-k, best first.
+    pub fn finish(mut self, query: &Query, metric: Metric, rows: &dyn Rows) -> Vec<Exact> {
+        self.prune();
+        self.settle(query, metric, rows);
+        self.exact.into_sorted()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::simd::{self, bf16};
+    use crate::synth;
+
+    /// The kernels' approximations stay within `delta` of the exact f64 similarity: f32 sums of
+    /// the prepared query (the few-query and f32 paths) and bf16 products (the matrix kernels),
+    /// for queries and rows of very different scales, every metric.
+    #[test]
+    fn approximations_stay_within_the_bound() {
+        let (rows, dim, nq) = (64, 200, 32);
+        let m = simd::scalar_matrix_kernel();
+        for (seed, scale) in [(1u64, 1e-3f32), (2, 1.0), (3, 250.0)] {
+            let x: Vec<f32> = synth::gaussian_matrix(rows, dim, seed)
+                .iter()
+                .map(|v| half::f16::from_f32(v * scale.min(100.0)).to_f32())
+                .collect();
+            let raw: Vec<f32> = synth::gaussian_matrix(nq, dim, seed + 9)
+                .iter()
+                .map(|v| v * scale)
+                .collect();
+            let (mut a, mut b, mut norms2) = (Vec::new(), Vec::new(), Vec::new());
+            (m.pack)(Vectors::F32(&x), dim, rows, &mut a, &mut norms2);
+            let seen = bf16::pack_queries(&raw, dim, nq, &mut b);
+            let mut c = vec![0.0; rows * nq];
+            (m.run)(bf16::kblocks(dim), &a, &b, &mut c);
+            let bound_m = max_norm(norms2.iter().fold(0.0, |a, &b| a.max(b)), dim);
+            for metric in [Metric::Ip, Metric::L2, Metric::Cos] {
+                for (j, q) in raw.chunks_exact(dim).enumerate() {
+                    // Cos: the kernels see the normalised query (bf16-rounded for the matrix).
+                    let prepared: Vec<f32> = if metric == Metric::Cos {
+                        let n = q.iter().map(|v| v * v).sum::<f32>().sqrt();
+                        q.iter().map(|v| v / n).collect()
+                    } else {
+                        q.to_vec()
+                    };
+                    let kernel: Vec<f32> = if metric == Metric::Cos {
+                        prepared
+                            .iter()
+                            .map(|&v| half::bf16::from_f32(v).to_f32())
+                            .collect()
+                    } else {
+                        seen[j * dim..(j + 1) * dim].to_vec()
+                    };
+                    let f32_bound = Query::new(metric, q, &prepared, &prepared);
+                    let bf16_bound = Query::new(metric, q, &prepared, &kernel);
+                    let qn: f32 = prepared.iter().map(|v| v * v).sum();
+                    for (r, row) in x.chunks_exact(dim).enumerate() {
+                        let exact = f32_bound.similarity(metric, Row::F32(row));
+                        let dot: f32 = row.iter().zip(&prepared).map(|(a, b)| a * b).sum();
+                        let bdot: f32 = if metric == Metric::Cos {
+                            row.iter()
+                                .zip(&kernel)
+                                .map(|(a, b)| half::bf16::from_f32(*a).to_f32() * b)
+                                .sum()
+                        } else {
+                            c[r * nq + j]
+                        };
+                        let l2 = |d: f32| 2.0 * d - norms2[r] - qn;
+                        let (fa, ba) = match metric {
+                            Metric::L2 => (l2(dot), l2(bdot)),
+                            _ => (dot, bdot),
+                        };
+                        for (what, a, bound, rho) in [
+                            ("f32", fa, &f32_bound, 0.0),
+                            ("bf16", ba, &bf16_bound, 1.0 / 256.0),
+                        ] {
+                            let delta = f64::from(bound.delta(metric, rho, bound_m));
+                            let err = (f64::from(a) - exact).abs();
+                            assert!(
+                                err <= delta,
+                                "{what} {metric:?} scale {scale}: |{a} - {exact}| = {err} > {delta}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn collector_keeps_what_may_win_and_settles_ties() {
+        let x: Vec<f32> = (0..10_000).map(|i| (i % 7) as f32).collect();
+        let k = 3;
+        let q = Query::new(Metric::Ip, &[1.0], &[1.0], &[1.0]);
+        struct One<'a>(&'a [f32]);
+        impl Rows for One<'_> {
+            fn row(&self, id: u32) -> Row<'_> {
+                Row::F32(&self.0[id as usize..id as usize + 1])
+            }
+        }
+        let rows = One(&x);
+        let mut c = Collector::new(k);
+        let mut settled = 0;
+        for (i, &v) in x.iter().enumerate() {
+            // A loose bound: every row of value 6 ties with every other.
+            if c.offer(v, 0.5, i as u32) {
+                settled += 1;
+                c.settle(&q, Metric::Ip, &rows);
+            }
+        }
+        assert!(
+            settled > 0,
+            "3000 rows within the bound never settled early"
+        );
+        let best: Vec<u32> = c
+            .finish(&q, Metric::Ip, &rows)
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(best, vec![6, 13, 20]);
+    }
+}
