@@ -86,8 +86,6 @@ struct Workspace {
     row: Vec<f32>,
     /// The tile's rows as the matrix kernel's operand.
     packed: Vec<u16>,
-    /// Zeros, to take norms with the distance kernels.
-    zeros: Vec<f32>,
     /// Per query of a chunk: the error bound and the score a row must reach.
     deltas: Vec<f32>,
     thresholds: Vec<f32>,
@@ -118,7 +116,9 @@ impl<'a> CpuScorer<'a> {
         )
     }
 
-    /// Scorer over `vectors` (`[rows, dim]` row-major, already normalised for cos).
+    /// Scorer over `vectors` (`[rows, dim]` row-major, already normalised for cos: the error
+    /// bound of a few-query batch takes cos rows to be unit vectors rounded to f16 or f32, of
+    /// norm at most [`exact::UNIT_MAX_NORM`]).
     pub fn from_vectors(vectors: Vectors<'a>, dim: usize, metric: Metric) -> Result<Self> {
         super::check_shape(&vectors, dim)?;
         Ok(Self::with_kernels(
@@ -235,20 +235,43 @@ impl<'a> CpuScorer<'a> {
         let rows = tile.rows.clone();
         let (d, n) = (self.dim, rows.len());
         if queries.len() < DIRECT_MAX_QUERIES {
-            let m = self.max_norm(vectors, rows.clone(), ws);
             ws.scores.resize(n, 0.0);
+            ws.row_norms2.clear();
+            let k = self.kernels;
             for qi in queries {
                 let query = &q.data[qi * d..(qi + 1) * d];
-                let k = self.kernels;
-                for (s, i) in ws.scores.iter_mut().zip(rows.clone()) {
+                // The first query's pass reads each row once for its product and its norm;
+                // cos rows are unit vectors, whose norm needs no pass.
+                let first = ws.row_norms2.is_empty() && self.metric != Metric::Cos;
+                for (j, i) in rows.clone().enumerate() {
                     let r = i * d..(i + 1) * d;
-                    *s = match (vectors, self.metric) {
-                        (Vectors::F16(v), Metric::L2) => -(k.l2_f16)(&v[r], query),
-                        (Vectors::F32(v), Metric::L2) => -(k.l2_f32)(&v[r], query),
-                        (Vectors::F16(v), _) => (k.dot_f16)(&v[r], query),
-                        (Vectors::F32(v), _) => (k.dot_f32)(&v[r], query),
+                    ws.scores[j] = match (vectors, first) {
+                        (Vectors::F16(v), true) => {
+                            let (dot, n2) = (k.dot_norm_f16)(&v[r], query);
+                            ws.row_norms2.push(n2);
+                            dot
+                        }
+                        (Vectors::F32(v), true) => {
+                            let (dot, n2) = (k.dot_norm_f32)(&v[r], query);
+                            ws.row_norms2.push(n2);
+                            dot
+                        }
+                        (Vectors::F16(v), false) => (k.dot_f16)(&v[r], query),
+                        (Vectors::F32(v), false) => (k.dot_f32)(&v[r], query),
                     };
                 }
+                if self.metric == Metric::L2 {
+                    // |q - x|^2 = |q|^2 + |x|^2 - 2 q.x, negated so that higher is better.
+                    let qn = q.norms2[qi];
+                    ws.scores
+                        .iter_mut()
+                        .zip(&ws.row_norms2)
+                        .for_each(|(s, xn)| *s = (2.0 * *s - xn - qn).min(0.0));
+                }
+                let m = match self.metric {
+                    Metric::Cos => exact::UNIT_MAX_NORM,
+                    _ => exact::max_norm(ws.row_norms2.iter().fold(0.0, |a, &b| a.max(b)), d),
+                };
                 f(qi, &ws.scores, m);
             }
             return;
@@ -295,20 +318,6 @@ impl<'a> CpuScorer<'a> {
             }
             q0 = q1;
         }
-    }
-
-    /// The bound `M` on the norms of rows `rows` (the few-query path, which packs nothing).
-    fn max_norm(&self, vectors: Vectors<'_>, rows: Range<usize>, ws: &mut Workspace) -> f64 {
-        let d = self.dim;
-        ws.zeros.resize(d, 0.0);
-        let k = self.kernels;
-        let max2 = rows
-            .map(|i| match vectors {
-                Vectors::F16(v) => (k.l2_f16)(&v[i * d..(i + 1) * d], &ws.zeros),
-                Vectors::F32(v) => (k.dot_f32)(&v[i * d..(i + 1) * d], &v[i * d..(i + 1) * d]),
-            })
-            .fold(0.0, f32::max);
-        exact::max_norm(max2, d)
     }
 
     /// Offers the rows of `tile` to the collectors of `batch` through the matrix kernel
@@ -360,14 +369,15 @@ impl<'a> CpuScorer<'a> {
                         .zip(norms2)
                         .for_each(|(s, qn)| *s = (2.0 * *s - xn - qn).min(0.0));
                 }
-                // Most rows reach no query's threshold: one SIMD test skips them.
-                if !(self.kernels.reaches)(row, &ws.thresholds) {
-                    continue;
-                }
-                for (j, &a) in row.iter().enumerate() {
-                    if a >= ws.thresholds[j] || a.is_nan() {
+                // Most rows reach no query's threshold: SIMD masks of 64 queries skip them.
+                for g in (0..live).step_by(64) {
+                    let end = (g + 64).min(live);
+                    let mut hits = (self.kernels.reaches)(&row[g..end], &ws.thresholds[g..end]);
+                    while hits != 0 {
+                        let j = g + hits.trailing_zeros() as usize;
+                        hits &= hits - 1;
                         let (list, delta) = (&mut lists[c0 + j], ws.deltas[j]);
-                        self.offer(list, &batch.bounds[c0 + j], a, delta, first + r as u32);
+                        self.offer(list, &batch.bounds[c0 + j], row[j], delta, first + r as u32);
                         ws.thresholds[j] = list.threshold() - delta;
                     }
                 }
@@ -395,11 +405,16 @@ impl<'a> CpuScorer<'a> {
         self.score_tile(batch.q, batch.range.clone(), tile, ws, |qi, sims, m| {
             let (list, bound) = (&mut lists[qi - start], &batch.bounds[qi - start]);
             let delta = bound.delta(self.metric, 0.0, m);
-            let mut threshold = list.threshold() - delta;
-            for (j, &a) in sims.iter().enumerate() {
-                if a >= threshold || a.is_nan() {
-                    self.offer(list, bound, a, delta, first + j as u32);
-                    threshold = list.threshold() - delta;
+            // The query's threshold in every lane: SIMD masks of 64 rows skip most of them.
+            let mut threshold = [list.threshold() - delta; 64];
+            for (c, chunk) in sims.chunks(64).enumerate() {
+                let mut hits = (self.kernels.reaches)(chunk, &threshold[..chunk.len()]);
+                while hits != 0 {
+                    let j = hits.trailing_zeros() as usize;
+                    hits &= hits - 1;
+                    let id = first + (c * 64 + j) as u32;
+                    self.offer(list, bound, chunk[j], delta, id);
+                    threshold = [list.threshold() - delta; 64];
                 }
             }
         });

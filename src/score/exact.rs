@@ -82,6 +82,10 @@ pub(crate) fn max_norm(max_norm2: f32, dim: usize) -> f64 {
     (f64::from(max_norm2) * (1.0 + (dim + 2) as f64 * 2f64.powi(-23))).sqrt()
 }
 
+/// A bound on the norm of a unit vector stored in f16 or f32 (normalised in f32, at most 2^16
+/// values, then rounded: within `(1 + 2^-11)(1 + dim 2^-24)` of 1), as a cos index stores rows.
+pub(crate) const UNIT_MAX_NORM: f64 = 1.0 + 1.0 / 128.0;
+
 /// One query as the error bound sees it: its exact form and the kernel's.
 #[derive(Debug, Clone)]
 pub(crate) struct Query {

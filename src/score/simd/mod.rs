@@ -17,6 +17,12 @@ pub struct Kernels {
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     /// Inner product of an f16 vector with an f32 vector of equal length.
     pub dot_f16: fn(&[f16], &[f32]) -> f32,
+    /// The inner product of an f32 vector with an f32 vector of equal length, and the first
+    /// one's sum of squares, in one pass (exact scoring's few-query path: the norms bound the
+    /// error of its sums).
+    pub dot_norm_f32: fn(&[f32], &[f32]) -> (f32, f32),
+    /// [`Kernels::dot_norm_f32`] of an f16 vector.
+    pub dot_norm_f16: fn(&[f16], &[f32]) -> (f32, f32),
     /// Squared Euclidean distance of two f32 vectors.
     pub l2_f32: fn(&[f32], &[f32]) -> f32,
     /// Squared Euclidean distance of an f16 vector to an f32 vector.
@@ -39,10 +45,10 @@ pub struct Kernels {
     /// for table `t`. `out[32 b + r]` receives the sum over `t` of `luts[16 t + code]` for row
     /// `r` of block `b`, for the `out.len() / 32` blocks (wrapping at 2^16, which callers avoid).
     pub sum_lut16: fn(&[u8], &[u8], &mut [u16]),
-    /// Whether any score of the first slice is not below the threshold at the same position in
-    /// the second (a `NaN` score counts as reaching): exact scoring's test of a row against
-    /// every query's threshold at once.
-    pub reaches: fn(&[f32], &[f32]) -> bool,
+    /// The positions (bit `i` for position `i`, at most 64) where a score of the first slice is
+    /// not below the threshold at the same position of the second (a `NaN` score reaches):
+    /// exact scoring's test of a row against the thresholds of many queries at once.
+    pub reaches: fn(&[f32], &[f32]) -> u64,
 }
 
 /// Tables of [`Kernels::sum_lut16`] come in groups of this many (one 512-bit load).
@@ -88,6 +94,8 @@ pub fn scalar_kernels() -> Kernels {
         dot_f16: scalar::dot_f16,
         l2_f32: scalar::l2_f32,
         l2_f16: scalar::l2_f16,
+        dot_norm_f32: scalar::dot_norm_f32,
+        dot_norm_f16: scalar::dot_norm_f16,
         dot_i8_i16: scalar::dot_i8_i16,
         dot_panel: scalar::dot_panel,
         dot_i8_i16_rows: scalar::dot_i8_i16_rows,
@@ -361,6 +369,9 @@ mod tests {
                 prop_assert!(((k.dot_f16)(&h, &b) - (s.dot_f16)(&h, &b)).abs() <= tol, "{}", k.isa);
                 prop_assert!(((k.l2_f32)(&a, &b) - (s.l2_f32)(&a, &b)).abs() <= tol * 4.0, "{}", k.isa);
                 prop_assert!(((k.l2_f16)(&h, &b) - (s.l2_f16)(&h, &b)).abs() <= tol * 4.0, "{}", k.isa);
+                for ((d, n), (wd, wn)) in [((k.dot_norm_f32)(&a, &b), (s.dot_norm_f32)(&a, &b)), ((k.dot_norm_f16)(&h, &b), (s.dot_norm_f16)(&h, &b))] {
+                    prop_assert!((d - wd).abs() <= tol && (n - wn).abs() <= tol * 4.0, "{}", k.isa);
+                }
                 prop_assert_eq!((k.dot_i8_i16)(&c, &w), (s.dot_i8_i16)(&c, &w), "{}", k.isa);
                 prop_assert_eq!((k.reaches)(&a, &b), (s.reaches)(&a, &b), "{}", k.isa);
             }

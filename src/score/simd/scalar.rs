@@ -17,6 +17,15 @@ pub fn l2_f16(a: &[f16], b: &[f32]) -> f32 {
         .map(|(x, y)| (x.to_f32() - y) * (x.to_f32() - y))
         .sum()
 }
+pub fn dot_norm_f32(a: &[f32], b: &[f32]) -> (f32, f32) {
+    (dot_f32(a, b), dot_f32(a, a))
+}
+pub fn dot_norm_f16(a: &[f16], b: &[f32]) -> (f32, f32) {
+    a.iter().zip(b).fold((0.0, 0.0), |(d, n), (x, y)| {
+        let x = x.to_f32();
+        (d + x * y, n + x * x)
+    })
+}
 pub fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
     a.iter()
         .zip(b)
@@ -24,8 +33,13 @@ pub fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
         .sum()
 }
 
-pub fn reaches(s: &[f32], t: &[f32]) -> bool {
-    s.iter().zip(t).any(|(s, t)| s >= t || s.is_nan())
+pub fn reaches(s: &[f32], t: &[f32]) -> u64 {
+    s.iter()
+        .zip(t)
+        .take(64)
+        .enumerate()
+        .filter(|(_, (s, t))| s >= t || s.is_nan())
+        .fold(0, |m, (i, _)| m | 1 << i)
 }
 
 pub fn dot_i8_i16_rows(codes: &[i8], q: &[i16], out: &mut [i32]) {

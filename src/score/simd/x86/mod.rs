@@ -120,7 +120,8 @@ macro_rules! step {
 /// the features of `$feat`.
 macro_rules! kernel_set {
     ($set:ident, $isa:literal, $has:expr, $feat:literal, $lanes:literal, $zero:ident, $add:ident, $sub:ident, $fma:ident, $hsum:ident, $load32:ident, $dot_i8:ident, $panel:ident, $rows:ident, $lut16:ident, $reach:ident,
-     [$(($name:ident, $field:ident, $op:ident, $t:ty, $load:ident)),*]) => {
+     [$(($name:ident, $field:ident, $op:ident, $t:ty, $load:ident)),*],
+     [$(($nname:ident, $nfield:ident, $nt:ty, $nload:ident)),*]) => {
         $(
             /// # Safety
             /// The CPU must support the features named in the attribute. Slices are read
@@ -151,12 +152,45 @@ macro_rules! kernel_set {
             }
         )*
 
+        $(
+            /// # Safety
+            /// The CPU must support the features named in the attribute. Slices are read
+            /// only up to the shorter length.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $nname(a: &[$nt], b: &[f32]) -> (f32, f32) {
+                let n = a.len().min(b.len());
+                let (pa, pb) = (a.as_ptr(), b.as_ptr());
+                let (mut dot, mut norm) = ([$zero(); 4], [$zero(); 4]);
+                let mut i = 0;
+                // SAFETY (all loads): i + 4 * $lanes <= n, resp. i + $lanes <= n, bounds
+                // both slices.
+                while i + 4 * $lanes <= n {
+                    for j in 0..4 {
+                        let (x, y) = ($nload(pa.add(i + $lanes * j)), $load32(pb.add(i + $lanes * j)));
+                        dot[j] = $fma(x, y, dot[j]);
+                        norm[j] = $fma(x, x, norm[j]);
+                    }
+                    i += 4 * $lanes;
+                }
+                while i + $lanes <= n {
+                    let (x, y) = ($nload(pa.add(i)), $load32(pb.add(i)));
+                    dot[0] = $fma(x, y, dot[0]);
+                    norm[0] = $fma(x, x, norm[0]);
+                    i += $lanes;
+                }
+                let (td, tn) = if i < n { super::scalar::$nfield(&a[i..n], &b[i..n]) } else { (0.0, 0.0) };
+                let sum = |v: [_; 4]| $hsum($add($add(v[0], v[1]), $add(v[2], v[3])));
+                (sum(dot) + td, sum(norm) + tn)
+            }
+        )*
+
         pub fn $set() -> Option<super::Kernels> {
             // SAFETY (every closure): built only when the CPU has the features of `$feat`
             // and those of `$dot_i8` (checked by `$has`).
             $has.then_some(super::Kernels {
                 isa: $isa,
                 $($field: |a, b| unsafe { $name(a, b) },)*
+                $($nfield: |a, b| unsafe { $nname(a, b) },)*
                 dot_i8_i16: |a, b| unsafe { $dot_i8(a, b) },
                 dot_panel: |q, p, o| unsafe { $panel(q, p, o) },
                 dot_i8_i16_rows: |c, q, o| unsafe { $rows(c, q, o) },
@@ -337,6 +371,10 @@ kernel_set!(
         (dot_f16, dot_f16, dot, f16, load_f16),
         (l2_f32, l2_f32, l2, f32, load_f32),
         (l2_f16, l2_f16, l2, f16, load_f16)
+    ],
+    [
+        (dot_norm_f32, dot_norm_f32, f32, load_f32),
+        (dot_norm_f16, dot_norm_f16, f16, load_f16)
     ]
 );
 kernel_set!(
@@ -365,5 +403,9 @@ kernel_set!(
         (dot_f16_avx512, dot_f16, dot, f16, load_f16x16),
         (l2_f32_avx512, l2_f32, l2, f32, load_f32x16),
         (l2_f16_avx512, l2_f16, l2, f16, load_f16x16)
+    ],
+    [
+        (dot_norm_f32_avx512, dot_norm_f32, f32, load_f32x16),
+        (dot_norm_f16_avx512, dot_norm_f16, f16, load_f16x16)
     ]
 );

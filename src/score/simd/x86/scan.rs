@@ -201,11 +201,11 @@ pub fn with_vnni(mut k: super::super::Kernels) -> super::super::Kernels {
 /// (a NaN compares true).
 ///
 /// # Safety
-/// The CPU must support avx512f. Slices are read only up to the shorter length.
+/// The CPU must support avx512f. Reads at most 64 values of the shorter slice.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn reaches_avx512(s: &[f32], t: &[f32]) -> bool {
-    let n = s.len().min(t.len());
-    let mut hit = 0u16;
+pub unsafe fn reaches_avx512(s: &[f32], t: &[f32]) -> u64 {
+    let n = s.len().min(t.len()).min(64);
+    let mut hit = 0u64;
     let mut i = 0;
     // SAFETY (all loads): i + 16 <= n bounds both slices.
     while i + 16 <= n {
@@ -213,20 +213,20 @@ pub unsafe fn reaches_avx512(s: &[f32], t: &[f32]) -> bool {
             _mm512_loadu_ps(s.as_ptr().add(i)),
             _mm512_loadu_ps(t.as_ptr().add(i)),
         );
-        hit |= _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(a, b);
+        hit |= u64::from(_mm512_cmp_ps_mask::<_CMP_NLT_UQ>(a, b)) << i;
         i += 16;
     }
-    hit != 0 || super::super::scalar::reaches(&s[i..n], &t[i..n])
+    hit | super::super::scalar::reaches(&s[i..n], &t[i..n]) << i
 }
 
 /// [`Kernels::reaches`](super::super::Kernels) on 8 lanes.
 ///
 /// # Safety
-/// The CPU must support AVX2. Slices are read only up to the shorter length.
+/// The CPU must support AVX2. Reads at most 64 values of the shorter slice.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn reaches_avx2(s: &[f32], t: &[f32]) -> bool {
-    let n = s.len().min(t.len());
-    let mut hit = _mm256_setzero_ps();
+pub unsafe fn reaches_avx2(s: &[f32], t: &[f32]) -> u64 {
+    let n = s.len().min(t.len()).min(64);
+    let mut hit = 0u64;
     let mut i = 0;
     // SAFETY (all loads): i + 8 <= n bounds both slices.
     while i + 8 <= n {
@@ -234,8 +234,9 @@ pub unsafe fn reaches_avx2(s: &[f32], t: &[f32]) -> bool {
             _mm256_loadu_ps(s.as_ptr().add(i)),
             _mm256_loadu_ps(t.as_ptr().add(i)),
         );
-        hit = _mm256_or_ps(hit, _mm256_cmp_ps::<_CMP_NLT_UQ>(a, b));
+        let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NLT_UQ>(a, b)) as u8;
+        hit |= u64::from(m) << i;
         i += 8;
     }
-    _mm256_movemask_ps(hit) != 0 || super::super::scalar::reaches(&s[i..n], &t[i..n])
+    hit | super::super::scalar::reaches(&s[i..n], &t[i..n]) << i
 }
