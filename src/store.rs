@@ -31,7 +31,18 @@ pub enum Vectors<'a> {
     F32(&'a [f32]),
 }
 
-impl Vectors<'_> {
+impl<'a> Vectors<'a> {
+    /// Rows `rows` (of dimension `dim`) as a view of their own.
+    /// Panics when the rows are out of range, like slice indexing.
+    #[allow(clippy::indexing_slicing)]
+    pub fn rows(&self, rows: std::ops::Range<usize>, dim: usize) -> Vectors<'a> {
+        let r = rows.start * dim..rows.end * dim;
+        match *self {
+            Vectors::F16(v) => Vectors::F16(&v[r]),
+            Vectors::F32(v) => Vectors::F32(&v[r]),
+        }
+    }
+
     /// Number of stored elements (rows x dim).
     pub fn len(&self) -> usize {
         match self {

@@ -19,7 +19,7 @@
 //! the other): tiles never cross a segment, and every thread's top-k lists span all segments, so
 //! a corpus is scored in one pass with the pruning of one file.
 
-use super::exact::{self, Collector, Row, Rows};
+use super::exact::{self, Collector, Rows};
 use super::simd::{bf16, MatrixKernel};
 use super::{prepare_queries, simd, Neighbors, Prepared, Scorer};
 use crate::error::{Error, Result};
@@ -334,11 +334,7 @@ impl<'a> CpuScorer<'a> {
         let seg = self.segments[tile.segment];
         let (d, n) = (self.dim, tile.rows.len());
         let padded = n.div_ceil(bf16::BLOCK) * bf16::BLOCK;
-        let r = tile.rows.start * d..tile.rows.end * d;
-        let x = match seg.vectors {
-            Vectors::F16(v) => Vectors::F16(&v[r]),
-            Vectors::F32(v) => Vectors::F32(&v[r]),
-        };
+        let x = seg.vectors.rows(tile.rows.clone(), d);
         (matrix.pack)(x, d, padded, &mut ws.packed, &mut ws.row_norms2);
         let m = exact::max_norm(ws.row_norms2.iter().fold(0.0, |a, &b| a.max(b)), d);
         let kb = bf16::kblocks(d);
@@ -508,10 +504,10 @@ impl<'a> CpuScorer<'a> {
 
 /// Rows by their global number, for re-scoring.
 impl Rows for CpuScorer<'_> {
-    fn row(&self, id: u32) -> Row<'_> {
+    fn row(&self, id: u32) -> Vectors<'_> {
         let id = id as usize;
         let s = self.segments[self.segments.partition_point(|s| s.first <= id) - 1];
-        Row::of(s.vectors, self.dim, id - s.first)
+        s.vectors.rows(id - s.first..id - s.first + 1, self.dim)
     }
 }
 

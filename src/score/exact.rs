@@ -154,7 +154,7 @@ impl Query {
 
     /// The exact similarity (higher is better; the negated squared distance for l2) of stored
     /// row `x`, in f64.
-    fn similarity(&self, metric: Metric, x: Row<'_>) -> f64 {
+    fn similarity(&self, metric: Metric, x: Vectors<'_>) -> f64 {
         /// Values widened at a time (f16 rows through the SIMD conversion).
         const CHUNK: usize = 64;
         const W: usize = 8;
@@ -162,12 +162,12 @@ impl Query {
         let mut wide = [0.0f32; CHUNK];
         for (c, q) in self.exact.chunks(CHUNK).enumerate() {
             let x: &[f32] = match x {
-                Row::F16(x) => {
+                Vectors::F16(x) => {
                     let src = &x[c * CHUNK..c * CHUNK + q.len()];
                     src.convert_to_f32_slice(&mut wide[..q.len()]);
                     &wide[..q.len()]
                 }
-                Row::F32(x) => &x[c * CHUNK..c * CHUNK + q.len()],
+                Vectors::F32(x) => &x[c * CHUNK..c * CHUNK + q.len()],
             };
             for (i, (&q, &x)) in q.iter().zip(x).enumerate() {
                 let x = f64::from(x);
@@ -185,27 +185,9 @@ impl Query {
     }
 }
 
-/// One stored row.
-#[derive(Clone, Copy)]
-pub(crate) enum Row<'a> {
-    F16(&'a [half::f16]),
-    F32(&'a [f32]),
-}
-
 /// Where the rows of the scorer are: a row number to its stored values.
 pub(crate) trait Rows: Sync {
-    fn row(&self, id: u32) -> Row<'_>;
-}
-
-impl<'a> Row<'a> {
-    /// Row `i` (local) of `[rows, dim]` vectors.
-    pub fn of(vectors: Vectors<'a>, dim: usize, i: usize) -> Self {
-        let r = i * dim..(i + 1) * dim;
-        match vectors {
-            Vectors::F16(v) => Row::F16(&v[r]),
-            Vectors::F32(v) => Row::F32(&v[r]),
-        }
-    }
+    fn row(&self, id: u32) -> Vectors<'_>;
 }
 
 /// The proof state of one query (module docs): the lower bound `L` and the rows that may still
@@ -339,7 +321,7 @@ mod tests {
                     let bf16_bound = Query::new(metric, q, &prepared, &kernel);
                     let qn: f32 = prepared.iter().map(|v| v * v).sum();
                     for (r, row) in x.chunks_exact(dim).enumerate() {
-                        let exact = f32_bound.similarity(metric, Row::F32(row));
+                        let exact = f32_bound.similarity(metric, Vectors::F32(row));
                         let dot: f32 = row.iter().zip(&prepared).map(|(a, b)| a * b).sum();
                         let bdot: f32 = if metric == Metric::Cos {
                             row.iter()
@@ -378,8 +360,8 @@ mod tests {
         let q = Query::new(Metric::Ip, &[1.0], &[1.0], &[1.0]);
         struct One<'a>(&'a [f32]);
         impl Rows for One<'_> {
-            fn row(&self, id: u32) -> Row<'_> {
-                Row::F32(&self.0[id as usize..id as usize + 1])
+            fn row(&self, id: u32) -> Vectors<'_> {
+                Vectors::F32(&self.0[id as usize..id as usize + 1])
             }
         }
         let rows = One(&x);
