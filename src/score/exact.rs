@@ -34,7 +34,8 @@ use crate::store::Vectors;
 use half::slice::HalfFloatSliceExt;
 use std::cmp::Ordering;
 
-/// Rows a query keeps before its list is pruned (and, if still long, re-scored early).
+/// Rows a query keeps before its list is pruned (and, if still long, re-scored early): this
+/// many, or 4 k for a larger k (a pruned list always holds at least k rows).
 const KEEP_MAX: usize = 1024;
 
 /// A row and its exact (f64) similarity, ordered best first (higher similarity, then lower id).
@@ -200,6 +201,8 @@ pub(crate) struct Collector {
     exact: TopK<Exact>,
     /// Rows kept, with their upper bounds `a + delta`, not yet re-scored.
     kept: Vec<Cand>,
+    /// Length of `kept` that triggers a prune.
+    keep_max: usize,
 }
 
 impl Collector {
@@ -208,6 +211,7 @@ impl Collector {
             lower: TopK::new(k),
             exact: TopK::new(k),
             kept: Vec::new(),
+            keep_max: KEEP_MAX.max(4 * k),
         }
     }
 
@@ -234,11 +238,11 @@ impl Collector {
         }
         self.lower.push(Cand::of_sim(lo, id));
         self.kept.push(Cand::of_sim(hi, id));
-        if self.kept.len() < KEEP_MAX {
+        if self.kept.len() < self.keep_max {
             return false;
         }
         self.prune();
-        self.kept.len() >= KEEP_MAX / 2
+        self.kept.len() >= self.keep_max / 2
     }
 
     /// Re-scores the kept rows exactly now (they tie within the bound, so the work is due
