@@ -27,8 +27,6 @@
 //! needed. When many rows tie within the bound (duplicates), the kept rows are re-scored early
 //! and the list stays short; the work is the same, the memory bounded.
 
-use super::cand::Cand;
-use super::TopK;
 use crate::format::Metric;
 use crate::store::Vectors;
 use half::slice::HalfFloatSliceExt;
@@ -191,37 +189,55 @@ pub(crate) trait Rows: Sync {
     fn row(&self, id: u32) -> Vectors<'_>;
 }
 
+/// A kept row: its bounds `a - delta <= exact <= a + delta`.
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    hi: f32,
+    lo: f32,
+    id: u32,
+}
+
 /// The proof state of one query (module docs): the lower bound `L` and the rows that may still
-/// beat it.
+/// beat it. `L` is raised when the kept rows are pruned (each time their number has doubled),
+/// from the k-th best of their lower bounds and of the exact scores re-scored so far: no heap
+/// per offer, O(1) amortised work per kept row.
 #[derive(Debug, Clone)]
 pub(crate) struct Collector {
-    /// The `k` best lower bounds `a - delta` seen.
-    lower: TopK<Cand>,
-    /// The `k` best rows re-scored so far.
-    exact: TopK<Exact>,
-    /// Rows kept, with their upper bounds `a + delta`, not yet re-scored.
-    kept: Vec<Cand>,
-    /// Length of `kept` that triggers a prune.
-    keep_max: usize,
+    k: usize,
+    /// `L`.
+    threshold: f32,
+    /// Rows re-scored so far (the `k` best after each settle).
+    exact: Vec<Exact>,
+    /// Rows that may still beat `L`, not yet re-scored.
+    kept: Vec<Kept>,
+    /// Length of `kept` that triggers the next prune.
+    next_prune: usize,
 }
 
 impl Collector {
     pub fn new(k: usize) -> Self {
         Collector {
-            lower: TopK::new(k),
-            exact: TopK::new(k),
+            k,
+            threshold: f32::NEG_INFINITY,
+            exact: Vec::new(),
             kept: Vec::new(),
-            keep_max: KEEP_MAX.max(4 * k),
+            next_prune: Self::first_prune(k),
         }
+    }
+
+    /// The first prune: once `4 k` rows (at least 64) are kept.
+    fn first_prune(k: usize) -> usize {
+        (4 * k).max(64)
+    }
+
+    /// Kept rows that, still there after a prune, are re-scored at once.
+    fn settle_at(&self) -> usize {
+        KEEP_MAX.max(4 * self.k) / 2
     }
 
     /// `L`: a lower bound on the k-th best exact similarity (`-inf` until `k` rows are seen).
     pub fn threshold(&self) -> f32 {
-        let exact = self
-            .exact
-            .worst()
-            .map_or(f32::NEG_INFINITY, |e| down(e.sim));
-        self.lower.threshold().max(exact)
+        self.threshold
     }
 
     /// Offers row `id` with approximate similarity `a` within `delta` of the exact one (a `NaN`
@@ -233,16 +249,17 @@ impl Collector {
         } else {
             (a + delta, a - delta)
         };
-        if hi < self.threshold() {
+        if hi < self.threshold {
             return false;
         }
-        self.lower.push(Cand::of_sim(lo, id));
-        self.kept.push(Cand::of_sim(hi, id));
-        if self.kept.len() < self.keep_max {
+        self.kept.push(Kept { hi, lo, id });
+        if self.kept.len() < self.next_prune {
             return false;
         }
         self.prune();
-        self.kept.len() >= self.keep_max / 2
+        let len = self.kept.len();
+        self.next_prune = (2 * len).clamp(Self::first_prune(self.k), 2 * self.settle_at());
+        len >= self.settle_at()
     }
 
     /// Re-scores the kept rows exactly now (they tie within the bound, so the work is due
@@ -252,18 +269,32 @@ impl Collector {
             let sim = query.similarity(metric, rows.row(c.id));
             self.exact.push(Exact { sim, id: c.id });
         }
+        if self.exact.len() > self.k {
+            self.exact.select_nth_unstable(self.k - 1);
+            self.exact.truncate(self.k);
+        }
+        self.next_prune = Self::first_prune(self.k);
+        self.prune();
     }
 
-    /// Drops the kept rows whose upper bound is below `L`.
+    /// Raises `L` to the k-th best lower bound of the rows seen (kept or re-scored), then drops
+    /// the kept rows whose upper bound is below it.
     fn prune(&mut self) {
-        let l = self.threshold();
-        self.kept.retain(|c| c.sim() >= l);
+        let n = self.kept.len() + self.exact.len();
+        if n >= self.k {
+            let mut lows: Vec<f32> = self.kept.iter().map(|c| c.lo).collect();
+            lows.extend(self.exact.iter().map(|e| down(e.sim)));
+            let (_, kth, _) = lows.select_nth_unstable_by(n - self.k, f32::total_cmp);
+            self.threshold = self.threshold.max(*kth);
+        }
+        let l = self.threshold;
+        self.kept.retain(|c| c.hi >= l);
     }
 
     /// Folds another thread's state of the same query into this one.
     pub fn merge(&mut self, other: Collector) {
-        self.lower.merge(other.lower);
-        self.exact.merge(other.exact);
+        self.threshold = self.threshold.max(other.threshold);
+        self.exact.extend(other.exact);
         self.kept.extend(other.kept);
         self.prune();
     }
@@ -272,7 +303,8 @@ impl Collector {
     pub fn finish(mut self, query: &Query, metric: Metric, rows: &dyn Rows) -> Vec<Exact> {
         self.prune();
         self.settle(query, metric, rows);
-        self.exact.into_sorted()
+        self.exact.sort_unstable();
+        self.exact
     }
 }
 

@@ -96,16 +96,15 @@ pub trait Scorer: Send + Sync {
     fn max_similarity(&self, queries: &[f32]) -> Result<Vec<f32>>;
 }
 
-/// The `k` best items seen so far for one query: a max-heap whose greatest item is the worst
-/// kept. Items order best first: [`Cand::of_sim`] candidates (the lowest similarity, then the
-/// higher id, is the worst) or the exact scores of [`exact::Exact`].
+/// The `k` best candidates seen so far for one query: a max-heap of [`Cand::of_sim`]
+/// candidates, whose greatest is the worst kept (the lowest similarity, the higher id on ties).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct TopK<C: Ord = Cand> {
+pub(crate) struct TopK {
     k: usize,
-    heap: BinaryHeap<C>,
+    heap: BinaryHeap<Cand>,
 }
 
-impl<C: Ord> TopK<C> {
+impl TopK {
     pub fn new(k: usize) -> Self {
         TopK {
             k,
@@ -113,12 +112,7 @@ impl<C: Ord> TopK<C> {
         }
     }
 
-    /// The worst item kept, once `k` are.
-    pub fn worst(&self) -> Option<&C> {
-        self.heap.peek().filter(|_| self.heap.len() >= self.k)
-    }
-
-    pub fn push(&mut self, c: C) {
+    pub fn push(&mut self, c: Cand) {
         if self.heap.len() < self.k {
             self.heap.push(c);
         } else if let Some(mut worst) = self.heap.peek_mut() {
@@ -128,20 +122,9 @@ impl<C: Ord> TopK<C> {
         }
     }
 
-    pub fn merge(&mut self, other: TopK<C>) {
-        other.heap.into_iter().for_each(|c| self.push(c));
-    }
-
-    /// Items best first.
-    pub fn into_sorted(self) -> Vec<C> {
+    /// Candidates best first.
+    pub fn into_sorted(self) -> Vec<Cand> {
         self.heap.into_sorted_vec()
-    }
-}
-
-impl TopK<Cand> {
-    /// Similarity a candidate must reach to be considered (`-inf` until `k` are kept).
-    pub fn threshold(&self) -> f32 {
-        self.worst().map_or(f32::NEG_INFINITY, Cand::sim)
     }
 }
 
