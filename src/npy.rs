@@ -375,6 +375,20 @@ fn read_all(mut r: MatrixReader) -> Result<Matrix> {
     Ok(Matrix { data, rows, dim })
 }
 
+/// Read a 1-D float `.npy` (f16, f32 or f64; every value finite), such as per-class weights.
+pub fn read_floats(path: &Path) -> Result<Vec<f32>> {
+    let mut o = open_npy(path)?;
+    let [n] = o.shape[..] else {
+        return Err(Error::input(
+            path,
+            format!("expected a 1-D float array, found shape {:?}", o.shape),
+        ));
+    };
+    // One value per row: the matrix reader's dtype, length and finiteness checks apply.
+    o.shape = vec![n, 1];
+    Ok(read_all(MatrixReader::from_opened(path, o)?)?.data)
+}
+
 /// Read a 1-D integer `.npy` of labels (any signed or unsigned width). Negative values and values
 /// that do not fit below `u32::MAX` are errors naming the position.
 pub fn read_labels(path: &Path) -> Result<Vec<u32>> {

@@ -300,3 +300,110 @@ fn deduplication_spreads_the_selection_and_is_counted() {
         kde
     );
 }
+
+/// A labelled target gives each class column masses `w_c / n_c` and its share of the budget: a
+/// class with a tenth of the samples still gets half the rows (or a quarter with weights 3:1);
+/// bad weights are refused naming the file.
+#[test]
+fn labelled_targets_get_per_class_quotas_and_weights() {
+    let f = fixture();
+    let corpus = synth::clustered(Spec {
+        rows: ROWS,
+        dim: DIM,
+        classes: 30,
+        spread: 1.0,
+        seed: 11,
+    });
+    // 60 samples around corpus class 1 (label 0), 6 around class 7 (label 1).
+    let (t, l) = synth::target_like(&corpus, &[1, 7], 60, 1.0, 5);
+    let keep: Vec<usize> = (0..l.len()).filter(|&i| l[i] == 0 || i < 66).collect();
+    let t: Vec<f32> = keep
+        .iter()
+        .flat_map(|&i| t[i * DIM..(i + 1) * DIM].to_vec())
+        .collect();
+    let l: Vec<u32> = keep.iter().map(|&i| l[i]).collect();
+    assert_eq!((l.len(), l.iter().filter(|&&x| x == 1).count()), (66, 6));
+    let (target, labels) = (f.dir.join("imb.npy"), f.dir.join("imb-l.npy"));
+    ptsel::npy::write_matrix(&target, &t, l.len(), DIM).unwrap();
+    ptsel::npy::write_labels(&labels, &l).unwrap();
+    let weights = f.dir.join("w.npy");
+    ptsel::npy::write_matrix(&weights, &[3.0f32, 1.0], 2, 1).unwrap();
+    let flat = f.dir.join("w1.npy");
+    ptsel::npy::write_vector(&flat, &[3.0f32, 1.0]).unwrap();
+    let index = f.dir.join("g.ptsel");
+    let run = |extra: &[&str]| {
+        let (out, sum) = (f.dir.join("lab.csv"), f.dir.join("lab.json"));
+        let mut args = vec![
+            "select",
+            "--index",
+            s(&index),
+            "--target",
+            s(&target),
+            "--method",
+            "uot-knn",
+            "--budget",
+            "100",
+            "--exact",
+            "--out",
+            s(&out),
+            "--summary",
+            s(&sum),
+        ];
+        args.extend(extra);
+        ok(&args);
+        let near_7 = rows(&std::fs::read_to_string(&out).unwrap())
+            .iter()
+            .filter(|r| corpus.labels[r.parse::<usize>().unwrap()] == 7)
+            .count();
+        let sum: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&sum).unwrap()).unwrap();
+        (near_7, sum)
+    };
+    let (plain, _) = run(&[]);
+    let (equal, sum) = run(&["--target-labels", s(&labels)]);
+    let (weighted, wsum) = run(&["--target-labels", s(&labels), "--target-weights", s(&flat)]);
+    // Measured: 3, 41 and 23 rows of the small class's source (its quota rows also come from
+    // overlapping clusters).
+    assert!(
+        plain < 10,
+        "unlabelled: {plain} of 100 rows near the small class"
+    );
+    assert!(
+        equal >= 35,
+        "equal quotas: {equal} of 100 near the small class"
+    );
+    assert!(
+        (15..=25).contains(&weighted) && weighted < equal,
+        "weights 3:1: {weighted} near the small class"
+    );
+    assert!(sum["notes"].to_string().contains("0: 50, 1: 50"), "{sum}");
+    assert!(wsum["notes"].to_string().contains("0: 75, 1: 25"), "{wsum}");
+    assert_eq!(wsum["parameters"]["target_weights"], s(&flat));
+    // Bad weights: a 2-D array, a zero weight, too few weights, another method.
+    let base = ["--budget", "100", "--target-labels", s(&labels)];
+    let bad = |w: &Path, method: &str| {
+        let out = f.dir.join("bad.csv");
+        let mut args = vec![
+            "select",
+            "--index",
+            s(&index),
+            "--target",
+            s(&target),
+            "--out",
+            s(&out),
+        ];
+        args.extend(base);
+        args.extend(["--target-weights", s(w), "--method", method]);
+        let o = ptsel(&args);
+        assert!(!o.status.success() && !out.exists(), "{w:?} {method}");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    assert!(bad(&weights, "uot-knn").contains("1-D"));
+    let zero = f.dir.join("w0.npy");
+    ptsel::npy::write_vector(&zero, &[1.0f32, 0.0]).unwrap();
+    assert!(bad(&zero, "uot-knn").contains("weight 0"));
+    let short = f.dir.join("ws.npy");
+    ptsel::npy::write_vector(&short, &[1.0f32]).unwrap();
+    assert!(bad(&short, "uot-knn").contains("label 1"));
+    assert!(bad(&flat, "uot").contains("uot-knn"));
+}

@@ -105,6 +105,7 @@ class Index:
         target: Union[_Floats, _Path],
         labels: Union[npt.NDArray[np.integer], _Path, None] = None,
         *,
+        target_weights: Union[npt.NDArray[np.floating], _Path, None] = None,
         means: bool = False,
         method: Optional[Literal["uot", "uot-knn", "knn", "similarity", "random"]] = None,
         classes: Optional[int] = None,

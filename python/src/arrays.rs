@@ -6,8 +6,8 @@ use crate::errors::{bad_arg, OrRaise};
 use half::f16;
 use numpy::ndarray::{s, ArrayView2, ArrayViewMut2, Zip};
 use numpy::{
-    Element, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray2,
-    PyUntypedArray, PyUntypedArrayMethods,
+    Element, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1,
+    PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods,
 };
 use ptsel::npy::Matrix;
 use ptsel::{Result, RowSource};
@@ -229,6 +229,24 @@ pub fn matrix(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<(Matrix, PathBuf)>
             name.into(),
         )),
     }
+}
+
+/// Floats `name` (per-class weights): a 1-D array of any real dtype, or a float `.npy` path;
+/// with the path, or `name` for an array, to name in errors.
+pub fn floats(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<(Vec<f32>, PathBuf)> {
+    if let Some(p) = as_path(obj)? {
+        return Ok((ptsel::npy::read_floats(&p).or_raise()?, p));
+    }
+    let a = as_ndarray(obj)?;
+    if a.ndim() != 1 {
+        return Err(bad_arg(
+            name,
+            format!("expected a 1-D array, got shape {:?}", a.shape()),
+        ));
+    }
+    let values = a.call_method1("astype", ("float32",))?;
+    let values: PyReadonlyArray1<'_, f32> = values.extract()?;
+    Ok((values.as_array().to_vec(), name.into()))
 }
 
 /// Integer labels `name`: a 1-D integer array of non-negative values, or a `.npy` path; with

@@ -13,7 +13,8 @@ use numpy::{
 use ptsel::engine::DEFAULT_K;
 use ptsel::hnsw::NO_NODE;
 use ptsel::select::{
-    Amount, Exclude, Found, Method, SelectParams, Target, TargetKind, DEFAULT_EXCLUDE_THRESHOLD,
+    Amount, ClassWeights, Exclude, Found, Method, SelectParams, Target, TargetKind,
+    DEFAULT_EXCLUDE_THRESHOLD,
 };
 use ptsel::{Engine, SearchOpts, Vectors};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -131,8 +132,9 @@ select_options!(
 
 /// The arguments of `Index.select` that are not [`SelectOptions`] (the target, how much to keep,
 /// the exclusion and the scans done elsewhere).
-const SELECT_OTHER: [&str; 8] = [
+const SELECT_OTHER: [&str; 9] = [
     "labels",
+    "target_weights",
     "means",
     "classes",
     "budget",
@@ -459,7 +461,9 @@ impl PyIndex {
     /// Choose the pre-training samples worth re-using for a target task (`ptsel select`).
     ///
     /// `target`: target features `[n, dim]` (array or `.npy` path): samples, each one unit of
-    /// mass; with `labels` (array or path) one unit per target class; with `means=True` the rows
+    /// mass; with `labels` (array or path) one unit per target class (for "uot-knn": column
+    /// masses `w_c / n_c` and each class its share of the budget, `target_weights[c]` the weight
+    /// of label `c`, equal by default); with `means=True` the rows
     /// are class means. `method`: "uot" (the paper), "knn", "similarity" or "random". Keep the
     /// `classes` best classes (default 100 for class-level methods) or `budget` samples (knn
     /// needs it). `exclude_near` (array or path) drops corpus rows whose cosine to any of those
@@ -471,7 +475,7 @@ impl PyIndex {
     /// and the corpus is not scanned again (`ptsel.spark.select`). The GIL is released while
     /// selecting.
     #[pyo3(signature = (
-        target, labels=None, *, means=false, method=None, classes=None, budget=None,
+        target, labels=None, *, target_weights=None, means=false, method=None, classes=None, budget=None,
         exclude_near=None, exclude_threshold=None, per_target=None, exact=None, ef=None,
         seed=None, p_m=None, eps=None, tau_source=None, tau_target=None, max_iter=None,
         tol=None, uot_domain=None, pseudo_classes=None, device=None, neighbors=None,
@@ -484,6 +488,7 @@ impl PyIndex {
         py: Python<'_>,
         target: &Bound<'_, PyAny>,
         labels: Option<&Bound<'_, PyAny>>,
+        target_weights: Option<&Bound<'_, PyAny>>,
         means: bool,
         method: Option<&str>,
         classes: Option<usize>,
@@ -541,6 +546,12 @@ impl PyIndex {
         params.amount = Amount::for_method(params.method, classes, budget).or_raise()?;
         let exclude_threshold = exclude_threshold.unwrap_or(DEFAULT_EXCLUDE_THRESHOLD);
         let (features, origin) = arrays::matrix(target, "target")?;
+        if target_weights.is_some() && labels.is_none() {
+            return Err(bad_arg(
+                "target_weights",
+                "class weights need the target labels",
+            ));
+        }
         let kind = match (labels, means) {
             (Some(_), true) => {
                 return Err(bad_arg(
@@ -550,7 +561,17 @@ impl PyIndex {
             }
             (Some(l), false) => {
                 let (labels, origin) = arrays::labels(l, "labels")?;
-                TargetKind::Labelled { labels, origin }
+                let weights = target_weights
+                    .map(|w| -> PyResult<ClassWeights> {
+                        let (values, origin) = arrays::floats(w, "target_weights")?;
+                        Ok(ClassWeights { values, origin })
+                    })
+                    .transpose()?;
+                TargetKind::Labelled {
+                    labels,
+                    origin,
+                    weights,
+                }
             }
             (None, true) => TargetKind::Means,
             (None, false) => TargetKind::Samples,

@@ -27,9 +27,12 @@ class Corpus:
         target_classes = rng.choice(classes, size=4, replace=False)
         self.target_labels = rng.integers(0, 4, size=300)
         self.target = self.sample(rng, target_classes[self.target_labels])
+        self.target_weights = np.array([4, 3, 2, 1], dtype=np.float32)
         self.root = root
         self.x_npy, self.labels_npy = root / "x.npy", root / "labels.npy"
         self.target_npy, self.target_labels_npy = root / "t.npy", root / "tl.npy"
+        self.target_weights_npy = root / "tw.npy"
+        np.save(self.target_weights_npy, self.target_weights)
         np.save(self.x_npy, self.x)
         np.save(self.labels_npy, self.labels)
         np.save(self.target_npy, self.target)

@@ -20,13 +20,17 @@ CASES = {
     "similarity": ({"method": "similarity", "budget": 500}, ["--method", "similarity", "--budget", "500"]),
     "random": ({"method": "random", "classes": 2, "seed": 4},
                ["--method", "random", "--classes", "2", "--seed", "4"]),
+    "uot-knn-weighted": ({"method": "uot-knn", "budget": 200, "labels": "tl", "target_weights": "w"},
+                         ["--method", "uot-knn", "--budget", "200", "--target-labels", "tl",
+                          "--target-weights", "w"]),
     "exclude": ({"classes": 4, "exclude_near": "t", "exclude_threshold": 0.9},
                 ["--classes", "4", "--exclude-near", "t", "--exclude-threshold", "0.9"]),
 }
 
 
 def cli_select(cli, corpus, args, out, fmt="csv"):
-    paths = {"t": str(corpus.target_npy), "tl": str(corpus.target_labels_npy)}
+    paths = {"t": str(corpus.target_npy), "tl": str(corpus.target_labels_npy),
+             "w": str(corpus.target_weights_npy)}
     summary = out.with_suffix(".json")
     subprocess.run([cli, "select", "--index", corpus.index_path, "--target", corpus.target_npy,
                     *[paths.get(a, a) for a in args], "--out", out, "--format", fmt,
@@ -37,7 +41,7 @@ def cli_select(cli, corpus, args, out, fmt="csv"):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_rows_equal_the_cli(index, corpus, cli, tmp_path, case):
     kwargs, args = CASES[case]
-    arrays = {"t": corpus.target, "tl": corpus.target_labels}
+    arrays = {"t": corpus.target, "tl": corpus.target_labels, "w": corpus.target_weights}
     sel = index.select(corpus.target, **{k: arrays.get(v, v) if isinstance(v, str) else v
                                          for k, v in kwargs.items()})
     manifest, summary = cli_select(cli, corpus, args, tmp_path / "cli.csv")
@@ -78,3 +82,14 @@ def test_means_and_pseudo_classes(corpus, tmp_path):
     assert sel.summary["grouping"] == "kmeans" and sel.summary["parameters"]["target_kind"] == "means"
     assert len(sel.classes) == 2 and len(sel) > 0
     assert repr(sel).startswith("Selection(method='uot'")
+
+
+def test_target_weights_give_each_class_its_share(index, corpus):
+    sel = index.select(corpus.target, labels=corpus.target_labels, method="uot-knn", budget=200,
+                       target_weights=corpus.target_weights)
+    assert "0: 80, 1: 60, 2: 40, 3: 20" in " ".join(sel.summary["notes"])
+    with pytest.raises(ValueError, match="need the target labels"):
+        index.select(corpus.target, method="uot-knn", budget=200, target_weights=[1.0])
+    with pytest.raises(ValueError, match="weight 0"):
+        index.select(corpus.target, labels=corpus.target_labels, method="uot-knn", budget=200,
+                     target_weights=[1, 1, 0, 1])

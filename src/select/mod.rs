@@ -12,12 +12,13 @@ pub mod classes;
 pub mod groups;
 pub mod knn;
 pub mod manifest;
+mod quotas;
 pub mod target;
 pub mod uot_knn;
 
 pub use classes::uot_importance;
 pub use groups::{Grouping, Groups};
-pub use target::{Target, TargetKind};
+pub use target::{ClassWeights, Target, TargetKind};
 
 use crate::engine::{Engine, SearchOpts};
 use crate::error::{Error, Result};
@@ -455,6 +456,18 @@ fn run(
     if let Some(e) = exclude {
         check_exclude(engine, e)?;
     }
+    let weighted = matches!(
+        &target.kind,
+        TargetKind::Labelled {
+            weights: Some(_),
+            ..
+        }
+    );
+    if weighted && p.method != Method::UotKnn {
+        return Err(Error::invalid(
+            "target class weights apply to the uot-knn method (class-level methods give each target class one unit of mass)",
+        ));
+    }
     match (p.method, p.amount) {
         (_, Amount::Classes(0) | Amount::Budget(0)) => {
             return Err(Error::invalid(
@@ -508,9 +521,7 @@ fn run(
         (Method::Knn, Amount::Budget(n)) => {
             knn::select(engine, &target.features.data, n, mask, p, hits)?
         }
-        (Method::UotKnn, Amount::Budget(n)) => {
-            uot_knn::select(engine, &target.features.data, n, mask, p, hits)?
-        }
+        (Method::UotKnn, Amount::Budget(n)) => uot_knn::select(engine, target, n, mask, p, hits)?,
         (Method::Random, Amount::Budget(n)) => baselines::random_rows(engine, n, mask, p.seed)?,
         (method, amount) => classes::select(engine, target, method, amount, mask, p)?,
     };
@@ -542,10 +553,16 @@ pub fn parameters(
     let mut block = serde_json::to_value(p).unwrap_or_default();
     if let Some(map) = block.as_object_mut() {
         map.insert("ef".into(), p.ef().into());
-        let (kind, labels) = match &target.kind {
-            TargetKind::Samples => ("samples", None),
-            TargetKind::Means => ("means", None),
-            TargetKind::Labelled { origin, .. } => ("labelled", Some(origin)),
+        let (kind, labels, weights) = match &target.kind {
+            TargetKind::Samples => ("samples", None, None),
+            TargetKind::Means => ("means", None, None),
+            TargetKind::Labelled {
+                origin, weights, ..
+            } => (
+                "labelled",
+                Some(origin),
+                weights.as_ref().map(|w| &w.origin),
+            ),
         };
         map.insert("classes".into(), classes.into());
         map.insert("budget".into(), budget.into());
@@ -554,6 +571,10 @@ pub fn parameters(
         map.insert(
             "target_labels".into(),
             labels.map(|p| p.display().to_string()).into(),
+        );
+        map.insert(
+            "target_weights".into(),
+            weights.map(|p| p.display().to_string()).into(),
         );
         map.insert(
             "exclude_near".into(),

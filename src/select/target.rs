@@ -12,13 +12,39 @@ pub enum TargetKind {
     Samples,
     /// One mean per target class (as the authors store them).
     Means,
-    /// Target samples with their class labels: one unit of mass per class mean.
+    /// Target samples with their class labels: one unit of mass per class mean (class-level
+    /// methods); for uot-knn, column masses `b_j = w_c / n_c` and a share of the budget per
+    /// class.
     Labelled {
         /// One label per target row.
         labels: Vec<u32>,
         /// Where the labels came from (for errors and the summary).
         origin: PathBuf,
+        /// The class weights `w_c`, indexed by label (`None`: every class weighs the same).
+        weights: Option<ClassWeights>,
     },
+}
+
+/// Per-class weights of a labelled target (uot-knn).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassWeights {
+    /// `values[c]` for label `c`: finite, positive for every label the target has.
+    pub values: Vec<f32>,
+    /// Where they came from (for errors and the summary).
+    pub origin: PathBuf,
+}
+
+/// The classes of a labelled target as uot-knn weighs them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TargetClasses {
+    /// Class of every target row (`0..labels.len()`).
+    pub of_row: Vec<usize>,
+    /// Label of each class, ascending.
+    pub labels: Vec<u32>,
+    /// Rows of each class.
+    pub counts: Vec<usize>,
+    /// Share of each class in the target mass and the budget (summing to 1).
+    pub shares: Vec<f64>,
 }
 
 /// The target task's features.
@@ -56,7 +82,15 @@ impl Target {
                 ),
             ));
         }
-        if let TargetKind::Labelled { labels: l, origin } = &self.kind {
+        if let TargetKind::Labelled {
+            labels: l,
+            origin,
+            weights,
+        } = &self.kind
+        {
+            if let Some(w) = weights {
+                check_weights(l, w)?;
+            }
             if l.len() != f.rows {
                 return Err(Error::input(
                     origin,
@@ -70,6 +104,38 @@ impl Target {
             }
         }
         Ok(())
+    }
+
+    /// The classes of a labelled target (`None` for other kinds).
+    pub(crate) fn classes(&self) -> Option<TargetClasses> {
+        let TargetKind::Labelled {
+            labels, weights, ..
+        } = &self.kind
+        else {
+            return None;
+        };
+        let mut present = labels.clone();
+        present.sort_unstable();
+        present.dedup();
+        let class = |l: u32| present.binary_search(&l).unwrap_or(0);
+        let of_row: Vec<usize> = labels.iter().map(|&l| class(l)).collect();
+        let mut counts = vec![0; present.len()];
+        of_row.iter().for_each(|&c| counts[c] += 1);
+        let w: Vec<f64> = present
+            .iter()
+            .map(|&l| {
+                weights
+                    .as_ref()
+                    .map_or(1.0, |w| f64::from(w.values[l as usize]))
+            })
+            .collect();
+        let total: f64 = w.iter().sum();
+        Some(TargetClasses {
+            of_row,
+            labels: present,
+            counts,
+            shares: w.iter().map(|x| x / total).collect(),
+        })
     }
 
     /// The units of target mass, `[units, dim]` f64: the rows themselves, or per-class means of
@@ -101,4 +167,40 @@ impl Target {
             }
         }
     }
+}
+
+/// An error unless `w` weighs every label of `labels` with a finite positive value.
+fn check_weights(labels: &[u32], w: &ClassWeights) -> Result<()> {
+    if let Some((c, v)) = w
+        .values
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite() || **v < 0.0)
+    {
+        return Err(Error::input(
+            &w.origin,
+            format!("the weight of class {c} is {v} (weights must be finite and not negative)"),
+        ));
+    }
+    for &l in labels {
+        match w.values.get(l as usize) {
+            None => {
+                return Err(Error::input(
+                    &w.origin,
+                    format!(
+                    "{} weights, but the target has label {l} (one weight per label value, from 0)",
+                    w.values.len()
+                ),
+                ))
+            }
+            Some(&v) if v <= 0.0 => {
+                return Err(Error::input(
+                    &w.origin,
+                    format!("target class {l} has weight 0 (drop its samples instead)"),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }

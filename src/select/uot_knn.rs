@@ -8,7 +8,7 @@
 //! means, in place of the dense plan.
 
 use super::{
-    Draw, Excluded, GraphStats, Groups, Method, Pick, SelectParams, Selection, SolverStats,
+    Draw, Excluded, GraphStats, Groups, Method, Pick, SelectParams, Selection, SolverStats, Target,
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -28,12 +28,14 @@ pub const FLAT_NOTE: f64 = 0.1;
 /// included (TSDS's choice).
 pub const DENSITY_NEIGHBOURS: usize = 32;
 
-/// Select `budget` rows for the target samples `queries` (`[nq, dim]`, raw) by their mass in
-/// the plan over the kNN graph; rows in `mask` are dropped from the graph first. Neighbours
-/// are `hits` when a search elsewhere found them, else the engine's search as for kNN.
+/// Select `budget` rows for the target samples (raw features) by their mass in the plan over
+/// the kNN graph; rows in `mask` are dropped from the graph first. Neighbours are `hits` when a
+/// search elsewhere found them, else the engine's search as for kNN. A labelled target gives
+/// column masses `b_j = w_c / n_c` (scaled to one unit per sample in all) and each class its
+/// share of the budget.
 pub(super) fn select(
     engine: &Engine,
-    queries: &[f32],
+    target: &Target,
     budget: usize,
     mask: Option<&Excluded>,
     p: &SelectParams,
@@ -44,6 +46,13 @@ pub(super) fn select(
     }
     if p.reverse_k == Some(0) {
         return Err(Error::invalid("reverse_k must be at least 1"));
+    }
+    let queries = &target.features.data;
+    let classes = target.classes();
+    if classes.is_some() && p.draw == Draw::Sample {
+        return Err(Error::invalid(
+            "a labelled target's quotas take each class's best rows: draw a sample without target labels",
+        ));
     }
     let (hits, mut notes) = super::knn::neighbours(engine, queries, p, hits, "uot-knn")?;
     let nq = hits.ids.len() / hits.k.max(1);
@@ -93,14 +102,36 @@ pub(super) fn select(
         Some(c0) => density_masses(engine, &touched, c0, p)?,
         None => vec![1.0; g.rows()],
     };
-    let plan = uot::solve_sparse(&g, &a, &vec![1.0; g.cols()], &p.uot, None)?;
+    let b: Vec<f64> = match &classes {
+        Some(c) => c
+            .of_row
+            .iter()
+            .map(|&k| nq as f64 * c.shares[k] / c.counts[k] as f64)
+            .collect(),
+        None => vec![1.0; g.cols()],
+    };
+    let plan = uot::solve_sparse(&g, &a, &b, &p.uot, None)?;
     let total = engine.rows() - mask.map_or(0, Excluded::len);
     let (mut stats, note) = graph_stats(&g, &plan, total, p);
     notes.extend(note);
-    let order = match p.draw {
+    let mut order = match p.draw {
         Draw::Top => top(&plan.row_sums, touched.len()),
         Draw::Sample => draw(&plan.row_sums, touched.len(), p.seed),
     };
+    if let Some(c) = &classes {
+        let (by_class, taken) = super::quotas::order(&g, &plan, c, budget, &order);
+        order = by_class;
+        let parts: Vec<String> = c
+            .labels
+            .iter()
+            .zip(&taken)
+            .map(|(l, n)| format!("{l}: {n}"))
+            .collect();
+        notes.push(format!(
+            "uot-knn: rows per target class by its quota (label: rows): {}",
+            parts.join(", ")
+        ));
+    }
     let (chosen, skipped) = match p.dedup_greedy {
         Some(c0) => greedy(engine, &touched, &order, budget, c0)?,
         None => (order.into_iter().take(budget).collect(), 0),

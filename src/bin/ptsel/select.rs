@@ -6,7 +6,7 @@ use ptsel::score::Device;
 use ptsel::select::knn::{EF_PER_NEIGHBOUR, MIN_DEFAULT_EF};
 use ptsel::select::manifest::{self, Format};
 use ptsel::select::{
-    Amount, Draw, Exclude, Method, SelectParams, Target, TargetKind, DEFAULT_CLASSES,
+    Amount, ClassWeights, Draw, Exclude, Method, SelectParams, Target, TargetKind, DEFAULT_CLASSES,
     DEFAULT_EXCLUDE_THRESHOLD,
 };
 use ptsel::uot::{Domain, UotParams};
@@ -25,6 +25,11 @@ pub struct Args {
     /// Labels of the target samples (integer .npy `[rows]`): one unit of mass per target class.
     #[arg(long, value_name = "TL.npy", conflicts_with = "target_means")]
     pub target_labels: Option<PathBuf>,
+    /// Weight of each target class (float .npy, one value per label from 0): with uot-knn, class
+    /// c's samples carry w_c of the target mass and the class gets that share of the budget
+    /// (every class weighs the same without it).
+    #[arg(long, value_name = "W.npy", requires = "target_labels")]
+    pub target_weights: Option<PathBuf>,
     /// The target rows are already one mean per target class.
     #[arg(long)]
     pub target_means: bool,
@@ -168,6 +173,13 @@ impl Args {
             (Some(l), _) => TargetKind::Labelled {
                 labels: ptsel::npy::read_labels(l)?,
                 origin: l.clone(),
+                weights: match &self.target_weights {
+                    Some(w) => Some(ClassWeights {
+                        values: ptsel::npy::read_floats(w)?,
+                        origin: w.clone(),
+                    }),
+                    None => None,
+                },
             },
             (None, true) => TargetKind::Means,
             (None, false) => TargetKind::Samples,
