@@ -17,16 +17,21 @@ struct Fixture {
     test: PathBuf,
 }
 
-fn fixture() -> Fixture {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let corpus = synth::clustered(Spec {
+/// The fixture's corpus: 30 overlapping clusters.
+fn corpus() -> synth::Corpus {
+    synth::clustered(Spec {
         rows: ROWS,
         dim: DIM,
         classes: 30,
         spread: 1.0,
         seed: 11,
-    });
+    })
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let corpus = corpus();
     let f = dir.join("f.npy");
     ptsel::npy::write_matrix(&f, &corpus.data, ROWS, DIM).unwrap();
     let l = dir.join("l.npy");
@@ -307,13 +312,7 @@ fn deduplication_spreads_the_selection_and_is_counted() {
 #[test]
 fn labelled_targets_get_per_class_quotas_and_weights() {
     let f = fixture();
-    let corpus = synth::clustered(Spec {
-        rows: ROWS,
-        dim: DIM,
-        classes: 30,
-        spread: 1.0,
-        seed: 11,
-    });
+    let corpus = corpus();
     // 60 samples around corpus class 1 (label 0), 6 around class 7 (label 1).
     let (t, l) = synth::target_like(&corpus, &[1, 7], 60, 1.0, 5);
     let keep: Vec<usize> = (0..l.len()).filter(|&i| l[i] == 0 || i < 66).collect();
