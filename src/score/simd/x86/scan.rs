@@ -216,7 +216,10 @@ pub unsafe fn reaches_avx512(s: &[f32], t: &[f32]) -> u64 {
         hit |= u64::from(_mm512_cmp_ps_mask::<_CMP_NLT_UQ>(a, b)) << i;
         i += 16;
     }
-    hit | super::super::scalar::reaches(&s[i..n], &t[i..n]) << i
+    // The tail (fewer than one register) starts at bit i < 64, or is empty.
+    hit | super::super::scalar::reaches(&s[i..n], &t[i..n])
+        .checked_shl(i as u32)
+        .unwrap_or(0)
 }
 
 /// [`Kernels::reaches`](super::super::Kernels) on 8 lanes.
@@ -238,5 +241,8 @@ pub unsafe fn reaches_avx2(s: &[f32], t: &[f32]) -> u64 {
         hit |= u64::from(m) << i;
         i += 8;
     }
-    hit | super::super::scalar::reaches(&s[i..n], &t[i..n]) << i
+    // The tail (fewer than one register) starts at bit i < 64, or is empty.
+    hit | super::super::scalar::reaches(&s[i..n], &t[i..n])
+        .checked_shl(i as u32)
+        .unwrap_or(0)
 }
