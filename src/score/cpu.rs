@@ -47,6 +47,12 @@ const MATRIX_QUERIES: usize = 128;
 /// Relative rounding of a value to bf16 (8 significant bits), for the error bound.
 const BF16_RHO: f64 = 1.0 / 256.0;
 
+/// The similarity of l2 from an inner product and the squared norms: `-|q - x|^2 = 2 q.x -
+/// |x|^2 - |q|^2`, at most 0.
+fn l2_similarity(dot: f32, xn: f32, qn: f32) -> f32 {
+    (2.0 * dot - xn - qn).min(0.0)
+}
+
 /// CPU scorer over borrowed vectors (an index's mapped ones, several shards' in turn, or any
 /// slice).
 pub struct CpuScorer<'a> {
@@ -261,16 +267,15 @@ impl<'a> CpuScorer<'a> {
                     };
                 }
                 if self.metric == Metric::L2 {
-                    // |q - x|^2 = |q|^2 + |x|^2 - 2 q.x, negated so that higher is better.
                     let qn = q.norms2[qi];
                     ws.scores
                         .iter_mut()
                         .zip(&ws.row_norms2)
-                        .for_each(|(s, xn)| *s = (2.0 * *s - xn - qn).min(0.0));
+                        .for_each(|(s, &xn)| *s = l2_similarity(*s, xn, qn));
                 }
                 let m = match self.metric {
                     Metric::Cos => exact::UNIT_MAX_NORM,
-                    _ => exact::max_norm(ws.row_norms2.iter().fold(0.0, |a, &b| a.max(b)), d),
+                    _ => exact::max_norm(&ws.row_norms2, d),
                 };
                 f(qi, &ws.scores, m);
             }
@@ -280,7 +285,7 @@ impl<'a> CpuScorer<'a> {
         let panels = n.div_ceil(nr);
         let ldc = panels * nr;
         self.pack(vectors, rows, ws);
-        let m = exact::max_norm(ws.row_norms2.iter().fold(0.0, |a, &b| a.max(b)), d);
+        let m = exact::max_norm(&ws.row_norms2, d);
         let qb = QUERY_BLOCK.div_ceil(mr) * mr;
         let mut q0 = queries.start;
         while q0 < queries.end {
@@ -308,11 +313,10 @@ impl<'a> CpuScorer<'a> {
             for qi in q0..q1 {
                 let sims = &mut ws.scores[(qi - q0) * ldc..(qi - q0) * ldc + n];
                 if self.metric == Metric::L2 {
-                    // |q - x|^2 = |q|^2 + |x|^2 - 2 q.x, negated so that higher is better.
                     let qn = q.norms2[qi];
                     sims.iter_mut()
                         .zip(&ws.row_norms2)
-                        .for_each(|(s, xn)| *s = (2.0 * *s - xn - qn).min(0.0));
+                        .for_each(|(s, &xn)| *s = l2_similarity(*s, xn, qn));
                 }
                 f(qi, sims, m);
             }
@@ -336,7 +340,7 @@ impl<'a> CpuScorer<'a> {
         let padded = n.div_ceil(bf16::BLOCK) * bf16::BLOCK;
         let x = seg.vectors.rows(tile.rows.clone(), d);
         (matrix.pack)(x, d, padded, &mut ws.packed, &mut ws.row_norms2);
-        let m = exact::max_norm(ws.row_norms2.iter().fold(0.0, |a, &b| a.max(b)), d);
+        let m = exact::max_norm(&ws.row_norms2, d);
         let kb = bf16::kblocks(d);
         let first = (seg.first + tile.rows.start) as u32;
         let count = batch.range.len();
@@ -363,7 +367,7 @@ impl<'a> CpuScorer<'a> {
                     let xn = ws.row_norms2[r];
                     row.iter_mut()
                         .zip(norms2)
-                        .for_each(|(s, qn)| *s = (2.0 * *s - xn - qn).min(0.0));
+                        .for_each(|(s, &qn)| *s = l2_similarity(*s, xn, qn));
                 }
                 // Most rows reach no query's threshold: SIMD masks of 64 queries skip them.
                 for g in (0..live).step_by(64) {

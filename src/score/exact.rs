@@ -75,10 +75,11 @@ fn up(x: f64) -> f32 {
     }
 }
 
-/// A row norm bound `M` from the largest f32 sum of squares of a tile's rows (f32 sums of `dim`
+/// A row norm bound `M` from the f32 sums of squares of a tile's rows (f32 sums of `dim`
 /// squares are within `dim 2^-24` relative of the exact ones).
-pub(crate) fn max_norm(max_norm2: f32, dim: usize) -> f64 {
-    (f64::from(max_norm2) * (1.0 + (dim + 2) as f64 * 2f64.powi(-23))).sqrt()
+pub(crate) fn max_norm(norms2: &[f32], dim: usize) -> f64 {
+    let max2 = norms2.iter().fold(0.0f32, |a, &b| a.max(b));
+    (f64::from(max2) * (1.0 + (dim + 2) as f64 * 2f64.powi(-23))).sqrt()
 }
 
 /// A bound on the norm of a unit vector stored in f16 or f32 (normalised in f32, at most 2^16
@@ -335,7 +336,7 @@ mod tests {
             let seen = bf16::pack_queries(&raw, dim, nq, &mut b);
             let mut c = vec![0.0; rows * nq];
             (m.run)(bf16::kblocks(dim), &a, &b, &mut c);
-            let bound_m = max_norm(norms2.iter().fold(0.0, |a, &b| a.max(b)), dim);
+            let bound_m = max_norm(&norms2, dim);
             for metric in [Metric::Ip, Metric::L2, Metric::Cos] {
                 for (j, q) in raw.chunks_exact(dim).enumerate() {
                     // Cos: the kernels see the normalised query (bf16-rounded for the matrix).
