@@ -14,7 +14,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::Metric;
 use crate::hnsw::NO_NODE;
-use crate::score::{self, Neighbors};
+use crate::score::{self, cpu::CpuScorer, Neighbors, Scorer};
+use crate::store::Vectors;
 use crate::uot::{self, SparseCost, SparsePlan};
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -225,6 +226,8 @@ fn greedy(
 }
 
 /// Each of `rows` linked to its `k2` nearest `queries` by exact cosine: `(row, target, cost)`.
+/// The rows, in blocks, are the queries of the exact scorer over the unit targets (AMX tiles
+/// where the CPU has them, float64 ranking whichever kernel).
 fn reverse_edges(
     engine: &Engine,
     queries: &[f32],
@@ -232,6 +235,8 @@ fn reverse_edges(
     k2: usize,
     p_m: f64,
 ) -> Result<Vec<(u32, u32, f64)>> {
+    /// Rows scored per call (a parallel task each).
+    const BLOCK: usize = 1024;
     let dim = engine.dim();
     let units: Vec<f32> = queries
         .chunks_exact(dim)
@@ -240,27 +245,29 @@ fn reverse_edges(
             t.iter().map(move |x| if n > 0.0 { x / n } else { 0.0 })
         })
         .collect();
-    let dot = score::simd::kernels().dot_f32;
-    let per_row: Vec<Vec<(u32, u32, f64)>> = rows
-        .par_iter()
-        .map_init(
-            || vec![0f32; dim],
-            |x, &r| {
-                engine.unit_row(r as usize, x)?;
-                let mut s: Vec<(f32, u32)> = units
-                    .chunks_exact(dim)
-                    .zip(0u32..)
-                    .map(|(t, j)| (dot(x, t), j))
-                    .collect();
-                s.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                s.truncate(k2);
-                Ok(s.into_iter()
-                    .map(|(c, j)| (r, j, (1.0 - f64::from(c)) / p_m))
-                    .collect())
-            },
-        )
+    let k = k2.min(units.len() / dim);
+    let scorer = CpuScorer::from_vectors(Vectors::F32(&units), dim, Metric::Ip)?;
+    let per_block: Vec<Vec<(u32, u32, f64)>> = rows
+        .par_chunks(BLOCK)
+        .map(|block| {
+            let mut x = vec![0f32; block.len() * dim];
+            for (&r, out) in block.iter().zip(x.chunks_exact_mut(dim)) {
+                engine.unit_row(r as usize, out)?;
+            }
+            let nn = scorer.top_k(&x, k)?;
+            Ok(block
+                .iter()
+                .enumerate()
+                .flat_map(|(i, &r)| {
+                    nn.ids_of(i)
+                        .iter()
+                        .zip(nn.scores_of(i))
+                        .map(move |(&j, &c)| (r, j, (1.0 - f64::from(c)) / p_m))
+                })
+                .collect())
+        })
         .collect::<Result<_>>()?;
-    Ok(per_row.into_iter().flatten().collect())
+    Ok(per_block.into_iter().flatten().collect())
 }
 
 /// The `n` largest of `w` (ties: lower index first).
