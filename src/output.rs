@@ -1,18 +1,43 @@
 //! Output files (manifests, summaries, .npy results) written atomically: to a temporary file
 //! beside the destination, flushed and fsynced, then renamed, so a failure leaves nothing behind.
+//!
+//! A destination that already exists and is not a regular file (`/dev/null`, `/dev/stdout`, a
+//! FIFO) is written in place: renaming over it would replace the device itself, and a stream has
+//! no half-written file to leave behind. A symbolic link to a regular file is followed, so the
+//! file it names is replaced and the link stays.
 
 use crate::error::{Error, IoContext, Result};
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Write `path` through `fill`; on any error the temporary file is removed and `path` untouched.
-pub fn atomic_write<F>(path: &Path, fill: F) -> Result<()>
-where
-    F: FnOnce(&mut BufWriter<&std::fs::File>) -> std::io::Result<()>,
-{
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+/// How an output path is written.
+enum Destination {
+    /// Replace this regular file (new or existing) through a temporary file in its directory.
+    Replace { file: PathBuf, dir: PathBuf },
+    /// Write into the existing device, FIFO or terminal.
+    Stream,
+}
+
+fn destination(path: &Path) -> Result<Destination> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(Error::invalid(format!(
+                "{}: is a directory, not an output file",
+                path.display()
+            )))
+        }
+        Ok(m) if !m.is_file() => return Ok(Destination::Stream),
+        _ => {}
+    }
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    // A dangling link is replaced by the file, as `File::create` would not do but a rename does.
+    let file = match is_link {
+        true => std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+        false => path.to_path_buf(),
+    };
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     };
     if !dir.is_dir() {
         return Err(Error::invalid(format!(
@@ -21,15 +46,57 @@ where
             dir.display()
         )));
     }
-    let tmp = temp_builder(".ptsel-out.").tempfile_in(dir).at(dir)?;
+    Ok(Destination::Replace { file, dir })
+}
+
+/// Write `path` through `fill`; on any error the temporary file is removed and `path` untouched.
+pub fn atomic_write<F>(path: &Path, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut BufWriter<&std::fs::File>) -> std::io::Result<()>,
+{
+    let (file, dir) = match destination(path)? {
+        Destination::Replace { file, dir } => (file, dir),
+        Destination::Stream => {
+            let out = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .at(path)?;
+            let mut w = BufWriter::new(&out);
+            fill(&mut w).at(path)?;
+            return w.flush().at(path);
+        }
+    };
+    let tmp = temp_builder(".ptsel-out.").tempfile_in(&dir).at(&dir)?;
     {
         let mut w = BufWriter::new(tmp.as_file());
         fill(&mut w).at(path)?;
         w.flush().at(path)?;
     }
     tmp.as_file().sync_all().at(path)?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    tmp.persist(&file).map_err(|e| Error::io(path, e.error))?;
     Ok(())
+}
+
+/// The regular file that writing `path` replaces and its directory (a link to a file is followed);
+/// an error naming `path` when it is a directory, a device or a FIFO, or its directory is missing.
+/// For outputs that must be files, such as an index that is later memory-mapped.
+pub fn file_destination(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    match destination(path)? {
+        Destination::Replace { file, dir } => Ok((file, dir)),
+        Destination::Stream => Err(Error::invalid(format!(
+            "{}: not a regular file (this output must be a file)",
+            path.display()
+        ))),
+    }
+}
+
+/// The directory for scratch files on the way to `path`: beside the file it will replace, or the
+/// system's temporary directory when `path` is a device or FIFO.
+pub fn scratch_dir(path: &Path) -> Result<PathBuf> {
+    Ok(match destination(path)? {
+        Destination::Replace { dir, .. } => dir,
+        Destination::Stream => std::env::temp_dir(),
+    })
 }
 
 /// A temporary-file builder whose files end up readable by all (0644 less the umask, as with
@@ -40,4 +107,60 @@ pub fn temp_builder(prefix: &str) -> tempfile::Builder<'_, 'static> {
     #[cfg(unix)]
     b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
     b
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+
+    #[test]
+    fn a_fifo_is_written_in_place_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("out.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo {}", fifo.display());
+        // A reader opened first (non-blocking), so that the writer's open does not wait.
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        atomic_write(&fifo, |w| w.write_all(b"rows\n")).unwrap();
+        let mut got = Vec::new();
+        let _ = reader.read_to_end(&mut got);
+        assert_eq!(got, b"rows\n");
+        let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(kind.is_fifo(), "the FIFO was replaced by a {kind:?}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(scratch_dir(&fifo).unwrap(), std::env::temp_dir());
+    }
+
+    #[test]
+    fn a_link_to_a_file_is_followed_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let target = dir.path().join("data/manifest.csv");
+        std::fs::write(&target, "old").unwrap();
+        let link = dir.path().join("manifest.csv");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        atomic_write(&link, |w| w.write_all(b"new")).unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_directory_or_a_missing_directory_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = atomic_write(dir.path(), |w| w.write_all(b"x")).unwrap_err();
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        let missing = dir.path().join("no/such/out.csv");
+        let e = atomic_write(&missing, |w| w.write_all(b"x")).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
 }

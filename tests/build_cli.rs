@@ -239,6 +239,32 @@ fn every_bad_input_is_a_clear_error() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(ptsel::Index::open(d.join("taken.ptsel")).is_ok());
+    // A device or FIFO is never replaced, --force or not: an index must be a file (renaming over
+    // /dev/null as root would replace the device with a regular file).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let fifo = d.join("out.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo {}", fifo.display());
+        fails(
+            d,
+            &[
+                "build",
+                "--features",
+                "f.npy",
+                "--out",
+                "out.fifo",
+                "--force",
+            ],
+            "out.fifo",
+            "not a regular file",
+        );
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+    }
 }
 
 #[test]

@@ -48,14 +48,11 @@ pub fn write_features(
     out: &Path,
     progress: &dyn Fn(u64, u64),
 ) -> Result<usize> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = crate::output::scratch_dir(out)?;
     let scratch = tempfile::Builder::new()
         .prefix(".ptsel-embed.")
-        .tempfile_in(dir)
-        .at(dir)?;
+        .tempfile_in(&dir)
+        .at(&dir)?;
     let dim = source.dim();
     let total = source.rows() as u64;
     let mut block = vec![0f32; 64 * dim];

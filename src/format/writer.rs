@@ -22,27 +22,18 @@ pub struct IndexWriter {
 }
 
 impl IndexWriter {
-    /// Start writing an index that will be committed to `dest`. Fails at once when the
-    /// directory does not exist, or when `dest` exists and `overwrite` is false.
+    /// Start writing an index that will be committed to `dest` (the file a link names, when it is
+    /// a link). Fails at once when the directory does not exist, when `dest` is not a regular file
+    /// (a device such as /dev/null), or when it exists and `overwrite` is false.
     pub fn create(dest: &Path, overwrite: bool) -> Result<Self> {
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dir.is_dir() {
-            return Err(Error::invalid(format!(
-                "{}: output directory {} does not exist",
-                dest.display(),
-                dir.display()
-            )));
-        }
+        let (target, dir) = crate::output::file_destination(dest)?;
         if dest.exists() && !overwrite {
             return Err(Error::invalid(format!(
                 "{}: output exists (replacing it needs the force option)",
                 dest.display()
             )));
         }
-        let name = dest
+        let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -53,7 +44,7 @@ impl IndexWriter {
             .at(&dir)?;
         let (file, tmp) = tmp.into_parts();
         let mut w = IndexWriter {
-            dest: dest.to_path_buf(),
+            dest: target,
             overwrite,
             tmp,
             out: BufWriter::with_capacity(1 << 20, file),
