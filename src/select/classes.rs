@@ -1,8 +1,10 @@
 //! Class-level selection: rank the classes (UOT importance, similarity, random), then keep
 //! whole classes until the amount is reached.
 
+use super::manifest::Stopwatch;
 use super::{
-    baselines, Amount, Excluded, Groups, Method, Pick, SelectParams, Selection, SolverStats, Target,
+    baselines, Amount, Excluded, Groups, Method, Phase, Pick, SelectParams, Selection, SolverStats,
+    Target,
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -23,16 +25,25 @@ pub(super) fn select(
     let groups = Groups::resolve(engine, p.pseudo_classes)?;
     let units = target.units();
     let mut notes = Vec::new();
+    let mut phases = Vec::new();
     let (order, importance, solver) = match method {
         Method::Uot => {
             let (imp, stats) = match p.graph_k {
                 Some(k) => {
                     let (imp, stats, note) =
-                        super::uot_knn::class_importance(&groups, &units, k, p)?;
+                        super::uot_knn::class_importance(&groups, &units, k, p, &mut phases)?;
                     notes.extend(note);
                     (imp, stats)
                 }
-                None => uot_importance(&groups, &units, p)?,
+                None => {
+                    let mut clock = Stopwatch::start();
+                    let solved = uot_importance(&groups, &units, p)?;
+                    phases.push(Phase {
+                        name: "solve",
+                        seconds: clock.lap(),
+                    });
+                    solved
+                }
             };
             (rank(&groups, &imp), Some(imp), Some(stats))
         }
@@ -53,6 +64,7 @@ pub(super) fn select(
         solver,
         excluded: 0,
         notes,
+        phases,
     })
 }
 

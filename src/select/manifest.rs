@@ -156,7 +156,7 @@ struct SelectedClass<'a> {
 }
 
 /// Wall-clock seconds of the phases of one selection run, for the summary's `timing`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Timing {
     /// Opening the index (O(1): header, section table, metadata).
     pub open_s: f64,
@@ -168,6 +168,9 @@ pub struct Timing {
     pub write_s: f64,
     /// From the start of the run to the end of the manifest (the summary is written after).
     pub total_s: f64,
+    /// The selection's own phases (UOT methods: search, graph, solve, ...), inside `select_s`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub select_phases: Vec<super::Phase>,
 }
 
 /// Measures consecutive phases of a run.

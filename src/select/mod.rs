@@ -331,8 +331,18 @@ pub struct GraphStats {
     pub greedy_skipped: Option<usize>,
 }
 
+/// Wall-clock seconds of one phase inside a selection (the search, the solve, ...): reported
+/// under the summary's `timing` when asked for, never part of the result.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Phase {
+    /// What ran: `search`, `reverse`, `density`, `graph`, `solve`, `rank`.
+    pub name: &'static str,
+    /// Its wall-clock seconds.
+    pub seconds: f64,
+}
+
 /// The outcome of a selection.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Selection {
     /// Method used.
     pub method: Method,
@@ -350,6 +360,8 @@ pub struct Selection {
     pub excluded: usize,
     /// Things the caller should tell the user (a fallback taken, a short selection).
     pub notes: Vec<String>,
+    /// Where the time went, for the sparse and dense UOT methods (empty for the others).
+    pub phases: Vec<Phase>,
 }
 
 impl Selection {
@@ -364,6 +376,7 @@ impl Selection {
             solver: None,
             excluded: 0,
             notes,
+            phases: Vec::new(),
         }
     }
 }

@@ -7,8 +7,10 @@
 //! plan row sum. Class level (`graph_k`): every target unit is linked to its `K` nearest class
 //! means, in place of the dense plan.
 
+use super::manifest::Stopwatch;
 use super::{
-    Draw, Excluded, GraphStats, Groups, Method, Pick, SelectParams, Selection, SolverStats, Target,
+    Draw, Excluded, GraphStats, Groups, Method, Phase, Pick, SelectParams, Selection, SolverStats,
+    Target,
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -55,7 +57,16 @@ pub(super) fn select(
             "a labelled target's quotas take each class's best rows: draw a sample without target labels",
         ));
     }
+    let mut clock = Stopwatch::start();
+    let mut phases = Vec::new();
+    let mut lap = |name: &'static str| {
+        phases.push(Phase {
+            name,
+            seconds: clock.lap(),
+        })
+    };
     let (hits, mut notes) = super::knn::neighbours(engine, queries, p, hits, "uot-knn")?;
+    lap("search");
     let nq = hits.ids.len() / hits.k.max(1);
     // Forward edges: (global row, target, cost), rows in `mask` dropped.
     let mut edges: Vec<(u32, u32, f64)> = Vec::with_capacity(hits.ids.len());
@@ -76,6 +87,7 @@ pub(super) fn select(
     touched.dedup();
     if let Some(k2) = p.reverse_k {
         edges.extend(reverse_edges(engine, queries, &touched, k2, p.p_m)?);
+        lap("reverse");
     }
     let compact = |r: u32| touched.binary_search(&r).unwrap_or(0) as u32;
     let mut columns: Vec<Vec<(u32, f64)>> = vec![Vec::new(); nq];
@@ -103,6 +115,7 @@ pub(super) fn select(
         Some(c0) => density_masses(engine, &touched, c0, p)?,
         None => vec![1.0; g.rows()],
     };
+    lap("graph");
     let b: Vec<f64> = match &classes {
         Some(c) => c
             .of_row
@@ -112,6 +125,7 @@ pub(super) fn select(
         None => vec![1.0; g.cols()],
     };
     let plan = uot::solve_sparse(&g, &a, &b, &p.uot, None)?;
+    lap("solve");
     let total = engine.rows() - mask.map_or(0, Excluded::len);
     let (mut stats, note) = graph_stats(&g, &plan, total, p);
     notes.extend(note);
@@ -158,8 +172,10 @@ pub(super) fn select(
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    lap("rank");
     let mut sel = Selection::samples(Method::UotKnn, picks, notes);
     sel.solver = Some(stats);
+    sel.phases = phases;
     Ok(sel)
 }
 
@@ -358,13 +374,16 @@ fn graph_stats(
 }
 
 /// Class-level UOT over each target unit's `k` nearest classes (by cost): the importance of
-/// every class (0 for classes no edge touches), the solver's statistics and a note.
+/// every class (0 for classes no edge touches), the solver's statistics and a note; the time of
+/// the graph and of the solve go to `phases`.
 pub(super) fn class_importance(
     groups: &Groups<'_>,
     target_units: &[f64],
     k: usize,
     p: &SelectParams,
+    phases: &mut Vec<Phase>,
 ) -> Result<(Vec<f64>, SolverStats, Option<String>)> {
+    let mut clock = Stopwatch::start();
     let dim = groups.engine.dim();
     let classes = groups.non_empty();
     if k == 0 || k > classes.len() {
@@ -379,22 +398,8 @@ pub(super) fn class_importance(
             p.p_m
         )));
     }
-    let means = groups.means_of(&classes);
     let rows = classes.len();
-    // Columns in chunks whose cost block stays near 32 MiB.
-    let chunk = ((1usize << 22) / rows).max(1) * dim;
-    let mut columns: Vec<Vec<(u32, f64)>> = Vec::new();
-    for t in target_units.chunks(chunk) {
-        let cols = t.len() / dim;
-        let cost = uot::cost_matrix(&means, t, dim, p.p_m);
-        columns.par_extend((0..cols).into_par_iter().map(|j| {
-            let mut col: Vec<(u32, f64)> =
-                (0..rows).map(|i| (i as u32, cost[i * cols + j])).collect();
-            col.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-            col.truncate(k);
-            col
-        }));
-    }
+    let mut columns = nearest_classes(&groups.means_of(&classes), target_units, dim, k, p.p_m)?;
     let mut touched: Vec<u32> = columns.iter().flatten().map(|e| e.0).collect();
     touched.sort_unstable();
     touched.dedup();
@@ -403,11 +408,60 @@ pub(super) fn class_importance(
             .for_each(|e| e.0 = touched.binary_search(&e.0).unwrap_or(0) as u32);
     }
     let g = SparseCost::from_columns(touched.len(), columns)?;
+    phases.push(Phase {
+        name: "graph",
+        seconds: clock.lap(),
+    });
     let plan = uot::solve_sparse(&g, &vec![1.0; g.rows()], &vec![1.0; g.cols()], &p.uot, None)?;
+    phases.push(Phase {
+        name: "solve",
+        seconds: clock.lap(),
+    });
     let mut importance = vec![0.0; groups.len()];
     for (&i, s) in touched.iter().zip(&plan.row_sums) {
         importance[classes[i as usize] as usize] = *s;
     }
     let (stats, note) = graph_stats(&g, &plan, rows, p);
     Ok((importance, stats, note))
+}
+
+/// Each target unit's `k` nearest of the `means` as its column of edges `(mean, cost)`, cheapest
+/// first (ties: lower mean first), with the dense path's cost `(1 - cos) / p_m` in f64. The
+/// neighbours are the exact top-k of the unit means rounded to f32 (the matrix units, float64
+/// ranking), so memory and time stay those of a search: 100k means x 100k targets never form a
+/// dense cost matrix.
+fn nearest_classes(
+    means: &[f64],
+    target_units: &[f64],
+    dim: usize,
+    k: usize,
+    p_m: f64,
+) -> Result<Vec<Vec<(u32, f64)>>> {
+    /// Target units per call: bounds the scorer's per-query candidate lists.
+    const BLOCK: usize = 8192;
+    let (s, t) = (
+        uot::unit_rows(means, dim),
+        uot::unit_rows(target_units, dim),
+    );
+    let s32: Vec<f32> = s.iter().map(|&x| x as f32).collect();
+    let scorer = CpuScorer::from_vectors(Vectors::F32(&s32), dim, Metric::Ip)?;
+    let mut columns = Vec::with_capacity(t.len() / dim);
+    for block in t.chunks(BLOCK * dim) {
+        let q: Vec<f32> = block.iter().map(|&x| x as f32).collect();
+        let nn = scorer.top_k(&q, k)?;
+        columns.par_extend(block.par_chunks_exact(dim).enumerate().map(|(j, tj)| {
+            let mut col: Vec<(u32, f64)> = nn
+                .ids_of(j)
+                .iter()
+                .map(|&i| {
+                    let si = &s[i as usize * dim..(i as usize + 1) * dim];
+                    let cos: f64 = si.iter().zip(tj).map(|(a, b)| a * b).sum();
+                    (i, (1.0 - cos) / p_m)
+                })
+                .collect();
+            col.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            col
+        }));
+    }
+    Ok(columns)
 }

@@ -274,19 +274,21 @@ fn check_size(rows: usize, cols: usize) -> Result<()> {
     }
 }
 
+/// The rows of `m` (`dim` wide) scaled to unit length; a zero row stays zero.
+pub fn unit_rows(m: &[f64], dim: usize) -> Vec<f64> {
+    m.chunks_exact(dim)
+        .flat_map(|r| {
+            let n = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+            r.iter().map(move |x| if n > 0.0 { x / n } else { 0.0 })
+        })
+        .collect()
+}
+
 /// Cost `M[i,j] = (1 - cos(src_i, tgt_j)) / p_m` between L2-normalised rows of `source`
 /// (`[rows, dim]`) and `target` (`[cols, dim]`). A zero row has cosine 0 to everything. The
 /// cosines are one f64 matrix product (matrixmultiply's blocked, SIMD dgemm).
 pub fn cost_matrix(source: &[f64], target: &[f64], dim: usize, p_m: f64) -> Vec<f64> {
-    let normalise = |m: &[f64]| -> Vec<f64> {
-        m.chunks_exact(dim)
-            .flat_map(|r| {
-                let n = r.iter().map(|x| x * x).sum::<f64>().sqrt();
-                r.iter().map(move |x| if n > 0.0 { x / n } else { 0.0 })
-            })
-            .collect()
-    };
-    let (s, t) = (normalise(source), normalise(target));
+    let (s, t) = (unit_rows(source, dim), unit_rows(target, dim));
     let (rows, cols) = (s.len() / dim, t.len() / dim);
     let mut cos = vec![0.0; rows * cols];
     if rows > 0 && cols > 0 {
