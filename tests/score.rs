@@ -341,6 +341,20 @@ fn every_cpu_kernel_gives_the_float64_top_k() {
     }
 }
 
+/// Many queries over few rows (class means, centroids): the scorer splits the queries rather
+/// than the rows, in chunks of whole query blocks, and still gives the float64 top-k.
+#[test]
+fn many_queries_over_few_rows_give_the_float64_top_k() {
+    let (rows, dim, k, nq) = (300, 32, 5, 1100);
+    for metric in [Metric::Cos, Metric::Ip, Metric::L2] {
+        let (stored, q) = data(rows, dim, nq, metric, true, 23);
+        for (what, scorer) in cpu_scorers(&stored, dim, metric) {
+            let got = scorer.top_k(&q, k).unwrap();
+            assert_float64_top_k(&what, metric, &stored.values(), dim, &q, &got);
+        }
+    }
+}
+
 /// Rows that differ only below bf16's resolution (a few f16 steps in four components): bf16
 /// products cannot order them, and more of them tie within the bound than a query keeps before
 /// re-scoring early, yet every kernel returns the float64 order (exact duplicates by row id).

@@ -360,15 +360,22 @@ impl<'a> CpuScorer<'a> {
                 ws.deltas.push(delta);
                 ws.thresholds.push(list.threshold() - delta);
             }
-            let norms2 = &batch.q.norms2[batch.range.start + c0..];
-            for (r, row) in ws.scores.chunks_exact_mut(qc).take(n).enumerate() {
-                let row = &mut row[..live];
-                if self.metric == Metric::L2 {
-                    let xn = ws.row_norms2[r];
-                    row.iter_mut()
+            if self.metric == Metric::L2 {
+                let norms2 = &batch.q.norms2[batch.range.start + c0..];
+                for (row, &xn) in ws.scores.chunks_exact_mut(qc).zip(&ws.row_norms2) {
+                    row[..live]
+                        .iter_mut()
                         .zip(norms2)
                         .for_each(|(s, &qn)| *s = l2_similarity(*s, xn, qn));
                 }
+            }
+            for (j, list) in lists[c0..c0 + live].iter_mut().enumerate() {
+                if list.seed((0..n).map(|r| ws.scores[r * qc + j]), ws.deltas[j]) {
+                    ws.thresholds[j] = list.threshold() - ws.deltas[j];
+                }
+            }
+            for (r, row) in ws.scores.chunks_exact_mut(qc).take(n).enumerate() {
+                let row = &mut row[..live];
                 // Most rows reach no query's threshold: SIMD masks of 64 queries skip them.
                 for g in (0..live).step_by(64) {
                     let end = (g + 64).min(live);
@@ -405,6 +412,7 @@ impl<'a> CpuScorer<'a> {
         self.score_tile(batch.q, batch.range.clone(), tile, ws, |qi, sims, m| {
             let (list, bound) = (&mut lists[qi - start], &batch.bounds[qi - start]);
             let delta = bound.delta(self.metric, 0.0, m);
+            list.seed(sims.iter().copied(), delta);
             // The query's threshold in every lane: SIMD masks of 64 rows skip most of them.
             let mut threshold = [list.threshold() - delta; 64];
             for (c, chunk) in sims.chunks(64).enumerate() {
@@ -542,43 +550,83 @@ impl Scorer for CpuScorer<'_> {
             None => self.tile_rows,
         };
         let tiles = self.tiles(step);
-        let mut ids = Vec::with_capacity(q.count * k);
-        let mut scores = Vec::with_capacity(q.count * k);
-        for start in (0..q.count).step_by(OUTER_BATCH) {
-            let batch = self.batch(
-                queries,
-                &q,
-                start..(start + OUTER_BATCH).min(q.count),
-                matrix.is_some(),
-            );
-            let n = batch.range.len();
-            let lists = tiles
-                .par_iter()
-                .fold(
-                    || (Workspace::default(), vec![Collector::new(k); n]),
-                    |(mut ws, mut lists), tile| {
-                        match matrix {
-                            Some(m) => self.collect_matrix(m, &batch, tile, &mut ws, &mut lists),
-                            None => self.collect_f32(&batch, tile, &mut ws, &mut lists),
-                        }
-                        (ws, lists)
-                    },
-                )
-                .map(|(_, lists)| lists)
-                .reduce_with(|mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(a, b)| a.merge(b));
-                    a
-                })
-                .unwrap_or_default();
-            let found: Vec<Vec<exact::Exact>> = lists
+        let collect = |batch: &Batch<'_>, tile: &Tile, ws: &mut Workspace, lists: &mut [Collector]| {
+            match matrix {
+                Some(m) => self.collect_matrix(m, batch, tile, ws, lists),
+                None => self.collect_f32(batch, tile, ws, lists),
+            }
+        };
+        let finish = |lists: Vec<Collector>, batch: &Batch<'_>| -> Vec<Vec<exact::Exact>> {
+            lists
                 .into_par_iter()
                 .zip(&batch.bounds)
                 .map(|(list, bound)| list.finish(bound, self.metric, self))
+                .collect()
+        };
+        // Few tiles (few rows: class means, centroids) leave threads idle and make every thread's
+        // lists per query a merge: split the queries instead, each chunk over every tile in turn.
+        let threads = rayon::current_num_threads();
+        let found: Vec<Vec<exact::Exact>> = if tiles.len() < 4 * threads && q.count > QUERY_BLOCK
+        {
+            // Whole query blocks, as the batches of the other branch (the kernels expect them).
+            let chunk = q
+                .count
+                .div_ceil(4 * threads)
+                .next_multiple_of(QUERY_BLOCK)
+                .min(OUTER_BATCH);
+            let ranges: Vec<Range<usize>> = (0..q.count)
+                .step_by(chunk)
+                .map(|s| s..(s + chunk).min(q.count))
                 .collect();
-            for e in found.into_iter().flatten() {
-                ids.push(e.id);
-                scores.push(self.to_metric(e.sim as f32));
+            let parts: Vec<Vec<Vec<exact::Exact>>> = ranges
+                .into_par_iter()
+                .map(|range| {
+                    let batch = self.batch(queries, &q, range, matrix.is_some());
+                    let (mut ws, mut lists) = (
+                        Workspace::default(),
+                        vec![Collector::new(k); batch.range.len()],
+                    );
+                    for tile in &tiles {
+                        collect(&batch, tile, &mut ws, &mut lists);
+                    }
+                    finish(lists, &batch)
+                })
+                .collect();
+            parts.into_iter().flatten().collect()
+        } else {
+            let mut found = Vec::with_capacity(q.count);
+            for start in (0..q.count).step_by(OUTER_BATCH) {
+                let batch = self.batch(
+                    queries,
+                    &q,
+                    start..(start + OUTER_BATCH).min(q.count),
+                    matrix.is_some(),
+                );
+                let n = batch.range.len();
+                let lists = tiles
+                    .par_iter()
+                    .fold(
+                        || (Workspace::default(), vec![Collector::new(k); n]),
+                        |(mut ws, mut lists), tile| {
+                            collect(&batch, tile, &mut ws, &mut lists);
+                            (ws, lists)
+                        },
+                    )
+                    .map(|(_, lists)| lists)
+                    .reduce_with(|mut a, b| {
+                        a.iter_mut().zip(b).for_each(|(a, b)| a.merge(b));
+                        a
+                    })
+                    .unwrap_or_default();
+                found.extend(finish(lists, &batch));
             }
+            found
+        };
+        let mut ids = Vec::with_capacity(q.count * k);
+        let mut scores = Vec::with_capacity(q.count * k);
+        for e in found.into_iter().flatten() {
+            ids.push(e.id);
+            scores.push(self.to_metric(e.sim as f32));
         }
         Ok(Neighbors { k, ids, scores })
     }

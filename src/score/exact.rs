@@ -169,12 +169,32 @@ impl Query {
                 }
                 Vectors::F32(x) => &x[c * CHUNK..c * CHUNK + q.len()],
             };
-            for (i, (&q, &x)) in q.iter().zip(x).enumerate() {
-                let x = f64::from(x);
-                acc[i % W] += match metric {
-                    Metric::L2 => (q - x) * (q - x),
-                    Metric::Cos | Metric::Ip => q * x,
-                };
+            let (qs, xs) = (q.chunks_exact(W), x.chunks_exact(W));
+            let (q_tail, x_tail) = (qs.remainder(), xs.remainder());
+            // One loop per metric over whole lanes: the compiler keeps `acc` in vector registers.
+            match metric {
+                Metric::L2 => {
+                    for (q, x) in qs.zip(xs) {
+                        for l in 0..W {
+                            let t = q[l] - f64::from(x[l]);
+                            acc[l] += t * t;
+                        }
+                    }
+                    for (l, (&q, &x)) in q_tail.iter().zip(x_tail).enumerate() {
+                        let t = q - f64::from(x);
+                        acc[l] += t * t;
+                    }
+                }
+                Metric::Cos | Metric::Ip => {
+                    for (q, x) in qs.zip(xs) {
+                        for l in 0..W {
+                            acc[l] += q[l] * f64::from(x[l]);
+                        }
+                    }
+                    for (l, (&q, &x)) in q_tail.iter().zip(x_tail).enumerate() {
+                        acc[l] += q * f64::from(x);
+                    }
+                }
             }
         }
         let s: f64 = acc.iter().sum();
@@ -213,6 +233,8 @@ pub(crate) struct Collector {
     kept: Vec<Kept>,
     /// Length of `kept` that triggers the next prune.
     next_prune: usize,
+    /// The lower bounds a prune selects from (kept between prunes to spare the allocation).
+    lows: Vec<f32>,
 }
 
 impl Collector {
@@ -223,6 +245,7 @@ impl Collector {
             exact: Vec::new(),
             kept: Vec::new(),
             next_prune: Self::first_prune(k),
+            lows: Vec::new(),
         }
     }
 
@@ -239,6 +262,26 @@ impl Collector {
     /// `L`: a lower bound on the k-th best exact similarity (`-inf` until `k` rows are seen).
     pub fn threshold(&self) -> f32 {
         self.threshold
+    }
+
+    /// Before the first row is kept, raises `L` at once to the k-th best lower bound `a - delta`
+    /// of a tile's approximations (at least `k` of them), so that from the first tile on only
+    /// rows that may reach the top k are kept. Returns whether `L` was set.
+    pub fn seed(&mut self, approx: impl Iterator<Item = f32>, delta: f32) -> bool {
+        if self.threshold > f32::NEG_INFINITY || !self.kept.is_empty() || !self.exact.is_empty() {
+            return false;
+        }
+        self.lows.clear();
+        // A NaN (an overflow) bounds nothing from below.
+        self.lows
+            .extend(approx.map(|a| if a.is_nan() { f32::NEG_INFINITY } else { a - delta }));
+        let n = self.lows.len();
+        if n < self.k {
+            return false;
+        }
+        let (_, kth, _) = self.lows.select_nth_unstable_by(n - self.k, f32::total_cmp);
+        self.threshold = *kth;
+        true
     }
 
     /// Offers row `id` with approximate similarity `a` within `delta` of the exact one (a `NaN`
@@ -283,7 +326,9 @@ impl Collector {
     fn prune(&mut self) {
         let n = self.kept.len() + self.exact.len();
         if n >= self.k {
-            let mut lows: Vec<f32> = self.kept.iter().map(|c| c.lo).collect();
+            let lows = &mut self.lows;
+            lows.clear();
+            lows.extend(self.kept.iter().map(|c| c.lo));
             lows.extend(self.exact.iter().map(|e| down(e.sim)));
             let (_, kth, _) = lows.select_nth_unstable_by(n - self.k, f32::total_cmp);
             self.threshold = self.threshold.max(*kth);

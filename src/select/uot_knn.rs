@@ -455,8 +455,7 @@ fn nearest_classes(
                 .iter()
                 .map(|&i| {
                     let si = &s[i as usize * dim..(i as usize + 1) * dim];
-                    let cos: f64 = si.iter().zip(tj).map(|(a, b)| a * b).sum();
-                    (i, (1.0 - cos) / p_m)
+                    (i, (1.0 - uot::dot(si, tj)) / p_m)
                 })
                 .collect();
             col.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
