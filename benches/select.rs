@@ -40,7 +40,7 @@ fn uot(c: &mut Criterion) {
     });
     g.bench_function(format!("cost_and_solve_{rows}x{cols}_{name}"), |bch| {
         pool.install(|| {
-            bch.iter(|| class_importance(black_box(&source), &target, dim, 0.1, &p).unwrap())
+            bch.iter(|| class_importance(black_box(&source), &target, None, dim, 0.1, &p).unwrap())
         })
     });
     g.finish();

@@ -28,7 +28,7 @@ fn top_concepts(target: &str) -> Vec<String> {
             let (tgt, tdim) = data.means(target).unwrap();
             assert_eq!((source.len() / dim, tdim), (1000, dim));
             let (importance, plan) =
-                class_importance(&source, &tgt, dim, 0.1, &UotParams::default()).unwrap();
+                class_importance(&source, &tgt, None, dim, 0.1, &UotParams::default()).unwrap();
             assert!(
                 plan.converged && !plan.log_domain,
                 "{target}: {} iterations",

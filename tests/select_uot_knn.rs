@@ -82,14 +82,37 @@ fn unscored(manifest: &str) -> Vec<String> {
 impl Fixture {
     /// `select --index DIR/index --target T --out out ARGS...`.
     fn select_args(&self, index: &str, out: &Path, args: &[&str]) -> Vec<String> {
+        self.select_args_for(index, &self.target, out, args)
+    }
+
+    /// [`Fixture::select_args`] for another target.
+    fn select_args_for(
+        &self,
+        index: &str,
+        target: &Path,
+        out: &Path,
+        args: &[&str],
+    ) -> Vec<String> {
         let index = self.dir.join(index);
-        let mut all: Vec<String> = ["select", "--index", s(&index), "--target", s(&self.target)]
+        let mut all: Vec<String> = ["select", "--index", s(&index), "--target", s(target)]
             .iter()
             .map(|a| a.to_string())
             .collect();
         all.extend(["--out".to_string(), s(out).to_string()]);
         all.extend(args.iter().map(|a| a.to_string()));
         all
+    }
+
+    /// `select` on `g.ptsel` for `target` with `args` (the method among them), which must
+    /// succeed: the manifest and the summary.
+    fn run_for(&self, target: &Path, args: &[&str]) -> (String, serde_json::Value) {
+        let (out, sum) = (self.dir.join("sel.csv"), self.dir.join("sum.json"));
+        let mut all = vec!["--summary", s(&sum)];
+        all.extend(args);
+        let all = self.select_args_for("g.ptsel", target, &out, &all);
+        ok(&all.iter().map(String::as_str).collect::<Vec<_>>());
+        let summary = serde_json::from_str(&std::fs::read_to_string(&sum).unwrap()).unwrap();
+        (std::fs::read_to_string(out).unwrap(), summary)
     }
 
     /// [`Fixture::select_args`], which must succeed.
@@ -331,31 +354,13 @@ fn labelled_targets_get_per_class_quotas_and_weights() {
     ptsel::npy::write_vector(&flat, &[3.0f32, 1.0]).unwrap();
     let index = f.dir.join("g.ptsel");
     let run = |extra: &[&str]| {
-        let (out, sum) = (f.dir.join("lab.csv"), f.dir.join("lab.json"));
-        let mut args = vec![
-            "select",
-            "--index",
-            s(&index),
-            "--target",
-            s(&target),
-            "--method",
-            "uot-knn",
-            "--budget",
-            "100",
-            "--exact",
-            "--out",
-            s(&out),
-            "--summary",
-            s(&sum),
-        ];
+        let mut args = vec!["--method", "uot-knn", "--budget", "100", "--exact"];
         args.extend(extra);
-        ok(&args);
-        let near_7 = rows(&std::fs::read_to_string(&out).unwrap())
+        let (manifest, sum) = f.run_for(&target, &args);
+        let near_7 = rows(&manifest)
             .iter()
             .filter(|r| corpus.labels[r.parse::<usize>().unwrap()] == 7)
             .count();
-        let sum: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&sum).unwrap()).unwrap();
         (near_7, sum)
     };
     let (plain, _) = run(&[]);
@@ -376,6 +381,39 @@ fn labelled_targets_get_per_class_quotas_and_weights() {
         "weights 3:1: {weighted} near the small class"
     );
     assert!(sum["notes"].to_string().contains("0: 50, 1: 50"), "{sum}");
+    // A drawn sample keeps the quotas, is seeded, and is not the top of the plan.
+    let drawn = |seed: &str| {
+        let args = [
+            "--target-labels",
+            s(&labels),
+            "--draw",
+            "sample",
+            "--seed",
+            seed,
+        ];
+        let mut args_all = vec!["--method", "uot-knn", "--budget", "100", "--exact"];
+        args_all.extend(args);
+        f.run_for(&target, &args_all)
+    };
+    let ((a, asum), (b, _), (c, _)) = (drawn("3"), drawn("3"), drawn("4"));
+    assert!(asum["notes"].to_string().contains("0: 50, 1: 50"), "{asum}");
+    assert_eq!(a, b);
+    assert_ne!(unscored(&a), unscored(&c));
+    let top = f
+        .run_for(
+            &target,
+            &[
+                "--method",
+                "uot-knn",
+                "--budget",
+                "100",
+                "--exact",
+                "--target-labels",
+                s(&labels),
+            ],
+        )
+        .0;
+    assert_ne!(rows(&a), rows(&top));
     assert!(wsum["notes"].to_string().contains("0: 75, 1: 25"), "{wsum}");
     assert_eq!(wsum["parameters"]["target_weights"], s(&flat));
     // Bad weights: a 2-D array, a zero weight, too few weights, another method.
@@ -404,5 +442,39 @@ fn labelled_targets_get_per_class_quotas_and_weights() {
     let short = f.dir.join("ws.npy");
     ptsel::npy::write_vector(&short, &[1.0f32]).unwrap();
     assert!(bad(&short, "uot-knn").contains("label 1"));
-    assert!(bad(&flat, "uot").contains("uot-knn"));
+    assert!(bad(&flat, "similarity").contains("uot and uot-knn"));
+}
+
+/// Class level, a labelled target is one unit per class of mass `w_c` (scaled to one per class):
+/// the weights decide which source class ranks first, by the dense plan and on the graph.
+#[test]
+fn class_weights_move_the_class_level_ranking() {
+    let f = fixture();
+    let corpus = corpus();
+    // As many samples around corpus class 1 (label 0) as around class 7 (label 1).
+    let (t, l) = synth::target_like(&corpus, &[1, 7], 30, 1.0, 6);
+    let (target, labels) = (f.dir.join("cw.npy"), f.dir.join("cw-l.npy"));
+    ptsel::npy::write_matrix(&target, &t, l.len(), DIM).unwrap();
+    ptsel::npy::write_labels(&labels, &l).unwrap();
+    let first = |weights: [f32; 2], graph: &[&str]| {
+        let w = f.dir.join("cw-w.npy");
+        ptsel::npy::write_vector(&w, &weights).unwrap();
+        let mut args = vec![
+            "--method",
+            "uot",
+            "--classes",
+            "1",
+            "--target-labels",
+            s(&labels),
+            "--target-weights",
+            s(&w),
+        ];
+        args.extend(graph);
+        let (_, sum) = f.run_for(&target, &args);
+        sum["selected_classes"][0]["class"].as_u64().unwrap()
+    };
+    for graph in [&[][..], &["--graph-k", "3"]] {
+        assert_eq!(first([3.0, 1.0], graph), 1, "{graph:?}");
+        assert_eq!(first([1.0, 3.0], graph), 7, "{graph:?}");
+    }
 }

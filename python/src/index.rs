@@ -461,10 +461,11 @@ impl PyIndex {
     /// Choose the pre-training samples worth re-using for a target task (`ptsel select`).
     ///
     /// `target`: target features `[n, dim]` (array or `.npy` path): samples, each one unit of
-    /// mass; with `labels` (array or path) one unit per target class (for "uot-knn": column
-    /// masses `w_c / n_c` and each class its share of the budget, `target_weights[c]` the weight
-    /// of label `c`, equal by default); with `means=True` the rows
-    /// are class means. `method`: "uot" (the paper), "knn", "similarity" or "random". Keep the
+    /// mass; with `labels` (array or path) one unit per target class (`target_weights[c]`, the
+    /// weight of label `c`, equal by default: for "uot" the mass of each target class, for
+    /// "uot-knn" column masses `w_c / n_c` and each class its share of the budget); with
+    /// `means=True` the rows are class means. `method`: "uot" (the paper), "uot-knn", "knn",
+    /// "similarity" or "random". Keep the
     /// `classes` best classes (default 100 for class-level methods) or `budget` samples (knn
     /// needs it). `exclude_near` (array or path) drops corpus rows whose cosine to any of those
     /// test features reaches `exclude_threshold`. `probes` finds knn's neighbours through the

@@ -23,6 +23,8 @@ CASES = {
     "uot-knn-weighted": ({"method": "uot-knn", "budget": 200, "labels": "tl", "target_weights": "w"},
                          ["--method", "uot-knn", "--budget", "200", "--target-labels", "tl",
                           "--target-weights", "w"]),
+    "uot-weighted": ({"classes": 2, "labels": "tl", "target_weights": "w"},
+                     ["--classes", "2", "--target-labels", "tl", "--target-weights", "w"]),
     "exclude": ({"classes": 4, "exclude_near": "t", "exclude_threshold": 0.9},
                 ["--classes", "4", "--exclude-near", "t", "--exclude-threshold", "0.9"]),
 }

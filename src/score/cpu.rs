@@ -550,12 +550,13 @@ impl Scorer for CpuScorer<'_> {
             None => self.tile_rows,
         };
         let tiles = self.tiles(step);
-        let collect = |batch: &Batch<'_>, tile: &Tile, ws: &mut Workspace, lists: &mut [Collector]| {
-            match matrix {
-                Some(m) => self.collect_matrix(m, batch, tile, ws, lists),
-                None => self.collect_f32(batch, tile, ws, lists),
-            }
-        };
+        let collect =
+            |batch: &Batch<'_>, tile: &Tile, ws: &mut Workspace, lists: &mut [Collector]| {
+                match matrix {
+                    Some(m) => self.collect_matrix(m, batch, tile, ws, lists),
+                    None => self.collect_f32(batch, tile, ws, lists),
+                }
+            };
         let finish = |lists: Vec<Collector>, batch: &Batch<'_>| -> Vec<Vec<exact::Exact>> {
             lists
                 .into_par_iter()
@@ -566,8 +567,7 @@ impl Scorer for CpuScorer<'_> {
         // Few tiles (few rows: class means, centroids) leave threads idle and make every thread's
         // lists per query a merge: split the queries instead, each chunk over every tile in turn.
         let threads = rayon::current_num_threads();
-        let found: Vec<Vec<exact::Exact>> = if tiles.len() < 4 * threads && q.count > QUERY_BLOCK
-        {
+        let found: Vec<Vec<exact::Exact>> = if tiles.len() < 4 * threads && q.count > QUERY_BLOCK {
             // Whole query blocks, as the batches of the other branch (the kernels expect them).
             let chunk = q
                 .count

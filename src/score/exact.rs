@@ -273,8 +273,13 @@ impl Collector {
         }
         self.lows.clear();
         // A NaN (an overflow) bounds nothing from below.
-        self.lows
-            .extend(approx.map(|a| if a.is_nan() { f32::NEG_INFINITY } else { a - delta }));
+        self.lows.extend(approx.map(|a| {
+            if a.is_nan() {
+                f32::NEG_INFINITY
+            } else {
+                a - delta
+            }
+        }));
         let n = self.lows.len();
         if n < self.k {
             return false;

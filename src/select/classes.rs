@@ -24,20 +24,27 @@ pub(super) fn select(
 ) -> Result<Selection> {
     let groups = Groups::resolve(engine, p.pseudo_classes)?;
     let units = target.units();
+    let masses = target.unit_masses();
     let mut notes = Vec::new();
     let mut phases = Vec::new();
     let (order, importance, solver) = match method {
         Method::Uot => {
             let (imp, stats) = match p.graph_k {
                 Some(k) => {
-                    let (imp, stats, note) =
-                        super::uot_knn::class_importance(&groups, &units, k, p, &mut phases)?;
+                    let (imp, stats, note) = super::uot_knn::class_importance(
+                        &groups,
+                        &units,
+                        masses.as_deref(),
+                        k,
+                        p,
+                        &mut phases,
+                    )?;
                     notes.extend(note);
                     (imp, stats)
                 }
                 None => {
                     let mut clock = Stopwatch::start();
-                    let solved = uot_importance(&groups, &units, p)?;
+                    let solved = uot_importance(&groups, &units, masses.as_deref(), p)?;
                     phases.push(Phase {
                         name: "solve",
                         seconds: clock.lap(),
@@ -70,10 +77,12 @@ pub(super) fn select(
 
 /// UOT importance (docs/ARCHITECTURE.md, "The method", steps 3-5) of every class: row sums of the
 /// plan between the L2-normalised class means (`a = 1` per non-empty class) and the target units
-/// (`b = 1` each). Empty classes are left out of the problem and get importance 0.
+/// (masses `target_mass`, or `b = 1` each). Empty classes are left out of the problem and get
+/// importance 0.
 pub fn uot_importance(
     groups: &Groups<'_>,
     target_units: &[f64],
+    target_mass: Option<&[f64]>,
     p: &SelectParams,
 ) -> Result<(Vec<f64>, SolverStats)> {
     let dim = groups.engine.dim();
@@ -85,7 +94,8 @@ pub fn uot_importance(
         )));
     }
     let means = groups.means_of(&classes);
-    let (rows, plan) = uot::class_importance(&means, target_units, dim, p.p_m, &p.uot)?;
+    let (rows, plan) =
+        uot::class_importance(&means, target_units, target_mass, dim, p.p_m, &p.uot)?;
     let mut importance = vec![0.0; groups.len()];
     for (&c, s) in classes.iter().zip(rows) {
         importance[c as usize] = s;

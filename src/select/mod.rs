@@ -476,9 +476,9 @@ fn run(
             ..
         }
     );
-    if weighted && p.method != Method::UotKnn {
+    if weighted && !matches!(p.method, Method::Uot | Method::UotKnn) {
         return Err(Error::invalid(
-            "target class weights apply to the uot-knn method (class-level methods give each target class one unit of mass)",
+            "target class weights apply to the uot and uot-knn methods (the others do not weigh target classes)",
         ));
     }
     match (p.method, p.amount) {

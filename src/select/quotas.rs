@@ -1,5 +1,6 @@
 //! Per-class quotas of a labelled target in uot-knn: each target class gets its share of the
-//! budget, filled with the rows that carry the most plan mass towards that class's samples.
+//! budget, filled with the rows that carry the most plan mass towards that class's samples (or,
+//! with a drawn sample, rows drawn in proportion to that mass).
 
 use super::target::TargetClasses;
 use crate::uot::{SparseCost, SparsePlan};
@@ -21,14 +22,16 @@ fn quotas(shares: &[f64], budget: usize) -> Vec<usize> {
 
 /// The rows of `g` (touched rows) in the order the budget takes them: first each class's quota
 /// of the rows carrying the most plan mass towards its target samples (a row serves one class:
-/// the pairs are taken by mass, highest first, ties to the lower row), then every other row in
-/// `rest` order. Returns the order and the rows each class got.
+/// the pairs are taken by mass, highest first, ties to the lower row; with `sample = Some(seed)`
+/// in the order of a seeded draw in proportion to that mass), then every other row in `rest`
+/// order. Returns the order and the rows each class got.
 pub(super) fn order(
     g: &SparseCost,
     plan: &SparsePlan,
     classes: &TargetClasses,
     budget: usize,
     rest: &[usize],
+    sample: Option<u64>,
 ) -> (Vec<usize>, Vec<usize>) {
     let cls = classes.labels.len();
     // (class, row, mass) for every edge, then summed per (class, row).
@@ -49,6 +52,11 @@ pub(super) fn order(
         }
     }
     merged.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.1.cmp(&b.1)).then(a.0.cmp(&b.0)));
+    if let Some(seed) = sample {
+        let mass: Vec<f64> = merged.iter().map(|p| p.2).collect();
+        let drawn = super::uot_knn::draw(&mass, mass.len(), seed);
+        merged = drawn.into_iter().map(|i| merged[i]).collect();
+    }
     let quota = quotas(&classes.shares, budget);
     let mut taken = vec![0usize; cls];
     let mut chosen = vec![false; g.rows()];

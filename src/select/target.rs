@@ -12,9 +12,9 @@ pub enum TargetKind {
     Samples,
     /// One mean per target class (as the authors store them).
     Means,
-    /// Target samples with their class labels: one unit of mass per class mean (class-level
+    /// Target samples with their class labels: one unit per class mean of mass `w_c` (class-level
     /// methods); for uot-knn, column masses `b_j = w_c / n_c` and a share of the budget per
-    /// class.
+    /// class. Masses are scaled to one per unit (class or sample) in all.
     Labelled {
         /// One label per target row.
         labels: Vec<u32>,
@@ -25,7 +25,7 @@ pub enum TargetKind {
     },
 }
 
-/// Per-class weights of a labelled target (uot-knn).
+/// Per-class weights of a labelled target (uot and uot-knn).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassWeights {
     /// `values[c]` for label `c`: finite, positive for every label the target has.
@@ -136,6 +136,20 @@ impl Target {
             counts,
             shares: w.iter().map(|x| x / total).collect(),
         })
+    }
+
+    /// The mass of each of [`Self::units`] when a labelled target weighs its classes: `w_c`
+    /// scaled to one per class in all. `None` when every unit weighs 1.
+    pub(crate) fn unit_masses(&self) -> Option<Vec<f64>> {
+        let TargetKind::Labelled {
+            weights: Some(_), ..
+        } = &self.kind
+        else {
+            return None;
+        };
+        let c = self.classes()?;
+        let n = c.shares.len() as f64;
+        Some(c.shares.iter().map(|s| s * n).collect())
     }
 
     /// The units of target mass, `[units, dim]` f64: the rows themselves, or per-class means of

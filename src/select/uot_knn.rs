@@ -52,11 +52,6 @@ pub(super) fn select(
     }
     let queries = &target.features.data;
     let classes = target.classes();
-    if classes.is_some() && p.draw == Draw::Sample {
-        return Err(Error::invalid(
-            "a labelled target's quotas take each class's best rows: draw a sample without target labels",
-        ));
-    }
     let mut clock = Stopwatch::start();
     let mut phases = Vec::new();
     let mut lap = |name: &'static str| {
@@ -134,7 +129,8 @@ pub(super) fn select(
         Draw::Sample => draw(&plan.row_sums, touched.len(), p.seed),
     };
     if let Some(c) = &classes {
-        let (by_class, taken) = super::quotas::order(&g, &plan, c, budget, &order);
+        let sample = (p.draw == Draw::Sample).then_some(p.seed);
+        let (by_class, taken) = super::quotas::order(&g, &plan, c, budget, &order, sample);
         order = by_class;
         let parts: Vec<String> = c
             .labels
@@ -296,7 +292,7 @@ fn top(w: &[f64], n: usize) -> Vec<usize> {
 
 /// `n` distinct indices drawn with probability in proportion to `w` (sequential sampling
 /// without replacement, as Efraimidis and Spirakis' keys `ln(U) / w`), seeded; best key first.
-fn draw(w: &[f64], n: usize, seed: u64) -> Vec<usize> {
+pub(super) fn draw(w: &[f64], n: usize, seed: u64) -> Vec<usize> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let keys: Vec<f64> = w
         .iter()
@@ -373,12 +369,14 @@ fn graph_stats(
     (stats, note)
 }
 
-/// Class-level UOT over each target unit's `k` nearest classes (by cost): the importance of
+/// Class-level UOT over each target unit's `k` nearest classes (by cost), target masses
+/// `target_mass` (or 1 each): the importance of
 /// every class (0 for classes no edge touches), the solver's statistics and a note; the time of
 /// the graph and of the solve go to `phases`.
 pub(super) fn class_importance(
     groups: &Groups<'_>,
     target_units: &[f64],
+    target_mass: Option<&[f64]>,
     k: usize,
     p: &SelectParams,
     phases: &mut Vec<Phase>,
@@ -412,7 +410,8 @@ pub(super) fn class_importance(
         name: "graph",
         seconds: clock.lap(),
     });
-    let plan = uot::solve_sparse(&g, &vec![1.0; g.rows()], &vec![1.0; g.cols()], &p.uot, None)?;
+    let b = target_mass.map_or_else(|| vec![1.0; g.cols()], <[f64]>::to_vec);
+    let plan = uot::solve_sparse(&g, &vec![1.0; g.rows()], &b, &p.uot, None)?;
     phases.push(Phase {
         name: "solve",
         seconds: clock.lap(),

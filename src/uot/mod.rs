@@ -222,12 +222,15 @@ fn rel_change(x: &[f64], prev: &[f64]) -> f64 {
         .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
     diff / max_abs(x).max(max_abs(prev)).max(1.0)
 }
+
 /// Importance of each source class (docs/ARCHITECTURE.md, "The method", steps 3-5): the row sums `T
 /// 1` of the plan between the L2-normalised `source` means (`[rows, dim]`, marginal `a = 1` each)
-/// and `target` means (`[cols, dim]`, `b = 1` each) under the cost `(1 - cos) / p_m`.
+/// and `target` means (`[cols, dim]`, marginal `target_mass`, or `b = 1` each) under the cost
+/// `(1 - cos) / p_m`.
 pub fn class_importance(
     source: &[f64],
     target: &[f64],
+    target_mass: Option<&[f64]>,
     dim: usize,
     p_m: f64,
     p: &UotParams,
@@ -244,10 +247,17 @@ pub fn class_importance(
     }
     let (rows, cols) = (source.len() / dim, target.len() / dim);
     check_size(rows, cols)?;
+    let b = target_mass.map_or_else(|| vec![1.0; cols], <[f64]>::to_vec);
+    if b.len() != cols {
+        return Err(Error::invalid(format!(
+            "UOT: {} target masses for {cols} target units",
+            b.len()
+        )));
+    }
     let plan = solve(
         &cost_matrix(source, target, dim, p_m),
         &vec![1.0; rows],
-        &vec![1.0; cols],
+        &b,
         p,
     )?;
     Ok((plan.row_sums(), plan))

@@ -172,7 +172,7 @@ fn real(data: Option<&Path>) -> Result<()> {
             ));
         }
         let (importance, plan) =
-            class_importance(&source, &target, dim, DEFAULT.p_m, &DEFAULT.uot)?;
+            class_importance(&source, &target, None, dim, DEFAULT.p_m, &DEFAULT.uot)?;
         let mut order: Vec<usize> = (0..importance.len()).collect();
         order.sort_by(|&a, &b| importance[b].total_cmp(&importance[a]).then(a.cmp(&b)));
         let mut concepts: std::collections::BTreeMap<&str, usize> = Default::default();
