@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""ptsel's HNSW (and partitioned) search side by side with hnswlib, faiss (IndexHNSWFlat), usearch
-and ScaNN on the same data.
+"""ptsel's HNSW (and partitioned) search side by side with hnswlib, faiss (IndexHNSWFlat), usearch,
+ScaNN, SymphonyQG (`rabitqlib`) and VSAG (`pyvsag`) on the same data (`--engines` picks them).
 
 Every engine gets the same .npy vectors (cosine metric), the same build threads, and one search
 thread; the HNSW engines get the same M and efConstruction; recall@k is computed against one exact
@@ -289,6 +289,61 @@ def usearch_engine(a, base, queries, work):
     return Engine("usearch", b, os.path.getsize(path), open_s * 1e3, search)
 
 
+def symqg_engine(a, base_n, queries_n, work):
+    """SymphonyQG (`rabitqlib` on PyPI): each vertex stores RaBitQ codes of its neighbours beside
+    it, a whole neighbour block is estimated at once with FastScan and the candidates re-ranked
+    exactly. Degree --symqg-degree (32, its paper's), efConstruction --efc, inner product on the
+    normalised rows (its metrics are l2 and ip); `search_batch` with one thread."""
+    import rabitqlib
+    path = os.path.join(work, "symqg.index")
+
+    def build():
+        idx = rabitqlib.SymqgIndex(base_n.shape[1], a.symqg_degree, metric="ip")
+        idx.build(base_n, a.efc, num_threads=a.build_threads)
+        idx.save(path)
+    b = built(a, work, "symphonyqg", path, build)
+    idx, open_s = timed(lambda: rabitqlib.SymqgIndex.load(path))
+
+    def search(ef):
+        (ids, _), w, c = cpu_timed(lambda: idx.search_batch(queries_n, a.k, max(ef, a.k), num_threads=1))
+        return np.asarray(ids, dtype=np.int64), w, c
+    return Engine("symphonyqg", b, os.path.getsize(path), open_s * 1e3, search)
+
+
+def vsag_engine(a, base_n, queries_n, work):
+    """VSAG's HGraph (`pyvsag` on PyPI): a graph over 8-bit scalar codes (sq8) with an exact
+    float32 re-rank (use_reorder), max_degree 2 * --m (hnswlib's level-0 degree), efConstruction
+    --efc, inner product on the normalised rows. Its binding searches one query per call, so its
+    QPS includes a Python call per query."""
+    import pyvsag
+    pyvsag.set_logger_off()
+    path = os.path.join(work, "vsag.index")
+    params = json.dumps({"dtype": "float32", "metric_type": "ip", "dim": int(base_n.shape[1]),
+                         "index_param": {"base_quantization_type": "sq8", "max_degree": 2 * a.m,
+                                         "ef_construction": a.efc, "use_reorder": True,
+                                         "precise_quantization_type": "fp32",
+                                         "build_thread_count": a.build_threads}})
+
+    def build():
+        idx = pyvsag.Index("hgraph", params)
+        idx.build(vectors=base_n, ids=np.arange(len(base_n), dtype=np.int64),
+                  num_elements=len(base_n), dim=base_n.shape[1])
+        idx.save(path)
+    b = built(a, work, "vsag hgraph", path, build)
+    idx = pyvsag.Index("hgraph", params)
+    _, open_s = timed(lambda: idx.load(path))
+
+    def search(ef):
+        p = json.dumps({"hgraph": {"ef_search": max(ef, a.k)}})
+
+        def each():
+            return np.stack([np.asarray(idx.knn_search(vector=q, k=a.k, parameters=p)[0], dtype=np.int64)
+                             for q in queries_n])
+        labels, w, c = cpu_timed(each)
+        return labels, w, c
+    return Engine("vsag hgraph", b, os.path.getsize(path), open_s * 1e3, search)
+
+
 def scann_leaves(a, n):
     """ScaNN's partition count: --scann-leaves, or 2 * sqrt(rows)."""
     return a.scann_leaves or max(2, int(round(2 * np.sqrt(n))))
@@ -389,6 +444,7 @@ def main():
     p.add_argument("--build-threads", type=int, default=2)
     p.add_argument("--dtype", default="f16", choices=["f16", "f32"])
     p.add_argument("--engines", default="ptsel,hnswlib,faiss,usearch,scann")
+    p.add_argument("--symqg-degree", type=int, default=32, help="SymphonyQG graph degree (a multiple of 32)")
     p.add_argument("--scann-leaves", type=int, default=0, help="ScaNN partitions (default 2 * sqrt(rows))")
     p.add_argument("--scann-reorder", type=int, default=100, help="ScaNN candidates rescored exactly (float32)")
     p.add_argument("--scann-frac", default="0.015,0.8", help="ScaNN share of partitions searched at the smallest and the largest --ef")
@@ -438,6 +494,10 @@ def main():
             engines.append(usearch_engine(a, base, queries, work))
         elif e == "scann":
             engines.append(scann_engine(a, base_n, queries_n, work))
+        elif e == "symphonyqg":
+            engines.append(symqg_engine(a, base_n, queries_n, work))
+        elif e == "vsag":
+            engines.append(vsag_engine(a, base_n, queries_n, work))
         else:
             sys.exit(f"unknown engine {e}")
         r = engines[-1]

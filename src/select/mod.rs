@@ -12,6 +12,7 @@ pub mod classes;
 pub mod groups;
 pub mod knn;
 pub mod manifest;
+mod order;
 mod quotas;
 pub mod target;
 pub mod uot_knn;
@@ -362,6 +363,31 @@ pub struct Selection {
     pub notes: Vec<String>,
     /// Where the time went, for the sparse and dense UOT methods (empty for the others).
     pub phases: Vec<Phase>,
+}
+
+/// Two selections are equal when their results are: the run times in `phases` are left out.
+impl PartialEq for Selection {
+    fn eq(&self, other: &Self) -> bool {
+        let Selection {
+            method,
+            picks,
+            grouping,
+            importance,
+            selected_classes,
+            solver,
+            excluded,
+            notes,
+            phases: _,
+        } = self;
+        *method == other.method
+            && *picks == other.picks
+            && *grouping == other.grouping
+            && *importance == other.importance
+            && *selected_classes == other.selected_classes
+            && *solver == other.solver
+            && *excluded == other.excluded
+            && *notes == other.notes
+    }
 }
 
 impl Selection {

@@ -54,7 +54,7 @@ pub(super) fn order(
     merged.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.1.cmp(&b.1)).then(a.0.cmp(&b.0)));
     if let Some(seed) = sample {
         let mass: Vec<f64> = merged.iter().map(|p| p.2).collect();
-        let drawn = super::uot_knn::draw(&mass, mass.len(), seed);
+        let drawn = super::order::draw(&mass, mass.len(), seed);
         merged = drawn.into_iter().map(|i| merged[i]).collect();
     }
     let quota = quotas(&classes.shares, budget);

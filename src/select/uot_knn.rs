@@ -8,6 +8,7 @@
 //! means, in place of the dense plan.
 
 use super::manifest::Stopwatch;
+use super::order;
 use super::{
     Draw, Excluded, GraphStats, Groups, Method, Phase, Pick, SelectParams, Selection, SolverStats,
     Target,
@@ -19,7 +20,6 @@ use crate::hnsw::NO_NODE;
 use crate::score::{self, cpu::CpuScorer, Neighbors, Scorer};
 use crate::store::Vectors;
 use crate::uot::{self, SparseCost, SparsePlan};
-use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 /// Median kernel at the farthest kept neighbour, relative to the nearest, above which the
@@ -125,8 +125,8 @@ pub(super) fn select(
     let (mut stats, note) = graph_stats(&g, &plan, total, p);
     notes.extend(note);
     let mut order = match p.draw {
-        Draw::Top => top(&plan.row_sums, touched.len()),
-        Draw::Sample => draw(&plan.row_sums, touched.len(), p.seed),
+        Draw::Top => order::top(&plan.row_sums, touched.len()),
+        Draw::Sample => order::draw(&plan.row_sums, touched.len(), p.seed),
     };
     if let Some(c) = &classes {
         let sample = (p.draw == Draw::Sample).then_some(p.seed);
@@ -280,32 +280,6 @@ fn reverse_edges(
         })
         .collect::<Result<_>>()?;
     Ok(per_block.into_iter().flatten().collect())
-}
-
-/// The `n` largest of `w` (ties: lower index first).
-fn top(w: &[f64], n: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..w.len()).collect();
-    order.sort_by(|&a, &b| w[b].total_cmp(&w[a]).then(a.cmp(&b)));
-    order.truncate(n);
-    order
-}
-
-/// `n` distinct indices drawn with probability in proportion to `w` (sequential sampling
-/// without replacement, as Efraimidis and Spirakis' keys `ln(U) / w`), seeded; best key first.
-pub(super) fn draw(w: &[f64], n: usize, seed: u64) -> Vec<usize> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let keys: Vec<f64> = w
-        .iter()
-        .map(|&w| {
-            let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-            if w > 0.0 {
-                u.ln() / w
-            } else {
-                f64::NEG_INFINITY
-            }
-        })
-        .collect();
-    top(&keys, n)
 }
 
 /// The summary's graph block and, when the median tail is large, a note. The tail of target
