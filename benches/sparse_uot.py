@@ -88,8 +88,13 @@ def summary(path):
         return json.load(f)
 
 
+PHASES = ("search", "reverse", "graph", "solve", "rank")
+
+
 def phases(s):
-    return {p["name"]: p["seconds"] for p in s["timing"].get("select_phases", [])}
+    """The parts of the selection's time that ran, by name."""
+    t = s["timing"]
+    return {p: t[f"{p}_s"] for p in PHASES if f"{p}_s" in t}
 
 
 def sample_level(ptsel, d, paths, out):

@@ -288,6 +288,11 @@ fn same_inputs_give_byte_identical_outputs() {
             (parts.iter().sum::<f64>() - part("total_s")).abs() < 1e-6,
             "{method}: {t:?}"
         );
+        // Every value a number; uot's solve is a part of its select time.
+        assert!(t.values().all(serde_json::Value::is_f64), "{method}: {t:?}");
+        if method == "uot" {
+            assert!(part("solve_s") <= part("select_s"), "{t:?}");
+        }
     }
 }
 

@@ -168,9 +168,10 @@ pub struct Timing {
     pub write_s: f64,
     /// From the start of the run to the end of the manifest (the summary is written after).
     pub total_s: f64,
-    /// The selection's own phases (UOT methods: search, graph, solve, ...), inside `select_s`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub select_phases: Vec<super::Phase>,
+    /// The parts of `select_s` for the UOT methods, by name (`search_s`, `reverse_s`,
+    /// `graph_s`, `solve_s`, `rank_s`: those that ran), beside the other seconds.
+    #[serde(flatten)]
+    pub select_phases: std::collections::BTreeMap<String, f64>,
 }
 
 /// Measures consecutive phases of a run.

@@ -211,7 +211,11 @@ pub fn run(args: Args) -> Result<()> {
     timing.read_s = clock.lap();
     let sel = engine.select(&target, exclude.as_ref(), &params)?;
     timing.select_s = clock.lap();
-    timing.select_phases = sel.phases.clone();
+    timing.select_phases = sel
+        .phases
+        .iter()
+        .map(|p| (format!("{}_s", p.name), p.seconds))
+        .collect();
     let format = args.format.unwrap_or_else(|| Format::from_path(&args.out));
     manifest::write(&args.out, format, &engine, &sel)?;
     timing.write_s = clock.lap();
