@@ -1,7 +1,10 @@
 //! Pseudo-classes for unlabelled corpora (docs/ARCHITECTURE.md, "The method", step 6): spherical
-//! k-means with k-means++ seeding, computed at build time by [`crate::build`] and stored as two
-//! sections: `KmeansCentroids` (f32 `[k, dim]`, unit norm; `k` = section length / (4 dim)) and
-//! `KmeansAssign` (u32 `[rows]`). [`KmeansView::open`] validates them when they are first used.
+//! k-means with k-means++ seeding, computed at build time by [`crate::build`] and stored as
+//! sections: `KmeansCentroids` (f32 `[k, dim]`, unit norm; `k` = section length / (4 dim)),
+//! `KmeansAssign` (u32 `[rows]`) and `KmeansMeans` (f64 `[k, dim]`, the raw means of the
+//! clusters that class-level selection needs, so that no selection reads the corpus for them;
+//! indexes written before it lack it and have them computed). [`KmeansView::open`] validates
+//! them when they are first used.
 //!
 //! Seeding runs k-means++ on a seeded sample of at most `max(SEED_SAMPLE, 16 k)` rows (as faiss
 //! samples its training set), because exact k-means++ is `k` sequential passes over the corpus.
@@ -60,6 +63,8 @@ pub struct Kmeans {
     pub centroids: Vec<f32>,
     /// Cluster of every row.
     pub assign: Vec<u32>,
+    /// Means of the raw vectors of each cluster, `[k, dim]` (zero for an empty one).
+    pub means: Vec<f64>,
     /// Lloyd iterations run.
     pub iterations: usize,
 }
@@ -208,11 +213,34 @@ pub fn kmeans(index: &Index, p: KmeansParams, step: Step<'_>) -> Result<Kmeans> 
     );
     let all: Vec<u32> = (0..rows as u32).collect();
     let (assign, iterations) = lloyd(index, &mut centroids, &all, p, "kmeans", step)?;
+    let means = raw_means(index, &members(&assign, p.k));
     Ok(Kmeans {
         centroids,
         assign,
+        means,
         iterations,
     })
+}
+
+/// Means of the raw vectors ([`raw_row`]) of each group of rows, `[groups, dim]` f64, summed in
+/// row order (zero for an empty group).
+pub(crate) fn raw_means(index: &Index, members: &[Vec<u32>]) -> Vec<f64> {
+    let dim = index.dim();
+    members
+        .par_iter()
+        .flat_map_iter(|rows| {
+            let mut sum = vec![0f64; dim];
+            let mut x = vec![0f32; dim];
+            for &r in rows {
+                raw_row(index, r as usize, &mut x);
+                sum.iter_mut()
+                    .zip(&x)
+                    .for_each(|(s, v)| *s += f64::from(*v));
+            }
+            let n = rows.len().max(1) as f64;
+            sum.into_iter().map(move |s| s / n)
+        })
+        .collect()
 }
 
 /// Spherical k-means centroids (`[k, dim]`, unit norm) trained on a seeded sample of
@@ -312,8 +340,8 @@ fn lloyd(
 }
 
 impl Kmeans {
-    /// The two sections [`crate::build`] stores: centroids and assignments.
-    pub fn sections(&self) -> [(SectionKind, Vec<u8>); 2] {
+    /// The sections [`crate::build`] stores: centroids, assignments and raw means.
+    pub fn sections(&self) -> [(SectionKind, Vec<u8>); 3] {
         [
             (
                 SectionKind::KmeansCentroids,
@@ -322,6 +350,10 @@ impl Kmeans {
             (
                 SectionKind::KmeansAssign,
                 bytemuck::cast_slice(&self.assign).to_vec(),
+            ),
+            (
+                SectionKind::KmeansMeans,
+                bytemuck::cast_slice(&self.means).to_vec(),
             ),
         ]
     }
@@ -336,6 +368,9 @@ pub struct KmeansView<'a> {
     pub centroids: &'a [f32],
     /// Cluster of every row; values are checked against `k` where they are read.
     pub assign: &'a [u32],
+    /// Raw means `[k, dim]` of the clusters (`None` in indexes written before they were
+    /// stored); finiteness is checked where they are used.
+    pub means: Option<&'a [f64]>,
 }
 
 impl<'a> KmeansView<'a> {
@@ -396,10 +431,28 @@ impl<'a> KmeansView<'a> {
             .map_err(|e| corrupt("kmeans_centroids", e.to_string()))?;
         let assign =
             bytemuck::try_cast_slice(asg).map_err(|e| corrupt("kmeans_assign", e.to_string()))?;
+        let means = match index.section_bytes(SectionKind::KmeansMeans) {
+            None => None,
+            Some(b) if b.len() != k * index.dim() * 8 => {
+                return Err(corrupt(
+                    "kmeans_means",
+                    format!(
+                        "{} bytes, expected {} (one {}-d f64 mean per cluster)",
+                        b.len(),
+                        k * index.dim() * 8,
+                        index.dim()
+                    ),
+                ))
+            }
+            Some(b) => Some(
+                bytemuck::try_cast_slice(b).map_err(|e| corrupt("kmeans_means", e.to_string()))?,
+            ),
+        };
         Ok(Some(KmeansView {
             k,
             centroids,
             assign,
+            means,
         }))
     }
 }

@@ -130,6 +130,8 @@ fn format_v1_fixture_keeps_opening_with_its_values() {
     // k-means: 3 centroids and the assignment of every row.
     let km = KmeansView::open(&index).unwrap().unwrap();
     assert_eq!(km.k, 3);
+    // Written before the raw means were stored: selection computes them from the rows.
+    assert!(km.means.is_none());
     assert_eq!(&km.assign[..12], [0, 2, 1, 2, 0, 2, 1, 2, 0, 2, 1, 2]);
     assert!(close(&km.centroids[..2], &[0.7176477, 0.695841], 1e-6));
     assert!(close(

@@ -82,13 +82,12 @@ impl Fixture {
 
     /// Run `select` with `--index` and `--target` filled in.
     fn select(&self, args: &[&str]) -> Output {
-        let mut all = vec![
-            "select",
-            "--index",
-            s(&self.index),
-            "--target",
-            s(&self.target),
-        ];
+        self.select_on(&self.index, args)
+    }
+
+    /// [`Fixture::select`] on another index.
+    fn select_on(&self, index: &Path, args: &[&str]) -> Output {
+        let mut all = vec!["select", "--index", s(index), "--target", s(&self.target)];
         all.extend(args);
         ptsel(&all)
     }
@@ -690,6 +689,7 @@ fn kmeans_pseudo_classes_serve_unlabelled_corpora() {
     for kind in [
         ptsel::format::SectionKind::KmeansCentroids,
         ptsel::format::SectionKind::KmeansAssign,
+        ptsel::format::SectionKind::KmeansMeans,
     ] {
         assert_eq!(a.section_bytes(kind), b.section_bytes(kind));
     }
@@ -708,6 +708,7 @@ fn kmeans_pseudo_classes_serve_unlabelled_corpora() {
         s(&out),
     ]);
     assert!(read_csv(&out).iter().all(|r| r.3.is_none()));
+    assert_indexes_without_stored_means_select_the_same(&f);
 }
 
 #[test]
@@ -754,6 +755,65 @@ fn kmeans_recovers_separated_clusters() {
     for cen in km.centroids.chunks_exact(16) {
         assert!((cen.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4);
     }
+    // The stored raw means are the means of each cluster's input features (f16-rounded
+    // directions times their f32 norms, so within f16's rounding).
+    let means = km.means.expect("the build stores the clusters' raw means");
+    for c in 0..12usize {
+        let rows: Vec<usize> = (0..corpus.rows)
+            .filter(|&r| km.assign[r] == c as u32)
+            .collect();
+        for j in 0..16 {
+            let want = rows
+                .iter()
+                .map(|&r| f64::from(corpus.data[r * 16 + j]))
+                .sum::<f64>()
+                / rows.len() as f64;
+            let got = means[c * 16 + j];
+            assert!(
+                (got - want).abs() <= 2e-3 * (1.0 + want.abs()),
+                "cluster {c} dim {j}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+/// An index written before the raw means were stored (its other k-means sections only) selects
+/// exactly as `f`'s, which stores them: the means are computed from its rows the same way.
+fn assert_indexes_without_stored_means_select_the_same(f: &Fixture) {
+    use ptsel::format::SectionKind::{KmeansAssign, KmeansCentroids, KmeansMeans};
+    let index = ptsel::Index::open(&f.index).unwrap();
+    assert!(index.section_bytes(KmeansMeans).is_some());
+    let old: Sections = [KmeansCentroids, KmeansAssign]
+        .iter()
+        .map(|&k| (k, index.section_bytes(k).unwrap().to_vec()))
+        .collect();
+    let legacy = f.path("legacy.ptsel");
+    let mut source = ptsel::npy::MatrixReader::open(&f.path("f.npy")).unwrap();
+    let opts = ptsel::BuildOptions {
+        extensions: vec![Box::new(Raw(old))],
+        ..Default::default()
+    };
+    ptsel::build(&mut source, &legacy, opts, &|_, _, _| {}).unwrap();
+    assert!(ptsel::Index::open(&legacy)
+        .unwrap()
+        .section_bytes(KmeansMeans)
+        .is_none());
+    let run = |idx: &Path, tag: &str| {
+        let (out, sum) = (
+            f.path(&format!("{tag}.csv")),
+            f.path(&format!("{tag}.json")),
+        );
+        let o = f.select_on(
+            idx,
+            &["--classes", "3", "--out", s(&out), "--summary", s(&sum)],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            std::fs::read(&out).unwrap(),
+            read_json(&sum)["importance"].clone(),
+        )
+    };
+    assert_eq!(run(&f.index, "stored"), run(&legacy, "computed"));
 }
 
 /// Sections as an extension returns them.
@@ -773,7 +833,7 @@ impl ptsel::builder::Extension for Raw {
 
 #[test]
 fn corrupt_kmeans_sections_are_errors_not_panics() {
-    use ptsel::format::SectionKind::{KmeansAssign, KmeansCentroids};
+    use ptsel::format::SectionKind::{KmeansAssign, KmeansCentroids, KmeansMeans};
     let dir = tempfile::tempdir().unwrap();
     let corpus = synth::clustered(Spec {
         rows: 100,
@@ -787,6 +847,14 @@ fn corrupt_kmeans_sections_are_errors_not_panics() {
     let t = dir.path().join("t.npy");
     ptsel::npy::write_matrix(&t, &corpus.data[..16], 2, 8).unwrap();
     let centroids = vec![0u8; 4 * 8 * 4];
+    // Valid centroids and assignments (every row in cluster 0) beside the given means.
+    let with_means = |means: Vec<u8>| -> Sections {
+        vec![
+            (KmeansCentroids, centroids.clone()),
+            (KmeansAssign, vec![0u8; 400]),
+            (KmeansMeans, means),
+        ]
+    };
     let cases: Vec<(&str, Sections)> = vec![
         (
             "assigned to cluster 4",
@@ -808,6 +876,11 @@ fn corrupt_kmeans_sections_are_errors_not_panics() {
                 (KmeansCentroids, centroids.clone()),
                 (KmeansAssign, vec![0u8; 396]),
             ],
+        ),
+        ("one 8-d f64 mean per cluster", with_means(vec![0u8; 255])),
+        (
+            "means must be finite",
+            with_means(bytemuck::cast_slice(&[f64::NAN; 32]).to_vec()),
         ),
         ("missing", vec![(KmeansCentroids, centroids)]),
     ];

@@ -34,6 +34,8 @@ pub enum SectionKind {
     KmeansCentroids,
     /// `[rows]` u32 k-means assignment of each row.
     KmeansAssign,
+    /// `[k, dim]` f64 means of the raw (unnormalised) vectors of each k-means cluster.
+    KmeansMeans,
     /// Partitioned (IVF) search structure (layout in [`crate::partitions`]).
     Partitions,
     /// A kind this build does not know; skipped by readers.
@@ -56,6 +58,7 @@ impl SectionKind {
             SectionKind::KmeansCentroids => 17,
             SectionKind::KmeansAssign => 18,
             SectionKind::Partitions => 19,
+            SectionKind::KmeansMeans => 20,
             SectionKind::Unknown(c) => c,
         }
     }
@@ -75,6 +78,7 @@ impl SectionKind {
             17 => SectionKind::KmeansCentroids,
             18 => SectionKind::KmeansAssign,
             19 => SectionKind::Partitions,
+            20 => SectionKind::KmeansMeans,
             c => SectionKind::Unknown(c),
         }
     }
@@ -94,6 +98,7 @@ impl SectionKind {
             SectionKind::KmeansCentroids => "kmeans_centroids".into(),
             SectionKind::KmeansAssign => "kmeans_assign".into(),
             SectionKind::Partitions => "partitions".into(),
+            SectionKind::KmeansMeans => "kmeans_means".into(),
             SectionKind::Unknown(c) => format!("unknown({c})"),
         }
     }

@@ -101,24 +101,27 @@ impl<'a> Groups<'a> {
                 ),
             ));
         }
-        let members = kmeans::members(km.assign, km.k);
-        let dim = index.dim();
-        let counts: Vec<u64> = members.iter().map(|m| m.len() as u64).collect();
-        let means: Vec<f64> = members
-            .par_iter()
-            .flat_map_iter(|rows| {
-                let mut sum = vec![0f64; dim];
-                let mut x = vec![0f32; dim];
-                for &r in rows {
-                    kmeans::raw_row(index, r as usize, &mut x);
-                    sum.iter_mut()
-                        .zip(&x)
-                        .for_each(|(s, v)| *s += f64::from(*v));
+        let mut counts = vec![0u64; km.k];
+        km.assign.iter().for_each(|&c| counts[c as usize] += 1);
+        let means = match km.means {
+            Some(m) => {
+                if let Some(i) = m.iter().position(|x| !x.is_finite()) {
+                    return Err(Error::corrupt(
+                        index.path(),
+                        "kmeans_means",
+                        format!(
+                            "cluster {} dimension {} is {} (means must be finite)",
+                            i / index.dim(),
+                            i % index.dim(),
+                            m[i]
+                        ),
+                    ));
                 }
-                let n = rows.len().max(1) as f64;
-                sum.into_iter().map(move |s| s / n)
-            })
-            .collect();
+                Cow::Borrowed(m)
+            }
+            // Written before the means were stored: computed from the rows, as the build does.
+            None => Cow::Owned(kmeans::raw_means(index, &kmeans::members(km.assign, km.k))),
+        };
         Ok(Groups {
             engine,
             grouping: Grouping::Kmeans,
@@ -128,7 +131,7 @@ impl<'a> Groups<'a> {
                 path: index.path(),
             }],
             counts: Cow::Owned(counts),
-            means: Cow::Owned(means),
+            means,
         })
     }
 

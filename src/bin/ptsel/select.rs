@@ -25,9 +25,9 @@ pub struct Args {
     /// Labels of the target samples (integer .npy `[rows]`): one unit of mass per target class.
     #[arg(long, value_name = "TL.npy", conflicts_with = "target_means")]
     pub target_labels: Option<PathBuf>,
-    /// Weight of each target class (float .npy, one value per label from 0): with uot-knn, class
-    /// c's samples carry w_c of the target mass and the class gets that share of the budget
-    /// (every class weighs the same without it).
+    /// Weight of each target class (float .npy, one value per label from 0): class c carries w_c
+    /// of the target mass (uot: its unit's mass; uot-knn: its samples' mass and that share of
+    /// the budget). Every class weighs the same without it.
     #[arg(long, value_name = "W.npy", requires = "target_labels")]
     pub target_weights: Option<PathBuf>,
     /// The target rows are already one mean per target class.
@@ -86,7 +86,8 @@ pub struct Args {
     /// uot-knn: also link each touched row to its K2 nearest target samples.
     #[arg(long, value_name = "K2")]
     pub reverse_k: Option<usize>,
-    /// uot-knn: keep the rows of highest importance, or draw them (--seed) in proportion to it.
+    /// uot-knn: keep the rows of highest importance, or draw them (--seed) in proportion to it
+    /// (with target labels, each class's quota in proportion to its rows' mass towards it).
     #[arg(long, value_enum, default_value_t = SelectParams::DEFAULT.draw)]
     pub draw: Draw,
     /// uot-knn: divide each row's mass by its density among its nearest pool rows within
