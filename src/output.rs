@@ -3,8 +3,12 @@
 //!
 //! A destination that already exists and is not a regular file (`/dev/null`, `/dev/stdout`, a
 //! FIFO) is written in place: renaming over it would replace the device itself, and a stream has
-//! no half-written file to leave behind. A symbolic link to a regular file is followed, so the
-//! file it names is replaced and the link stays.
+//! no half-written file to leave behind. So is a path that names an open descriptor
+//! (`/dev/stdout`, `/dev/fd/N`, `/proc/self/fd/N`) even when it resolves to a regular file, as
+//! when the shell redirects standard output to one: the process's own standard output and error
+//! are written through a duplicate of their descriptor, at its offset, and other descriptors are
+//! appended to. Any other symbolic link to a regular file is followed, so the file it names is
+//! replaced and the link stays.
 
 use crate::error::{Error, IoContext, Result};
 use std::io::{BufWriter, Write};
@@ -26,7 +30,7 @@ fn destination(path: &Path) -> Result<Destination> {
                 path.display()
             )))
         }
-        Ok(m) if !m.is_file() => return Ok(Destination::Stream),
+        Ok(m) if !m.is_file() || names_a_descriptor(path) => return Ok(Destination::Stream),
         _ => {}
     }
     let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
@@ -57,10 +61,7 @@ where
     let (file, dir) = match destination(path)? {
         Destination::Replace { file, dir } => (file, dir),
         Destination::Stream => {
-            let out = std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .at(path)?;
+            let out = open_stream(path).at(path)?;
             let mut w = BufWriter::new(&out);
             fill(&mut w).at(path)?;
             return w.flush().at(path);
@@ -75,6 +76,41 @@ where
     tmp.as_file().sync_all().at(path)?;
     tmp.persist(&file).map_err(|e| Error::io(path, e.error))?;
     Ok(())
+}
+
+/// Whether `path` names one of this process's open descriptors, whose links (`/dev/stdout` to
+/// `/proc/self/fd/1` to wherever the shell sent it) must not be followed and renamed over.
+fn names_a_descriptor(path: &Path) -> bool {
+    cfg!(unix)
+        && (path == Path::new("/dev/stdout")
+            || path == Path::new("/dev/stderr")
+            || ["/dev/fd", "/proc/self/fd", "/proc/thread-self/fd"]
+                .iter()
+                .any(|dir| path.parent() == Some(Path::new(dir))))
+}
+
+/// Opens an existing stream for writing: this process's standard output or error through a
+/// duplicate of the descriptor (so a redirection to a file keeps its offset and earlier lines,
+/// where opening the path anew would write from the file's start), anything else for appending.
+fn open_stream(path: &Path) -> std::io::Result<std::fs::File> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let descriptor = match path.to_str() {
+            Some("/dev/stdout" | "/dev/fd/1" | "/proc/self/fd/1") => {
+                std::io::stdout().flush()?;
+                Some(std::io::stdout().as_fd().try_clone_to_owned())
+            }
+            Some("/dev/stderr" | "/dev/fd/2" | "/proc/self/fd/2") => {
+                Some(std::io::stderr().as_fd().try_clone_to_owned())
+            }
+            _ => None,
+        };
+        if let Some(fd) = descriptor {
+            return fd.map(std::fs::File::from);
+        }
+    }
+    std::fs::OpenOptions::new().append(true).open(path)
 }
 
 /// The regular file that writing `path` replaces and its directory (a link to a file is followed);
