@@ -355,6 +355,55 @@ fn many_queries_over_few_rows_give_the_float64_top_k() {
     }
 }
 
+/// Products that overflow f32 (a query near f32's range against f16 rows) make an approximate
+/// score +-inf or NaN whatever the exact one is: such a score bounds nothing, in either
+/// direction, so no kernel drops a row for it or sets a threshold from it. Here six rows
+/// approximate to +inf but are exactly 0, and the true top three approximate to -inf.
+#[test]
+fn scores_that_overflow_f32_are_settled_exactly() {
+    let (dim, k) = (16, 5);
+    let normal = ptsel::synth::gaussian_matrix(600, dim, 61);
+    let mut x = Vec::new();
+    let mut overflowing = |row: [f32; 3]| {
+        x.extend(row);
+        x.extend(std::iter::repeat_n(0.0, dim - 3));
+    };
+    for _ in 0..6 {
+        overflowing([60000.0, -30000.0, -30000.0]);
+    }
+    for j in 1..=3 {
+        overflowing([-60000.0, 30000.0, 30000.0 + 64.0 * j as f32]);
+    }
+    for row in normal.chunks_exact(dim) {
+        x.extend([0.0; 3]);
+        x.extend(&row[3..]);
+    }
+    let stored = Stored::new(x, dim, ptsel::DType::F16, Metric::Ip);
+    let mut q: Vec<f32> = ptsel::synth::gaussian_matrix(40, dim, 62)
+        .iter()
+        .map(|v| v * 1e30)
+        .collect();
+    q.chunks_exact_mut(dim).for_each(|r| r[..3].fill(1e34));
+    for (what, scorer) in cpu_scorers(&stored, dim, Metric::Ip) {
+        let got = scorer.top_k(&q, k).unwrap();
+        assert_float64_top_k(&what, Metric::Ip, &stored.values(), dim, &q, &got);
+    }
+}
+
+/// Cosine queries so long that their squared norm overflows f32 (finite values near 1e25) keep
+/// their direction: every kernel gives the float64 top k, the same as for the short queries.
+#[test]
+fn cosine_queries_whose_norm_overflows_f32_keep_their_ranking() {
+    let (dim, k) = (24, 7);
+    let (stored, q) = data(900, dim, 30, Metric::Cos, true, 63);
+    let long: Vec<f32> = q.iter().map(|v| v * 1e25).collect();
+    for (what, scorer) in cpu_scorers(&stored, dim, Metric::Cos) {
+        let got = scorer.top_k(&long, k).unwrap();
+        assert_float64_top_k(&what, Metric::Cos, &stored.values(), dim, &long, &got);
+        assert_eq!(got.ids, scorer.top_k(&q, k).unwrap().ids, "{what}");
+    }
+}
+
 /// Rows that differ only below bf16's resolution (a few f16 steps in four components): bf16
 /// products cannot order them, and more of them tie within the bound than a query keeps before
 /// re-scoring early, yet every kernel returns the float64 order (exact duplicates by row id).

@@ -47,10 +47,38 @@ const MATRIX_QUERIES: usize = 128;
 /// Relative rounding of a value to bf16 (8 significant bits), for the error bound.
 const BF16_RHO: f64 = 1.0 / 256.0;
 
+/// An approximate score as the filters read it: one that overflowed f32 (+-inf or NaN, whatever
+/// the exact score is) becomes NaN, which every filter keeps and no threshold is taken from.
+fn bounded(s: f32) -> f32 {
+    if s.is_finite() {
+        s
+    } else {
+        f32::NAN
+    }
+}
+
 /// The similarity of l2 from an inner product and the squared norms: `-|q - x|^2 = 2 q.x -
-/// |x|^2 - |q|^2`, at most 0.
+/// |x|^2 - |q|^2`, at most 0 ([`bounded`]).
 fn l2_similarity(dot: f32, xn: f32, qn: f32) -> f32 {
-    (2.0 * dot - xn - qn).min(0.0)
+    let s = 2.0 * dot - xn - qn;
+    if s.is_finite() {
+        s.min(0.0)
+    } else {
+        f32::NAN
+    }
+}
+
+/// Turns one query's inner products with a tile's rows into [`bounded`] similarities (cos
+/// products of unit vectors cannot overflow).
+fn similarities(metric: Metric, dots: &mut [f32], row_norms2: &[f32], qn: f32) {
+    match metric {
+        Metric::L2 => dots
+            .iter_mut()
+            .zip(row_norms2)
+            .for_each(|(s, &xn)| *s = l2_similarity(*s, xn, qn)),
+        Metric::Ip => dots.iter_mut().for_each(|s| *s = bounded(*s)),
+        Metric::Cos => {}
+    }
 }
 
 /// CPU scorer over borrowed vectors (an index's mapped ones, several shards' in turn, or any
@@ -266,13 +294,7 @@ impl<'a> CpuScorer<'a> {
                         (Vectors::F32(v), false) => (k.dot_f32)(&v[r], query),
                     };
                 }
-                if self.metric == Metric::L2 {
-                    let qn = q.norms2[qi];
-                    ws.scores
-                        .iter_mut()
-                        .zip(&ws.row_norms2)
-                        .for_each(|(s, &xn)| *s = l2_similarity(*s, xn, qn));
-                }
+                similarities(self.metric, &mut ws.scores, &ws.row_norms2, q.norms2[qi]);
                 let m = match self.metric {
                     Metric::Cos => exact::UNIT_MAX_NORM,
                     _ => exact::max_norm(&ws.row_norms2, d),
@@ -312,12 +334,7 @@ impl<'a> CpuScorer<'a> {
             }
             for qi in q0..q1 {
                 let sims = &mut ws.scores[(qi - q0) * ldc..(qi - q0) * ldc + n];
-                if self.metric == Metric::L2 {
-                    let qn = q.norms2[qi];
-                    sims.iter_mut()
-                        .zip(&ws.row_norms2)
-                        .for_each(|(s, &xn)| *s = l2_similarity(*s, xn, qn));
-                }
+                similarities(self.metric, sims, &ws.row_norms2, q.norms2[qi]);
                 f(qi, sims, m);
             }
             q0 = q1;
@@ -360,14 +377,19 @@ impl<'a> CpuScorer<'a> {
                 ws.deltas.push(delta);
                 ws.thresholds.push(list.threshold() - delta);
             }
-            if self.metric == Metric::L2 {
-                let norms2 = &batch.q.norms2[batch.range.start + c0..];
-                for (row, &xn) in ws.scores.chunks_exact_mut(qc).zip(&ws.row_norms2) {
-                    row[..live]
-                        .iter_mut()
-                        .zip(norms2)
-                        .for_each(|(s, &qn)| *s = l2_similarity(*s, xn, qn));
+            // The scores are [row, query]: similarities() goes along a query's column.
+            match self.metric {
+                Metric::L2 => {
+                    let norms2 = &batch.q.norms2[batch.range.start + c0..];
+                    for (row, &xn) in ws.scores.chunks_exact_mut(qc).zip(&ws.row_norms2) {
+                        row[..live]
+                            .iter_mut()
+                            .zip(norms2)
+                            .for_each(|(s, &qn)| *s = l2_similarity(*s, xn, qn));
+                    }
                 }
+                Metric::Ip => ws.scores.iter_mut().for_each(|s| *s = bounded(*s)),
+                Metric::Cos => {}
             }
             for (j, list) in lists[c0..c0 + live].iter_mut().enumerate() {
                 if list.seed((0..n).map(|r| ws.scores[r * qc + j]), ws.deltas[j]) {

@@ -271,29 +271,31 @@ impl Collector {
         if self.threshold > f32::NEG_INFINITY || !self.kept.is_empty() || !self.exact.is_empty() {
             return false;
         }
-        self.lows.clear();
-        // A NaN (an overflow) bounds nothing from below.
-        self.lows.extend(approx.map(|a| {
-            if a.is_nan() {
-                f32::NEG_INFINITY
-            } else {
-                a - delta
-            }
-        }));
-        let n = self.lows.len();
+        // A local buffer: a tile's worth of bounds must not stay allocated in every collector of
+        // a many-query batch. An overflow (+-inf or NaN) bounds nothing from below.
+        let mut lows: Vec<f32> = approx
+            .map(|a| {
+                if a.is_finite() {
+                    a - delta
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+            .collect();
+        let n = lows.len();
         if n < self.k {
             return false;
         }
-        let (_, kth, _) = self.lows.select_nth_unstable_by(n - self.k, f32::total_cmp);
+        let (_, kth, _) = lows.select_nth_unstable_by(n - self.k, f32::total_cmp);
         self.threshold = *kth;
         true
     }
 
-    /// Offers row `id` with approximate similarity `a` within `delta` of the exact one (a `NaN`
-    /// from an overflow is kept: only its exact score can tell). Returns whether so many rows
+    /// Offers row `id` with approximate similarity `a` within `delta` of the exact one (an
+    /// overflow, +-inf or NaN, is kept: only its exact score can tell). Returns whether so many rows
     /// tie that the caller should [`Collector::settle`] them now.
     pub fn offer(&mut self, a: f32, delta: f32, id: u32) -> bool {
-        let (hi, lo) = if a.is_nan() {
+        let (hi, lo) = if !a.is_finite() {
             (f32::INFINITY, f32::NEG_INFINITY)
         } else {
             (a + delta, a - delta)

@@ -232,6 +232,19 @@ pub(crate) struct Prepared {
     pub norms2: Vec<f32>,
 }
 
+/// `q` scaled to unit length (a zero vector stays zero). The norm is taken in f64: the squared
+/// norm of a long finite f32 vector (components above ~1.8e19) overflows f32.
+pub(crate) fn unit(q: &[f32]) -> impl Iterator<Item = f32> + '_ {
+    let n = q.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    q.iter().map(move |&x| {
+        if n > 0.0 {
+            (f64::from(x) / n) as f32
+        } else {
+            0.0
+        }
+    })
+}
+
 /// Checks and prepares `queries` (`[nq, dim]`) for `metric`.
 pub(crate) fn prepare_queries(
     queries: &[f32],
@@ -248,14 +261,12 @@ pub(crate) fn prepare_queries(
         .zip(queries.par_chunks_exact(dim))
         .map(|(row, q)| {
             let row = &mut row[..dim];
-            row.copy_from_slice(q);
-            let mut n2: f32 = row.iter().map(|x| x * x).sum();
-            if metric == Metric::Cos && n2 > 0.0 {
-                let inv = 1.0 / n2.sqrt();
-                row.iter_mut().for_each(|x| *x *= inv);
-                n2 = row.iter().map(|x| x * x).sum();
+            if metric == Metric::Cos {
+                row.iter_mut().zip(unit(q)).for_each(|(r, x)| *r = x);
+            } else {
+                row.copy_from_slice(q);
             }
-            n2
+            row.iter().map(|x| x * x).sum::<f32>()
         })
         .collect();
     Ok(Prepared {

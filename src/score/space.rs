@@ -107,14 +107,11 @@ impl<'a> Space<'a> {
 
     /// A query in the form the stored vectors are compared with (unit norm for cos).
     pub fn prepare(&self, q: &[f32]) -> Vec<f32> {
-        let mut q = q.to_vec();
         if self.metric == Metric::Cos {
-            let n = (self.kernels.dot_f32)(&q, &q).sqrt();
-            if n > 0.0 {
-                q.iter_mut().for_each(|x| *x /= n);
-            }
+            super::unit(q).collect()
+        } else {
+            q.to_vec()
         }
-        q
     }
 
     /// Distance back to the metric's unit (similarity for cos and ip).
