@@ -221,6 +221,17 @@ fn uot_knn_options_reverse_edges_draws_and_exclusion() {
     distinct.sort();
     distinct.dedup();
     assert_eq!(distinct.len(), 100);
+    // The cost is 1 - cos: targets so long that their squared norms overflow f32 select the
+    // same rows, through the graph and exactly.
+    let t = ptsel::npy::read_matrix(&f.target).unwrap();
+    let long = f.dir.join("long.npy");
+    let scaled: Vec<f32> = t.data.iter().map(|v| v * 1e20).collect();
+    ptsel::npy::write_matrix(&long, &scaled, t.rows, DIM).unwrap();
+    for search in [&["--exact"][..], &[]] {
+        let args = [&["--method", "uot-knn", "--budget", "100"][..], search].concat();
+        let (want, _) = f.run_for(&f.target, &args);
+        assert_eq!(rows(&f.run_for(&long, &args).0), rows(&want), "{search:?}");
+    }
     let (m, sum) = f.run(
         "g.ptsel",
         &[&base[..], &["--exclude-near", s(&f.test)]].concat(),

@@ -2,6 +2,7 @@
 //! budget, filled with the rows that carry the most plan mass towards that class's samples (or,
 //! with a drawn sample, rows drawn in proportion to that mass).
 
+use super::order::Stream;
 use super::target::TargetClasses;
 use crate::uot::{SparseCost, SparsePlan};
 
@@ -54,7 +55,7 @@ pub(super) fn order(
     merged.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.1.cmp(&b.1)).then(a.0.cmp(&b.0)));
     if let Some(seed) = sample {
         let mass: Vec<f64> = merged.iter().map(|p| p.2).collect();
-        let drawn = super::order::draw(&mass, mass.len(), seed);
+        let drawn = super::order::draw(&mass, mass.len(), seed, Stream::ClassPairs);
         merged = drawn.into_iter().map(|i| merged[i]).collect();
     }
     let quota = quotas(&classes.shares, budget);

@@ -156,30 +156,22 @@ impl Target {
     /// the samples (classes without samples are skipped).
     pub fn units(&self) -> Vec<f64> {
         let f = &self.features;
-        match &self.kind {
-            TargetKind::Samples | TargetKind::Means => {
-                f.data.iter().map(|&x| f64::from(x)).collect()
-            }
-            TargetKind::Labelled { labels, .. } => {
-                let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
-                let mut sums = vec![0f64; classes * f.dim];
-                let mut counts = vec![0u64; classes];
-                // Zipped with the rows, so a label list of the wrong length cannot index past
-                // them (`check` reports that mismatch).
-                for (row, &l) in f.data.chunks_exact(f.dim).zip(labels) {
-                    counts[l as usize] += 1;
-                    sums[l as usize * f.dim..(l as usize + 1) * f.dim]
-                        .iter_mut()
-                        .zip(row)
-                        .for_each(|(s, &x)| *s += f64::from(x));
-                }
-                sums.chunks_exact(f.dim)
-                    .zip(&counts)
-                    .filter(|(_, &c)| c > 0)
-                    .flat_map(|(s, &c)| s.iter().map(move |x| x / c as f64))
-                    .collect()
-            }
+        // Sized by the labels present, not the largest label (a label of 4e9 must not allocate
+        // 4e9 sums).
+        let Some(c) = self.classes() else {
+            return f.data.iter().map(|&x| f64::from(x)).collect();
+        };
+        let mut sums = vec![0f64; c.counts.len() * f.dim];
+        for (row, &k) in f.data.chunks_exact(f.dim).zip(&c.of_row) {
+            sums[k * f.dim..(k + 1) * f.dim]
+                .iter_mut()
+                .zip(row)
+                .for_each(|(s, &x)| *s += f64::from(x));
         }
+        sums.chunks_exact_mut(f.dim)
+            .zip(&c.counts)
+            .for_each(|(s, &n)| s.iter_mut().for_each(|x| *x /= n as f64));
+        sums
     }
 }
 
@@ -217,4 +209,30 @@ fn check_weights(labels: &[u32], w: &ClassWeights) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Class means in label order, sized by the labels present: a label near `u32::MAX`
+    /// allocates one mean, not four billion.
+    #[test]
+    fn labelled_units_are_the_means_of_the_labels_present() {
+        let target = Target {
+            features: Matrix {
+                data: vec![1.0, 2.0, 3.0, 5.0, 5.0, 6.0],
+                rows: 3,
+                dim: 2,
+            },
+            kind: TargetKind::Labelled {
+                labels: vec![u32::MAX - 1, 7, u32::MAX - 1],
+                origin: "l.npy".into(),
+                weights: None,
+            },
+            origin: "t.npy".into(),
+        };
+        target.check(2).unwrap();
+        assert_eq!(target.units(), [3.0, 5.0, 3.0, 4.0]);
+    }
 }

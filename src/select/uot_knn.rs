@@ -8,7 +8,7 @@
 //! means, in place of the dense plan.
 
 use super::manifest::Stopwatch;
-use super::order;
+use super::order::{self, Stream};
 use super::{
     Draw, Excluded, GraphStats, Groups, Method, Phase, Pick, SelectParams, Selection, SolverStats,
     Target,
@@ -126,7 +126,7 @@ pub(super) fn select(
     notes.extend(note);
     let mut order = match p.draw {
         Draw::Top => order::top(&plan.row_sums, touched.len()),
-        Draw::Sample => order::draw(&plan.row_sums, touched.len(), p.seed),
+        Draw::Sample => order::draw(&plan.row_sums, touched.len(), p.seed, Stream::Rows),
     };
     if let Some(c) = &classes {
         let sample = (p.draw == Draw::Sample).then_some(p.seed);
@@ -250,13 +250,7 @@ fn reverse_edges(
     /// Rows scored per call (a parallel task each).
     const BLOCK: usize = 1024;
     let dim = engine.dim();
-    let units: Vec<f32> = queries
-        .chunks_exact(dim)
-        .flat_map(|t| {
-            let n = t.iter().map(|x| x * x).sum::<f32>().sqrt();
-            t.iter().map(move |x| if n > 0.0 { x / n } else { 0.0 })
-        })
-        .collect();
+    let units: Vec<f32> = queries.chunks_exact(dim).flat_map(score::unit).collect();
     let k = k2.min(units.len() / dim);
     let scorer = CpuScorer::from_vectors(Vectors::F32(&units), dim, Metric::Ip)?;
     let per_block: Vec<Vec<(u32, u32, f64)>> = rows
@@ -398,11 +392,15 @@ pub(super) fn class_importance(
     Ok((importance, stats, note))
 }
 
+/// Means searched beyond `k` in f32 for [`nearest_classes`]' f64 cut.
+const NEAREST_SLACK: usize = 8;
+
 /// Each target unit's `k` nearest of the `means` as its column of edges `(mean, cost)`, cheapest
 /// first (ties: lower mean first), with the dense path's cost `(1 - cos) / p_m` in f64. The
-/// neighbours are the exact top-k of the unit means rounded to f32 (the matrix units, float64
-/// ranking), so memory and time stay those of a search: 100k means x 100k targets never form a
-/// dense cost matrix.
+/// search runs on the unit means rounded to f32 (the matrix units, float64 ranking) for
+/// [`NEAREST_SLACK`] more than `k`, and the f64 costs pick the `k`: near-ties at the cut that
+/// f32 rounding could swap are settled in f64. Memory and time stay those of a search: 100k
+/// means x 100k targets never form a dense cost matrix.
 fn nearest_classes(
     means: &[f64],
     target_units: &[f64],
@@ -421,7 +419,7 @@ fn nearest_classes(
     let mut columns = Vec::with_capacity(t.len() / dim);
     for block in t.chunks(BLOCK * dim) {
         let q: Vec<f32> = block.iter().map(|&x| x as f32).collect();
-        let nn = scorer.top_k(&q, k)?;
+        let nn = scorer.top_k(&q, (k + NEAREST_SLACK).min(s32.len() / dim))?;
         columns.par_extend(block.par_chunks_exact(dim).enumerate().map(|(j, tj)| {
             let mut col: Vec<(u32, f64)> = nn
                 .ids_of(j)
@@ -432,8 +430,29 @@ fn nearest_classes(
                 })
                 .collect();
             col.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            col.truncate(k);
             col
         }));
     }
     Ok(columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two means whose cosines to the target round to the same f32 (1.0): the f64 costs pick
+    /// the nearer one, not the lower index.
+    #[test]
+    fn nearest_classes_settles_f32_ties_in_f64() {
+        let at = |theta: f64| [theta.cos(), theta.sin()];
+        let means: Vec<f64> = [at(2e-6), at(1e-6), at(1.5)].concat();
+        let cols = nearest_classes(&means, &[1.0, 0.0], 2, 1, 1.0).unwrap();
+        assert_eq!(cols.len(), 1);
+        assert_eq!(cols[0].len(), 1);
+        assert_eq!(cols[0][0].0, 1, "{cols:?}");
+        let all = nearest_classes(&means, &[1.0, 0.0], 2, 3, 1.0).unwrap();
+        let order: Vec<u32> = all[0].iter().map(|e| e.0).collect();
+        assert_eq!(order, [1, 0, 2]);
+    }
 }
