@@ -244,6 +244,21 @@ impl MatrixReader {
                 format!("{rows} rows exceed the maximum {}", u32::MAX - 1),
             ));
         }
+        // The data must fit in the file before anything is allocated for it: a header of a few
+        // bytes can claim terabytes.
+        let bytes = rows
+            .checked_mul(dim)
+            .and_then(|n| n.checked_mul(o.size))
+            .filter(|&b| b <= o.len);
+        if bytes.is_none() {
+            return Err(Error::input(
+                path,
+                format!(
+                    "header claims [{rows}, {dim}] values of {} bytes but the file holds {} bytes",
+                    o.size, o.len
+                ),
+            ));
+        }
         Ok(MatrixReader {
             path: path.to_path_buf(),
             rows: rows as usize,
@@ -574,5 +589,36 @@ mod tests {
         .unwrap();
         let err = read_matrix_bytes(origin, &hostile).unwrap_err().to_string();
         assert!(err.contains("header claims 4286251126 bytes"), "{err}");
+    }
+
+    /// A version 1.0 .npy of `descr` and `shape` holding only `data`.
+    fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend((header.len() as u16).to_le_bytes());
+        out.extend(header.as_bytes());
+        out.extend(data);
+        out
+    }
+
+    /// A header that claims more values than the file holds is refused before anything is
+    /// allocated for them (the shapes below would need 8 EB and 400 MB).
+    #[test]
+    fn a_shape_larger_than_the_file_is_refused_before_allocation() {
+        let origin = Path::new("t.npy");
+        for (descr, shape) in [("<f4", "(4294967294, 65536)"), ("<f8", "(50000000, 1)")] {
+            let err = read_matrix_bytes(origin, &npy(descr, shape, &[0; 16]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("header claims ["), "{shape}: {err}");
+            assert!(err.contains("but the file holds"), "{shape}: {err}");
+        }
+        let ok = npy("<f2", "(2, 4)", &[0; 16]);
+        assert_eq!(read_matrix_bytes(origin, &ok).unwrap().data, vec![0.0; 8]);
     }
 }
