@@ -633,6 +633,29 @@ fn parts_scanned_apart_and_merged_give_the_whole_corpus_answer() {
         whole.excluded >= 20,
         "the test rows themselves are near-duplicates"
     );
+    // A list shorter than k (here one part's, its last neighbour dropped) is padded with
+    // (NO_NODE, NaN) by the merge: no neighbour, not a row that ranks first.
+    let mut padded = Found {
+        neighbors: found.neighbors[..1].to_vec(),
+        excluded: found.excluded[..1].to_vec(),
+    };
+    for part in &mut padded.neighbors {
+        let k = part.k;
+        for (ids, scores) in part
+            .ids
+            .chunks_exact_mut(k)
+            .zip(part.scores.chunks_exact_mut(k))
+        {
+            ids[k - 1] = ptsel::hnsw::NO_NODE;
+            scores[k - 1] = f32::NAN;
+        }
+    }
+    let sel = e.select_found(&target, Some(&exclude), &p, padded).unwrap();
+    assert!(sel
+        .picks
+        .iter()
+        .all(|pick| pick.row != ptsel::hnsw::NO_NODE));
+    assert!(sel.picks.iter().all(|pick| pick.score.is_finite()));
     assert_eq!(
         e.select_found(&target, Some(&exclude), &p, found).unwrap(),
         whole

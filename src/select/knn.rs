@@ -5,6 +5,7 @@ use super::{Excluded, Method, Pick, SelectParams, Selection};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::Metric;
+use crate::hnsw::NO_NODE;
 use crate::score::Neighbors;
 
 /// Default HNSW beam width for `per_target` neighbours: five times as wide (at least 64). On
@@ -50,7 +51,8 @@ pub(super) fn select(
     pairs.sort_by_key(|&(row, _)| row);
     let mut summed: Vec<(u32, f64)> = Vec::new();
     for (row, s) in pairs {
-        if mask.is_some_and(|m| m.contains(row)) {
+        // Padding of a list shorter than k (merged shard parts) is no neighbour.
+        if row == NO_NODE || !s.is_finite() || mask.is_some_and(|m| m.contains(row)) {
             continue;
         }
         match summed.last_mut() {
