@@ -1046,6 +1046,43 @@ fn bad_values_are_clear_errors_and_write_nothing() {
         ),
         (vec!["--eps", "0", "--out", o], "must be positive"),
         (vec!["--p-m=-1", "--out", o], "p_m must be positive"),
+        // Infinite or subnormal parameters made NaN plans that read as converged.
+        (
+            vec!["--tau-target", "inf", "--out", o],
+            "positive and finite",
+        ),
+        (vec!["--eps", "1e-320", "--out", o], "positive and finite"),
+        (
+            vec![
+                "--method",
+                "uot-knn",
+                "--budget",
+                "5",
+                "--tau-source",
+                "inf",
+                "--out",
+                o,
+            ],
+            "positive and finite",
+        ),
+        (
+            vec![
+                "--method",
+                "uot-knn",
+                "--budget",
+                "5",
+                "--p-m=-0.1",
+                "--out",
+                o,
+            ],
+            "p_m must be positive",
+        ),
+        (
+            vec![
+                "--method", "uot-knn", "--budget", "5", "--p-m", "inf", "--out", o,
+            ],
+            "p_m must be positive",
+        ),
         (
             vec!["--exclude-near", s(&wrong_dim), "--out", o],
             "test features are 16-d",

@@ -392,38 +392,43 @@ fn labelled_targets_get_per_class_quotas_and_weights() {
         "weights 3:1: {weighted} near the small class"
     );
     assert!(sum["notes"].to_string().contains("0: 50, 1: 50"), "{sum}");
-    // A drawn sample keeps the quotas, is seeded, and is not the top of the plan.
-    let drawn = |seed: &str| {
-        let args = [
+    // uot-knn with equal quotas, and `extra`.
+    let labelled = |extra: &[&str]| {
+        let base = [
+            "--method",
+            "uot-knn",
+            "--budget",
+            "100",
+            "--exact",
             "--target-labels",
             s(&labels),
-            "--draw",
-            "sample",
-            "--seed",
-            seed,
         ];
-        let mut args_all = vec!["--method", "uot-knn", "--budget", "100", "--exact"];
-        args_all.extend(args);
-        f.run_for(&target, &args_all)
+        f.run_for(&target, &[&base[..], extra].concat())
     };
+    // After greedy de-duplication drops rows, the note counts the quota rows kept.
+    let (kept, dsum) = labelled(&["--dedup-greedy", "0.3"]);
+    let kept = rows(&kept).len();
+    let note = dsum["notes"].to_string();
+    let counts = note
+        .split("(label: rows): ")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no quota note in {note}"));
+    let noted: usize = counts
+        .split(", ")
+        .map(|p| p.split(": ").nth(1).unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert!(
+        kept < 100 && noted <= kept,
+        "{kept} rows kept, note: {counts}"
+    );
+    // A drawn sample keeps the quotas, is seeded, and is not the top of the plan.
+    let drawn = |seed: &str| labelled(&["--draw", "sample", "--seed", seed]);
     let ((a, asum), (b, _), (c, _)) = (drawn("3"), drawn("3"), drawn("4"));
     assert!(asum["notes"].to_string().contains("0: 50, 1: 50"), "{asum}");
     assert_eq!(a, b);
     assert_ne!(unscored(&a), unscored(&c));
-    let top = f
-        .run_for(
-            &target,
-            &[
-                "--method",
-                "uot-knn",
-                "--budget",
-                "100",
-                "--exact",
-                "--target-labels",
-                s(&labels),
-            ],
-        )
-        .0;
+    let top = labelled(&[]).0;
     assert_ne!(rows(&a), rows(&top));
     assert!(wsum["notes"].to_string().contains("0: 75, 1: 25"), "{wsum}");
     assert_eq!(wsum["parameters"]["target_weights"], s(&flat));

@@ -25,7 +25,7 @@ fn quotas(shares: &[f64], budget: usize) -> Vec<usize> {
 /// of the rows carrying the most plan mass towards its target samples (a row serves one class:
 /// the pairs are taken by mass, highest first, ties to the lower row; with `sample = Some(seed)`
 /// in the order of a seeded draw in proportion to that mass), then every other row in `rest`
-/// order. Returns the order and the rows each class got.
+/// order. Returns the order and, for each row, the class whose quota took it (`None`: the rest).
 pub(super) fn order(
     g: &SparseCost,
     plan: &SparsePlan,
@@ -33,7 +33,7 @@ pub(super) fn order(
     budget: usize,
     rest: &[usize],
     sample: Option<u64>,
-) -> (Vec<usize>, Vec<usize>) {
+) -> (Vec<usize>, Vec<Option<usize>>) {
     let cls = classes.labels.len();
     // (class, row, mass) for every edge, then summed per (class, row).
     let mut pairs: Vec<(usize, u32, f64)> = Vec::with_capacity(plan.plan.len());
@@ -60,17 +60,17 @@ pub(super) fn order(
     }
     let quota = quotas(&classes.shares, budget);
     let mut taken = vec![0usize; cls];
-    let mut chosen = vec![false; g.rows()];
+    let mut owner = vec![None; g.rows()];
     let mut order = Vec::with_capacity(g.rows());
     for (c, r, _) in merged {
-        if taken[c] < quota[c] && !chosen[r as usize] {
-            chosen[r as usize] = true;
+        if taken[c] < quota[c] && owner[r as usize].is_none() {
+            owner[r as usize] = Some(c);
             taken[c] += 1;
             order.push(r as usize);
         }
     }
-    order.extend(rest.iter().filter(|&&r| !chosen[r]));
-    (order, taken)
+    order.extend(rest.iter().filter(|&&r| owner[r].is_none()));
+    (order, owner)
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ pub(super) fn select(
     if p.reverse_k == Some(0) {
         return Err(Error::invalid("reverse_k must be at least 1"));
     }
+    uot::check_p_m(p.p_m)?;
     let queries = &target.features.data;
     let classes = target.classes();
     let mut clock = Stopwatch::start();
@@ -128,10 +129,24 @@ pub(super) fn select(
         Draw::Top => order::top(&plan.row_sums, touched.len()),
         Draw::Sample => order::draw(&plan.row_sums, touched.len(), p.seed, Stream::Rows),
     };
+    let mut owner = None;
     if let Some(c) = &classes {
         let sample = (p.draw == Draw::Sample).then_some(p.seed);
-        let (by_class, taken) = super::quotas::order(&g, &plan, c, budget, &order, sample);
+        let (by_class, quota_of) = super::quotas::order(&g, &plan, c, budget, &order, sample);
         order = by_class;
+        owner = Some(quota_of);
+    }
+    let (chosen, skipped) = match p.dedup_greedy {
+        Some(c0) => greedy(engine, &touched, &order, budget, c0)?,
+        None => (order.into_iter().take(budget).collect(), 0),
+    };
+    if let (Some(c), Some(owner)) = (&classes, &owner) {
+        // Counted on the rows kept, after de-duplication dropped some.
+        let mut taken = vec![0usize; c.labels.len()];
+        chosen
+            .iter()
+            .filter_map(|&r| owner[r])
+            .for_each(|k| taken[k] += 1);
         let parts: Vec<String> = c
             .labels
             .iter()
@@ -143,10 +158,6 @@ pub(super) fn select(
             parts.join(", ")
         ));
     }
-    let (chosen, skipped) = match p.dedup_greedy {
-        Some(c0) => greedy(engine, &touched, &order, budget, c0)?,
-        None => (order.into_iter().take(budget).collect(), 0),
-    };
     if chosen.len() < budget {
         notes.push(format!(
             "uot-knn: only {} rows are left after de-duplication for a budget of {budget}",
@@ -358,12 +369,7 @@ pub(super) fn class_importance(
             classes.len()
         )));
     }
-    if !(p.p_m > 0.0 && p.p_m.is_finite()) {
-        return Err(Error::invalid(format!(
-            "p_m must be positive (got {})",
-            p.p_m
-        )));
-    }
+    uot::check_p_m(p.p_m)?;
     let rows = classes.len();
     let mut columns = nearest_classes(&groups.means_of(&classes), target_units, dim, k, p.p_m)?;
     let mut touched: Vec<u32> = columns.iter().flatten().map(|e| e.0).collect();

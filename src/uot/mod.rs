@@ -105,6 +105,17 @@ impl UotPlan {
     }
 }
 
+/// An error unless `p_m`, the divisor of the cost `(1 - cos) / p_m`, is positive and finite.
+pub fn check_p_m(p_m: f64) -> Result<()> {
+    if p_m > 0.0 && p_m.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "p_m must be positive and finite (got {p_m})"
+        )))
+    }
+}
+
 /// Solve the problem with cost `[rows, cols]` and marginals `a` (rows) and `b` (cols).
 pub fn solve(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<UotPlan> {
     let (rows, cols) = (a.len(), b.len());
@@ -132,15 +143,38 @@ pub fn solve(cost: &[f64], a: &[f64], b: &[f64], p: &UotParams) -> Result<UotPla
             Err(_) => log::log_domain(cost, a, b, p),
         },
     };
-    Ok(finish(plan, b))
+    let plan = finish(plan, b);
+    check_finite(&plan.plan, p)?;
+    Ok(plan)
+}
+
+/// An error when a solve ended with a non-finite plan entry (potentials beyond f64 for a tiny
+/// `eps`): a NaN would otherwise rank as a number and read as converged.
+fn check_finite(plan: &[f64], p: &UotParams) -> Result<()> {
+    match plan.iter().find(|x| !x.is_finite()) {
+        Some(bad) => Err(Error::invalid(format!(
+            "UOT: the solve produced a non-finite plan entry ({bad}) at eps = {}, tau = ({}, {}): raise eps",
+            p.eps, p.tau_source, p.tau_target
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// An error unless the parameters and marginals are usable (both solvers).
 fn check_params(a: &[f64], b: &[f64], p: &UotParams) -> Result<()> {
-    if !(p.eps > 0.0 && p.tau_source > 0.0 && p.tau_target > 0.0 && p.tol >= 0.0) || p.max_iter == 0
-    {
+    // eps normal (not subnormal): 1 / eps must be finite. tau finite: tau / (tau + eps) is NaN
+    // at infinity (a near-hard marginal is a large finite tau).
+    let positive = |x: f64| x > 0.0 && x.is_finite();
+    let usable = p.eps.is_normal()
+        && positive(p.eps)
+        && positive(p.tau_source)
+        && positive(p.tau_target)
+        && p.tol >= 0.0
+        && p.tol.is_finite();
+    if !usable || p.max_iter == 0 {
         return Err(Error::invalid(format!(
-            "UOT: eps, tau and max_iter must be positive (got {p:?})"
+            "UOT: eps (at least {:e}), tau_source, tau_target and max_iter must be positive and finite, tol finite and not negative (got {p:?})",
+            f64::MIN_POSITIVE
         )));
     }
     if let Some(bad) = a.iter().chain(b).find(|x| !(x.is_finite() && **x > 0.0)) {
@@ -235,9 +269,7 @@ pub fn class_importance(
     p_m: f64,
     p: &UotParams,
 ) -> Result<(Vec<f64>, UotPlan)> {
-    if !(p_m > 0.0 && p_m.is_finite()) {
-        return Err(Error::invalid(format!("p_m must be positive (got {p_m})")));
-    }
+    check_p_m(p_m)?;
     if dim == 0 || !source.len().is_multiple_of(dim) || !target.len().is_multiple_of(dim) {
         return Err(Error::invalid(format!(
             "UOT: means of {} and {} values are not whole {dim}-d rows",

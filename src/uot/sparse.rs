@@ -207,7 +207,9 @@ pub fn solve_sparse(
         Domain::Auto if max_scaled > PLAIN_LIMIT => s.log(),
         Domain::Auto => s.plain().unwrap_or_else(|| s.log()),
     };
-    Ok(s.finish(alpha, beta, iterations, converged, log_domain))
+    let plan = s.finish(alpha, beta, iterations, converged, log_domain);
+    super::check_finite(&plan.plan, p)?;
+    Ok(plan)
 }
 
 /// `(alpha, beta, iterations, converged, log_domain)`.
