@@ -180,6 +180,31 @@ fn every_bad_input_is_a_clear_error() {
         "inf.npy",
         "row 0 column 3 is -inf",
     );
+    // Finite in f32 but beyond f16: stored as f16 it would be infinity (l2 and ip keep raw
+    // values); f32 storage and cos (unit rows) take it.
+    write_f32(d, "big.npy", 10, 4, |i| if i == 22 { -1e5 } else { 1.0 });
+    for metric in ["l2", "ip"] {
+        fails(
+            d,
+            &b(&["--features", "big.npy", "--metric", metric, "--no-hnsw"]),
+            "big.npy",
+            "row 5 column 2 is -100000, beyond f16's range",
+        );
+    }
+    for extra in [&["--metric", "l2", "--dtype", "f32"][..], &[]] {
+        let mut args = vec![
+            "build",
+            "--features",
+            "big.npy",
+            "--out",
+            "big.ptsel",
+            "--force",
+        ];
+        args.extend(extra);
+        let out = ptsel(d, &args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    std::fs::remove_file(d.join("big.ptsel")).unwrap();
     ptsel::npy::write_vector(&d.join("l9.npy"), &[0i64; 9]).unwrap();
     fails(
         d,

@@ -391,6 +391,18 @@ fn write_vectors(
             DType::F16 => {
                 half_block.clear();
                 half_block.par_extend(block.par_iter().map(|&x| f16::from_f32(x)));
+                // Beyond f16's range (|x| >= 65520) a value would be stored as infinity and
+                // every distance to its row would be wrong.
+                if let Some(i) = half_block.iter().position(|h| h.is_infinite()) {
+                    return Err(Error::invalid(format!(
+                        "{}: row {} column {} is {}, beyond f16's range (+-{}): build with --dtype f32 or scale the features",
+                        source.origin(),
+                        done + i / dim,
+                        i % dim,
+                        block[i],
+                        f16::MAX
+                    )));
+                }
                 sink.write_pod(&half_block)?;
             }
         }
