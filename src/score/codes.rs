@@ -1,7 +1,8 @@
 //! The traversal codes shared by construction and the blocks layout: every vector as one i8 per
-//! dimension (per-dimension scale and offset over the range of the data), queries quantised to
-//! i16, and the integer inner product between them (`vpmaddwd`). A code takes a quarter of an
-//! f32 vector and half of the stored f16 one; beams walked on codes are re-ranked exactly.
+//! dimension (per-dimension scale and offset over the range of the data, a few outlying rows
+//! clipped), queries quantised to i16, and the integer inner product between them (`vpmaddwd`).
+//! A code takes a quarter of an f32 vector and half of the stored f16 one; beams walked on codes
+//! are re-ranked exactly.
 
 use super::simd::Kernels;
 use super::space::{prefetch, Distance, Space};
@@ -17,7 +18,8 @@ pub(crate) struct Quantiser {
 }
 
 impl Quantiser {
-    /// The range of each dimension over all rows of `space`, mapped onto -128..=127.
+    /// The range of each dimension over all rows of `space` (narrowed where a few rows lie far
+    /// outside it: [`Quantiser::without_outliers`]), mapped onto -128..=127.
     pub fn train(space: &Space<'_>) -> Self {
         let dim = space.dim;
         let bounds = || (vec![f32::INFINITY; dim], vec![f32::NEG_INFINITY; dim]);
@@ -39,6 +41,7 @@ impl Quantiser {
             )
             .map(|(b, _)| b)
             .reduce(bounds, |a, (lo, hi)| widen(widen(a, &lo), &hi));
+        let (lo, hi) = Self::without_outliers(space, lo, hi);
         let (scale, offset) = lo
             .iter()
             .zip(&hi)
@@ -52,6 +55,52 @@ impl Quantiser {
             })
             .unzip();
         Quantiser { scale, offset }
+    }
+
+    /// The range `lo..=hi` of each dimension narrowed where a few outlying rows stretch it:
+    /// to the 0.1%..99.9% quantiles of a sample of rows widened by their own span on each side.
+    /// Typical data stays within that (its range is unchanged); a single row of 1e5 among unit
+    /// values would otherwise leave every other row one or two codes, and the graph walk blind.
+    /// Rows beyond the range get the end codes (`encode` clamps); the re-rank stays exact.
+    fn without_outliers(
+        space: &Space<'_>,
+        mut lo: Vec<f32>,
+        mut hi: Vec<f32>,
+    ) -> (Vec<f32>, Vec<f32>) {
+        /// Values sampled in all (rows x dimensions), bounding the memory of the sample.
+        const SAMPLE_VALUES: usize = 1 << 22;
+        let (rows, dim) = (space.rows, space.dim);
+        let take = (SAMPLE_VALUES / dim.max(1)).clamp(1, rows.max(1));
+        let step = rows.div_ceil(take).max(1);
+        let picked: Vec<usize> = (0..rows).step_by(step).collect();
+        let m = picked.len();
+        if m == 0 {
+            return (lo, hi);
+        }
+        // Column-major: each dimension's sampled values in one run.
+        let mut columns = vec![0f32; m * dim];
+        let mut row = vec![0f32; dim];
+        for (s, &i) in picked.iter().enumerate() {
+            space.row(i, &mut row);
+            for (j, &x) in row.iter().enumerate() {
+                columns[j * m + s] = x;
+            }
+        }
+        // At least one row each side from a hundred sampled rows on.
+        let cut = (m / 1000).max(usize::from(m >= 100));
+        columns
+            .par_chunks_mut(m)
+            .zip(lo.par_iter_mut().zip(hi.par_iter_mut()))
+            .for_each(|(col, (l, h))| {
+                let q_lo = *col.select_nth_unstable_by(cut, f32::total_cmp).1;
+                let q_hi = *col.select_nth_unstable_by(m - 1 - cut, f32::total_cmp).1;
+                let span = q_hi - q_lo;
+                if span > 0.0 && span.is_finite() {
+                    *l = l.max(q_lo - span);
+                    *h = h.min(q_hi + span);
+                }
+            });
+        (lo, hi)
     }
 
     /// The code of `x` into `out`; returns the squared norm of what the code stands for.
