@@ -41,6 +41,18 @@ mod units {
     pub const BF16_OPS: usize = 2 * 32;
     pub const VNNI_OPS: usize = 2 * 64;
 
+    /// `n` rounds of `step` on each of `ACC` independent accumulators.
+    #[inline(always)]
+    fn rounds<A: Copy>(n: usize, zero: A, step: impl Fn(A) -> A) -> [A; ACC] {
+        let mut acc = [zero; ACC];
+        for _ in 0..n {
+            for s in acc.iter_mut() {
+                *s = step(*s);
+            }
+        }
+        acc
+    }
+
     /// `n` rounds of `ACC` f32 FMAs; returns a sum so the work is not optimised away.
     ///
     /// # Safety
@@ -48,12 +60,7 @@ mod units {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn fma(n: usize, seed: f32) -> f32 {
         let (a, b) = (_mm512_set1_ps(seed), _mm512_set1_ps(0.5 * seed));
-        let mut acc = [_mm512_setzero_ps(); ACC];
-        for _ in 0..n {
-            for s in acc.iter_mut() {
-                *s = _mm512_fmadd_ps(a, b, *s);
-            }
-        }
+        let acc = rounds(n, _mm512_setzero_ps(), |s| _mm512_fmadd_ps(a, b, s));
         _mm512_reduce_add_ps(
             acc.iter()
                 .fold(_mm512_setzero_ps(), |t, &s| _mm512_add_ps(t, s)),
@@ -68,12 +75,7 @@ mod units {
     pub unsafe fn bf16(n: usize, seed: f32) -> f32 {
         let a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(seed), _mm512_set1_ps(seed));
         let b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.5 * seed), _mm512_set1_ps(seed));
-        let mut acc = [_mm512_setzero_ps(); ACC];
-        for _ in 0..n {
-            for s in acc.iter_mut() {
-                *s = _mm512_dpbf16_ps(*s, a, b);
-            }
-        }
+        let acc = rounds(n, _mm512_setzero_ps(), |s| _mm512_dpbf16_ps(s, a, b));
         _mm512_reduce_add_ps(
             acc.iter()
                 .fold(_mm512_setzero_ps(), |t, &s| _mm512_add_ps(t, s)),
@@ -87,16 +89,11 @@ mod units {
     #[target_feature(enable = "avx512f,avx512vnni")]
     pub unsafe fn vnni(n: usize, seed: i32) -> i32 {
         let (a, b) = (_mm512_set1_epi32(seed), _mm512_set1_epi32(seed + 3));
-        let mut acc = [_mm512_setzero_si512(); ACC];
-        for _ in 0..n {
-            for s in acc.iter_mut() {
-                *s = _mm512_dpbusd_epi32(*s, a, b);
-            }
-        }
-        _mm512_reduce_add_epi32(
-            acc.iter()
-                .fold(_mm512_setzero_si512(), |t, &s| _mm512_add_epi32(t, s)),
-        )
+        let acc = rounds(n, _mm512_setzero_si512(), |s| _mm512_dpbusd_epi32(s, a, b));
+        let sum = acc
+            .iter()
+            .fold(_mm512_setzero_si512(), |t, &s| _mm512_add_epi32(t, s));
+        _mm512_reduce_add_epi32(sum)
     }
 
     pub fn has(feature: &str) -> bool {
