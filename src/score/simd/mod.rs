@@ -227,8 +227,8 @@ pub type MatrixFn = fn(usize, &[u16], &[u16], &mut [f32]);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Kernel {
-    /// AMX tiles where the CPU has them, else f32 (AVX512-BF16 measured slower than f32 FMA
-    /// on the Xeon of docs/PERFORMANCE.md, so it runs only when asked for).
+    /// AMX tiles where the CPU has them, else AVX512-BF16 where it outruns f32 FMA (AMD
+    /// Zen 4 and later; Intel's cores run it at half the FMA rate), else f32.
     #[default]
     Auto,
     /// f32 products on the SIMD units (every CPU).
@@ -253,7 +253,7 @@ impl Kernel {
             |what: &str| crate::Error::Unavailable(format!("{what} (this CPU: {})", cpu_units()));
         match self {
             Kernel::F32 => Ok(None),
-            Kernel::Auto => Ok(amx()),
+            Kernel::Auto => Ok(amx().or_else(fast_dpbf16)),
             Kernel::Bf16 => dpbf16()
                 .map(Some)
                 .ok_or_else(|| unavailable("the bf16 kernel needs AVX512-BF16")),
@@ -326,6 +326,16 @@ fn dpbf16() -> Option<&'static MatrixKernel> {
             pack: x86::pack_rows_bf16,
         };
         x86::has_dpbf16().then_some(&K)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// The AVX512-BF16 kernel where it is faster than the f32 one.
+fn fast_dpbf16() -> Option<&'static MatrixKernel> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        dpbf16().filter(|_| x86::dpbf16_outruns_fma())
     }
     #[cfg(not(target_arch = "x86_64"))]
     None

@@ -17,6 +17,16 @@ pub fn has_dpbf16() -> bool {
     is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512f")
 }
 
+/// Whether `vdpbf16ps` runs at twice the f32 FMA rate, so that the AVX512-BF16 kernel beats
+/// the f32 one: true of AMD's AVX512-BF16 cores (Zen 4 and later), whose 512-bit instructions
+/// issue as two 256-bit halves on the same pipes as FMA; Intel's cores without AMX run it at
+/// half the FMA rate (both measured by `examples/unit_peaks.rs`).
+pub fn dpbf16_outruns_fma() -> bool {
+    let vendor = __cpuid(0);
+    let amd = [vendor.ebx, vendor.edx, vendor.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163];
+    amd && has_dpbf16()
+}
+
 /// Whether AMX-BF16 tiles are usable: the CPU has them, the OS saves their state, and (Linux)
 /// this process was granted it (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, asked
 /// once, before the first tile instruction).
