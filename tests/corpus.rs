@@ -459,6 +459,123 @@ fn rebuilding_keeps_complete_shards_and_force_rebuilds() {
 }
 
 #[test]
+fn a_failed_forced_rebuild_leaves_the_corpus_whole() {
+    let f = fixture(2500);
+    let before = ptsel::corpus::read(&f.sharded).unwrap();
+    let search = |out: &str| {
+        let out = f.path(out);
+        ok(&[
+            "search",
+            "--index",
+            s(&f.sharded),
+            "--queries",
+            s(&f.target),
+            "-k",
+            "5",
+            "--out",
+            s(&out),
+        ]);
+        std::fs::read(out).unwrap()
+    };
+    let answer = search("before.npy");
+    // New features whose third shard holds a NaN: the rebuild fails on that shard, after the
+    // first two were built.
+    let mut bad = f.data.clone();
+    bad[5500 * DIM + 3] = f32::NAN;
+    let features = f.path("bad.npy");
+    ptsel::npy::write_matrix(&features, &bad, ROWS, DIM).unwrap();
+    let rebuild = |features: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--features",
+            s(features),
+            "--labels",
+            s(&f.labels),
+            "--shard-rows",
+            "2500",
+            "--no-hnsw",
+            "--out",
+            s(&f.sharded),
+            "-q",
+        ];
+        args.extend(extra);
+        ptsel(&args)
+    };
+    let out = rebuild(&features, &["--force", "--threads", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.npy") && err.contains("NaN"), "{err}");
+    assert_eq!(ptsel::corpus::read(&f.sharded).unwrap(), before);
+    assert!(!f.sharded.join(ptsel::corpus::STAGING).exists());
+    ok(&["verify", s(&f.sharded)]);
+    assert_eq!(search("after.npy"), answer, "the corpus answers as before");
+
+    // A forced rebuild that succeeds replaces it (the staging folder is gone).
+    let out = rebuild(&f.features, &["--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rebuilt = ptsel::corpus::read(&f.sharded).unwrap();
+    assert_ne!(
+        rebuilt.shards, before.shards,
+        "the graphs are gone from the new shards"
+    );
+    assert!(!f.sharded.join(ptsel::corpus::STAGING).exists());
+    ok(&["verify", s(&f.sharded)]);
+
+    // An interrupted build resumed after its input was rewritten under the same path rebuilds
+    // every shard instead of keeping those of the old content.
+    std::fs::remove_file(f.sharded.join("corpus.json")).unwrap();
+    let changed: Vec<f32> = f.data.iter().map(|v| -v).collect();
+    ptsel::npy::write_matrix(&f.features, &changed, ROWS, DIM).unwrap();
+    let out = rebuild(&f.features, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("(0 kept from an earlier run)"), "{err}");
+    let engine = Engine::open(&f.sharded).unwrap();
+    let mut row = vec![0.0f32; DIM];
+    engine.row_into(7, &mut row).unwrap();
+    let want: Vec<f32> = changed[7 * DIM..8 * DIM].to_vec();
+    let norm = want.iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!(
+        row.iter()
+            .zip(&want)
+            .all(|(a, b)| (a - b / norm).abs() < 1e-2),
+        "stale rows kept"
+    );
+}
+
+#[test]
+fn class_statistics_are_capped_over_all_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (rows, dim) = (24, 64);
+    let features = tmp.path().join("f.npy");
+    let data = synth::gaussian_matrix(rows, dim, 1);
+    ptsel::npy::write_matrix(&features, &data, rows, dim).unwrap();
+    // One shard's statistics for label 1e6 take 0.5 GB: with one shard per row, 12 GB in all.
+    let labels = tmp.path().join("l.npy");
+    ptsel::npy::write_labels(&labels, &vec![1_000_000u32; rows]).unwrap();
+    let out = tmp.path().join("corpus");
+    let (code, err) = fails(&[
+        "build",
+        "--features",
+        s(&features),
+        "--labels",
+        s(&labels),
+        "--shard-rows",
+        "1",
+        "--no-hnsw",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("in 24 shards") && err.contains("GiB"), "{err}");
+    assert!(!out.exists(), "a refused build made {}", out.display());
+}
+
+#[test]
 fn uids_manifests_and_unlabelled_corpora() {
     let f = fixture(3000);
     // The uids format: the selected ids as sorted 128-bit uids, numpy dtype "u8,u8".

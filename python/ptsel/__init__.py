@@ -11,7 +11,7 @@ with Spark tasks.
 """
 
 from ptsel._ptsel import (CorruptIndexError, Index, Selection, __version__, assemble, build,
-                          defaults, merge_neighbors, open, set_kernel)
+                          defaults, merge_neighbors, open, set_kernel, shard_dir)
 
 __all__ = ["CorruptIndexError", "Index", "Selection", "__version__", "assemble", "build",
-           "defaults", "merge_neighbors", "open", "set_kernel"]
+           "defaults", "merge_neighbors", "open", "set_kernel", "shard_dir"]

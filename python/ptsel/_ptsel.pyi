@@ -207,6 +207,11 @@ def merge_neighbors(
     """Per query the ``k`` best global rows of searches over different shards, ties to the
     lower row (exact, in any order)."""
 
+def shard_dir(out: _Path, force: bool = False) -> str:
+    """Where the shards of a build of the corpus folder ``out`` go: ``out``, or, when it holds
+    a corpus and ``force``, its staging folder, moved over the corpus by :func:`assemble` only
+    once every shard is built. Without ``force`` an existing corpus is an error."""
+
 def assemble(
     out: _Path,
     files: Sequence[str],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import shutil
 import time
 from typing import Any, Optional, Sequence, Union
 
@@ -147,29 +148,34 @@ def build(spark, features, out, labels: Optional[_Paths] = None, ids: Optional[_
 
     Each task builds its shard in ``out`` and verifies every checksum of it; only after all
     tasks succeeded does the driver write the corpus file (a retried task replaces its partial
-    shard). A folder that already holds a corpus is refused unless ``force``; without it, a
-    rerun after a failure keeps the shards of input files that are complete and verify.
+    shard). A folder that already holds a corpus is refused unless ``force``, which builds the
+    new shards in a staging folder and replaces the corpus only once all of them are built (a
+    failed rebuild leaves the old corpus whole); without it, a rerun after a failure keeps the
+    shards of input files that are complete and verify.
     """
     if build_options.get("kmeans") is not None:
         raise ValueError("kmeans: k-means pseudo-classes are per shard and not comparable "
                          "across shards; a corpus takes labels, or none")
     out = os.path.abspath(os.fspath(out))
-    os.makedirs(out, exist_ok=True)
-    corpus_file = os.path.join(out, CORPUS_FILE)
-    if os.path.exists(corpus_file):
-        if not force:
-            raise FileExistsError(f"{out}: holds a corpus already (replacing it needs force=True)")
-        os.remove(corpus_file)
+    if os.path.exists(os.path.join(out, CORPUS_FILE)) and not force:
+        raise FileExistsError(f"{out}: holds a corpus already (replacing it needs force=True)")
+    # A forced rebuild builds in a staging folder: the corpus stays whole until assemble.
+    shards_at = os.fspath(ptsel.shard_dir(out, force))
     options = {"progress": False, **build_options}
     params = {"built_by": "ptsel.spark.build"}
-    if isinstance(features, (list, tuple)):
-        options.setdefault("resume", not force)
-        shards = _build_files(spark, out, features, labels, ids, id_column, options)
-        params["features"] = ",".join(os.fspath(f) for f in features)
-    else:
-        shards = _build_dataframe(features, out, vector_column, label_column, id_column,
-                                  options)
-        params["features"] = f"DataFrame column {vector_column}"
+    try:
+        if isinstance(features, (list, tuple)):
+            options.setdefault("resume", not force)
+            shards = _build_files(spark, shards_at, features, labels, ids, id_column, options)
+            params["features"] = ",".join(os.fspath(f) for f in features)
+        else:
+            shards = _build_dataframe(features, shards_at, vector_column, label_column,
+                                      id_column, options)
+            params["features"] = f"DataFrame column {vector_column}"
+    except BaseException:
+        if shards_at != out:
+            shutil.rmtree(shards_at, ignore_errors=True)
+        raise
     shards = sorted(shards, key=lambda s: s["shard"])
     for s in shards:
         log.info("shard %s: %d rows in %.2f s (%.2f CPU s), worker peak RSS %.0f MiB",

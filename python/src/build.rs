@@ -265,8 +265,18 @@ pub fn build(
     crate::index::open(py, out)
 }
 
-/// Write the corpus file of the folder `out` for the shards `files` (names inside it, in row
-/// order), built elsewhere (one Spark task each), and return the corpus opened. `classes` is
+/// The folder where the shards of a build of the corpus folder `out` go (created): `out`, or,
+/// when it holds a corpus and `force`, its staging folder, whose shards `assemble` moves over
+/// the corpus only once all are built (without `force` an existing corpus is an error).
+#[pyfunction]
+#[pyo3(signature = (out, force=false))]
+pub fn shard_dir(out: PathBuf, force: bool) -> PyResult<PathBuf> {
+    ptsel::corpus::shard_dir(&out, force).or_raise()
+}
+
+/// Write the corpus file of the folder `out` for the shards `files` (names inside it, or inside
+/// its staging folder when it has one, in row order), built elsewhere (one Spark task each),
+/// and return the corpus opened. `classes` is
 /// the global class count (the largest shard's by default) and `class_names` its names;
 /// `params` (str to str) records how the corpus was made. Shards must agree in dim, dtype and
 /// metric; verify them first (a retried task's resumed shard is verified by `build`).

@@ -4,7 +4,8 @@
 //! - [`index`]: `ptsel.open`, `ptsel.set_kernel` and the `Index` class (read-only zero-copy numpy views of the
 //!   mapped file, batch search, selection);
 //! - [`build`]: `ptsel.build` from numpy arrays or `.npy` files, on a worker thread that Ctrl-C
-//!   cancels, and `ptsel.assemble`, the corpus file of shards built elsewhere;
+//!   cancels, `ptsel.shard_dir`, where shards built elsewhere go, and `ptsel.assemble`,
+//!   the corpus file of them;
 //! - [`selection`]: the `Selection` class (rows, importance, summary, manifests);
 //! - [`arrays`]: numpy inputs (any float dtype and layout) converted once or streamed;
 //! - [`defaults`]: `ptsel.defaults()`, the library's defaults of every `None` argument;
@@ -36,6 +37,7 @@ fn _ptsel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(index::merge_neighbors, m)?)?;
     m.add_function(wrap_pyfunction!(build::build, m)?)?;
     m.add_function(wrap_pyfunction!(build::assemble, m)?)?;
+    m.add_function(wrap_pyfunction!(build::shard_dir, m)?)?;
     m.add_function(wrap_pyfunction!(defaults::defaults, m)?)?;
     Ok(())
 }

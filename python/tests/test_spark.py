@@ -152,9 +152,17 @@ def test_failures_retries_and_reruns_end_in_a_correct_corpus(spark, tmp_path):
     with pytest.raises(FileExistsError):
         ptsel.spark.build(spark, features, out, labels=label_files)
 
-    # A task that fails every time fails the build, naming its file, and writes no corpus.
+    # A task that fails every time fails the build, naming its file, and writes no corpus; in
+    # a forced rebuild it leaves the corpus there whole, and a rebuild that succeeds replaces it.
     bad = tmp_path / "bad.npy"
     bad.write_bytes(b"not an npy file")
+    with pytest.raises(Exception, match="bad.npy"):
+        ptsel.spark.build(spark, [features[0], bad], out, force=True)
+    assert not (out / ".rebuild").exists()
+    assert ptsel.open(out).verify() > 0 and len(ptsel.open(out)) == 12_000
+    first = ptsel.spark.build(spark, features[:1], out, force=True)
+    assert len(first) == 3_000 and sorted(os.listdir(out)) == ["corpus.json", "shard-00000.ptsel"]
+    ptsel.spark.build(spark, features, out, labels=label_files, force=True)
     with pytest.raises(Exception, match="bad.npy"):
         ptsel.spark.build(spark, [features[0], bad], tmp_path / "failed")
     assert not (tmp_path / "failed" / "corpus.json").exists()

@@ -23,7 +23,7 @@ use inputs::{kept_labels, write_ids};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Instant, UNIX_EPOCH};
 
 /// Rows converted per block while streaming.
 const BLOCK_ROWS: usize = 4096;
@@ -151,12 +151,7 @@ pub fn build(
     }
     let (rows, dim) = (source.rows(), source.dim());
     let classes = check_labels(opts.labels.as_ref(), rows)?;
-    if (classes as u64) * (dim as u64) * 8 > MAX_CLASS_MEANS_BYTES {
-        return Err(Error::invalid(format!(
-            "{classes} classes x {dim} dims of class means exceed {} GiB",
-            MAX_CLASS_MEANS_BYTES >> 30
-        )));
-    }
+    check_class_means(classes as u64, dim, "")?;
     if let Some(ids) = &opts.ids {
         let n = ids.count()?;
         if n != rows {
@@ -273,12 +268,12 @@ pub fn build(
 /// parameters.
 pub(crate) fn recorded_params(opts: &BuildOptions, features: &str) -> BTreeMap<String, String> {
     let mut params = opts.params.clone();
-    params.insert("features".into(), features.into());
+    record_input(&mut params, "features", Path::new(features));
     if let Some(l) = &opts.labels {
-        params.insert("labels".into(), l.origin.display().to_string());
+        record_input(&mut params, "labels", &l.origin);
     }
     if let Some(TextList::File(ids)) = &opts.ids {
-        params.insert("ids".into(), ids.display().to_string());
+        record_input(&mut params, "ids", ids);
     }
     if let Some(h) = &opts.hnsw {
         h.record(&mut params);
@@ -290,6 +285,39 @@ pub(crate) fn recorded_params(opts: &BuildOptions, features: &str) -> BTreeMap<S
         p.record(&mut params);
     }
     params
+}
+
+/// Refuses class statistics of `classes` classes (summed over the shards of a corpus, whose
+/// each stores its own, `whose` saying so) of `dim` dims beyond [`MAX_CLASS_MEANS_BYTES`].
+pub(crate) fn check_class_means(classes: u64, dim: usize, whose: &str) -> Result<()> {
+    if classes.saturating_mul(dim as u64).saturating_mul(8) > MAX_CLASS_MEANS_BYTES {
+        return Err(Error::invalid(format!(
+            "{classes} classes{whose} x {dim} dims of class means exceed {} GiB",
+            MAX_CLASS_MEANS_BYTES >> 30
+        )));
+    }
+    Ok(())
+}
+
+/// Records the input `path` under `key`, and, when it is a file, its size and modification
+/// time under `key_stamp`: a resumed build keeps a shard only when its recorded parameters are
+/// today's, so an input rewritten under the same path has its shards rebuilt.
+pub(crate) fn record_input(params: &mut BTreeMap<String, String>, key: &str, path: &Path) {
+    params.insert(key.into(), path.display().to_string());
+    let stamp = std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| {
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+            let nanos = modified.map_or(0, |d| d.as_nanos());
+            format!("{} bytes, modified {nanos} ns", m.len())
+        });
+    if let Some(stamp) = stamp {
+        params.insert(format!("{key}_stamp"), stamp);
+    }
 }
 
 /// Drop the provisional metadata section written for the checkpoint so the final one (with the

@@ -2,7 +2,9 @@
 //! file written once every shard is complete.
 
 use super::{corpus_file, shard_file, write, CorpusMeta, ShardEntry, MAX_ROWS, MAX_SHARDS};
-use crate::builder::{check_labels, read_class_names, recorded_params};
+use crate::builder::{
+    check_class_means, check_labels, read_class_names, record_input, recorded_params,
+};
 use crate::error::Progress;
 use crate::error::{Error, IoContext, Result};
 use crate::npy::MatrixReader;
@@ -10,7 +12,7 @@ use crate::store::{Index, OpenOptions};
 use crate::{BuildOptions, Labels, RowSource, TextList};
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -86,9 +88,10 @@ pub fn build_shard(
 /// in parallel, as many at a time as there are threads in the current rayon pool, each with
 /// `opts`'s dtype, metric and graph; the corpus file is written last, so the folder is a corpus
 /// only once every shard is complete. A folder that already holds a corpus is refused unless
-/// `opts.force` (which rebuilds every shard); without it, shards that an interrupted build of
-/// the same input completed are kept. `progress` is called from this thread with
-/// ("shards", done, total).
+/// `opts.force`, which rebuilds every shard in the staging folder ([`shard_dir`]) and replaces
+/// the corpus only once they are all built, so a failed rebuild leaves the old corpus whole;
+/// without it, shards that an interrupted build of the same input completed are kept.
+/// `progress` is called from this thread with ("shards", done, total).
 pub fn build(
     features: &Path,
     shard_rows: usize,
@@ -129,16 +132,27 @@ pub fn build(
             ));
         }
     }
-    prepare_dir(dir, opts.force)?;
+    let ranges: Vec<Range<usize>> = (0..n)
+        .map(|i| i * shard_rows..((i + 1) * shard_rows).min(rows))
+        .collect();
+    if let Some(l) = &opts.labels {
+        // Each shard stores the statistics of the classes up to its largest label.
+        let stored = ranges.iter().map(|r| {
+            let max = l.values[r.clone()].iter().max().copied();
+            max.map_or(0, |m| u64::from(m) + 1)
+        });
+        check_class_means(stored.sum(), dim, &format!(" in {n} shards"))?;
+    }
+    let shards_at = shard_dir(dir, opts.force)?;
 
     let mut params = opts.params.clone();
-    params.insert("features".into(), features.display().to_string());
+    record_input(&mut params, "features", features);
     params.insert("shard_rows".into(), shard_rows.to_string());
     if let Some(l) = &opts.labels {
-        params.insert("labels".into(), l.origin.display().to_string());
+        record_input(&mut params, "labels", &l.origin);
     }
     if let Some(list) = &opts.ids {
-        params.insert("ids".into(), list.origin().display().to_string());
+        record_input(&mut params, "ids", list.origin());
     }
     let shard_opts = |range: Range<usize>| BuildOptions {
         dtype: opts.dtype,
@@ -157,10 +171,7 @@ pub fn build(
         extensions: Vec::new(),
         cancel: opts.cancel.clone(),
     };
-    let ranges: Vec<Range<usize>> = (0..n)
-        .map(|i| i * shard_rows..((i + 1) * shard_rows).min(rows))
-        .collect();
-    let outcomes = in_parallel(ranges.len(), progress, |i| {
+    let built = in_parallel(ranges.len(), progress, |i| {
         let range = ranges[i].clone();
         let mut source = MatrixReader::open_rows(features, range.clone())?;
         let mut shard = shard_opts(range.clone());
@@ -170,14 +181,21 @@ pub fn build(
         );
         build_shard(
             &mut source,
-            &dir.join(shard_file(i)),
+            &shards_at.join(shard_file(i)),
             shard,
             !opts.force,
             &|_, _, _| {},
         )
-    })?;
+    });
     let files: Vec<String> = (0..n).map(shard_file).collect();
-    assemble(dir, &files, class_names, Some(classes), params)?;
+    let outcomes = built
+        .and_then(|o| assemble(dir, &files, class_names, Some(classes), params).map(|_| o))
+        .inspect_err(|_| {
+            if shards_at != dir {
+                // A failed forced rebuild leaves the corpus in place as it was.
+                let _ = std::fs::remove_dir_all(&shards_at);
+            }
+        })?;
     Ok(CorpusReport {
         shards: n,
         kept: outcomes.iter().filter(|o| o.kept).count(),
@@ -188,26 +206,38 @@ pub fn build(
     })
 }
 
-/// Make `dir` ready for a build: created if missing; an existing corpus file is an error
-/// unless `force`, which removes it first (the folder is then no corpus until the build ends).
-fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
+/// The folder inside a corpus folder where a forced rebuild builds its shards, which
+/// [`assemble`] moves over the corpus in place.
+pub const STAGING: &str = ".rebuild";
+
+/// Where the shards of a build of the corpus folder `dir` go (created, with `dir`): `dir`
+/// itself, unless it holds a corpus already. That is an error without `force`; with it the
+/// corpus stays untouched and usable while the new shards are built in its staging folder
+/// ([`STAGING`], emptied first), until [`assemble`] moves them in place. A staging folder left
+/// by an interrupted forced rebuild of a folder that holds no corpus is removed.
+pub fn shard_dir(dir: &Path, force: bool) -> Result<PathBuf> {
     if dir.exists() && !dir.is_dir() {
         return Err(Error::invalid(format!(
             "{}: exists and is not a folder (a sharded build writes a corpus folder)",
             dir.display()
         )));
     }
-    let file = corpus_file(dir);
-    if file.exists() {
-        if !force {
-            return Err(Error::invalid(format!(
-                "{}: output exists (replacing it needs the force option)",
-                dir.display()
-            )));
-        }
-        std::fs::remove_file(&file).at(&file)?;
+    let staging = dir.join(STAGING);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).at(&staging)?;
     }
-    std::fs::create_dir_all(dir).at(dir)
+    if !corpus_file(dir).exists() {
+        std::fs::create_dir_all(dir).at(dir)?;
+        return Ok(dir.to_path_buf());
+    }
+    if !force {
+        return Err(Error::invalid(format!(
+            "{}: output exists (replacing it needs the force option)",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir(&staging).at(&staging)?;
+    Ok(staging)
 }
 
 /// Remove the files named like shards (`shard-NNNNN.ptsel`) that `files` does not list: left
@@ -275,7 +305,9 @@ fn in_parallel<T: Send>(
 /// largest shard's when `None`), `class_names` its names (or none), `params` how the corpus was
 /// made. Shards must agree in dim, dtype and metric, and all be labelled or all not. Callers
 /// verify the shards first ([`build_shard`] verifies a kept one; a fresh build is complete).
-/// Files named like shards that `files` does not list (an earlier build's) are removed.
+/// When `dir` has a staging folder ([`shard_dir`]) the shards are read there and, once they
+/// check, moved over the corpus in place. Files named like shards that `files` does not list
+/// (an earlier build's) are removed.
 pub fn assemble(
     dir: &Path,
     files: &[String],
@@ -283,9 +315,11 @@ pub fn assemble(
     classes: Option<usize>,
     params: BTreeMap<String, String>,
 ) -> Result<CorpusMeta> {
+    let staging = dir.join(STAGING);
+    let from = if staging.is_dir() { &staging } else { dir };
     let indexes = files
         .iter()
-        .map(|f| Index::open(dir.join(f)))
+        .map(|f| Index::open(from.join(f)))
         .collect::<Result<Vec<_>>>()?;
     let first = indexes
         .first()
@@ -340,7 +374,17 @@ pub fn assemble(
     for (index, entry) in indexes.iter().zip(&meta.shards) {
         super::check_shard(index, &meta, entry.rows)?;
     }
+    if from == staging {
+        // From here until the corpus file is written, the old one names shards whose
+        // identity no longer matches: opening the folder is an error, never a mix.
+        for f in files {
+            std::fs::rename(staging.join(f), dir.join(f)).at(&dir.join(f))?;
+        }
+    }
     remove_stale_shards(dir, files)?;
     write(dir, &meta)?;
+    if from == staging {
+        std::fs::remove_dir_all(&staging).at(&staging)?;
+    }
     Ok(meta)
 }

@@ -25,7 +25,7 @@
 
 mod build;
 
-pub use build::{assemble, build, build_shard, CorpusReport, ShardOutcome};
+pub use build::{assemble, build, build_shard, shard_dir, CorpusReport, ShardOutcome, STAGING};
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::{DType, Metric};
