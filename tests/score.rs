@@ -294,7 +294,10 @@ fn cpu_scorers<'a>(stored: &'a Stored, dim: usize, metric: Metric) -> Vec<(Strin
             CpuScorer::with_kernels(stored.view(), dim, metric, kernels, tile).with_matrix(None),
         ),
     ];
-    for m in std::iter::once(simd::scalar_matrix_kernel()).chain(simd::available_matrix_kernels()) {
+    for m in simd::scalar_matrix_kernels()
+        .into_iter()
+        .chain(simd::available_matrix_kernels())
+    {
         let s = CpuScorer::from_vectors(stored.view(), dim, metric).unwrap();
         all.push((m.isa.to_string(), s.with_matrix(Some(m))));
     }

@@ -111,11 +111,11 @@ def test_every_kernel_gives_the_float64_top_k(index, corpus):
     truth = np.lexsort((np.broadcast_to(np.arange(v.shape[0]), sims.shape), -sims))[:, :10]
     ran = []
     try:
-        for kernel in ["f32", "bf16", "amx", "auto"]:
+        for kernel in ["f32", "bf16", "amx", "int8", "auto"]:
             try:
                 name = ptsel.set_kernel(kernel)
             except RuntimeError as e:  # this CPU lacks the unit
-                assert kernel in ("bf16", "amx") and "needs" in str(e)
+                assert kernel in ("bf16", "amx", "int8") and "needs" in str(e)
                 continue
             ran.append(name)
             ids, scores = index.search(corpus.queries, k=10, exact=True, device="cpu")

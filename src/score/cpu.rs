@@ -1,8 +1,8 @@
 //! Exact CPU scoring as a blocked matrix product fused with the per-query top-k.
 //!
 //! The products run on the fastest unit the CPU has ([`simd::Kernel`]): AMX tiles or
-//! AVX512-BF16 multiply bf16-rounded rows and queries (`score::simd::bf16`), else the f32
-//! micro-kernel below. Either way the scores only propose rows: each query's
+//! AVX512-BF16 multiply bf16-rounded rows and queries (`score::simd::bf16`), AVX512-VNNI their
+//! int8 codes (`score::simd::int8`), else the f32 micro-kernel below. Either way the scores only propose rows: each query's
 //! [`exact::Collector`] keeps every row that a proven error bound cannot rule out and re-scores
 //! those in f64, so the top-k is that of float64 arithmetic on the stored vectors whichever
 //! kernel ran (`score::exact` states the bound).
@@ -20,7 +20,8 @@
 //! a corpus is scored in one pass with the pruning of one file.
 
 use super::exact::{self, Collector, Rows};
-use super::simd::{bf16, MatrixKernel};
+use super::simd::operand::BLOCK;
+use super::simd::{MatrixKernel, Operand};
 use super::{prepare_queries, simd, Neighbors, Prepared, Scorer};
 use crate::error::{Error, Result};
 use crate::format::Metric;
@@ -40,12 +41,10 @@ const KC: usize = 128;
 const TILE_BYTES: usize = 384 << 10;
 /// Queries scored per pass over the corpus: bounds the per-thread top-k lists.
 const OUTER_BATCH: usize = 4096;
-/// Target bytes of one bf16 corpus tile of the matrix kernels (fits L2 beside a query chunk).
+/// Target bytes of one packed corpus tile of the matrix kernels (fits L2 beside a query chunk).
 const MATRIX_TILE_BYTES: usize = 256 << 10;
 /// Queries per matrix kernel call (its scores, tile rows x this, stay in L2).
 const MATRIX_QUERIES: usize = 128;
-/// Relative rounding of a value to bf16 (8 significant bits), for the error bound.
-const BF16_RHO: f64 = 1.0 / 256.0;
 
 /// An approximate score as the filters read it: one that overflowed f32 (+-inf or NaN, whatever
 /// the exact score is) becomes NaN, which every filter keeps and no threshold is taken from.
@@ -93,7 +92,7 @@ pub struct CpuScorer<'a> {
     tile: &'static simd::TileKernel,
     /// Corpus rows per tile (a multiple of `tile.nr`).
     tile_rows: usize,
-    /// The bf16 matrix kernel, if exact scoring multiplies with one.
+    /// The matrix kernel, if exact scoring multiplies with one.
     matrix: Option<&'static MatrixKernel>,
 }
 
@@ -119,7 +118,7 @@ struct Workspace {
     scores: Vec<f32>,
     row: Vec<f32>,
     /// The tile's rows as the matrix kernel's operand.
-    packed: Vec<u16>,
+    packed: Operand,
     /// Per query of a chunk: the error bound and the score a row must reach.
     deltas: Vec<f32>,
     thresholds: Vec<f32>,
@@ -130,9 +129,9 @@ struct Batch<'q> {
     q: &'q Prepared,
     /// The queries of the pass.
     range: Range<usize>,
-    /// The bf16 query operand of the matrix kernel (empty for the f32 kernels).
-    packed: Vec<u16>,
-    /// Queries in the operand (a multiple of [`bf16::BLOCK`]).
+    /// The query operand of the matrix kernel (empty for the f32 kernels).
+    packed: Operand,
+    /// Queries in the operand (a multiple of [`BLOCK`]).
     padded: usize,
     /// The error bound's view of each query.
     bounds: Vec<exact::Query>,
@@ -342,7 +341,7 @@ impl<'a> CpuScorer<'a> {
     }
 
     /// Offers the rows of `tile` to the collectors of `batch` through the matrix kernel
-    /// `matrix`: the tile's rows are packed to bf16 once, then every chunk of queries is scored
+    /// `matrix`: the tile's rows are packed once, then every chunk of queries is scored
     /// in one kernel call and its scores filtered row by row against each query's threshold.
     fn collect_matrix(
         &self,
@@ -354,11 +353,11 @@ impl<'a> CpuScorer<'a> {
     ) {
         let seg = self.segments[tile.segment];
         let (d, n) = (self.dim, tile.rows.len());
-        let padded = n.div_ceil(bf16::BLOCK) * bf16::BLOCK;
+        let padded = n.div_ceil(BLOCK) * BLOCK;
         let x = seg.vectors.rows(tile.rows.clone(), d);
-        (matrix.pack)(x, d, padded, &mut ws.packed, &mut ws.row_norms2);
+        let rho = (matrix.pack)(x, d, padded, &mut ws.packed, &mut ws.row_norms2);
         let m = exact::max_norm(&ws.row_norms2, d);
-        let kb = bf16::kblocks(d);
+        let kb = matrix.kblocks(d);
         let first = (seg.first + tile.rows.start) as u32;
         let count = batch.range.len();
         for c0 in (0..batch.padded).step_by(MATRIX_QUERIES) {
@@ -367,13 +366,13 @@ impl<'a> CpuScorer<'a> {
             if live == 0 {
                 break;
             }
-            let b = &batch.packed[bf16::operand_len(c0, kb)..bf16::operand_len(c0 + qc, kb)];
+            let b = batch.packed.view(c0..c0 + qc, kb);
             ws.scores.resize(padded * qc, 0.0);
-            (matrix.run)(kb, &ws.packed, b, &mut ws.scores);
+            (matrix.run)(kb, ws.packed.all(), b, &mut ws.scores);
             ws.deltas.clear();
             ws.thresholds.clear();
             for (j, list) in lists[c0..c0 + live].iter().enumerate() {
-                let delta = batch.bounds[c0 + j].delta(self.metric, BF16_RHO, m);
+                let delta = batch.bounds[c0 + j].delta(self.metric, rho, m);
                 ws.deltas.push(delta);
                 ws.thresholds.push(list.threshold() - delta);
             }
@@ -456,16 +455,20 @@ impl<'a> CpuScorer<'a> {
         raw: &[f32],
         q: &'q Prepared,
         range: Range<usize>,
-        matrix: bool,
+        matrix: Option<&MatrixKernel>,
     ) -> Batch<'q> {
         let d = self.dim;
         let prepared = &q.data[range.start * d..range.end * d];
-        let (mut packed, mut padded, mut seen) = (Vec::new(), 0, Vec::new());
-        if matrix {
-            padded = range.len().div_ceil(bf16::BLOCK) * bf16::BLOCK;
-            seen = bf16::pack_queries(prepared, d, padded, &mut packed);
+        let (mut packed, mut padded, mut seen) = (Operand::default(), 0, Vec::new());
+        if let Some(m) = matrix {
+            padded = range.len().div_ceil(BLOCK) * BLOCK;
+            seen = (m.pack_queries)(prepared, d, padded, &mut packed);
         }
-        let kernel = if matrix { &seen[..] } else { prepared };
+        let kernel = if matrix.is_some() {
+            &seen[..]
+        } else {
+            prepared
+        };
         let bounds = range
             .clone()
             .into_par_iter()
@@ -566,8 +569,10 @@ impl Scorer for CpuScorer<'_> {
         // Few queries are memory-bound: the f32 kernels read the rows once, unpacked.
         let matrix = self.matrix.filter(|_| q.count >= DIRECT_MAX_QUERIES);
         let step = match matrix {
-            Some(_) => {
-                (MATRIX_TILE_BYTES / (2 * self.dim) / bf16::BLOCK).clamp(1, 16) * bf16::BLOCK
+            // A k-block of a row is 64 bytes whatever the format.
+            Some(m) => {
+                let row_bytes = m.kblocks(self.dim) * 64;
+                (MATRIX_TILE_BYTES / row_bytes / BLOCK).clamp(1, 16) * BLOCK
             }
             None => self.tile_rows,
         };
@@ -603,7 +608,7 @@ impl Scorer for CpuScorer<'_> {
             let parts: Vec<Vec<Vec<exact::Exact>>> = ranges
                 .into_par_iter()
                 .map(|range| {
-                    let batch = self.batch(queries, &q, range, matrix.is_some());
+                    let batch = self.batch(queries, &q, range, matrix);
                     let (mut ws, mut lists) = (
                         Workspace::default(),
                         vec![Collector::new(k); batch.range.len()],
@@ -622,7 +627,7 @@ impl Scorer for CpuScorer<'_> {
                     queries,
                     &q,
                     start..(start + OUTER_BATCH).min(q.count),
-                    matrix.is_some(),
+                    matrix,
                 );
                 let n = batch.range.len();
                 let lists = tiles

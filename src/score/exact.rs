@@ -1,19 +1,21 @@
 //! Exact top-k from approximate scores with a proven error bound: every CPU kernel (f32 sums,
-//! bf16 products on AVX512-BF16 or AMX tiles) proposes rows, and the final ranking is the one of
-//! float64 arithmetic on the stored vectors, whichever kernel ran.
+//! bf16 products on AVX512-BF16 or AMX tiles, int8 codes on AVX512-VNNI) proposes rows, and the
+//! final ranking is the one of float64 arithmetic on the stored vectors, whichever kernel ran.
 //!
 //! The bound. Let `q*` be the exact query in f64 (the raw query; for cos, divided by its f64
-//! norm) and `qk` the query the kernel multiplies (the prepared f32 query, or its bf16
-//! rounding). For a stored row `x` with `|x| <= M` (the largest row norm of the tile scored) the
+//! norm) and `qk` the query the kernel multiplies (the prepared f32 query, its bf16 rounding,
+//! or its int8 codes times their scale). For a stored row `x` with `|x| <= M` (the largest row norm of the tile scored) the
 //! kernel's f32 inner product `a` satisfies
 //!
 //! `|a - q*.x| <= D = e M + |qk| rho M + g |qk| M (1 + rho) + t`
 //!
 //! where `e = |q* - qk|` (computed exactly per query), `rho` bounds the relative rounding of the
 //! row to the kernel's format (0 for f32 kernels, which read f16/f32 rows exactly; 2^-8 for
-//! bf16, whose significand has 8 bits), `g = (d + 8) 2^-22` covers the f32 accumulation of `d`
-//! products (`d 2^-24 sum|qk_i x_i|`, Cauchy-Schwarz, with a factor of 4 to spare for fused and
-//! pairwise adds and the rounding of `a +- delta` below), and `t = d 2^-120 (1 + M + |qk|)`
+//! bf16, whose significand has 8 bits; for int8 the largest exact error norm `|x - s c|` of the
+//! tile's rows over `M`, so that `rho M` bounds every row's), `g = (d + 8) 2^-22` covers the f32
+//! accumulation of `d` products (`d 2^-24 sum|qk_i x_i|`, Cauchy-Schwarz, with a factor of 4 to
+//! spare for fused and pairwise adds and the rounding of `a +- delta` below; int8's exact
+//! integer sum and its three roundings by the scales are within it), and `t = d 2^-120 (1 + M + |qk|)`
 //! covers the flushing of subnormal bf16 inputs and outputs by the matrix units. For l2 the
 //! kernel's similarity is `2a - |x|^2 - |qp|^2` from f32 norms (`qp` the prepared f32 query), so
 //! `delta = 2D + 2g (|qp| + M)^2 + ep (2|qp| + ep)` with `ep = |q* - qp|`; for cos and ip
@@ -364,16 +366,15 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::score::simd::{self, bf16};
+    use crate::score::simd::{self, Operand};
     use crate::synth;
 
     /// The kernels' approximations stay within `delta` of the exact f64 similarity: f32 sums of
-    /// the prepared query (the few-query and f32 paths) and bf16 products (the matrix kernels),
-    /// for queries and rows of very different scales, every metric.
+    /// the prepared query (the few-query and f32 paths) and the products of every matrix format
+    /// (bf16, int8), for queries and rows of very different scales, every metric.
     #[test]
     fn approximations_stay_within_the_bound() {
         let (rows, dim, nq) = (64, 200, 32);
-        let m = simd::scalar_matrix_kernel();
         for (seed, scale) in [(1u64, 1e-3f32), (2, 1.0), (3, 250.0)] {
             let x: Vec<f32> = synth::gaussian_matrix(rows, dim, seed)
                 .iter()
@@ -383,58 +384,48 @@ mod tests {
                 .iter()
                 .map(|v| v * scale)
                 .collect();
-            let (mut a, mut b, mut norms2) = (Vec::new(), Vec::new(), Vec::new());
-            (m.pack)(Vectors::F32(&x), dim, rows, &mut a, &mut norms2);
-            let seen = bf16::pack_queries(&raw, dim, nq, &mut b);
-            let mut c = vec![0.0; rows * nq];
-            (m.run)(bf16::kblocks(dim), &a, &b, &mut c);
-            let bound_m = max_norm(&norms2, dim);
             for metric in [Metric::Ip, Metric::L2, Metric::Cos] {
-                for (j, q) in raw.chunks_exact(dim).enumerate() {
-                    // Cos: the kernels see the normalised query (bf16-rounded for the matrix).
-                    let prepared: Vec<f32> = if metric == Metric::Cos {
+                // Cos: the kernels see the normalised query.
+                let prepared: Vec<f32> = raw
+                    .chunks_exact(dim)
+                    .flat_map(|q| {
                         let n = q.iter().map(|v| v * v).sum::<f32>().sqrt();
-                        q.iter().map(|v| v / n).collect()
-                    } else {
-                        q.to_vec()
-                    };
-                    let kernel: Vec<f32> = if metric == Metric::Cos {
-                        prepared
-                            .iter()
-                            .map(|&v| half::bf16::from_f32(v).to_f32())
-                            .collect()
-                    } else {
-                        seen[j * dim..(j + 1) * dim].to_vec()
-                    };
-                    let f32_bound = Query::new(metric, q, &prepared, &prepared);
-                    let bf16_bound = Query::new(metric, q, &prepared, &kernel);
-                    let qn: f32 = prepared.iter().map(|v| v * v).sum();
-                    for (r, row) in x.chunks_exact(dim).enumerate() {
-                        let exact = f32_bound.similarity(metric, Vectors::F32(row));
-                        let dot: f32 = row.iter().zip(&prepared).map(|(a, b)| a * b).sum();
-                        let bdot: f32 = if metric == Metric::Cos {
-                            row.iter()
-                                .zip(&kernel)
-                                .map(|(a, b)| half::bf16::from_f32(*a).to_f32() * b)
-                                .sum()
-                        } else {
-                            c[r * nq + j]
-                        };
-                        let l2 = |d: f32| 2.0 * d - norms2[r] - qn;
-                        let (fa, ba) = match metric {
-                            Metric::L2 => (l2(dot), l2(bdot)),
-                            _ => (dot, bdot),
-                        };
-                        for (what, a, bound, rho) in [
-                            ("f32", fa, &f32_bound, 0.0),
-                            ("bf16", ba, &bf16_bound, 1.0 / 256.0),
-                        ] {
-                            let delta = f64::from(bound.delta(metric, rho, bound_m));
-                            let err = (f64::from(a) - exact).abs();
-                            assert!(
-                                err <= delta,
-                                "{what} {metric:?} scale {scale}: |{a} - {exact}| = {err} > {delta}"
-                            );
+                        q.iter()
+                            .map(move |v| if metric == Metric::Cos { v / n } else { *v })
+                    })
+                    .collect();
+                for m in simd::scalar_matrix_kernels() {
+                    let (mut a, mut b, mut norms2) =
+                        (Operand::default(), Operand::default(), Vec::new());
+                    let rho = (m.pack)(Vectors::F32(&x), dim, rows, &mut a, &mut norms2);
+                    let seen = (m.pack_queries)(&prepared, dim, nq, &mut b);
+                    let mut c = vec![0.0; rows * nq];
+                    (m.run)(m.kblocks(dim), a.all(), b.all(), &mut c);
+                    let bound_m = max_norm(&norms2, dim);
+                    for (j, q) in raw.chunks_exact(dim).enumerate() {
+                        let p = &prepared[j * dim..(j + 1) * dim];
+                        let f32_bound = Query::new(metric, q, p, p);
+                        let m_bound = Query::new(metric, q, p, &seen[j * dim..(j + 1) * dim]);
+                        let qn: f32 = p.iter().map(|v| v * v).sum();
+                        for (r, row) in x.chunks_exact(dim).enumerate() {
+                            let exact = f32_bound.similarity(metric, Vectors::F32(row));
+                            let dot: f32 = row.iter().zip(p).map(|(a, b)| a * b).sum();
+                            let mdot = c[r * nq + j];
+                            let l2 = |d: f32| 2.0 * d - norms2[r] - qn;
+                            let (fa, ma) = match metric {
+                                Metric::L2 => (l2(dot), l2(mdot)),
+                                _ => (dot, mdot),
+                            };
+                            for (what, a, bound, rho) in
+                                [("f32", fa, &f32_bound, 0.0), (m.isa, ma, &m_bound, rho)]
+                            {
+                                let delta = f64::from(bound.delta(metric, rho, bound_m));
+                                let err = (f64::from(a) - exact).abs();
+                                assert!(
+                                    err <= delta,
+                                    "{what} {metric:?} scale {scale}: |{a} - {exact}| = {err} > {delta}"
+                                );
+                            }
                         }
                     }
                 }

@@ -1,8 +1,7 @@
-//! The bf16 layouts of the matrix kernels ([`super::MatrixKernel`]) and their portable
-//! reference.
+//! The bf16 format of the matrix kernels ([`super::MatrixKernel`]) and its portable reference.
 //!
 //! Both operands come in blocks of 16 vectors and k-blocks of [`KBLOCK`] dimensions (the last
-//! zero-padded), each block 1 KiB: 16 rows of 64 bytes, the shape of an AMX tile.
+//! zero-padded), each block 1 KiB ([`super::operand`]).
 //! - Corpus rows (the tile's `A`): block `(g, kb)` holds rows `16 g ..` as 16 rows of 32 values
 //!   (dimensions `32 kb ..`), row-major.
 //! - Queries (the tile's `B`): block `(b, kb)` holds queries `16 b ..` as 16 pairs of
@@ -10,28 +9,19 @@
 //!   layout the dot-product instructions read).
 //!
 //! A kernel computes `c[r * queries + q]` = the f32 sum of the products of row `r` and query
-//! `q`, for all rows and queries of the operands (each a multiple of [`BLOCK`] vectors).
+//! `q`, for all rows and queries of the operands (each a multiple of [`super::operand::BLOCK`]
+//! vectors).
 
+use super::operand::{check, start_pack, Operand, OperandRef, BLOCK_WORDS};
 use crate::store::Vectors;
 use half::bf16;
 use half::slice::HalfFloatSliceExt;
 
 /// Dimensions per k-block.
 pub const KBLOCK: usize = 32;
-/// Vectors (rows or queries) per operand block pair: kernels step over two blocks of 16.
-pub const BLOCK: usize = 32;
-/// Values of one block of 16 vectors over one k-block.
-const BLOCK_VALUES: usize = 16 * KBLOCK;
-
-/// Number of k-blocks for vectors of `dim` values.
-pub fn kblocks(dim: usize) -> usize {
-    dim.div_ceil(KBLOCK)
-}
-
-/// Values of an operand of `n` vectors (a multiple of 16) over `kb` k-blocks.
-pub fn operand_len(n: usize, kb: usize) -> usize {
-    n / 16 * kb * BLOCK_VALUES
-}
+/// Relative rounding of a value to bf16 (8 significant bits): the rows' `rho` of the error
+/// bound (`score::exact`).
+pub const RHO: f64 = 1.0 / 256.0;
 
 /// `x` rounded to bf16 (to nearest, ties to even), as bits.
 pub fn round(x: f32) -> u16 {
@@ -39,21 +29,18 @@ pub fn round(x: f32) -> u16 {
 }
 
 /// Packs rows `x` (`[n, dim]`) as the corpus operand of `padded` rows (a multiple of
-/// [`BLOCK`], at least `n`) into `out`, and their f32 sums of squares into `norms2` (the
-/// portable [`super::MatrixKernel::pack`]).
+/// [`super::operand::BLOCK`], at least `n`) into `out`, and their f32 sums of squares into
+/// `norms2`; returns [`RHO`] (the portable [`super::MatrixKernel::pack`]).
 pub fn pack_rows(
     x: Vectors<'_>,
     dim: usize,
     padded: usize,
-    out: &mut Vec<u16>,
+    out: &mut Operand,
     norms2: &mut Vec<f32>,
-) {
-    let kb = kblocks(dim);
-    out.clear();
-    out.resize(operand_len(padded, kb), 0);
-    norms2.clear();
+) -> f64 {
+    let (n, kb) = start_pack(x, (dim, KBLOCK), padded, false, out, norms2);
     let mut wide = vec![0.0f32; dim];
-    for i in 0..x.len() / dim.max(1) {
+    for i in 0..n {
         let row: &[f32] = match x {
             Vectors::F16(v) => {
                 v[i * dim..(i + 1) * dim].convert_to_f32_slice(&mut wide);
@@ -64,22 +51,22 @@ pub fn pack_rows(
         norms2.push(row.iter().map(|v| v * v).sum());
         let (g, r) = (i / 16, i % 16);
         for (k, chunk) in row.chunks(KBLOCK).enumerate() {
-            let at = (g * kb + k) * BLOCK_VALUES + r * KBLOCK;
-            out[at..at + chunk.len()]
+            let at = (g * kb + k) * BLOCK_WORDS + r * KBLOCK;
+            out.codes[at..at + chunk.len()]
                 .iter_mut()
                 .zip(chunk)
                 .for_each(|(o, &v)| *o = round(v));
         }
     }
+    RHO
 }
 
 /// Packs queries `q` (`[n, dim]` f32) as the query operand of `padded` queries (a multiple of
-/// [`BLOCK`], at least `n`) into `out`, and returns them as the kernel reads them (`[n, dim]`,
-/// widened back to f32) for the error bound.
-pub fn pack_queries(q: &[f32], dim: usize, padded: usize, out: &mut Vec<u16>) -> Vec<f32> {
-    let kb = kblocks(dim);
-    out.clear();
-    out.resize(operand_len(padded, kb), 0);
+/// [`super::operand::BLOCK`], at least `n`) into `out`, and returns them as the kernel reads
+/// them (`[n, dim]`, widened back to f32) for the error bound.
+pub fn pack_queries(q: &[f32], dim: usize, padded: usize, out: &mut Operand) -> Vec<f32> {
+    let kb = dim.div_ceil(KBLOCK);
+    out.reset(padded, kb, false);
     let mut seen = Vec::with_capacity(q.len());
     for (n, query) in q.chunks_exact(dim).enumerate() {
         let (b, j) = (n / 16, n % 16);
@@ -87,38 +74,24 @@ pub fn pack_queries(q: &[f32], dim: usize, padded: usize, out: &mut Vec<u16>) ->
             let h = round(v);
             seen.push(bf16::from_bits(h).to_f32());
             let (pair, e) = (i / 2, i % 2);
-            out[b * kb * BLOCK_VALUES + pair * KBLOCK + 2 * j + e] = h;
+            out.codes[b * kb * BLOCK_WORDS + pair * KBLOCK + 2 * j + e] = h;
         }
     }
     seen
 }
 
-/// Checks the operands of a kernel call and returns `(rows, queries)`.
-pub fn check(kb: usize, a: &[u16], b: &[u16], c: &[f32]) -> (usize, usize) {
-    let pair = 2 * kb * BLOCK_VALUES;
-    assert!(
-        kb > 0 && a.len().is_multiple_of(pair) && b.len().is_multiple_of(pair),
-        "matrix kernel: operands are not whole pairs of blocks"
-    );
-    let (rows, queries) = (
-        a.len() / kb / BLOCK_VALUES * 16,
-        b.len() / kb / BLOCK_VALUES * 16,
-    );
-    assert_eq!(c.len(), rows * queries, "matrix kernel: result size");
-    (rows, queries)
-}
-
 /// The portable kernel (the reference the SIMD ones are tested against): the products of bf16
 /// values summed in f32, pair by pair.
-pub fn matrix(kb: usize, a: &[u16], b: &[u16], c: &mut [f32]) {
-    let (rows, queries) = check(kb, a, b, c);
+pub fn matrix(kb: usize, a: OperandRef<'_>, b: OperandRef<'_>, c: &mut [f32]) {
+    let (rows, queries) = check(kb, a, b, c, false);
+    let (a, b) = (a.codes, b.codes);
     let v = |h: u16| bf16::from_bits(h).to_f32();
     for r in 0..rows {
         for q in 0..queries {
             let mut s = 0.0f32;
             for k in 0..kb {
-                let ra = &a[((r / 16) * kb + k) * BLOCK_VALUES + (r % 16) * KBLOCK..][..KBLOCK];
-                let qb = &b[((q / 16) * kb + k) * BLOCK_VALUES..][..BLOCK_VALUES];
+                let ra = &a[((r / 16) * kb + k) * BLOCK_WORDS + (r % 16) * KBLOCK..][..KBLOCK];
+                let qb = &b[((q / 16) * kb + k) * BLOCK_WORDS..][..BLOCK_WORDS];
                 for p in 0..KBLOCK / 2 {
                     let at = p * KBLOCK + 2 * (q % 16);
                     s += v(ra[2 * p]) * v(qb[at]) + v(ra[2 * p + 1]) * v(qb[at + 1]);

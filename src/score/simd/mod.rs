@@ -4,6 +4,7 @@
 
 use crate::store::Vectors;
 use half::f16;
+pub use operand::{Operand, OperandRef};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
@@ -202,33 +203,52 @@ pub fn scalar_tile_kernel() -> TileKernel {
     }
 }
 
-/// A matrix kernel: scores blocks of corpus rows against blocks of queries with bf16 products
-/// summed in f32 (operands packed by [`bf16::pack_rows`] and [`bf16::pack_queries`]). Exact
-/// scoring proposes rows with it and re-scores them exactly (`score::exact`).
+/// A matrix kernel: scores blocks of corpus rows against blocks of queries in a narrow format
+/// ([`bf16`] products summed in f32, or [`int8`] codes summed exactly), operands packed by its
+/// `pack` and `pack_queries`. Exact scoring proposes rows with it and re-scores them exactly
+/// (`score::exact`).
 #[derive(Clone, Copy)]
 pub struct MatrixKernel {
-    /// Name of the unit (`amx-bf16`, `avx512-bf16` or `scalar-bf16`).
+    /// Name of the unit (`amx-bf16`, `avx512-bf16`, `avx512-vnni-int8`, `scalar-bf16`, ...).
     pub isa: &'static str,
+    /// The format (`bf16` or `int8`): kernels of a format share its packing and reference.
+    pub format: &'static str,
+    /// Dimensions per k-block of the format.
+    pub kblock: usize,
     /// `run(kblocks, rows, queries, scores)`: `scores[r * queries + q]` for every packed row
     /// `r` and query `q`.
     pub run: MatrixFn,
     /// `pack(rows, dim, padded, operand, norms2)`: rows `[n, dim]` as the corpus operand of
-    /// `padded` rows ([`bf16::pack_rows`]), and their f32 sums of squares.
+    /// `padded` rows, and their f32 sums of squares; returns the rows' `rho` of the error bound
+    /// (the format's rounding of a row, relative to the largest row norm).
     pub pack: PackFn,
+    /// `pack_queries(queries, dim, padded, operand)`: queries `[n, dim]` as the query operand
+    /// of `padded` queries; returns them as the kernel reads them, in f32, for the bound.
+    pub pack_queries: QueryPackFn,
+}
+
+impl MatrixKernel {
+    /// Number of k-blocks for vectors of `dim` values.
+    pub fn kblocks(&self, dim: usize) -> usize {
+        dim.div_ceil(self.kblock)
+    }
 }
 
 /// Signature of a matrix kernel's packing of corpus rows.
-pub type PackFn = fn(Vectors<'_>, usize, usize, &mut Vec<u16>, &mut Vec<f32>);
+pub type PackFn = fn(Vectors<'_>, usize, usize, &mut Operand, &mut Vec<f32>) -> f64;
+
+/// Signature of a matrix kernel's packing of queries.
+pub type QueryPackFn = fn(&[f32], usize, usize, &mut Operand) -> Vec<f32>;
 
 /// Signature of a matrix kernel: `(kblocks, rows, queries, scores)`.
-pub type MatrixFn = fn(usize, &[u16], &[u16], &mut [f32]);
+pub type MatrixFn = fn(usize, OperandRef<'_>, OperandRef<'_>, &mut [f32]);
 
 /// Which kernel exact scoring multiplies with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Kernel {
-    /// AMX tiles where the CPU has them, else AVX512-BF16 where it outruns f32 FMA (AMD
-    /// Zen 4 and later; Intel's cores run it at half the FMA rate), else f32.
+    /// AMX tiles where the CPU has them, else int8 codes where it has AVX512-VNNI, else f32
+    /// (docs/PERFORMANCE.md measures each).
     #[default]
     Auto,
     /// f32 products on the SIMD units (every CPU).
@@ -237,13 +257,21 @@ pub enum Kernel {
     Bf16,
     /// bf16 products on AMX tiles.
     Amx,
+    /// int8 codes with AVX512-VNNI (`vpdpbusd`), each vector with its own scale.
+    Int8,
 }
 
-parse_by_name!(Kernel, "kernel", { "auto" => Kernel::Auto, "f32" => Kernel::F32, "bf16" => Kernel::Bf16, "amx" => Kernel::Amx });
+parse_by_name!(Kernel, "kernel", { "auto" => Kernel::Auto, "f32" => Kernel::F32, "bf16" => Kernel::Bf16, "amx" => Kernel::Amx, "int8" => Kernel::Int8 });
 
 /// The process-wide kernel choice (a [`Kernel`] as its index).
 static CHOICE: AtomicU8 = AtomicU8::new(0);
-const CHOICES: [Kernel; 4] = [Kernel::Auto, Kernel::F32, Kernel::Bf16, Kernel::Amx];
+const CHOICES: [Kernel; 5] = [
+    Kernel::Auto,
+    Kernel::F32,
+    Kernel::Bf16,
+    Kernel::Amx,
+    Kernel::Int8,
+];
 
 impl Kernel {
     /// The matrix kernel this choice means on this CPU (`None`: the f32 kernels), or an error
@@ -253,13 +281,16 @@ impl Kernel {
             |what: &str| crate::Error::Unavailable(format!("{what} (this CPU: {})", cpu_units()));
         match self {
             Kernel::F32 => Ok(None),
-            Kernel::Auto => Ok(amx().or_else(fast_dpbf16)),
+            Kernel::Auto => Ok(amx().or_else(vnni_int8)),
             Kernel::Bf16 => dpbf16()
                 .map(Some)
                 .ok_or_else(|| unavailable("the bf16 kernel needs AVX512-BF16")),
             Kernel::Amx => amx()
                 .map(Some)
                 .ok_or_else(|| unavailable("the amx kernel needs AMX-BF16 tiles")),
+            Kernel::Int8 => vnni_int8()
+                .map(Some)
+                .ok_or_else(|| unavailable("the int8 kernel needs AVX512-VNNI")),
         }
     }
 
@@ -291,14 +322,35 @@ pub fn kernel_name() -> String {
     }
 }
 
-/// The portable matrix kernel (the reference the others are tested against).
-pub fn scalar_matrix_kernel() -> &'static MatrixKernel {
-    static K: MatrixKernel = MatrixKernel {
+/// The portable matrix kernels, one per format (the references the others are tested against).
+pub fn scalar_matrix_kernels() -> [&'static MatrixKernel; 2] {
+    static BF16: MatrixKernel = MatrixKernel {
         isa: "scalar-bf16",
+        format: "bf16",
+        kblock: bf16::KBLOCK,
         run: bf16::matrix,
         pack: bf16::pack_rows,
+        pack_queries: bf16::pack_queries,
     };
-    &K
+    static INT8: MatrixKernel = MatrixKernel {
+        isa: "scalar-int8",
+        format: "int8",
+        kblock: int8::KBLOCK,
+        run: int8::matrix,
+        pack: int8::pack_rows,
+        pack_queries: int8::pack_queries,
+    };
+    [&BF16, &INT8]
+}
+
+/// The portable kernel of `format` (`bf16` or `int8`).
+pub fn scalar_matrix_kernel(format: &str) -> &'static MatrixKernel {
+    let [bf16, int8] = scalar_matrix_kernels();
+    if format == int8.format {
+        int8
+    } else {
+        bf16
+    }
 }
 
 /// The AMX kernel, when the CPU and OS allow tiles.
@@ -307,8 +359,11 @@ fn amx() -> Option<&'static MatrixKernel> {
     {
         static K: MatrixKernel = MatrixKernel {
             isa: "amx-bf16",
+            format: "bf16",
+            kblock: bf16::KBLOCK,
             run: x86::matrix_amx,
             pack: x86::pack_rows_bf16,
+            pack_queries: bf16::pack_queries,
         };
         x86::has_amx().then_some(&K)
     }
@@ -322,8 +377,11 @@ fn dpbf16() -> Option<&'static MatrixKernel> {
     {
         static K: MatrixKernel = MatrixKernel {
             isa: "avx512-bf16",
+            format: "bf16",
+            kblock: bf16::KBLOCK,
             run: x86::matrix_dpbf16,
             pack: x86::pack_rows_bf16,
+            pack_queries: bf16::pack_queries,
         };
         x86::has_dpbf16().then_some(&K)
     }
@@ -331,11 +389,19 @@ fn dpbf16() -> Option<&'static MatrixKernel> {
     None
 }
 
-/// The AVX512-BF16 kernel where it is faster than the f32 one.
-fn fast_dpbf16() -> Option<&'static MatrixKernel> {
+/// The AVX512-VNNI int8 kernel, when the CPU has it.
+fn vnni_int8() -> Option<&'static MatrixKernel> {
     #[cfg(target_arch = "x86_64")]
     {
-        dpbf16().filter(|_| x86::dpbf16_outruns_fma())
+        static K: MatrixKernel = MatrixKernel {
+            isa: "avx512-vnni-int8",
+            format: "int8",
+            kblock: int8::KBLOCK,
+            run: x86::matrix_vnni,
+            pack: x86::pack_rows_int8,
+            pack_queries: int8::pack_queries,
+        };
+        x86::has_vnni().then_some(&K)
     }
     #[cfg(not(target_arch = "x86_64"))]
     None
@@ -343,7 +409,10 @@ fn fast_dpbf16() -> Option<&'static MatrixKernel> {
 
 /// The matrix kernels this CPU can run, best first (tests check each against the scalar one).
 pub fn available_matrix_kernels() -> Vec<&'static MatrixKernel> {
-    [amx(), dpbf16()].into_iter().flatten().collect()
+    [amx(), dpbf16(), vnni_int8()]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// The scoring units this CPU has, for messages and reports (e.g. `avx512f, avx512-bf16, amx`).
@@ -354,6 +423,8 @@ pub fn cpu_units() -> String {
 }
 
 pub mod bf16;
+pub mod int8;
+pub mod operand;
 mod scalar;
 
 #[cfg(target_arch = "x86_64")]
@@ -425,33 +496,60 @@ mod tests {
         }
 
         #[test]
-        fn matrix_kernels_match_scalar(rows in 1usize..70, queries in 1usize..70, dim in 1usize..100, seed in 0u64..1000) {
+        fn matrix_kernels_match_scalar(rows in 1usize..70, queries in 1usize..70, dim in 1usize..150, seed in 0u64..1000) {
             let x: Vec<f32> = crate::synth::gaussian_matrix(rows, dim, seed);
             let h: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
             let q: Vec<f32> = crate::synth::gaussian_matrix(queries, dim, seed + 1);
-            let (rp, qp) = (rows.div_ceil(bf16::BLOCK) * bf16::BLOCK, queries.div_ceil(bf16::BLOCK) * bf16::BLOCK);
-            let kb = bf16::kblocks(dim);
-            let s = scalar_matrix_kernel();
-            let mut b = Vec::new();
-            bf16::pack_queries(&q, dim, qp, &mut b);
-            for v in [Vectors::F16(&h), Vectors::F32(&x)] {
-                let (mut a, mut n2) = (Vec::new(), Vec::new());
-                (s.pack)(v, dim, rp, &mut a, &mut n2);
-                let mut want = vec![0.0; rp * qp];
-                (s.run)(kb, &a, &b, &mut want);
-                for k in available_matrix_kernels() {
-                    let (mut ka, mut kn2) = (Vec::new(), Vec::new());
-                    (k.pack)(v, dim, rp, &mut ka, &mut kn2);
-                    prop_assert_eq!(&ka, &a, "{} packs differently", k.isa);
+            let (rp, qp) = (rows.div_ceil(operand::BLOCK) * operand::BLOCK, queries.div_ceil(operand::BLOCK) * operand::BLOCK);
+            for k in available_matrix_kernels() {
+                let s = scalar_matrix_kernel(k.format);
+                let kb = s.kblocks(dim);
+                let mut b = Operand::default();
+                (s.pack_queries)(&q, dim, qp, &mut b);
+                for v in [Vectors::F16(&h), Vectors::F32(&x)] {
+                    let (mut a, mut n2) = (Operand::default(), Vec::new());
+                    let rho = (s.pack)(v, dim, rp, &mut a, &mut n2);
+                    let mut want = vec![0.0; rp * qp];
+                    (s.run)(kb, a.all(), b.all(), &mut want);
+                    let (mut ka, mut kn2) = (Operand::default(), Vec::new());
+                    let krho = (k.pack)(v, dim, rp, &mut ka, &mut kn2);
+                    prop_assert_eq!(&ka.codes, &a.codes, "{} packs differently", k.isa);
+                    prop_assert_eq!(&ka.scales, &a.scales, "{} scales differently", k.isa);
+                    prop_assert_eq!(&ka.sums, &a.sums, "{} sums differently", k.isa);
+                    prop_assert!((krho - rho).abs() <= 1e-6 * rho, "{}: rho {krho} vs {rho}", k.isa);
                     for (g, w) in kn2.iter().zip(&n2) {
                         prop_assert!((g - w).abs() <= 1e-5 * w.max(1.0), "{}: norm {g} vs {w}", k.isa);
                     }
                     let mut got = vec![f32::NAN; rp * qp];
-                    (k.run)(kb, &ka, &b, &mut got);
+                    (k.run)(kb, ka.all(), b.all(), &mut got);
                     for (g, w) in got.iter().zip(&want) {
                         prop_assert!((g - w).abs() <= 1e-4 * (1.0 + dim as f32), "{}: {g} vs {w}", k.isa);
                     }
                 }
+            }
+        }
+
+        #[test]
+        fn int8_codes_recover_the_vectors_within_their_scale(dim in 1usize..200, seed in 0u64..1000, scale in -30i32..30) {
+            let mut x = crate::synth::gaussian_matrix(2, dim, seed);
+            x.iter_mut().for_each(|v| *v *= 2f32.powi(scale));
+            let s = scalar_matrix_kernel("int8");
+            let (mut a, mut n2) = (Operand::default(), Vec::new());
+            let rho = (s.pack)(Vectors::F32(&x), dim, operand::BLOCK, &mut a, &mut n2);
+            let mut b = Operand::default();
+            let seen = (s.pack_queries)(&x, dim, operand::BLOCK, &mut b);
+            let m = (f64::from(n2[0].max(n2[1]))).sqrt();
+            for (r, row) in x.chunks_exact(dim).enumerate() {
+                let sc = f64::from(a.scales[r]);
+                let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                prop_assert!(sc * 127.0 >= f64::from(max) * (1.0 - 1e-6) && sc * 127.0 <= f64::from(max) * 1.0001);
+                // Each value is within half a step; the row's error within rho M.
+                let err2: f64 = row.iter().zip(&seen[r * dim..]).map(|(&v, &k)| {
+                    let e = f64::from(v) - f64::from(k);
+                    assert!(e.abs() <= sc / 2.0 * (1.0 + 1e-6), "{v} coded as {k}");
+                    e * e
+                }).sum();
+                prop_assert!(err2.sqrt() <= rho * m * (1.0 + 1e-9) + 1e-300);
             }
         }
 

@@ -2,29 +2,17 @@
 //! (`tdpbf16ps`, 16 x 16 x 32 products an instruction) and AVX512-BF16 (`vdpbf16ps`, 16 x 2).
 //! Operand layouts are those of [`super::super::bf16`].
 
-use super::super::bf16::{check, kblocks, operand_len, KBLOCK};
+use super::super::bf16::{KBLOCK, RHO};
+use super::super::operand::{check, start_pack, Operand, OperandRef, BLOCK_WORDS};
 use crate::store::Vectors;
 use half::f16;
 use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-/// Values of one block of 16 vectors over one k-block (one tile: 16 rows of 64 bytes).
-const BLOCK_VALUES: usize = 16 * KBLOCK;
-
 /// Whether the CPU has AVX512-BF16 (and the AVX-512 it extends).
 pub fn has_dpbf16() -> bool {
     is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512f")
-}
-
-/// Whether `vdpbf16ps` runs at twice the f32 FMA rate, so that the AVX512-BF16 kernel beats
-/// the f32 one: true of AMD's AVX512-BF16 cores (Zen 4 and later), whose 512-bit instructions
-/// issue as two 256-bit halves on the same pipes as FMA; Intel's cores without AMX run it at
-/// half the FMA rate (both measured by `examples/unit_peaks.rs`).
-pub fn dpbf16_outruns_fma() -> bool {
-    let vendor = __cpuid(0);
-    let amd = [vendor.ebx, vendor.edx, vendor.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163];
-    amd && has_dpbf16()
 }
 
 /// Whether AMX-BF16 tiles are usable: the CPU has them, the OS saves their state, and (Linux)
@@ -98,11 +86,12 @@ const CONFIG: TileConfig = {
 
 /// The AMX kernel: every 32 rows x 32 queries in four accumulator tiles (tmm0-3) fed by two row
 /// tiles (tmm4-5) and two query tiles (tmm6-7) per k-block.
-pub fn matrix_amx(kb: usize, a: &[u16], b: &[u16], c: &mut [f32]) {
+pub fn matrix_amx(kb: usize, a: OperandRef<'_>, b: OperandRef<'_>, c: &mut [f32]) {
     assert!(has_amx(), "matrix_amx: AMX is not usable");
-    let (rows, queries) = check(kb, a, b, c);
+    let (rows, queries) = check(kb, a, b, c, false);
+    let (a, b) = (a.codes, b.codes);
     let ldc = queries * 4;
-    let step = kb * BLOCK_VALUES;
+    let step = kb * BLOCK_WORDS;
     // SAFETY: has_amx() proved the CPU and OS support AMX and the permission was granted.
     // check() proved a holds rows / 16 groups and b queries / 16 blocks of kb tiles each, and c
     // rows x queries values: every tile load reads 16 rows of 64 bytes at stride 64 inside a
@@ -162,21 +151,22 @@ const MR: usize = 8;
 
 /// The AVX512-BF16 kernel: 8 rows x 32 queries a micro-tile, each step broadcasting a row's
 /// pair of values against 16 queries' pairs.
-pub fn matrix_dpbf16(kb: usize, a: &[u16], b: &[u16], c: &mut [f32]) {
+pub fn matrix_dpbf16(kb: usize, a: OperandRef<'_>, b: OperandRef<'_>, c: &mut [f32]) {
     assert!(has_dpbf16(), "matrix_dpbf16: AVX512-BF16 is not available");
-    let (rows, queries) = check(kb, a, b, c);
+    let (rows, queries) = check(kb, a, b, c, false);
+    let (a, b) = (a.codes, b.codes);
     /// # Safety
     /// The CPU must support avx512f and avx512bf16; the operands must be as `check` proves.
     #[target_feature(enable = "avx512f,avx512bf16")]
     unsafe fn run(kb: usize, a: &[u16], b: &[u16], c: &mut [f32], rows: usize, queries: usize) {
-        let step = kb * BLOCK_VALUES;
+        let step = kb * BLOCK_WORDS;
         for r0 in (0..rows).step_by(MR) {
             let (g, r) = (r0 / 16, r0 % 16);
             for j in (0..queries / 16).step_by(2) {
                 let mut acc = [[_mm512_setzero_ps(); 2]; MR];
                 for k in 0..kb {
-                    let pa = a.as_ptr().add(g * step + k * BLOCK_VALUES + r * KBLOCK);
-                    let pb = b.as_ptr().add(j * step + k * BLOCK_VALUES);
+                    let pa = a.as_ptr().add(g * step + k * BLOCK_WORDS + r * KBLOCK);
+                    let pb = b.as_ptr().add(j * step + k * BLOCK_WORDS);
                     for p in 0..KBLOCK / 2 {
                         let q0: __m512bh =
                             std::mem::transmute(_mm512_loadu_si512(pb.add(p * KBLOCK).cast()));
@@ -211,19 +201,11 @@ pub fn pack_rows_bf16(
     x: Vectors<'_>,
     dim: usize,
     padded: usize,
-    out: &mut Vec<u16>,
+    out: &mut Operand,
     norms2: &mut Vec<f32>,
-) {
+) -> f64 {
     assert!(has_dpbf16(), "pack_rows_bf16: AVX512-BF16 is not available");
-    let n = x.len() / dim.max(1);
-    assert!(
-        n <= padded,
-        "pack_rows_bf16: more rows than the operand holds"
-    );
-    let kb = kblocks(dim);
-    out.clear();
-    out.resize(operand_len(padded, kb), 0);
-    norms2.clear();
+    let (_, kb) = start_pack(x, (dim, KBLOCK), padded, false, out, norms2);
     /// Widens 16 values at `p` (f16 or f32) to f32.
     ///
     /// # Safety
@@ -253,7 +235,7 @@ pub fn pack_rows_bf16(
             let mut acc = _mm512_setzero_ps();
             let mut tail = 0.0f32;
             for k in 0..kb {
-                let at = (g * kb + k) * BLOCK_VALUES + r * KBLOCK;
+                let at = (g * kb + k) * BLOCK_WORDS + r * KBLOCK;
                 let c0 = k * KBLOCK;
                 if c0 + KBLOCK <= dim {
                     let lo = load(row.as_ptr().add(c0));
@@ -277,8 +259,9 @@ pub fn pack_rows_bf16(
     // covers every row i < n <= padded, and each full k-block reads 32 values of a row of dim.
     unsafe {
         match x {
-            Vectors::F16(v) => rows::<f16>(v, dim, kb, out, norms2),
-            Vectors::F32(v) => rows::<f32>(v, dim, kb, out, norms2),
+            Vectors::F16(v) => rows::<f16>(v, dim, kb, &mut out.codes, norms2),
+            Vectors::F32(v) => rows::<f32>(v, dim, kb, &mut out.codes, norms2),
         }
     }
+    RHO
 }

@@ -68,12 +68,12 @@ pub unsafe fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
 }
 
 mod fastscan;
+mod int8;
 mod matrix;
 mod scan;
 pub use fastscan::{sum_lut16_avx2, sum_lut16_avx512};
-pub use matrix::{
-    dpbf16_outruns_fma, has_amx, has_dpbf16, matrix_amx, matrix_dpbf16, pack_rows_bf16,
-};
+pub use int8::{has_vnni, matrix_vnni, pack_rows_int8};
+pub use matrix::{has_amx, has_dpbf16, matrix_amx, matrix_dpbf16, pack_rows_bf16};
 pub use scan::{
     dot_i8_i16_rows, dot_i8_i16_rows_avx512, dot_panel_avx2, dot_panel_avx512, reaches_avx2,
     reaches_avx512, with_vnni,
