@@ -29,6 +29,7 @@
 //! needed. When many rows tie within the bound (duplicates), the kept rows are re-scored early
 //! and the list stays short; the work is the same, the memory bounded.
 
+use super::space::prefetch;
 use crate::format::Metric;
 use crate::store::Vectors;
 use half::slice::HalfFloatSliceExt;
@@ -37,6 +38,9 @@ use std::cmp::Ordering;
 /// Rows a query keeps before its list is pruned (and, if still long, re-scored early): this
 /// many, or 4 k for a larger k (a pruned list always holds at least k rows).
 const KEEP_MAX: usize = 1024;
+
+/// Kept rows ahead of the one re-scored whose loads are under way.
+const SETTLE_AHEAD: usize = 4;
 
 /// A row and its exact (f64) similarity, ordered best first (higher similarity, then lower id).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -318,10 +322,19 @@ impl Collector {
     /// Re-scores the kept rows exactly now (they tie within the bound, so the work is due
     /// anyway), which keeps the list short.
     pub fn settle(&mut self, query: &Query, metric: Metric, rows: &dyn Rows) {
-        for c in self.kept.drain(..) {
+        // The kept rows lie anywhere in the corpus: each starts loading a few rows before it
+        // is scored, so that the misses overlap.
+        let load = |c: &Kept| match rows.row(c.id) {
+            Vectors::F16(v) => prefetch(v.as_ptr(), 2 * v.len()),
+            Vectors::F32(v) => prefetch(v.as_ptr(), 4 * v.len()),
+        };
+        self.kept.iter().take(SETTLE_AHEAD).for_each(load);
+        for (i, c) in self.kept.iter().enumerate() {
+            self.kept.get(i + SETTLE_AHEAD).map(load);
             let sim = query.similarity(metric, rows.row(c.id));
             self.exact.push(Exact { sim, id: c.id });
         }
+        self.kept.clear();
         if self.exact.len() > self.k {
             self.exact.select_nth_unstable(self.k - 1);
             self.exact.truncate(self.k);
