@@ -343,16 +343,6 @@ pub fn scalar_matrix_kernels() -> [&'static MatrixKernel; 2] {
     [&BF16, &INT8]
 }
 
-/// The portable kernel of `format` (`bf16` or `int8`).
-pub fn scalar_matrix_kernel(format: &str) -> &'static MatrixKernel {
-    let [bf16, int8] = scalar_matrix_kernels();
-    if format == int8.format {
-        int8
-    } else {
-        bf16
-    }
-}
-
 /// The AMX kernel, when the CPU and OS allow tiles.
 fn amx() -> Option<&'static MatrixKernel> {
     #[cfg(target_arch = "x86_64")]
@@ -502,7 +492,7 @@ mod tests {
             let q: Vec<f32> = crate::synth::gaussian_matrix(queries, dim, seed + 1);
             let (rp, qp) = (rows.div_ceil(operand::BLOCK) * operand::BLOCK, queries.div_ceil(operand::BLOCK) * operand::BLOCK);
             for k in available_matrix_kernels() {
-                let s = scalar_matrix_kernel(k.format);
+                let s = scalar_matrix_kernels().into_iter().find(|s| s.format == k.format).unwrap();
                 let kb = s.kblocks(dim);
                 let mut b = Operand::default();
                 (s.pack_queries)(&q, dim, qp, &mut b);
@@ -533,7 +523,7 @@ mod tests {
         fn int8_codes_recover_the_vectors_within_their_scale(dim in 1usize..200, seed in 0u64..1000, scale in -30i32..30) {
             let mut x = crate::synth::gaussian_matrix(2, dim, seed);
             x.iter_mut().for_each(|v| *v *= 2f32.powi(scale));
-            let s = scalar_matrix_kernel("int8");
+            let [_, s] = scalar_matrix_kernels();
             let (mut a, mut n2) = (Operand::default(), Vec::new());
             let rho = (s.pack)(Vectors::F32(&x), dim, operand::BLOCK, &mut a, &mut n2);
             let mut b = Operand::default();
