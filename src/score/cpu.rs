@@ -119,6 +119,8 @@ struct Workspace {
     row: Vec<f32>,
     /// The tile's rows as the matrix kernel's operand.
     packed: Operand,
+    /// Per row of the tile: a bound on its rounding to the kernel's format, and on its norm.
+    row_bounds: Vec<(f64, f64)>,
     /// Per query of a chunk: the error bound and the score a row must reach.
     deltas: Vec<f32>,
     thresholds: Vec<f32>,
@@ -357,6 +359,14 @@ impl<'a> CpuScorer<'a> {
         let x = seg.vectors.rows(tile.rows.clone(), d);
         let rho = (matrix.pack)(x, d, padded, &mut ws.packed, &mut ws.row_norms2);
         let m = exact::max_norm(&ws.row_norms2, d);
+        // The filter compares with the tile's bound; a row offered gets its own.
+        let errors = &ws.packed.errors;
+        ws.row_bounds.clear();
+        ws.row_bounds
+            .extend(ws.row_norms2.iter().enumerate().map(|(r, &n2)| {
+                let norm = exact::max_norm(&[n2], d);
+                (errors.get(r).map_or(rho * norm, |&e| f64::from(e)), norm)
+            }));
         let kb = matrix.kblocks(d);
         let first = (seg.first + tile.rows.start) as u32;
         let count = batch.range.len();
@@ -404,9 +414,11 @@ impl<'a> CpuScorer<'a> {
                     while hits != 0 {
                         let j = g + hits.trailing_zeros() as usize;
                         hits &= hits - 1;
-                        let (list, delta) = (&mut lists[c0 + j], ws.deltas[j]);
-                        self.offer(list, &batch.bounds[c0 + j], row[j], delta, first + r as u32);
-                        ws.thresholds[j] = list.threshold() - delta;
+                        let (list, bound) = (&mut lists[c0 + j], &batch.bounds[c0 + j]);
+                        let (err, norm) = ws.row_bounds[r];
+                        let own = bound.delta_row(self.metric, err, norm);
+                        self.offer(list, bound, row[j], own, first + r as u32);
+                        ws.thresholds[j] = list.threshold() - ws.deltas[j];
                     }
                 }
             }

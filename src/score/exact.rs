@@ -20,7 +20,9 @@
 //! kernel's similarity is `2a - |x|^2 - |qp|^2` from f32 norms (`qp` the prepared f32 query), so
 //! `delta = 2D + 2g (|qp| + M)^2 + ep (2|qp| + ep)` with `ep = |q* - qp|`; for cos and ip
 //! `delta = D`. (A kernel that sums `(qp_i - x_i)^2` directly, as the few-query path does, is
-//! within the same `delta`.)
+//! within the same `delta`.) The bound holds row by row with the row's own norm bound for `M`
+//! and its own rounding bound for `rho M` ([`Query::delta_row`]): the matrix path filters a tile
+//! with the tile's `delta` and keeps each row it offers by the row's.
 //!
 //! The proof. Each query keeps `L`, a lower bound on the k-th best exact similarity: the k-th
 //! best of the lower bounds `a - delta` seen, raised by the exact scores of rows already
@@ -141,10 +143,17 @@ impl Query {
 
     /// `delta` of the module docs for rows of norm at most `m`, rounded up to an f32.
     pub fn delta(&self, metric: Metric, rho: f64, m: f64) -> f32 {
+        self.delta_row(metric, rho * m, m)
+    }
+
+    /// `delta` for one row of norm at most `m` whose rounding to the kernel's format is at
+    /// most `err` in norm (`rho M` of the module docs, for this row alone), rounded up to an
+    /// f32.
+    pub fn delta_row(&self, metric: Metric, err: f64, m: f64) -> f32 {
         let d = self.exact.len() as f64;
         let g = (d + 8.0) * 2f64.powi(-22);
         let t = d * 2f64.powi(-120) * (1.0 + m + self.nk);
-        let dot = self.e * m + self.nk * rho * m + g * self.nk * m * (1.0 + rho) + t;
+        let dot = self.e * m + self.nk * err + g * self.nk * (m + err) + t;
         let delta = match metric {
             Metric::L2 => {
                 2.0 * dot + 2.0 * g * (self.np + m).powi(2) + self.ep * (2.0 * self.np + self.ep)
@@ -429,10 +438,16 @@ mod tests {
                                 Metric::L2 => (l2(dot), l2(mdot)),
                                 _ => (dot, mdot),
                             };
-                            for (what, a, bound, rho) in
-                                [("f32", fa, &f32_bound, 0.0), (m.isa, ma, &m_bound, rho)]
-                            {
-                                let delta = f64::from(bound.delta(metric, rho, bound_m));
+                            // Each row's own bound, as offers take it, and the tile's.
+                            let norm = max_norm(&norms2[r..=r], dim);
+                            let own = a.errors.get(r).map_or(rho * norm, |&e| f64::from(e));
+                            let own = m_bound.delta_row(metric, own, norm);
+                            for (what, a, delta) in [
+                                ("f32", fa, f32_bound.delta(metric, 0.0, bound_m)),
+                                (m.isa, ma, m_bound.delta(metric, rho, bound_m)),
+                                ("row", ma, own),
+                            ] {
+                                let delta = f64::from(delta);
                                 let err = (f64::from(a) - exact).abs();
                                 assert!(
                                     err <= delta,

@@ -88,9 +88,22 @@ pub fn pack_rows(
         }
         out.scales[i] = s;
         out.sums[i] = sum;
+        out.errors[i] = error_norm(err2);
         worst = worst.max(err2);
     }
     rho(worst, norms2)
+}
+
+/// An upper bound in f32 on the norm of a row's coding error from its f64 sum of squares
+/// (within `dim 2^-53` of the exact one).
+pub fn error_norm(err2: f64) -> f32 {
+    let e = (err2 * (1.0 + 1e-9)).sqrt() * (1.0 + 1e-9);
+    let f = e as f32;
+    if f64::from(f) < e {
+        f.next_up()
+    } else {
+        f
+    }
 }
 
 /// `rho` from the largest squared error norm of the rows and their f32 sums of squares: an

@@ -507,6 +507,9 @@ mod tests {
                     prop_assert_eq!(&ka.scales, &a.scales, "{} scales differently", k.isa);
                     prop_assert_eq!(&ka.sums, &a.sums, "{} sums differently", k.isa);
                     prop_assert!((krho - rho).abs() <= 1e-6 * rho, "{}: rho {krho} vs {rho}", k.isa);
+                    for (g, w) in ka.errors.iter().zip(&a.errors) {
+                        prop_assert!((g - w).abs() <= 1e-6 * w, "{}: row error {g} vs {w}", k.isa);
+                    }
                     for (g, w) in kn2.iter().zip(&n2) {
                         prop_assert!((g - w).abs() <= 1e-5 * w.max(1.0), "{}: norm {g} vs {w}", k.isa);
                     }
@@ -539,7 +542,7 @@ mod tests {
                     assert!(e.abs() <= sc / 2.0 * (1.0 + 1e-6), "{v} coded as {k}");
                     e * e
                 }).sum();
-                prop_assert!(err2.sqrt() <= rho * m * (1.0 + 1e-9) + 1e-300);
+                prop_assert!(err2.sqrt() <= f64::from(a.errors[r]) && err2.sqrt() <= rho * m * (1.0 + 1e-9) + 1e-300);
             }
         }
 

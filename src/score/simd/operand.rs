@@ -25,6 +25,9 @@ pub struct Operand {
     pub scales: Vec<f32>,
     /// Per vector: the sum of its codes (int8 rows; empty otherwise).
     pub sums: Vec<i32>,
+    /// Per vector: an upper bound on the norm of its coding error `|x - s c|` (int8 rows;
+    /// empty otherwise), for the error bound of each row.
+    pub errors: Vec<f32>,
 }
 
 /// Whole blocks of an [`Operand`], as a kernel reads them.
@@ -49,6 +52,8 @@ impl Operand {
         self.scales.resize(per_vector, 0.0);
         self.sums.clear();
         self.sums.resize(per_vector, 0);
+        self.errors.clear();
+        self.errors.resize(per_vector, 0.0);
     }
 
     /// The operand's vectors `v` (whole blocks of 16) over `kb` k-blocks.

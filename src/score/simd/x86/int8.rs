@@ -163,9 +163,11 @@ pub fn pack_rows_int8(
                     _mm512_cvtepi32_epi8(code),
                 );
             }
+            let err2 = _mm512_reduce_add_pd(err2);
             out.scales[i] = s;
             out.sums[i] = _mm512_reduce_add_epi32(sum);
-            worst = worst.max(_mm512_reduce_add_pd(err2));
+            out.errors[i] = int8::error_norm(err2);
+            worst = worst.max(err2);
         }
         int8::rho(worst, norms2)
     }
