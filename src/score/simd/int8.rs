@@ -66,7 +66,6 @@ pub fn pack_rows(
 ) -> f64 {
     let (n, kb) = start_pack(x, (dim, KBLOCK), padded, true, out, norms2);
     let mut wide = vec![0.0f32; dim];
-    let mut worst = 0.0f64;
     let codes = bytes_mut(&mut out.codes);
     for i in 0..n {
         let row: &[f32] = match x {
@@ -89,9 +88,8 @@ pub fn pack_rows(
         out.scales[i] = s;
         out.sums[i] = sum;
         out.errors[i] = error_norm(err2);
-        worst = worst.max(err2);
     }
-    rho(worst, norms2)
+    rho(&out.errors, norms2)
 }
 
 /// An upper bound in f32 on the norm of a row's coding error from its f64 sum of squares
@@ -106,14 +104,15 @@ pub fn error_norm(err2: f64) -> f32 {
     }
 }
 
-/// `rho` from the largest squared error norm of the rows and their f32 sums of squares: an
-/// upper bound on `E / sqrt(max norms2)` (the f64 sums of squares are within `dim 2^-53`).
-pub fn rho(worst_err2: f64, norms2: &[f32]) -> f64 {
+/// `rho` from the rows' error norm bounds and their f32 sums of squares: `E / sqrt(max norms2)`
+/// rounded up, so that `rho M >= E` for any `M >= sqrt(max norms2)`.
+pub fn rho(errors: &[f32], norms2: &[f32]) -> f64 {
+    let e = f64::from(errors.iter().fold(0.0f32, |a, &b| a.max(b)));
     let max2 = f64::from(norms2.iter().fold(0.0f32, |a, &b| a.max(b)));
-    if worst_err2 == 0.0 || max2 == 0.0 {
+    if e == 0.0 || max2 == 0.0 {
         return 0.0;
     }
-    (worst_err2 * (1.0 + 1e-9) / max2).sqrt() * (1.0 + 1e-9)
+    e / max2.sqrt() * (1.0 + 1e-9)
 }
 
 /// Packs queries `q` (`[n, dim]` f32) as the query operand of `padded` queries (a multiple of

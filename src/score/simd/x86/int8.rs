@@ -105,7 +105,6 @@ pub fn pack_rows_int8(
         // A row widened to f32, zero-padded to whole steps of 16 (zeros code to 0, error 0).
         let mut wide = vec![0.0f32; dim.next_multiple_of(16)];
         let codes = bytemuck::cast_slice_mut::<u16, u8>(&mut out.codes);
-        let mut worst = 0.0f64;
         for i in 0..x.len() / dim {
             match x {
                 Vectors::F16(v) => {
@@ -167,9 +166,8 @@ pub fn pack_rows_int8(
             out.scales[i] = s;
             out.sums[i] = _mm512_reduce_add_epi32(sum);
             out.errors[i] = int8::error_norm(err2);
-            worst = worst.max(err2);
         }
-        int8::rho(worst, norms2)
+        int8::rho(&out.errors, norms2)
     }
     // SAFETY: has_vnni() checked avx512f and avx512bw; out holds operand_len(padded, kb) words
     // with a scale and sum per padded row, covering every row i < n <= padded, and each step of
