@@ -222,19 +222,20 @@ pub fn shard_dir(dir: &Path, force: bool) -> Result<PathBuf> {
             dir.display()
         )));
     }
-    let staging = dir.join(STAGING);
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).at(&staging)?;
-    }
-    if !corpus_file(dir).exists() {
-        std::fs::create_dir_all(dir).at(dir)?;
-        return Ok(dir.to_path_buf());
-    }
-    if !force {
+    let has_corpus = corpus_file(dir).exists();
+    if has_corpus && !force {
         return Err(Error::invalid(format!(
             "{}: output exists (replacing it needs the force option)",
             dir.display()
         )));
+    }
+    let staging = dir.join(STAGING);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).at(&staging)?;
+    }
+    if !has_corpus {
+        std::fs::create_dir_all(dir).at(dir)?;
+        return Ok(dir.to_path_buf());
     }
     std::fs::create_dir(&staging).at(&staging)?;
     Ok(staging)
