@@ -160,8 +160,8 @@ class Selection:
         """Write the manifest as ``ptsel select --out`` does."""
 
 def set_kernel(kernel: str) -> str:
-    """Make ``kernel`` ("auto", "f32", "bf16", "amx", "int8") the unit exact scoring multiplies on; returns
-    the products now in use. Every kernel gives the same exact top-k."""
+    """Make ``kernel`` ("auto", "f32", "bf16", "amx", "int8") the unit exact scoring multiplies on;
+    returns the products now in use. Every kernel gives the same exact top-k."""
 
 def open(path: _Path) -> Index:
     """Open an index file or corpus folder (FileNotFoundError, CorruptIndexError)."""

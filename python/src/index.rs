@@ -40,10 +40,11 @@ pub fn open(py: Python<'_>, path: PathBuf) -> PyResult<PyIndex> {
     Ok(PyIndex { engine })
 }
 
-/// Make `kernel` ("auto", "f32", "bf16", "amx" or "int8") the unit exact scoring multiplies on in this
-/// process, and return the name of the products it now runs on. Every kernel gives the same
-/// exact top-k (bf16 products only propose rows, which are re-scored in float64); forcing one is
-/// for benchmarks. Raises ValueError for an unknown name and RuntimeError when this CPU lacks it.
+/// Make `kernel` ("auto", "f32", "bf16", "amx" or "int8") the unit exact scoring multiplies on
+/// in this process, and return the name of the products it now runs on. Every kernel gives the
+/// same exact top-k (bf16 and int8 products only propose rows, which are re-scored in float64);
+/// forcing one is for benchmarks. Raises ValueError for an unknown name and RuntimeError when
+/// this CPU lacks it.
 #[pyfunction]
 pub fn set_kernel(kernel: &str) -> PyResult<String> {
     let k: ptsel::score::simd::Kernel = kernel.parse().or_raise()?;

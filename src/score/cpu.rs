@@ -2,10 +2,10 @@
 //!
 //! The products run on the fastest unit the CPU has ([`simd::Kernel`]): AMX tiles or
 //! AVX512-BF16 multiply bf16-rounded rows and queries (`score::simd::bf16`), AVX512-VNNI their
-//! int8 codes (`score::simd::int8`), else the f32 micro-kernel below. Either way the scores only propose rows: each query's
-//! [`exact::Collector`] keeps every row that a proven error bound cannot rule out and re-scores
-//! those in f64, so the top-k is that of float64 arithmetic on the stored vectors whichever
-//! kernel ran (`score::exact` states the bound).
+//! int8 codes (`score::simd::int8`), else the f32 micro-kernel below. Either way the scores
+//! only propose rows: each query's [`exact::Collector`] keeps every row that a proven error
+//! bound cannot rule out and re-scores those in f64, so the top-k is that of float64 arithmetic
+//! on the stored vectors whichever kernel ran (`score::exact` states the bound).
 //!
 //! A batch is scored tile by tile: a tile of corpus rows is widened to f32 once and packed into
 //! panels of `nr` rows stored dimension-major, then every query block sweeps it through the

@@ -4,8 +4,8 @@
 //!
 //! The bound. Let `q*` be the exact query in f64 (the raw query; for cos, divided by its f64
 //! norm) and `qk` the query the kernel multiplies (the prepared f32 query, its bf16 rounding,
-//! or its int8 codes times their scale). For a stored row `x` with `|x| <= M` (the largest row norm of the tile scored) the
-//! kernel's f32 inner product `a` satisfies
+//! or its int8 codes times their scale). For a stored row `x` with `|x| <= M` (the largest row
+//! norm of the tile scored) the kernel's f32 inner product `a` satisfies
 //!
 //! `|a - q*.x| <= D = e M + |qk| rho M + g |qk| M (1 + rho) + t`
 //!
@@ -15,8 +15,9 @@
 //! tile's rows over `M`, so that `rho M` bounds every row's), `g = (d + 8) 2^-22` covers the f32
 //! accumulation of `d` products (`d 2^-24 sum|qk_i x_i|`, Cauchy-Schwarz, with a factor of 4 to
 //! spare for fused and pairwise adds and the rounding of `a +- delta` below; int8's exact
-//! integer sum and its three roundings by the scales are within it), and `t = d 2^-120 (1 + M + |qk|)`
-//! covers the flushing of subnormal bf16 inputs and outputs by the matrix units. For l2 the
+//! integer sum and its three roundings by the scales are within it), and
+//! `t = d 2^-120 (1 + M + |qk|)` covers the flushing of subnormal bf16 inputs and outputs by the
+//! matrix units. For l2 the
 //! kernel's similarity is `2a - |x|^2 - |qp|^2` from f32 norms (`qp` the prepared f32 query), so
 //! `delta = 2D + 2g (|qp| + M)^2 + ep (2|qp| + ep)` with `ep = |q* - qp|`; for cos and ip
 //! `delta = D`. (A kernel that sums `(qp_i - x_i)^2` directly, as the few-query path does, is
